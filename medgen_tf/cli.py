@@ -1,0 +1,107 @@
+"""The ``medgen-tf`` command line: argument parsing and error printing only.
+
+Every subcommand calls one function of the package; bad input surfaces as a
+``DataError`` whose one-line message is printed, with a non-zero exit and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medgen_tf.errors import DataError
+
+GAN_MODELS = ("dcgan", "cgan", "wgan-gp")
+MODELS = GAN_MODELS + ("vae", "cyclegan")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medgen-tf", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="inspect datasets").add_subparsers(
+        dest="data_command", required=True
+    )
+    preview = data.add_parser("preview", help="write a labelled grid of a dataset")
+    preview.add_argument("--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR")
+    preview.add_argument("--out", default="data_preview.png")
+    preview.add_argument("--image-size", type=int, default=64)
+
+    train = commands.add_parser("train", help="train a model and write a run folder")
+    train.add_argument("model", choices=MODELS)
+    train.add_argument("--data", default="brain", help="data spec (GANs, VAE)")
+    train.add_argument("--data-a", default="brain:t1", help="domain A spec (CycleGAN)")
+    train.add_argument("--data-b", default="brain:t2", help="domain B spec (CycleGAN)")
+    train.add_argument("--image-size", type=int, default=64)
+    train.add_argument("--epochs", dest="num_epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--latent-dim", type=int, default=None)
+    train.add_argument("--out", dest="run_dir", required=True, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy")
+    train.add_argument("--strategy", choices=("default", "mirrored"), default="default")
+    train.add_argument("--seed", type=int, default=0)
+
+    sample = commands.add_parser("sample", help="draw samples from a trained run")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("--seed", type=int, default=0)
+
+    translate = commands.add_parser("translate", help="translate images with a CycleGAN run")
+    translate.add_argument("run_dir")
+    translate.add_argument("--input", required=True, help="NIfTI file, folder or data spec")
+    translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
+    translate.add_argument("--out", required=True, help="output folder")
+
+    demo = commands.add_parser("demo", help="quick tour: data preview and a short GAN run")
+    demo.add_argument("--out", default="outputs/demo")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    # Imports are deferred so `medgen-tf --help` answers without loading TensorFlow.
+    if args.command == "data":
+        from medgen_tf.data import preview_grid
+
+        path = preview_grid(args.data, args.out, image_size=args.image_size)
+        print(f"wrote {path}")
+    elif args.command == "train":
+        from medgen_tf import recipes
+
+        options = {key: value for key, value in vars(args).items() if key not in ("command",)}
+        run_dir = recipes.train(**options)
+        print(f"run folder: {run_dir}")
+    elif args.command == "sample":
+        from medgen_tf import recipes
+
+        path = recipes.sample(args.run_dir, num_samples=args.n, out=args.out, seed=args.seed)
+        print(f"wrote {path}")
+    elif args.command == "translate":
+        from medgen_tf import recipes
+
+        paths = recipes.translate(args.run_dir, args.input, direction=args.direction, out_dir=args.out)
+        for path in paths:
+            print(f"wrote {path}")
+    elif args.command == "demo":
+        from medgen_tf import recipes
+
+        for path in recipes.demo(args.out):
+            print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except DataError as error:
+        print(f"medgen-tf: error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"medgen-tf: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Package-wide settings, read in one place.
+
+``QUICK`` is the course's single speed switch: ``MEDGEN_QUICK=1`` (set by ``make test``)
+shrinks every notebook and demo to a smoke run. Notebooks write, for example,
+``num_epochs = 1 if QUICK else 30``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+QUICK: bool = _env_flag("MEDGEN_QUICK")
+
+#: Default seed for data generation, weight initialisation and sampling.
+SEED: int = 0
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+def data_dir() -> Path:
+    """Folder holding the embedded MNI template files (``MEDGEN_DATA_DIR`` overrides)."""
+    return Path(os.environ.get("MEDGEN_DATA_DIR", REPO_DIR / "data"))
+
+
+def cache_dir() -> Path:
+    """Folder for derived data such as the synthetic cohort (``MEDGEN_CACHE_DIR`` overrides)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medgen_tf"
+    return Path(os.environ.get("MEDGEN_CACHE_DIR", default))

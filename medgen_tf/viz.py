@@ -1,0 +1,112 @@
+"""Figures: image grids, side-by-side comparisons and training curves.
+
+Everything here takes numpy arrays and writes PNGs with matplotlib's non-interactive
+backend when asked to save, so it works on a headless CI machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# No backend is forced: matplotlib falls back to Agg on a machine without a display,
+# and notebooks keep their inline backend.
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def to_display(images, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Map images to [0, 1] for display; ``value_range`` defaults to (-1, 1) if any value < 0."""
+    images = np.asarray(images, dtype=np.float32)
+    if value_range is None:
+        value_range = (-1.0, 1.0) if images.min() < 0 else (0.0, 1.0)
+    low, high = value_range
+    return np.clip((images - low) / (high - low), 0.0, 1.0)
+
+
+def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1) -> np.ndarray:
+    """Tile (n, h, w[, 1]) images into one 2-D array in [0, 1], row by row."""
+    images = to_display(images, value_range)
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim != 3:
+        raise ValueError(f"image_grid expects (n, h, w) or (n, h, w, 1) images, got {images.shape}")
+    count, height, width = images.shape
+    num_columns = max(1, min(num_columns, count))
+    num_rows = -(-count // num_columns)
+    grid = np.ones(
+        (num_rows * (height + padding) - padding, num_columns * (width + padding) - padding),
+        dtype=np.float32,
+    )
+    for index, image in enumerate(images):
+        row, column = divmod(index, num_columns)
+        top, left = row * (height + padding), column * (width + padding)
+        grid[top : top + height, left : left + width] = image
+    return grid
+
+
+def save_image_grid(images, path, num_columns: int = 8, title: str | None = None, value_range=None):
+    """Save a grid of images as a PNG (grey colormap, no axes) and return its path."""
+    grid = image_grid(images, num_columns=num_columns, value_range=value_range)
+    scale = 6.0 / max(grid.shape)
+    figure, axis = plt.subplots(figsize=(grid.shape[1] * scale + 0.2, grid.shape[0] * scale + 0.5))
+    axis.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.set_axis_off()
+    if title:
+        axis.set_title(title)
+    return _save(figure, path)
+
+
+def compare_rows(rows: Mapping[str, np.ndarray], path=None, title: str | None = None, value_range=None):
+    """One labelled row per entry (e.g. input / translation / ground truth), columns aligned.
+
+    Returns the matplotlib figure; also saves it when ``path`` is given.
+    """
+    labels = list(rows)
+    num_columns = max(len(np.asarray(rows[label])) for label in labels)
+    figure, axes = plt.subplots(
+        len(labels), num_columns, figsize=(1.3 * num_columns + 1.0, 1.4 * len(labels)), squeeze=False
+    )
+    for row_index, label in enumerate(labels):
+        images = to_display(rows[label], value_range)
+        for column in range(num_columns):
+            axis = axes[row_index, column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(False)
+            if column < len(images):
+                axis.imshow(np.squeeze(images[column]), cmap="gray", vmin=0.0, vmax=1.0)
+        axes[row_index, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    if path is not None:
+        _save(figure, path, close=False)
+    return figure
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path=None, title: str = "Training curves"):
+    """Plot each metric of a Keras-style history dict against the epoch; save when ``path``."""
+    keys = [key for key, values in history.items() if len(values) > 0]
+    figure, axes = plt.subplots(1, len(keys) or 1, figsize=(3.2 * max(len(keys), 1), 2.8), squeeze=False)
+    for axis, key in zip(axes[0], keys):
+        values = history[key]
+        axis.plot(range(1, len(values) + 1), values, marker="o" if len(values) < 20 else None)
+        axis.set_title(key)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    if path is not None:
+        _save(figure, path, close=False)
+    return figure
+
+
+def _save(figure, path, close: bool = True) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    if close:
+        plt.close(figure)
+    return path

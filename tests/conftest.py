@@ -1,0 +1,16 @@
+"""Shared test setup: quick mode, a private data cache, quiet TensorFlow."""
+
+import os
+
+os.environ.setdefault("MEDGEN_QUICK", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own cohort cache so tests never touch ~/.cache."""
+    cache = tmp_path_factory.getbasetemp() / "medgen_cache"
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(cache))
