@@ -1,0 +1,256 @@
+"""MedMNIST: the official ``.npz`` layout, checked downloads, licences; and the tfds path.
+
+A MedMNIST file holds ``{train,val,test}_images`` (uint8, (n, s, s) grey or (n, s, s, 3) RGB,
+s in 28/64/128/224) and ``{train,val,test}_labels`` (n, 1) or (n, k) for multi-label sets.
+Files come from the MedMNIST v3 Zenodo record 10519652; URLs and md5 sums are those of the
+``medmnist`` package (``medmnist/info.py``, MedMNIST/MedMNIST on GitHub). Files are opened
+with ``allow_pickle=False``: opening a downloaded file never runs code.
+
+Licences: every MedMNIST dataset is CC BY 4.0 except DermaMNIST, CC BY-NC 4.0
+(non-commercial). :func:`load_medmnist` prints the licence the first time a dataset is used.
+Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medgen_tf import config
+from medgen_tf.errors import DataError
+
+ZENODO = "https://zenodo.org/records/10519652/files"
+
+#: name -> (md5 per size, label names, licence). From medmnist/info.py (MedMNIST v3).
+DATASETS = {
+    "pneumoniamnist": (
+        {
+            28: "28209eda62fecd6e6a2d98b1501bb15f",
+            64: "8f4eceb4ccffa70c672198ea285246c6",
+            128: "05b46931834c231683c68f40c47b2971",
+            224: "d6a3c71de1b945ea11211b03746c1fe1",
+        },
+        ["normal", "pneumonia"],
+        "CC BY 4.0",
+    ),
+    "breastmnist": (
+        {
+            28: "750601b1f35ba3300ea97c75c52ff8f6",
+            64: "742edef2a1fd1524b2efff4bd7ba9364",
+            128: "363e4b3f8d712e9b5de15470a2aaadf1",
+            224: "b56378a6eefa9fed602bb16d192d4c8b",
+        },
+        ["malignant", "normal, benign"],
+        "CC BY 4.0",
+    ),
+    "organamnist": (
+        {
+            28: "68e3f8846a6bd62f0c9bf841c0d9eacc",
+            64: "2dcccc29b88e6da5a01161ef20cda288",
+            128: "eeae80d0a227a8d099027e1b3cfd3b60",
+            224: "50747347e05c87dd3aaf92c49f9f3170",
+        },
+        [
+            "bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
+            "liver", "lung-left", "lung-right", "pancreas", "spleen",
+        ],
+        "CC BY 4.0",
+    ),
+    "dermamnist": (
+        {
+            28: "0744692d530f8e62ec473284d019b0c7",
+            64: "b70a2f5635c6199aeaa28c31d7202e1f",
+            128: "2defd784463fa5243564e855ed717de1",
+            224: "8974907d8e169bef5f5b96bc506ae45d",
+        },
+        [
+            "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+            "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
+            "vascular lesions",
+        ],
+        "CC BY-NC 4.0",
+    ),
+}
+
+SIZES = (28, 64, 128, 224)
+SPLITS = ("train", "val", "test")
+
+#: Medical image datasets in the TFDS catalog (``tfds.list_builders()``, tensorflow-datasets
+#: 4.9); any other catalog name is passed to ``tfds.load`` as well.
+TFDS_MEDICAL = ("pneumonia_mnist", "patch_camelyon", "malaria", "diabetic_retinopathy_detection")
+TFDS_IMAGE_KEY = "image"
+TFDS_LABEL_KEY = "label"
+
+_licences_shown: set[str] = set()
+
+
+def file_name(name: str, size: int = 28) -> str:
+    """Official file name: ``pneumoniamnist.npz`` at 28 px, ``pneumoniamnist_64.npz`` above."""
+    return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
+
+
+def licence(name: str) -> str:
+    """The dataset's licence (CC BY 4.0, or CC BY-NC 4.0 for DermaMNIST)."""
+    return DATASETS[name][2] if name in DATASETS else "CC BY 4.0 (see medmnist.com)"
+
+
+def show_licence(name: str) -> None:
+    """Print the licence once per process, so users see the terms of what they train on."""
+    if name not in _licences_shown:
+        _licences_shown.add(name)
+        print(f"{name}: MedMNIST v3, licence {licence(name)}; cite Yang et al., Sci Data 2023.")
+
+
+def download(name: str, size: int = 28, cache_dir=None) -> Path:
+    """Fetch an official file once, md5-checked by ``keras.utils.get_file``; return its path."""
+    if name not in DATASETS:
+        raise DataError(f"medmnist:{name}: unknown dataset; known: {', '.join(sorted(DATASETS))}")
+    if size not in SIZES:
+        raise DataError(f"medmnist:{name}@{size}: size must be one of {SIZES}")
+    import keras
+
+    cache_dir = Path(cache_dir or config.cache_dir())
+    target = file_name(name, size)
+    try:
+        path = keras.utils.get_file(
+            fname=target,
+            origin=f"{ZENODO}/{target}?download=1",
+            file_hash=DATASETS[name][0][size],
+            hash_algorithm="md5",
+            cache_dir=str(cache_dir),
+            cache_subdir="medmnist",
+        )
+    except Exception as error:  # offline, HTTP error, or md5 mismatch
+        raise DataError(f"medmnist:{name}@{size}: download failed ({error})") from error
+    return Path(path)
+
+
+def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, s, s, c) uint8 and labels (n, k) from a MedMNIST-layout ``.npz``."""
+    path = Path(path)
+    if split not in SPLITS:
+        raise DataError(f"{path}: unknown split {split!r}; choose from {SPLITS}")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise DataError(f"{path}: not a readable .npz archive ({error})") from error
+    with archive:
+        missing = [key for key in (f"{split}_images", f"{split}_labels") if key not in archive]
+        if missing:
+            raise DataError(
+                f"{path}: missing key(s) {', '.join(missing)} (MedMNIST layout needs "
+                "{train,val,test}_{images,labels})"
+            )
+        try:
+            images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
+        except ValueError as error:  # object arrays would need pickle: refused
+            raise DataError(f"{path}: array needs pickle to load; refused ({error})") from error
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: {split}_images has shape {images.shape}, expected (n, s, s[, 3])")
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} images but {len(labels)} labels in split {split}")
+    return images, labels.reshape(len(labels), -1)
+
+
+def load_medmnist(
+    name_or_path,
+    split: str = "train",
+    size: int = 28,
+    image_size: int | None = None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+):
+    """A MedMNIST split as float32 images in ``value_range`` and integer labels.
+
+    Args:
+        name_or_path: a dataset name from :data:`DATASETS` (downloaded and md5-checked when
+            missing) or a local ``.npz`` file in the MedMNIST layout.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: official file size (28, 64, 128, 224) when downloading by name.
+        image_size: resize to this side (antialiased) when it differs from the file's.
+        value_range: output intensity range; uint8 0..255 maps linearly onto it.
+
+    Returns:
+        dict with ``images`` (n, s, s, c) float32, ``labels`` (n,) int32 (first column for
+        multi-label files), ``label_names`` and ``name``.
+    """
+    path = Path(str(name_or_path))
+    if path.suffix == ".npz":
+        name, label_names = path.stem, []
+    else:
+        name = str(name_or_path).lower()
+        if name not in DATASETS:
+            raise DataError(
+                f"medmnist:{name}: unknown dataset; known: {', '.join(sorted(DATASETS))} "
+                "(or give a .npz path)"
+            )
+        local = config.cache_dir() / "medmnist" / file_name(name, size)
+        path = local if local.exists() else download(name, size)
+        label_names = DATASETS[name][1]
+        show_licence(name)
+    images, labels = read_npz(path, split)
+    low, high = value_range
+    images = low + images.astype(np.float32) / 255.0 * (high - low)
+    if image_size is not None and image_size != images.shape[1]:
+        import tensorflow as tf
+
+        images = tf.image.resize(images, (image_size, image_size), antialias=True).numpy()
+    return {
+        "images": images.astype(np.float32),
+        "labels": labels[:, 0].astype(np.int32),
+        "label_names": list(label_names),
+        "name": name,
+    }
+
+
+def load_tfds(
+    name: str,
+    split: str = "train",
+    image_size: int = 64,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    data_dir=None,
+    max_examples: int | None = None,
+):
+    """Images and labels of a TFDS catalog image dataset (needs the ``tfds`` extra).
+
+    The dataset must have an ``image`` feature (uint8) and may have a ``label``.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise DataError(
+            f"tfds:{name}: tensorflow-datasets is not installed; pip install 'medgen-tf[tfds]'"
+        ) from error
+    import tensorflow as tf
+
+    try:
+        dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
+    except Exception as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"tfds:{name}: cannot load split {split!r} ({problem})") from error
+    if TFDS_IMAGE_KEY not in info.features:
+        raise DataError(f"tfds:{name}: no 'image' feature; not an image dataset")
+    if max_examples is not None:
+        dataset = dataset.take(max_examples)
+    images, labels = [], []
+    for example in dataset.as_numpy_iterator():
+        image = example[TFDS_IMAGE_KEY]
+        images.append(image if image.ndim == 3 else image[..., None])
+        labels.append(int(example.get(TFDS_LABEL_KEY, -1)))
+    if not images:
+        raise DataError(f"tfds:{name}: split {split!r} is empty")
+    low, high = value_range
+    batch = tf.image.resize(np.stack(images).astype(np.float32), (image_size, image_size),
+                            antialias=True).numpy()
+    label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
+    label_names = list(getattr(label_feature, "names", []) or [])
+    return {
+        "images": (low + batch / 255.0 * (high - low)).astype(np.float32),
+        "labels": np.array(labels, dtype=np.int32) if label_feature is not None else None,
+        "label_names": label_names,
+        "name": name,
+    }

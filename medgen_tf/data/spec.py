@@ -1,0 +1,177 @@
+"""One data-spec grammar for the CLI and the notebooks.
+
+=============================  ==============================================================
+spec                           meaning
+=============================  ==============================================================
+``brain``                      simulated cohort, T1w + T2w + PD slices pooled; label = contrast
+                               (0 t1, 1 t2, 2 pd)
+``brain:t1`` (``t2``, ``pd``)  one contrast; label = axial region tercile (0 inferior,
+                               1 middle, 2 superior)
+``nifti:PATH``                 a ``.nii``/``.nii.gz`` file or a folder of them; label = index
+                               of the source file (sorted names); the split is ignored
+``medmnist:NAME[@SIZE]``       an official MedMNIST dataset (downloaded, md5-checked), e.g.
+                               ``medmnist:pneumoniamnist@64``; NAME may instead be a local
+                               ``.npz`` path in the MedMNIST layout (``medmnist:data/x.npz``)
+``tfds:NAME``                  a TFDS catalog image dataset, e.g. ``tfds:pneumonia_mnist``
+                               (needs the ``tfds`` extra)
+=============================  ==============================================================
+
+Every loader returns ``dict(images=(n, s, s, c) float32 in value_range, labels=(n,) int32 or
+None, label_names=list[str], name=str)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medgen_tf.data import brain, medmnist, nifti
+from medgen_tf.errors import DataError
+
+CONTRAST_NAMES = {"t1": "T1w", "t2": "T2w", "pd": "PD"}
+REGION_NAMES = ["inferior", "middle", "superior"]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``"kind:argument"``; DataError for an unknown kind or a missing argument."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"data spec {spec!r}: empty; use brain[:t1|t2|pd], nifti:PATH, "
+                        "medmnist:NAME[@SIZE] or tfds:NAME")
+    kind, _, argument = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind not in ("brain", "nifti", "medmnist", "tfds"):
+        raise DataError(f"data spec {spec!r}: unknown kind {kind!r}; use brain[:t1|t2|pd], "
+                        "nifti:PATH, medmnist:NAME[@SIZE] or tfds:NAME")
+    if kind != "brain" and not argument:
+        raise DataError(f"data spec {spec!r}: {kind} needs an argument after the colon")
+    return kind, (argument or None)
+
+
+def load_spec(
+    spec: str,
+    image_size: int = 64,
+    split: str = "train",
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    seed: int = 0,
+) -> dict:
+    """Load the images named by a data spec (see the module docstring for the grammar).
+
+    Example:
+        >>> data = load_spec("brain:t2", image_size=32)  # doctest: +SKIP
+        >>> data["images"].shape, data["label_names"]  # doctest: +SKIP
+        ((1152, 32, 32, 1), ['inferior', 'middle', 'superior'])
+    """
+    kind, argument = parse_spec(spec)
+    if kind == "brain":
+        return _load_brain(spec, argument, image_size, split, value_range, seed)
+    if kind == "nifti":
+        images, sources = nifti.load_nifti_slices(
+            argument, image_size=image_size, value_range=value_range, return_sources=True
+        )
+        path = Path(argument)
+        names = [file.name for file in nifti.list_nifti_files(path)] if path.is_dir() else [path.name]
+        return {"images": images, "labels": sources, "label_names": names, "name": spec}
+    if kind == "medmnist":
+        name, _, size_text = argument.partition("@")
+        size = 28
+        if size_text:
+            if not size_text.isdigit() or int(size_text) not in medmnist.SIZES:
+                raise DataError(f"data spec {spec!r}: size must be one of {medmnist.SIZES}")
+            size = int(size_text)
+        data = medmnist.load_medmnist(
+            name, split=split, size=size, image_size=image_size, value_range=value_range
+        )
+        return {**data, "name": spec}
+    data = medmnist.load_tfds(argument, split=split, image_size=image_size, value_range=value_range)
+    return {**data, "name": spec}
+
+
+def _load_brain(spec, contrast, image_size, split, value_range, seed):
+    if contrast is None:
+        pairs = brain.brain_slices(
+            brain.CONTRASTS, split=split, image_size=image_size, seed=seed, value_range=value_range
+        )
+        images = np.concatenate([pairs[c] for c in brain.CONTRASTS], axis=0)
+        labels = np.repeat(
+            np.arange(len(brain.CONTRASTS), dtype=np.int32), [len(pairs[c]) for c in brain.CONTRASTS]
+        )
+        names = [CONTRAST_NAMES[c] for c in brain.CONTRASTS]
+        return {"images": images, "labels": labels, "label_names": names, "name": spec}
+    contrast = contrast.lower()
+    if contrast not in brain.CONTRASTS:
+        raise DataError(f"data spec {spec!r}: unknown contrast {contrast!r}; use t1, t2 or pd")
+    data = brain.brain_slices(
+        (contrast,), split=split, image_size=image_size, seed=seed, value_range=value_range,
+        return_labels=True,
+    )
+    # Terciles of the axial position: a 3-class label for conditional models.
+    labels = np.minimum((data["position"] * 3).astype(np.int32), 2)
+    return {"images": data[contrast], "labels": labels, "label_names": list(REGION_NAMES),
+            "name": spec}
+
+
+def load_domains(spec_a: str, spec_b: str, image_size: int = 64, split: str = "train",
+                 value_range=(-1.0, 1.0), seed: int = 0, paired: bool = False):
+    """Images of two domains (e.g. for CycleGAN); DataError if their image shapes differ.
+
+    With ``paired=True`` the domains must also hold the same number of images (row i of A
+    corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``).
+    """
+    domain_a = load_spec(spec_a, image_size, split, value_range, seed)
+    domain_b = load_spec(spec_b, image_size, split, value_range, seed)
+    shape_a, shape_b = domain_a["images"].shape, domain_b["images"].shape
+    if shape_a[1:] != shape_b[1:]:
+        raise DataError(f"domains {spec_a!r} and {spec_b!r}: image shapes differ "
+                        f"({shape_a[1:]} vs {shape_b[1:]}); use the same channels and size")
+    if paired and shape_a[0] != shape_b[0]:
+        raise DataError(f"domains {spec_a!r} and {spec_b!r}: {shape_a[0]} vs {shape_b[0]} "
+                        "images; paired domains need the same count")
+    return domain_a, domain_b
+
+
+def preview_grid(spec: str, out_path, image_size: int = 64, num_columns: int = 6) -> Path:
+    """Write a labelled grid of a dataset as a PNG and return its path.
+
+    For ``brain``: one row per contrast (T1w real template, T2w and PD simulated), one column
+    per subject, all at the subject's middle slice, so the shared anatomy is visible. For
+    other specs: one row per label (up to 6), else a single row.
+    """
+    import matplotlib.pyplot as plt
+
+    from medgen_tf.viz import compare_rows
+
+    kind, argument = parse_spec(spec)
+    if kind == "brain" and argument is None:
+        data = brain.brain_slices(brain.CONTRASTS, split="train", image_size=image_size,
+                                  return_labels=True)
+        # One slice per subject, just above the ventricles, where all three tissues show.
+        distance = np.abs(data["position"] - 0.6)
+        picks = np.array([
+            np.flatnonzero(data["subject"] == subject)[np.argmin(distance[data["subject"] == subject])]
+            for subject in np.unique(data["subject"])[:num_columns]
+        ])
+        rows = {
+            "T1w (real template)": data["t1"][picks],
+            "T2w (sim.)": data["t2"][picks],
+            "PD (sim.)": data["pd"][picks],
+        }
+        title = f"brain cohort: subjects {', '.join(str(s) for s in data['subject'][picks])}"
+    else:
+        data = load_spec(spec, image_size=image_size)
+        images, labels = data["images"], data["labels"]
+        rng = np.random.default_rng(0)
+        rows = {}
+        if labels is not None and len(np.unique(labels)) > 1:
+            for label in np.unique(labels)[:6]:
+                members = np.flatnonzero(labels == label)
+                chosen = np.sort(rng.choice(members, min(num_columns, len(members)), replace=False))
+                names = data["label_names"]
+                rows[names[label] if 0 <= label < len(names) else str(label)] = images[chosen]
+        else:
+            chosen = np.sort(rng.choice(len(images), min(num_columns, len(images)), replace=False))
+            rows["images"] = images[chosen]
+        title = f"{spec}: {len(images)} images, {image_size}x{image_size}"
+    figure = compare_rows(rows, path=out_path, title=title, value_range=(-1.0, 1.0))
+    plt.close(figure)
+    return Path(out_path)

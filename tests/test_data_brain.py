@@ -1,0 +1,150 @@
+"""The simulated brain cohort: physics, splits, determinism, cache and data integrity."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from medgen_tf import DataError, config
+from medgen_tf.data import brain, brain_slices, subject_volumes
+
+SMALL = {"num_subjects": 5, "image_size": 32, "slices_per_subject": 6}
+
+
+def _tissue_means(volumes, contrast):
+    return {tissue: float(volumes[contrast][volumes[tissue] > 0.85].mean())
+            for tissue in ("wm", "gm", "csf")}
+
+
+def test_pure_tissue_signals_follow_mr_physics():
+    t1 = brain.tissue_signals("t1")
+    t2 = brain.tissue_signals("t2")
+    pd = brain.tissue_signals("pd")
+    assert t1["wm"] > t1["gm"] > t1["csf"]
+    assert t2["csf"] > t2["gm"] > t2["wm"]
+    assert pd["csf"] > pd["gm"] > pd["wm"]
+    # Spin-echo equation at a known point: TR = T1, TE = T2 gives PD (1 - 1/e) / e.
+    value = brain.spin_echo_signal(1000.0, 100.0, 0.8, 1000.0, 100.0)
+    assert value == pytest.approx(0.8 * (1 - np.exp(-1)) * np.exp(-1))
+
+
+@pytest.mark.parametrize("t1_source", ["template", "simulated"])
+def test_subject_contrast_ordering_by_tissue(t1_source):
+    volumes = subject_volumes(1, seed=0, voxel_size=3.0, return_tissue=True, t1_source=t1_source)
+    t1, t2 = _tissue_means(volumes, "t1"), _tissue_means(volumes, "t2")
+    assert t1["wm"] > t1["gm"] > t1["csf"]
+    assert t2["csf"] > t2["gm"] > t2["wm"]
+    assert volumes["t1"].shape == volumes["mask"].shape == (66, 78, 63)
+    assert np.allclose(np.diag(volumes["affine"])[:3], 3.0)
+
+
+def test_slices_shapes_ranges_and_labels():
+    data = brain_slices(("t1", "t2", "pd"), split="all", value_range=(-1.0, 1.0),
+                        return_labels=True, **SMALL)
+    count = 5 * 6
+    for contrast in ("t1", "t2", "pd"):
+        assert data[contrast].shape == (count, 32, 32, 1)
+        assert data[contrast].dtype == np.float32
+        assert data[contrast].min() >= -1.0 and data[contrast].max() <= 1.0
+    assert data["subject"].dtype == np.int32 and set(data["subject"]) == set(range(5))
+    assert data["position"].min() == 0.0 and data["position"].max() == 1.0
+    assert data["mask"].shape == (count, 32, 32, 1)
+    # Paired anatomy: every contrast is bright inside the shared brain mask, dark outside.
+    inside = data["mask"][..., 0] > 0.5
+    for contrast in ("t1", "t2", "pd"):
+        assert data[contrast][..., 0][inside].mean() > data[contrast][..., 0][~inside].mean() + 0.5
+    unit = brain_slices(("t1",), split="all", value_range=(0.0, 1.0), **SMALL)["t1"]
+    np.testing.assert_allclose(unit * 2 - 1, data["t1"], atol=1e-5)
+
+
+def test_splits_are_subject_disjoint():
+    assert [len(v) for k, v in brain.split_subjects(32).items() if k != "all"] == [24, 4, 4]
+    subjects = {
+        split: set(brain_slices(("t1",), split=split, return_labels=True, num_subjects=8,
+                                image_size=32, slices_per_subject=3)["subject"])
+        for split in ("train", "val", "test")
+    }
+    assert not subjects["train"] & subjects["val"]
+    assert not subjects["train"] & subjects["test"]
+    assert not subjects["val"] & subjects["test"]
+    assert subjects["train"] | subjects["val"] | subjects["test"] == set(range(8))
+
+
+def test_deterministic_by_seed():
+    first = brain_slices(("t2",), split="all", use_cache=False, **SMALL)["t2"]
+    again = brain_slices(("t2",), split="all", use_cache=False, **SMALL)["t2"]
+    other = brain_slices(("t2",), split="all", use_cache=False, seed=1, **SMALL)["t2"]
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).mean() > 0.01
+    # Subject i does not depend on the cohort size.
+    bigger = brain_slices(("t2",), split="all", use_cache=False, num_subjects=6, image_size=32,
+                          slices_per_subject=6)["t2"]
+    np.testing.assert_array_equal(first, bigger[: len(first)])
+
+
+def test_subjects_differ_in_anatomy():
+    data = brain_slices(("t1",), split="all", return_labels=True, **SMALL)
+    masks = data["mask"][..., 0]
+    first, second = masks[data["subject"] == 0], masks[data["subject"] == 1]
+    assert np.mean(first != second) > 0.01
+
+
+@pytest.mark.parametrize("image_size", [28, 32, 64, 128, 256])
+def test_image_sizes(image_size):
+    data = brain_slices(("t1", "t2"), split="all", image_size=image_size, num_subjects=3,
+                        slices_per_subject=2, use_cache=False)
+    assert data["t1"].shape == data["t2"].shape == (6, image_size, image_size, 1)
+    assert np.isfinite(data["t1"]).all()
+
+
+def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    first = brain_slices(("t1", "t2"), split="all", **SMALL)
+    files = list((tmp_path / "cache").glob("brain_cohort_*.npz"))
+    assert len(files) == 1
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+    cached = brain_slices(("t1", "t2"), split="all", **SMALL)
+    np.testing.assert_allclose(cached["t1"], first["t1"], atol=1e-4)
+
+    files[0].write_bytes(b"not an npz at all")
+    rebuilt = brain_slices(("t1", "t2"), split="all", **SMALL)
+    np.testing.assert_allclose(rebuilt["t2"], first["t2"], atol=1e-4)
+    with np.load(files[0], allow_pickle=False) as archive:
+        assert "cache_key" in archive
+
+    # A well-formed archive whose key does not match (stale parameters) is rebuilt too.
+    with np.load(files[0], allow_pickle=False) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    contents["cache_key"] = np.array("stale")
+    contents["t1"] = np.zeros_like(contents["t1"])
+    np.savez(files[0], **contents)
+    again = brain_slices(("t1",), split="all", **SMALL)
+    np.testing.assert_allclose(again["t1"], first["t1"], atol=1e-4)
+
+
+def test_tampered_template_is_refused(tmp_path, monkeypatch):
+    copy = tmp_path / "data"
+    shutil.copytree(config.data_dir(), copy)
+    path = copy / brain.TEMPLATE_FILES["gm"][0]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv("MEDGEN_DATA_DIR", str(copy))
+    with pytest.raises(DataError, match="sha256 mismatch") as error:
+        brain_slices(("t1",), **SMALL)
+    assert path.name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_template_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDGEN_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="missing"):
+        brain.load_template()
+
+
+def test_bad_arguments():
+    with pytest.raises(DataError, match="unknown contrast"):
+        brain_slices(("t3",), **SMALL)
+    with pytest.raises(DataError, match="unknown split"):
+        brain_slices(("t1",), split="validation", **SMALL)
+    with pytest.raises(ValueError, match="num_subjects"):
+        brain_slices(("t1",), num_subjects=2, image_size=32)

@@ -1,0 +1,132 @@
+"""MedMNIST .npz layout, checked downloads (wiring only: no network here) and the tfds path."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.data import medmnist
+
+
+def _write_npz(path, size=28, channels=None, counts=(10, 4, 6), drop=(), seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), counts, strict=True):
+        shape = (count, size, size) if channels is None else (count, size, size, channels)
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2, size=(count, 1)).astype(np.uint8)
+    for key in drop:
+        arrays.pop(key)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_grey_npz_loads_in_value_range(tmp_path):
+    path = _write_npz(tmp_path / "toymnist.npz")
+    data = medmnist.load_medmnist(path, split="train", value_range=(-1.0, 1.0))
+    assert data["images"].shape == (10, 28, 28, 1) and data["images"].dtype == np.float32
+    assert data["images"].min() >= -1.0 and data["images"].max() <= 1.0
+    assert data["labels"].shape == (10,) and data["labels"].dtype == np.int32
+    with np.load(path) as archive:
+        expected = archive["train_images"][..., None] / 255.0 * 2 - 1
+    np.testing.assert_allclose(data["images"], expected, atol=1e-6)
+    test = medmnist.load_medmnist(path, split="test", value_range=(0.0, 1.0))
+    assert len(test["images"]) == 6 and test["images"].min() >= 0.0
+
+
+def test_rgb_npz_resized(tmp_path):
+    path = _write_npz(tmp_path / "colour.npz", size=64, channels=3)
+    data = medmnist.load_medmnist(path, split="val", image_size=32)
+    assert data["images"].shape == (4, 32, 32, 3)
+
+
+def test_missing_keys_raise(tmp_path):
+    path = _write_npz(tmp_path / "broken.npz", drop=("val_labels",))
+    medmnist.load_medmnist(path, split="train")
+    with pytest.raises(DataError, match="missing key") as error:
+        medmnist.load_medmnist(path, split="val")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    path = tmp_path / "pickled.npz"
+    images = np.empty(2, dtype=object)
+    images[:] = [np.zeros((28, 28)), np.zeros((28, 28))]
+    np.savez(path, train_images=images, train_labels=np.zeros((2, 1)))
+    with pytest.raises(DataError, match="pickle"):
+        medmnist.load_medmnist(path)
+
+
+def test_not_an_npz_and_mismatched_lengths(tmp_path):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"plain text")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        medmnist.load_medmnist(bogus)
+    path = tmp_path / "lengths.npz"
+    np.savez(path, train_images=np.zeros((3, 28, 28), np.uint8), train_labels=np.zeros((2, 1)))
+    with pytest.raises(DataError, match="3 images but 2 labels"):
+        medmnist.load_medmnist(path)
+
+
+def test_names_sizes_and_licences():
+    assert medmnist.file_name("pneumoniamnist", 28) == "pneumoniamnist.npz"
+    assert medmnist.file_name("pneumoniamnist", 64) == "pneumoniamnist_64.npz"
+    assert medmnist.licence("dermamnist") == "CC BY-NC 4.0"
+    assert medmnist.licence("pneumoniamnist") == "CC BY 4.0"
+    for md5s, _, _ in medmnist.DATASETS.values():
+        assert sorted(md5s) == list(medmnist.SIZES)
+        assert all(len(value) == 32 for value in md5s.values())
+    with pytest.raises(DataError, match="unknown dataset"):
+        medmnist.load_medmnist("mnistmnist")
+    with pytest.raises(DataError, match="size must be one of"):
+        medmnist.download("breastmnist", size=32)
+
+
+def test_download_is_md5_checked_and_licence_shown(tmp_path, monkeypatch, capsys):
+    import keras
+
+    calls = {}
+
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, cache_dir, cache_subdir):
+        calls.update(fname=fname, origin=origin, file_hash=file_hash, algorithm=hash_algorithm)
+        return str(_write_npz(tmp_path / fname))
+
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    medmnist._licences_shown.discard("dermamnist")
+    data = medmnist.load_medmnist("dermamnist", size=64)
+    assert calls["fname"] == "dermamnist_64.npz"
+    assert calls["origin"] == f"{medmnist.ZENODO}/dermamnist_64.npz?download=1"
+    assert calls["file_hash"] == "b70a2f5635c6199aeaa28c31d7202e1f"
+    assert calls["algorithm"] == "md5"
+    assert "CC BY-NC 4.0" in capsys.readouterr().out
+    assert data["label_names"][4] == "melanoma"
+
+
+def test_failed_download_is_a_data_error(monkeypatch, tmp_path):
+    import keras
+
+    def offline(**kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(DataError, match="download failed"):
+        medmnist.load_medmnist("breastmnist")
+
+
+def test_tfds_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(DataError, match=r"medgen-tf\[tfds\]"):
+        medmnist.load_tfds("pneumonia_mnist")
+
+
+def test_tfds_catalog_dataset_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        data = medmnist.load_tfds("pneumonia_mnist", split="train", image_size=32)
+    assert data["images"].shape == (6, 32, 32, 1)
+    assert data["images"].min() >= -1.0 and data["images"].max() <= 1.0
+    assert data["labels"].shape == (6,) and set(data["labels"]) <= {0, 1}
+    assert [name.lower() for name in data["label_names"]] == ["normal", "pneumonia"]

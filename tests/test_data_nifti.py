@@ -1,0 +1,184 @@
+"""NIfTI loading: canonical orientation, 4-D handling, normalisation, slicing, bad input."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.data import load_nifti_slices, load_volume
+from medgen_tf.data.nifti import extract_slices, normalize_intensity, resize_slices, sha256_of
+
+
+def _volume(shape=(12, 14, 10), seed=0):
+    """A blob (foreground) on a zero background with a gradient, so flips are detectable."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    blob = (np.sum(grid**2, axis=0) < 0.7).astype(np.float32)
+    return (blob * (2.0 + grid[0] + 0.5 * grid[1]) + 0.01 * rng.random(shape)).astype(np.float32)
+
+
+def _save(array, path, affine=None):
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def _one_line_naming(error, path):
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_load_returns_float32_volume_and_affine(tmp_path):
+    array = _volume()
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    volume, loaded_affine = load_volume(_save(array, tmp_path / "a.nii.gz", affine))
+    assert volume.dtype == np.float32 and volume.shape == array.shape
+    np.testing.assert_allclose(volume, array)
+    np.testing.assert_allclose(loaded_affine, affine)
+
+
+def test_flipped_and_permuted_orientations_load_identically(tmp_path):
+    array = _volume()
+    reference, _ = load_volume(_save(array, tmp_path / "ras.nii", np.eye(4)))
+    # Same anatomy stored left-right flipped (LAS): voxel index i now runs to the Left.
+    las_affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    las_affine[0, 3] = array.shape[0] - 1
+    flipped, affine = load_volume(_save(array[::-1].copy(), tmp_path / "las.nii", las_affine))
+    np.testing.assert_array_equal(flipped, reference)
+    assert nib.aff2axcodes(affine) == ("R", "A", "S")
+    # Axes stored in the order (z, y, x): a different on-disk layout, same brain.
+    permuted_affine = np.zeros((4, 4))
+    permuted_affine[0, 2] = permuted_affine[1, 1] = permuted_affine[2, 0] = permuted_affine[3, 3] = 1
+    transposed = np.ascontiguousarray(array.transpose(2, 1, 0))
+    loaded, _ = load_volume(_save(transposed, tmp_path / "zyx.nii.gz", permuted_affine))
+    np.testing.assert_array_equal(loaded, reference)
+
+
+def test_four_d_needs_an_explicit_volume(tmp_path):
+    volumes = np.stack([_volume(seed=s) * (s + 1) for s in range(3)], axis=-1)
+    path = _save(volumes, tmp_path / "bold.nii.gz")
+    with pytest.raises(DataError, match="3 volumes; pass volume_index") as error:
+        load_volume(path)
+    _one_line_naming(error, path)
+    second, _ = load_volume(path, volume_index=1)
+    np.testing.assert_allclose(second, volumes[..., 1])
+    with pytest.raises(DataError, match="out of range"):
+        load_volume(path, volume_index=3)
+    single, _ = load_volume(_save(volumes[..., :1], tmp_path / "one.nii.gz"))
+    assert single.shape == volumes.shape[:3]
+
+
+def _bad_files(tmp_path):
+    good = _save(_volume(), tmp_path / "good.nii.gz")
+    raw = good.read_bytes()
+    cases = {}
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    cases["truncated"] = (truncated, "unreadable or corrupt")
+    garbage = tmp_path / "garbage.nii.gz"
+    garbage.write_bytes(gzip.compress(b"this is not a NIfTI header" * 20))
+    cases["corrupt"] = (garbage, "unreadable or corrupt")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    cases["not nifti name"] = (text, "not a NIfTI file")
+    fake = tmp_path / "fake.nii"
+    fake.write_text("hello, I am text")
+    cases["not nifti content"] = (fake, "unreadable or corrupt")
+    cases["2-D"] = (_save(np.ones((8, 8), np.float32), tmp_path / "flat.nii"), "2-D")
+    cases["5-D"] = (_save(np.ones((4, 4, 4, 2, 2), np.float32), tmp_path / "five.nii"), "5-D")
+    cases["all zero"] = (_save(np.zeros((6, 6, 6), np.float32), tmp_path / "zero.nii"),
+                         "constant volume")
+    cases["constant"] = (_save(np.full((6, 6, 6), 7.0, np.float32), tmp_path / "seven.nii"),
+                         "constant volume")
+    with_nan = _volume()
+    with_nan[3, 3, 3] = np.nan
+    cases["nan"] = (_save(with_nan, tmp_path / "nan.nii.gz"), "NaN or Inf")
+    with_inf = _volume()
+    with_inf[2, 2, 2] = np.inf
+    cases["inf"] = (_save(with_inf, tmp_path / "inf.nii.gz"), "NaN or Inf")
+    cases["missing"] = (tmp_path / "absent.nii.gz", "file not found")
+    return cases
+
+
+def test_every_bad_file_raises_one_line_data_error(tmp_path):
+    for name, (path, problem) in _bad_files(tmp_path).items():
+        with pytest.raises(DataError, match=problem) as error:
+            load_volume(path)
+        _one_line_naming(error, path)
+        assert isinstance(error.value, ValueError), name
+
+
+def test_sha256_mismatch_is_refused(tmp_path):
+    path = _save(_volume(), tmp_path / "v.nii.gz")
+    load_volume(path, expected_sha256=sha256_of(path))
+    with pytest.raises(DataError, match="sha256 mismatch") as error:
+        load_volume(path, expected_sha256="0" * 64)
+    _one_line_naming(error, path)
+
+
+def test_empty_folder_and_folder_without_nifti(tmp_path):
+    with pytest.raises(DataError, match="no .nii or .nii.gz files") as error:
+        load_nifti_slices(tmp_path)
+    _one_line_naming(error, tmp_path)
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(DataError, match="no .nii"):
+        load_nifti_slices(tmp_path)
+
+
+def test_normalisation_is_robust_to_a_hot_voxel():
+    volume = _volume()
+    hot = volume.copy()
+    hot[6, 7, 5] = 1e6
+    plain = normalize_intensity(volume, value_range=(0.0, 1.0))
+    robust = normalize_intensity(hot, value_range=(0.0, 1.0))
+    assert robust.min() == 0.0 and robust.max() == 1.0
+    # One extreme voxel must not squash everything else towards zero.
+    assert abs(np.median(robust[robust > 0]) - np.median(plain[plain > 0])) < 0.05
+    symmetric = normalize_intensity(volume)
+    assert symmetric.min() == -1.0 and symmetric.max() == 1.0
+
+
+def test_slicing_drops_empty_slices_and_orients_for_display():
+    volume = np.zeros((10, 12, 8), np.float32)
+    volume[2:8, 3:11, 2:6] = 1.0
+    volume[2:8, 10, 2:6] = 2.0  # the most anterior row is brighter
+    slices, kept = extract_slices(volume, axis=2)
+    np.testing.assert_array_equal(kept, [2, 3, 4, 5])
+    assert slices.shape == (4, 12, 10)
+    # Anterior (high y) ends up in the top rows.
+    assert slices[0, 1, 5] == 2.0
+
+
+def test_resize_pads_to_square_and_keeps_range():
+    slices = np.random.default_rng(0).random((3, 20, 30)).astype(np.float32)
+    resized = resize_slices(slices, 16, fill_value=0.0)
+    assert resized.shape == (3, 16, 16, 1)
+    assert resized.min() >= 0.0 and resized.max() <= 1.0
+
+
+def test_folder_of_volumes_to_slices(tmp_path):
+    folder = tmp_path / "t1"
+    folder.mkdir()
+    _save(_volume(seed=1), folder / "b.nii.gz")
+    _save(_volume(seed=2) * 50, folder / "a.nii")
+    (folder / "notes.txt").write_text("ignored")
+    images, sources = load_nifti_slices(folder, image_size=32, return_sources=True)
+    assert images.shape[1:] == (32, 32, 1) and images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert set(sources) == {0, 1}
+    # Per-volume normalisation: a 50x brighter scan lands in the same range.
+    assert abs(images[sources == 0].mean() - images[sources == 1].mean()) < 0.1
+
+
+def test_simulated_subject_round_trips_through_nifti(tmp_path):
+    from medgen_tf.data import subject_volumes
+
+    volumes = subject_volumes(0, contrasts=("t2",), voxel_size=4.0)
+    path = _save(volumes["t2"], tmp_path / "sub0_T2w.nii.gz", volumes["affine"])
+    loaded, affine = load_volume(path)
+    np.testing.assert_allclose(loaded, volumes["t2"], atol=1e-6)
+    np.testing.assert_allclose(affine, volumes["affine"])
+    images = load_nifti_slices(path, image_size=28)
+    assert images.shape[1:] == (28, 28, 1) and len(images) > 5

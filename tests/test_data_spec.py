@@ -1,0 +1,85 @@
+"""The data-spec grammar, two-domain loading and the preview grid."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.data import load_domains, load_spec, preview_grid, subject_volumes
+from medgen_tf.data.spec import parse_spec
+
+
+def _npz(path, channels=None, count=8):
+    rng = np.random.default_rng(0)
+    shape = (count, 28, 28) if channels is None else (count, 28, 28, channels)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.arange(count).reshape(-1, 1) % 2
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("spec", ["", "mri:t1", "nifti:", "medmnist", "tfds:"])
+def test_unknown_or_incomplete_specs(spec):
+    with pytest.raises(DataError, match="data spec") as error:
+        parse_spec(spec)
+    assert "\n" not in str(error.value)
+
+
+def test_brain_pools_contrasts_with_contrast_labels():
+    data = load_spec("brain", image_size=32, split="val")
+    assert data["label_names"] == ["T1w", "T2w", "PD"]
+    counts = np.bincount(data["labels"])
+    assert len(counts) == 3 and counts[0] == counts[1] == counts[2]
+    assert data["images"].shape == (len(data["labels"]), 32, 32, 1)
+    # Contrast 1 (T2w) is brighter than contrast 0 (T1w) where CSF is: the ventricles.
+    assert data["images"].dtype == np.float32 and data["name"] == "brain"
+
+
+def test_brain_single_contrast_has_region_labels():
+    data = load_spec("brain:t2", image_size=32, split="test", value_range=(0.0, 1.0))
+    assert data["label_names"] == ["inferior", "middle", "superior"]
+    assert set(data["labels"]) == {0, 1, 2}
+    assert data["images"].min() >= 0.0
+    with pytest.raises(DataError, match="unknown contrast"):
+        load_spec("brain:flair")
+
+
+def test_nifti_and_medmnist_specs(tmp_path):
+    volumes = subject_volumes(2, contrasts=("pd",), voxel_size=4.0)
+    folder = tmp_path / "pd"
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(volumes["pd"], volumes["affine"]), str(folder / "s2.nii.gz"))
+    data = load_spec(f"nifti:{folder}", image_size=28)
+    assert data["images"].shape[1:] == (28, 28, 1) and data["label_names"] == ["s2.nii.gz"]
+    with pytest.raises(DataError, match="folder not found|file not found"):
+        load_spec(f"nifti:{tmp_path / 'absent'}")
+
+    path = _npz(tmp_path / "toy.npz")
+    data = load_spec(f"medmnist:{path}", image_size=32, split="test")
+    assert data["images"].shape == (8, 32, 32, 1) and set(data["labels"]) == {0, 1}
+    with pytest.raises(DataError, match="size must be one of"):
+        load_spec("medmnist:pneumoniamnist@100")
+
+
+def test_domains_of_different_sizes_are_refused(tmp_path):
+    grey, rgb = _npz(tmp_path / "grey.npz"), _npz(tmp_path / "rgb.npz", channels=3)
+    with pytest.raises(DataError, match="image shapes differ") as error:
+        load_domains(f"medmnist:{grey}", f"medmnist:{rgb}", image_size=28)
+    assert "\n" not in str(error.value)
+    small = _npz(tmp_path / "small.npz", count=5)
+    domain_a, domain_b = load_domains(f"medmnist:{grey}", f"medmnist:{small}", image_size=28)
+    assert len(domain_a["images"]) == 8 and len(domain_b["images"]) == 5
+    with pytest.raises(DataError, match="paired domains need the same count"):
+        load_domains(f"medmnist:{grey}", f"medmnist:{small}", image_size=28, paired=True)
+    t1, t2 = load_domains("brain:t1", "brain:t2", image_size=32, split="val", paired=True)
+    assert t1["images"].shape == t2["images"].shape
+
+
+def test_preview_grid_writes_png(tmp_path):
+    out = preview_grid("brain", tmp_path / "grid.png", image_size=32)
+    assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
+    path = _npz(tmp_path / "toy.npz")
+    other = preview_grid(f"medmnist:{path}", tmp_path / "sub" / "toy.png", image_size=28)
+    assert other.exists()
