@@ -148,3 +148,11 @@ def test_bad_arguments():
         brain_slices(("t1",), split="validation", **SMALL)
     with pytest.raises(ValueError, match="num_subjects"):
         brain_slices(("t1",), num_subjects=2, image_size=32)
+
+
+def test_bias_field_is_smooth_and_near_one():
+    field = brain.subject_bias_field(3, seed=0, voxel_size=6.0)
+    assert field.shape == (33, 39, 32)
+    assert 0.6 < field.min() < 1.0 < field.max() < 1.6
+    # Slowly varying: neighbouring voxels 6 mm apart differ by a few percent at most.
+    assert np.abs(np.diff(field, axis=0)).max() < 0.05

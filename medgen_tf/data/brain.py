@@ -355,6 +355,21 @@ def subject_volumes(
     return result
 
 
+def subject_bias_field(subject: int = 0, seed: int = 0, voxel_size: float = 4.0) -> np.ndarray:
+    """The multiplicative bias field of one subject on a (x, y, z) grid of ``voxel_size`` mm.
+
+    Every contrast of the subject is multiplied by this field (a receive-coil sensitivity is a
+    property of the session, not of the sequence); values near 1, slowly varying.
+    """
+    volumes, _ = _load_template_cached(str(config.data_dir()))
+    shape = volumes["t1"].shape
+    axes = [np.arange(0, size - 0.5, voxel_size) for size in shape]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+    parameters = _subject_parameters(seed, subject, shape)
+    field = np.exp(_lattice_values(parameters["bias"], grid.reshape(-1, 3), shape))
+    return field.reshape(grid.shape[:3]).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- cohort + cache
 
 
