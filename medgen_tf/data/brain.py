@@ -66,9 +66,11 @@ TEMPLATE_FILES = {
 CONTRASTS = ("t1", "t2", "pd")
 
 #: Tissue constants at 1.5 T: (T1 ms, T2 ms, relative proton density). These are the values of
-#: the BrainWeb MRI simulator (Kwan, Evans & Pike, "MRI simulation-based evaluation of
-#: image-processing and classification methods", IEEE TMI 18(11):1085-1097, 1999); they agree
-#: with the ranges in Bernstein, King & Zhou, "Handbook of MRI Pulse Sequences" (2004).
+#: the BrainWeb MRI simulator, file brainweb/tissue_mr_parameters.txt of the BrainWeb site
+#: (Kwan, Evans & Pike, "MRI simulation-based evaluation of image-processing and
+#: classification methods", IEEE TMI 18(11):1085-1097, 1999); the same numbers appear in e.g.
+#: Fessler's MIRT mri_brainweb_params.m. Signal equation: Bernstein, King & Zhou, "Handbook
+#: of MRI Pulse Sequences" (2004).
 TISSUE_CONSTANTS = {
     "csf": (2569.0, 329.0, 1.00),
     "gm": (833.0, 83.0, 0.86),
