@@ -1,0 +1,338 @@
+"""Variational autoencoder: a convolutional encoder and decoder trained on the ELBO.
+
+Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014 (arXiv:1312.6114).
+The encoder outputs the mean and log-variance of q(z|x); :class:`Sampling` draws
+z = mu + sigma * eps (the reparameterization trick, so gradients reach mu and sigma);
+the decoder outputs Bernoulli logits or Gaussian means of p(x|z) for images in [0, 1].
+Taught in ``notebooks/02_vae.ipynb``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from medgen_tf.models.layers import loss_scaled
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def kl_per_dimension(z_mean, z_log_var):
+    """KL(N(mu, sigma^2) || N(0, 1)) in closed form, element-wise (one value per latent dim).
+
+    Dimensions whose KL stays near zero over a dataset carry no information about x: the
+    posterior has collapsed onto the prior there.
+    """
+    return -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+
+
+def kl_divergence(z_mean, z_log_var):
+    """Closed-form KL(q(z|x) || N(0, I)) summed over latent dims: shape (batch,)."""
+    return ops.sum(kl_per_dimension(z_mean, z_log_var), axis=-1)
+
+
+def _num_downsamples(image_size: int) -> int:
+    # Halve while the map stays even and above 8 pixels: 64 -> 8 (3), 32 -> 8 (2), 28 -> 7 (2).
+    count, size = 0, image_size
+    while size % 2 == 0 and size > 8:
+        size //= 2
+        count += 1
+    if count == 0:
+        raise ValueError(f"image_size must be even and above 8 (e.g. 28, 32, 64), got {image_size}")
+    return count
+
+
+def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, name="encoder"):
+    """Strided-conv encoder: image -> (z_mean, z_log_var), both float32 (batch, latent_dim)."""
+    images = keras.Input((image_size, image_size, channels), name="images")
+    x = images
+    for block in range(_num_downsamples(image_size)):
+        filters = base_filters * min(2**block, 8)
+        x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8 * base_filters, activation="relu")(x)
+    # float32 heads keep the KL and the sampling exact under a mixed_float16 policy.
+    z_mean = keras.layers.Dense(latent_dim, dtype="float32", name="z_mean")(x)
+    z_log_var = keras.layers.Dense(latent_dim, dtype="float32", name="z_log_var")(x)
+    return keras.Model(images, [z_mean, z_log_var], name=name)
+
+
+def build_decoder(
+    image_size=64, channels=1, latent_dim=32, base_filters=32, likelihood="bernoulli", name="decoder"
+):
+    """Decoder z -> image parameters, float32 (batch, image_size, image_size, channels).
+
+    ``likelihood="bernoulli"`` outputs logits (apply a sigmoid for probabilities);
+    ``likelihood="gaussian"`` outputs means in [0, 1] through a sigmoid.
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    num_blocks = _num_downsamples(image_size)
+    start_size = image_size // 2**num_blocks
+    start_filters = base_filters * min(2 ** (num_blocks - 1), 8)
+    latent = keras.Input((latent_dim,), name="z")
+    x = keras.layers.Dense(start_size * start_size * start_filters, activation="relu")(latent)
+    x = keras.layers.Reshape((start_size, start_size, start_filters))(x)
+    for block in reversed(range(num_blocks)):
+        filters = base_filters * min(2**block, 8)
+        # Kernel 4 with stride 2 covers every output pixel evenly: no checkerboard pattern.
+        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    activation = "sigmoid" if likelihood == "gaussian" else None
+    output_name = "means" if likelihood == "gaussian" else "logits"
+    outputs = keras.layers.Conv2D(
+        channels, 3, padding="same", activation=activation, dtype="float32", name=output_name
+    )(x)
+    return keras.Model(latent, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class Sampling(keras.layers.Layer):
+    """Reparameterization trick: z = z_mean + exp(z_log_var / 2) * eps, eps ~ N(0, I).
+
+    The randomness sits in eps, outside the path from the encoder to z, so z is a
+    differentiable function of z_mean and z_log_var (Kingma & Welling 2014, section 2.4).
+
+    Args:
+        seed: seed of the layer's ``keras.random.SeedGenerator`` (its state advances every
+            call and is saved with the model, so each step draws new noise).
+
+    Example:
+        >>> z = Sampling(seed=0)([ops.zeros((2, 4)), ops.zeros((2, 4))])  # doctest: +SKIP
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    # Keras does not save a SeedGenerator's state with a layer's weights; saving it here makes
+    # a reloaded (or resumed) model continue the same noise sequence.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["seed_generator_state"] = keras.ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        if "seed_generator_state" in store:
+            self.seed_generator.state.assign(store["seed_generator_state"])
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class VAE(keras.Model):
+    """Variational autoencoder trained by maximising the evidence lower bound (ELBO).
+
+    Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014; beta weighting from
+    Higgins et al., "beta-VAE", ICLR 2017; KL warm-up from Bowman et al., CoNLL 2016.
+
+    Loss per image (the negative ELBO, in nats; all terms summed over pixels or latent dims,
+    then averaged over the batch): ``reconstruction_loss + kl_weight * kl_loss`` where
+    ``kl_loss = KL(q(z|x) || N(0, I))`` in closed form and ``reconstruction_loss`` is
+    ``-log p(x|z)`` with one z sampled per image:
+
+    - ``"bernoulli"``: binary cross-entropy on the decoder's logits (data in [0, 1]).
+    - ``"gaussian"``: fixed variance ``gaussian_sigma**2``, i.e.
+      ``sum((x - mean)**2) / (2 * gaussian_sigma**2)``, leaving out the constant
+      ``D/2 * log(2 pi sigma^2)`` (no effect on gradients). A smaller sigma weights
+      reconstruction more against the KL and gives sharper, less blurred reconstructions.
+
+    Args:
+        encoder: model image -> (z_mean, z_log_var), e.g. :func:`build_encoder`.
+        decoder: model z -> logits or means, e.g. :func:`build_decoder` with the same
+            ``likelihood``.
+        likelihood: ``"bernoulli"`` or ``"gaussian"``.
+        beta: weight of the KL term once warmed up (1.0 is the true ELBO).
+        kl_warmup_steps: optimizer steps over which the KL weight ramps linearly from 0 to
+            ``beta``; read from ``optimizer.iterations`` so it continues correctly on resume.
+        gaussian_sigma: the fixed standard deviation of the Gaussian likelihood.
+        seed: seed of the sampling layer's SeedGenerator.
+
+    Example:
+        >>> vae = VAE(build_encoder(32, latent_dim=8), build_decoder(32, latent_dim=8))
+        >>> vae.compile(keras.optimizers.Adam(1e-3))
+        >>> vae.fit(images, epochs=1, batch_size=32)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        likelihood="bernoulli",
+        beta=1.0,
+        kl_warmup_steps=0,
+        gaussian_sigma=0.1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if beta < 0 or kl_warmup_steps < 0 or gaussian_sigma <= 0:
+            raise ValueError(
+                f"need beta >= 0, kl_warmup_steps >= 0, gaussian_sigma > 0; got {beta}, "
+                f"{kl_warmup_steps}, {gaussian_sigma}"
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.beta = float(beta)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+        self.gaussian_sigma = float(gaussian_sigma)
+        self.seed = seed
+        self.latent_dim = int(decoder.inputs[0].shape[-1])
+        self.sampling = Sampling(seed=seed, dtype="float32", name="sampling")
+        self.kl_weight = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(0.0 if kl_warmup_steps else beta),
+            trainable=False,
+            name="kl_weight",
+        )
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        # Encoder and decoder are built already; marking the wrapper built lets weights be
+        # saved or restored before the first fit.
+        self.build(tuple(encoder.inputs[0].shape))
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+    def compile(self, optimizer="adam", **kwargs):
+        # loss_scaled adds dynamic loss scaling when the global policy is mixed_float16.
+        optimizer = loss_scaled(keras.optimizers.get(optimizer))
+        kwargs.setdefault("jit_compile", "auto")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        # With compile overridden, Keras needs these two methods to restore the optimizer
+        # (and its saved state) when a .keras file is loaded.
+        if not self.compiled:
+            return {}
+        return {"optimizer": keras.saving.serialize_keras_object(self.optimizer)}
+
+    def compile_from_config(self, config):
+        self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]))
+        self.optimizer.build(self.trainable_variables)
+
+    def kl_weight_at(self, step):
+        """KL weight after ``step`` optimizer steps: beta * min(1, step / kl_warmup_steps)."""
+        if self.kl_warmup_steps == 0:
+            return ops.convert_to_tensor(self.beta, "float32")
+        progress = ops.cast(step, "float32") / float(self.kl_warmup_steps)
+        return self.beta * ops.minimum(progress, 1.0)
+
+    def encode(self, images):
+        """Posterior parameters (z_mean, z_log_var) for a batch of images."""
+        return self.encoder(images)
+
+    def decode(self, z):
+        """Decoded images in [0, 1]: Bernoulli probabilities or Gaussian means."""
+        outputs = ops.cast(self.decoder(z), "float32")
+        return ops.sigmoid(outputs) if self.likelihood == "bernoulli" else outputs
+
+    def reconstruct(self, images, sample=False):
+        """Decode each image's posterior mean (or, with ``sample=True``, one posterior sample)."""
+        z_mean, z_log_var = self.encode(images)
+        z = self.sampling([z_mean, z_log_var]) if sample else z_mean
+        return self.decode(z)
+
+    def sample(self, num_samples, seed=None):
+        """Draw ``num_samples`` images from the prior: z ~ N(0, I), decoded to [0, 1]."""
+        z = keras.random.normal((num_samples, self.latent_dim), seed=seed)
+        return self.decode(z)
+
+    def kl_per_dimension(self, images):
+        """Mean KL of each latent dimension over ``images``; near-zero entries have collapsed."""
+        z_mean, z_log_var = self.encode(images)
+        return ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+
+    def call(self, images, training=False):
+        z_mean, z_log_var = self.encoder(images, training=training)
+        return self.decode(self.sampling([z_mean, z_log_var]))
+
+    def _elbo_terms(self, images, training):
+        images = ops.cast(images, "float32")
+        z_mean, z_log_var = self.encoder(images, training=training)
+        z = self.sampling([z_mean, z_log_var])
+        outputs = ops.cast(self.decoder(z, training=training), "float32")
+        if self.likelihood == "bernoulli":
+            per_pixel = ops.binary_crossentropy(images, outputs, from_logits=True)
+        else:
+            per_pixel = ops.square(images - outputs) / (2.0 * self.gaussian_sigma**2)
+        reconstruction_loss = ops.mean(ops.sum(per_pixel, axis=(1, 2, 3)))
+        kl_loss = ops.mean(kl_divergence(z_mean, z_log_var))
+        return reconstruction_loss, kl_loss
+
+    def _update_trackers(self, total_loss, reconstruction_loss, kl_loss):
+        self.total_loss_tracker.update_state(total_loss)
+        self.reconstruction_loss_tracker.update_state(reconstruction_loss)
+        self.kl_loss_tracker.update_state(kl_loss)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf  # train_step uses GradientTape: this model trains on TensorFlow
+
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        self.kl_weight.assign(self.kl_weight_at(self.optimizer.iterations))
+        with tf.GradientTape() as tape:
+            reconstruction_loss, kl_loss = self._elbo_terms(images, training=True)
+            loss = reconstruction_loss + self.kl_weight * kl_loss
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_weights)
+        self.optimizer.apply(gradients, self.trainable_weights)
+        logs = self._update_trackers(loss, reconstruction_loss, kl_loss)
+        return {**logs, "kl_weight": self.kl_weight.value}
+
+    def test_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        reconstruction_loss, kl_loss = self._elbo_terms(images, training=False)
+        # Evaluation always reports the true negative ELBO (KL weight 1), whatever beta is.
+        return self._update_trackers(reconstruction_loss + kl_loss, reconstruction_loss, kl_loss)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "likelihood": self.likelihood,
+            "beta": self.beta,
+            "kl_warmup_steps": self.kl_warmup_steps,
+            "gaussian_sigma": self.gaussian_sigma,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
+
+
+def build_vae(
+    image_size=64,
+    channels=1,
+    latent_dim=32,
+    base_filters=32,
+    likelihood="bernoulli",
+    **kwargs,
+):
+    """Encoder, decoder and :class:`VAE` in one call; ``kwargs`` go to ``VAE``."""
+    encoder = build_encoder(image_size, channels, latent_dim, base_filters)
+    decoder = build_decoder(image_size, channels, latent_dim, base_filters, likelihood)
+    return VAE(encoder, decoder, likelihood=likelihood, **kwargs)
