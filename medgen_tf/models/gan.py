@@ -1,0 +1,371 @@
+"""DCGAN generator/discriminator builders and the GAN / conditional GAN training models.
+
+Taught in ``notebooks/01_gan.ipynb``. The losses live in :mod:`medgen_tf.losses`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from medgen_tf import losses
+from medgen_tf.models.layers import loss_scaled
+
+__all__ = ["GAN", "ConditionalGAN", "build_discriminator", "build_generator", "default_optimizers"]
+
+
+def _upsampling_plan(image_size):
+    """Start side and number of stride-2 upsamplings: 28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4)."""
+    start, steps = int(image_size), 0
+    while start % 2 == 0 and start // 2 >= 4:
+        start, steps = start // 2, steps + 1
+    if steps < 2 or start > 7:
+        raise ValueError(
+            f"image_size={image_size} is not supported: it must halve at least twice down to a "
+            "side between 4 and 7 (e.g. 28, 32, 64, 128)."
+        )
+    return start, steps
+
+
+def build_generator(
+    latent_dim=128,
+    image_size=64,
+    channels=1,
+    base_filters=64,
+    num_classes=None,
+    embedding_dim=32,
+    name="generator",
+):
+    """DCGAN generator: noise (and a class label) -> image in [-1, 1] (Radford et al. 2015).
+
+    Dense -> Reshape to a 4x4 (7x7 for 28) map -> Conv2DTranspose(stride 2) + BatchNorm + ReLU
+    blocks that double the side and halve the filters -> a last stride-2 Conv2DTranspose to
+    ``channels`` with tanh, computed in float32 so mixed precision never clips the output.
+    With ``num_classes``, inputs are ``[noise, labels]``: an embedding of the label is joined to
+    the noise, so every layer can use the class.
+    """
+    start, steps = _upsampling_plan(image_size)
+    noise = keras.Input((latent_dim,), name="noise")
+    inputs, x = [noise], noise
+    if num_classes:
+        labels = keras.Input((), dtype="int32", name="labels")
+        embedded = layers.Embedding(num_classes, embedding_dim, name="label_embedding")(labels)
+        x = layers.Concatenate(name="noise_and_label")([noise, embedded])
+        inputs.append(labels)
+    filters = base_filters * 2 ** (steps - 1)
+    # No bias before BatchNorm: its shift makes one redundant.
+    x = layers.Dense(start * start * filters, use_bias=False, name="project")(x)
+    x = layers.Reshape((start, start, filters))(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.ReLU()(x)
+    for block in range(steps - 1):
+        filters //= 2
+        x = layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same", use_bias=False, name=f"upsample_{block}"
+        )(x)
+        x = layers.BatchNormalization(name=f"upsample_{block}_bn")(x)
+        x = layers.ReLU()(x)
+    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name="to_image")(x)
+    images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(inputs if num_classes else noise, images, name=name)
+
+
+def build_discriminator(
+    image_size=64,
+    channels=1,
+    base_filters=64,
+    num_classes=None,
+    normalization=None,
+    name="discriminator",
+):
+    """DCGAN discriminator: image (and a class label) -> one unbounded logit, no sigmoid.
+
+    Strided 4x4 convolutions with LeakyReLU(0.2) halve the side down to 4x4, then Flatten and
+    Dense(1) in float32. The logit goes to a loss ``from_logits`` (stable, and it is what
+    WGAN-GP and hinge need). ``normalization``: None (default; right for every loss),
+    ``"batch"`` (DCGAN paper; not for WGAN-GP: the penalty is per sample) or ``"layer"``
+    (Gulrajani et al.'s choice for a critic). With ``num_classes``, inputs are
+    ``[images, labels]``: an embedding of the label is reshaped to one extra image channel,
+    so the first convolution already sees which class the image claims to be.
+    """
+    if normalization not in (None, "batch", "layer"):
+        raise ValueError(f"normalization must be None, 'batch' or 'layer', got {normalization!r}.")
+    images = keras.Input((image_size, image_size, channels), name="images")
+    inputs, x = [images], images
+    if num_classes:
+        labels = keras.Input((), dtype="int32", name="labels")
+        label_map = layers.Embedding(num_classes, image_size * image_size, name="label_embedding")(
+            labels
+        )
+        label_map = layers.Reshape((image_size, image_size, 1))(label_map)
+        x = layers.Concatenate(name="image_and_label")([images, label_map])
+        inputs.append(labels)
+    side, block, filters = image_size, 0, base_filters
+    while side > 4:
+        x = layers.Conv2D(filters, 4, strides=2, padding="same", name=f"downsample_{block}")(x)
+        # The first block stays unnormalised, as in DCGAN.
+        if block > 0 and normalization == "batch":
+            x = layers.BatchNormalization(name=f"downsample_{block}_bn")(x)
+        elif block > 0 and normalization == "layer":
+            x = layers.LayerNormalization(name=f"downsample_{block}_ln")(x)
+        x = layers.LeakyReLU(0.2)(x)
+        side, block, filters = (side + 1) // 2, block + 1, min(filters * 2, base_filters * 8)
+    x = layers.Flatten()(x)
+    logits = layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(inputs if num_classes else images, logits, name=name)
+
+
+def default_optimizers(loss="non_saturating"):
+    """``(d_optimizer, g_optimizer)``: Adam(2e-4, beta_1=0.5) (Radford et al. 2015), or for
+    WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017)."""
+    if str(loss).replace("-", "_") == "wgan_gp":
+        settings = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
+    else:
+        settings = dict(learning_rate=2e-4, beta_1=0.5)
+    return (
+        keras.optimizers.Adam(name="d_adam", **settings),
+        keras.optimizers.Adam(name="g_adam", **settings),
+    )
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class GAN(keras.Model):
+    """Adversarial training of a generator against a discriminator (Goodfellow et al. 2014).
+
+    Each ``train_step`` updates D ``n_critic`` times on the real batch and fresh fakes, then G
+    once. Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
+    ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
+    give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
+    every step and is checkpointed). Calling the model maps noise to images.
+
+    Args:
+        generator, discriminator: Keras models (see ``build_generator``/``build_discriminator``).
+        latent_dim: noise size; read from the generator when None.
+        loss: "non_saturating", "least_squares", "hinge" or "wgan_gp".
+        label_smoothing: one-sided smoothing of the real target (0.1 -> 0.9); not for wgan_gp.
+        n_critic: D updates per G update (default 5 for wgan_gp, else 1). The critic steps reuse
+            the step's real batch, as the keras.io WGAN-GP example does.
+        gradient_penalty_weight: lambda of WGAN-GP (10, Gulrajani et al. 2017).
+        seed: seed of the noise SeedGenerator.
+
+    Example:
+        >>> gan = GAN(build_generator(64, 32), build_discriminator(32), loss="non_saturating")
+        >>> gan.compile(*default_optimizers())
+        >>> gan.fit(images_dataset, epochs=5)  # doctest: +SKIP
+        >>> samples = gan.generate(16, seed=0)
+    """
+
+    def __init__(
+        self,
+        generator,
+        discriminator,
+        latent_dim=None,
+        loss="non_saturating",
+        label_smoothing=0.0,
+        n_critic=None,
+        gradient_penalty_weight=10.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator, self.discriminator = generator, discriminator
+        noise_input = generator.inputs[0]
+        self.latent_dim = int(latent_dim or noise_input.shape[-1])
+        self.loss_name = str(loss).replace("-", "_")
+        self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
+        self.is_wasserstein = self.loss_name == "wgan_gp"
+        self.label_smoothing = float(label_smoothing)
+        self.n_critic = int(n_critic or (5 if self.is_wasserstein else 1))
+        self.gradient_penalty_weight = float(gradient_penalty_weight)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
+        # A least-squares D aims at 0/1, so its decision boundary is 0.5; the others at 0.
+        self.decision_threshold = 0.5 if self.loss_name == "least_squares" else 0.0
+        names = ["d_loss", "g_loss", "d_accuracy_real", "d_accuracy_fake"]
+        if self.is_wasserstein:
+            names += ["gradient_penalty", "wasserstein_distance"]
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.d_optimizer = self.g_optimizer = None
+        self.build()
+
+    def build(self, input_shape=None):
+        """Mark the wrapper built (its sub-models are functional, hence already built), so
+        ``fit`` does not trace ``call`` on an image batch and weights can be saved or restored
+        before any training."""
+        self.built = True
+
+    def compile(self, d_optimizer=None, g_optimizer=None, jit_compile="auto", **kwargs):
+        if d_optimizer is None or g_optimizer is None:
+            default_d, default_g = default_optimizers(self.loss_name)
+            d_optimizer, g_optimizer = d_optimizer or default_d, g_optimizer or default_g
+        super().compile(jit_compile=jit_compile, **kwargs)
+        self.d_optimizer = loss_scaled(d_optimizer)
+        self.g_optimizer = loss_scaled(g_optimizer)
+
+    @property
+    def optimizers(self):
+        """Both optimizers, for checkpointing: ``[d_optimizer, g_optimizer]``."""
+        return [self.d_optimizer, self.g_optimizer]
+
+    def build_optimizers(self):
+        """Create optimizer slots now (before restoring optimizer state, or Adam restarts)."""
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    # Hooks the conditional model overrides.
+    def _unpack(self, data):
+        return (data[0] if isinstance(data, (tuple, list)) else data), None
+
+    def _generator_inputs(self, noise, labels):
+        return noise
+
+    def _discriminator_inputs(self, images, labels):
+        return images
+
+    def _discriminator_step(self, real_images, labels, batch_size):
+        noise = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        fake_images = self.generator(self._generator_inputs(noise, labels), training=True)
+        d_variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(
+                self._discriminator_inputs(real_images, labels), training=True
+            )
+            fake_logits = self.discriminator(
+                self._discriminator_inputs(fake_images, labels), training=True
+            )
+            d_loss = self.d_loss_fn(real_logits, fake_logits, self.label_smoothing)
+            extra = {}
+            if self.is_wasserstein:
+                critic_inputs = None if labels is None else [labels]
+                penalty = losses.gradient_penalty(
+                    self.discriminator,
+                    real_images,
+                    fake_images,
+                    seed=self.seed_generator,
+                    critic_inputs=critic_inputs,
+                )
+                extra = {"gradient_penalty": penalty, "wasserstein_distance": -d_loss}
+                d_loss = d_loss + self.gradient_penalty_weight * penalty
+            scaled = self.d_optimizer.scale_loss(losses.scale_for_replicas(d_loss))
+        gradients = tape.gradient(scaled, d_variables)
+        self.d_optimizer.apply_gradients(zip(gradients, d_variables, strict=True))
+        return d_loss, real_logits, fake_logits, extra
+
+    def _generator_step(self, labels, batch_size):
+        noise = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        g_variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            fake_images = self.generator(self._generator_inputs(noise, labels), training=True)
+            fake_logits = self.discriminator(
+                self._discriminator_inputs(fake_images, labels), training=True
+            )
+            g_loss = self.g_loss_fn(fake_logits)
+            scaled = self.g_optimizer.scale_loss(losses.scale_for_replicas(g_loss))
+        gradients = tape.gradient(scaled, g_variables)
+        self.g_optimizer.apply_gradients(zip(gradients, g_variables, strict=True))
+        return g_loss
+
+    def train_step(self, data):
+        real_images, labels = self._unpack(data)
+        batch_size = ops.shape(real_images)[0]
+        for _ in range(self.n_critic):
+            d_loss, real_logits, fake_logits, extra = self._discriminator_step(
+                real_images, labels, batch_size
+            )
+        g_loss = self._generator_step(labels, batch_size)
+        threshold = self.decision_threshold
+        values = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_accuracy_real": ops.mean(
+                ops.cast(ops.cast(real_logits, "float32") > threshold, "float32")
+            ),
+            "d_accuracy_fake": ops.mean(
+                ops.cast(ops.cast(fake_logits, "float32") <= threshold, "float32")
+            ),
+            **extra,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def generate(self, num_samples, seed=0, labels=None):
+        """``num_samples`` images in [-1, 1] (numpy) from noise fixed by the integer ``seed``."""
+        noise = keras.random.normal((int(num_samples), self.latent_dim), seed=seed)
+        if labels is not None:
+            labels = ops.convert_to_tensor(labels, dtype="int32")
+        images = self.generator(self._generator_inputs(noise, labels), training=False)
+        return ops.convert_to_numpy(images)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            generator=keras.saving.serialize_keras_object(self.generator),
+            discriminator=keras.saving.serialize_keras_object(self.discriminator),
+            latent_dim=self.latent_dim,
+            loss=self.loss_name,
+            label_smoothing=self.label_smoothing,
+            n_critic=self.n_critic,
+            gradient_penalty_weight=self.gradient_penalty_weight,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class ConditionalGAN(GAN):
+    """Class-conditional GAN (Mirza & Osindero 2014): batches are ``(images, labels)``.
+
+    Both networks take the label (build them with ``num_classes``); fakes are drawn for the
+    labels of the real batch, so D judges "is this a real image of this class".
+
+    Example:
+        >>> gan = ConditionalGAN(build_generator(64, 32, num_classes=3),
+        ...                      build_discriminator(32, num_classes=3), num_classes=3)
+        >>> gan.compile()
+        >>> gan.generate(3, labels=[0, 1, 2]).shape
+        (3, 32, 32, 1)
+    """
+
+    def __init__(self, generator, discriminator, num_classes=None, **kwargs):
+        if len(generator.inputs) != 2 or len(discriminator.inputs) != 2:
+            raise ValueError(
+                "ConditionalGAN needs networks built with num_classes "
+                "(inputs [noise, labels] and [images, labels])."
+            )
+        self.num_classes = num_classes
+        super().__init__(generator, discriminator, **kwargs)
+
+    def _unpack(self, data):
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError("ConditionalGAN expects batches of (images, labels).")
+        return data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
+
+    def _generator_inputs(self, noise, labels):
+        return [noise, labels]
+
+    def _discriminator_inputs(self, images, labels):
+        return [images, labels]
+
+    def generate(self, num_samples, seed=0, labels=None):
+        if labels is None:
+            raise ValueError("ConditionalGAN.generate needs labels (one per sample).")
+        return super().generate(num_samples, seed=seed, labels=labels)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
