@@ -57,14 +57,16 @@ def build_generator(
     # No bias before BatchNorm: its shift makes one redundant.
     x = layers.Dense(start * start * filters, use_bias=False, name="project")(x)
     x = layers.Reshape((start, start, filters))(x)
-    x = layers.BatchNormalization(name="project_bn")(x)
+    # momentum 0.9 (Keras default 0.99): the moving statistics used by sampling must follow a
+    # generator that changes every step, or early samples come out washed out.
+    x = layers.BatchNormalization(momentum=0.9, name="project_bn")(x)
     x = layers.ReLU()(x)
     for block in range(steps - 1):
         filters //= 2
         x = layers.Conv2DTranspose(
             filters, 4, strides=2, padding="same", use_bias=False, name=f"upsample_{block}"
         )(x)
-        x = layers.BatchNormalization(name=f"upsample_{block}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"upsample_{block}_bn")(x)
         x = layers.ReLU()(x)
     x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name="to_image")(x)
     images = layers.Activation("tanh", dtype="float32", name="tanh")(x)

@@ -1,0 +1,189 @@
+"""medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
+
+import keras
+import numpy as np
+import pytest
+
+from medgen_tf.models.gan import (
+    GAN,
+    ConditionalGAN,
+    build_discriminator,
+    build_generator,
+    default_optimizers,
+)
+
+LATENT_DIM = 8
+FILTERS = 4
+
+
+def tiny_gan(image_size=32, loss="non_saturating", num_classes=None, seed=0, **kwargs):
+    generator = build_generator(
+        LATENT_DIM, image_size, base_filters=FILTERS, num_classes=num_classes
+    )
+    normalization = "layer" if loss == "wgan_gp" else None
+    discriminator = build_discriminator(
+        image_size, base_filters=FILTERS, num_classes=num_classes, normalization=normalization
+    )
+    model_class = ConditionalGAN if num_classes else GAN
+    extra = {"num_classes": num_classes} if num_classes else {}
+    return model_class(generator, discriminator, loss=loss, seed=seed, **extra, **kwargs)
+
+
+def square_images(count=64, image_size=32):
+    """A bright centred square on a dark background: a pattern easy to tell from noise."""
+    images = np.full((count, image_size, image_size, 1), -1.0, "float32")
+    quarter = image_size // 4
+    images[:, quarter:-quarter, quarter:-quarter] = 0.8
+    return images
+
+
+@pytest.mark.parametrize("image_size", [28, 32, 64, 128])
+def test_output_shapes_for_each_image_size(image_size):
+    generator = build_generator(LATENT_DIM, image_size, base_filters=FILTERS)
+    discriminator = build_discriminator(image_size, base_filters=FILTERS)
+    images = generator(np.zeros((2, LATENT_DIM), "float32"))
+    assert tuple(images.shape) == (2, image_size, image_size, 1)
+    assert tuple(discriminator(images).shape) == (2, 1)
+
+
+def test_unsupported_image_size_is_refused():
+    with pytest.raises(ValueError, match="image_size=30"):
+        build_generator(LATENT_DIM, 30)
+
+
+def test_generator_output_is_tanh_in_float32():
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
+    images = keras.ops.convert_to_numpy(generator(np.random.normal(size=(4, LATENT_DIM)) * 50))
+    assert images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+
+
+def test_discriminator_outputs_unbounded_logits():
+    discriminator = build_discriminator(32, base_filters=FILTERS)
+    last = discriminator.layers[-1]
+    assert last.activation is keras.activations.linear
+    assert last.dtype_policy.compute_dtype == "float32"
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel * 100, bias])
+    logits = keras.ops.convert_to_numpy(discriminator(np.random.uniform(-1, 1, (16, 32, 32, 1))))
+    assert logits.min() < 0.0 or logits.max() > 1.0
+
+
+def test_default_optimizers_follow_the_papers():
+    d_optimizer, g_optimizer = default_optimizers("non_saturating")
+    assert float(d_optimizer.learning_rate) == pytest.approx(2e-4)
+    assert float(g_optimizer.beta_1) == pytest.approx(0.5)
+    d_optimizer, _ = default_optimizers("wgan-gp")
+    assert float(d_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(d_optimizer.beta_2) == pytest.approx(0.9)
+
+
+def test_discriminator_learns_against_a_frozen_generator():
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan()
+    # A zero learning rate freezes G; D alone must learn squares vs G's blobs.
+    gan.compile(keras.optimizers.Adam(2e-3, beta_1=0.5), keras.optimizers.SGD(0.0))
+    history = gan.fit(square_images(), batch_size=16, epochs=6, verbose=0).history
+    assert history["d_loss"][-1] < history["d_loss"][0]
+    # The better D gets, the worse a frozen G scores.
+    assert history["g_loss"][-1] > history["g_loss"][0]
+    assert history["d_accuracy_real"][-1] > 0.9
+    assert history["d_accuracy_fake"][-1] > 0.9
+
+
+def test_generator_learns_to_fool_a_frozen_discriminator():
+    keras.utils.set_random_seed(0)
+    gan = tiny_gan()
+    gan.compile(keras.optimizers.SGD(0.0), keras.optimizers.Adam(1e-3, beta_1=0.5))
+    history = gan.fit(square_images(), batch_size=16, epochs=4, verbose=0).history
+    assert history["g_loss"][-1] < history["g_loss"][0]
+
+
+def test_noise_changes_between_steps():
+    gan = tiny_gan()
+    gan.compile()
+    state_before = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    gan.fit(square_images(16), batch_size=8, epochs=1, verbose=0)
+    state_after = keras.ops.convert_to_numpy(gan.seed_generator.state)
+    # Two steps, each drawing noise for D and for G, advance the seed generator.
+    assert not np.array_equal(state_before, state_after)
+
+
+def test_samples_are_not_all_alike():
+    gan = tiny_gan()
+    gan.compile()
+    gan.fit(square_images(), batch_size=16, epochs=4, verbose=0)
+    samples = gan.generate(16, seed=1)
+    # Pixel std across the batch: 0 for a fully collapsed generator.
+    assert samples.std(axis=0).mean() > 0.05
+    np.testing.assert_array_equal(samples, gan.generate(16, seed=1))
+
+
+def test_generator_keras_round_trip_gives_identical_outputs(tmp_path):
+    generator = build_generator(LATENT_DIM, 28, base_filters=FILTERS)
+    noise = np.random.normal(size=(3, LATENT_DIM)).astype("float32")
+    path = tmp_path / "generator.keras"
+    generator.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(generator(noise)), keras.ops.convert_to_numpy(restored(noise))
+    )
+
+
+def test_wrapper_is_built_and_weights_round_trip_before_fit(tmp_path):
+    gan, other = tiny_gan(seed=1), tiny_gan(seed=2)
+    assert gan.built
+    path = tmp_path / "gan.weights.h5"
+    gan.save_weights(path)
+    other.load_weights(path)
+    np.testing.assert_array_equal(gan.generate(4), other.generate(4))
+
+
+def test_wrapper_keras_round_trip(tmp_path):
+    gan = tiny_gan(loss="hinge", label_smoothing=0.1)
+    path = tmp_path / "gan.keras"
+    gan.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, GAN) and restored.loss_name == "hinge"
+    np.testing.assert_array_equal(gan.generate(4), restored.generate(4))
+
+
+def test_conditional_gan_one_step_fit_and_labels_matter():
+    gan = tiny_gan(num_classes=3)
+    gan.compile()
+    labels = np.arange(16) % 3
+    history = gan.fit(square_images(16), labels, batch_size=16, epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
+    same_noise = [gan.generate(1, seed=5, labels=[label]) for label in range(3)]
+    assert not np.allclose(same_noise[0], same_noise[1])
+    with pytest.raises(ValueError, match="labels"):
+        gan.generate(2)
+
+
+def test_wgan_gp_one_step_fit_has_a_positive_finite_penalty():
+    gan = tiny_gan(loss="wgan_gp")
+    assert gan.n_critic == 5
+    gan.compile()
+    history = gan.fit(square_images(8), batch_size=8, epochs=1, verbose=0).history
+    penalty = history["gradient_penalty"][-1]
+    assert np.isfinite(penalty) and penalty > 0
+    assert np.isfinite(history["wasserstein_distance"][-1])
+
+
+def test_mixed_precision_one_step_fit_keeps_float32_outputs():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan = tiny_gan()
+        gan.compile()
+        assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
+        history = gan.fit(square_images(8), batch_size=8, epochs=1, verbose=0).history
+        assert all(np.isfinite(values[-1]) for values in history.values())
+        assert gan.generate(2).dtype == np.float32
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(ValueError, match="Unknown adversarial loss"):
+        tiny_gan(loss="minimax")

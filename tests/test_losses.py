@@ -1,0 +1,148 @@
+"""medgen_tf.losses: values against hand computation, float32, the gradient penalty, replicas."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from medgen_tf import losses
+
+REAL = np.array([[0.0], [2.0], [-3.0]], dtype="float32")
+FAKE = np.array([[-1.0], [0.5], [4.0]], dtype="float32")
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def test_non_saturating_matches_hand_computation():
+    # BCE(1, x) = softplus(-x), BCE(0, x) = softplus(x).
+    expected_d = softplus(-REAL).mean() + softplus(FAKE).mean()
+    expected_g = softplus(-FAKE).mean()
+    assert float(losses.non_saturating_discriminator_loss(REAL, FAKE)) == pytest.approx(
+        expected_d, rel=1e-5
+    )
+    assert float(losses.non_saturating_generator_loss(FAKE)) == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_one_sided_label_smoothing_only_changes_the_real_target():
+    target = 0.9
+    expected = (target * softplus(-REAL) + (1 - target) * softplus(REAL)).mean() + softplus(
+        FAKE
+    ).mean()
+    value = losses.non_saturating_discriminator_loss(REAL, FAKE, label_smoothing=0.1)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+
+
+def test_chance_discriminator_gives_two_log_two():
+    zeros = np.zeros((4, 1), "float32")
+    value = losses.non_saturating_discriminator_loss(zeros, zeros)
+    assert float(value) == pytest.approx(2 * np.log(2), rel=1e-6)
+
+
+def test_least_squares_hinge_and_wasserstein_match_hand_computation():
+    ls_d = ((REAL - 1) ** 2).mean() + (FAKE**2).mean()
+    assert float(losses.least_squares_discriminator_loss(REAL, FAKE)) == pytest.approx(ls_d)
+    assert float(losses.least_squares_generator_loss(FAKE)) == pytest.approx(
+        ((FAKE - 1) ** 2).mean()
+    )
+    hinge_d = np.maximum(0, 1 - REAL).mean() + np.maximum(0, 1 + FAKE).mean()
+    assert float(losses.hinge_discriminator_loss(REAL, FAKE)) == pytest.approx(hinge_d)
+    assert float(losses.hinge_generator_loss(FAKE)) == pytest.approx(-FAKE.mean())
+    assert float(losses.wasserstein_critic_loss(REAL, FAKE)) == pytest.approx(
+        FAKE.mean() - REAL.mean()
+    )
+    assert float(losses.wasserstein_generator_loss(FAKE)) == pytest.approx(-FAKE.mean())
+
+
+def test_least_squares_averages_over_a_patch_map():
+    real = np.ones((2, 4, 4, 1), "float32")
+    fake = np.full((2, 4, 4, 1), 0.5, "float32")
+    assert float(losses.least_squares_discriminator_loss(real, fake)) == pytest.approx(0.25)
+
+
+def test_large_logits_are_stable_and_float16_is_computed_in_float32():
+    big = np.array([[1000.0], [-1000.0]], "float32")
+    value = losses.non_saturating_generator_loss(big)
+    assert np.isfinite(float(value)) and float(value) == pytest.approx(500.0)
+    half = losses.non_saturating_discriminator_loss(REAL.astype("float16"), FAKE.astype("float16"))
+    assert keras.backend.standardize_dtype(half.dtype) == "float32"
+
+
+def test_gradient_penalty_of_a_linear_critic_is_exact():
+    # D(x) = <w, x> + b has gradient w everywhere, so the penalty is (||w|| - 1)^2.
+    critic = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    weight = np.full((16, 1), 0.5, "float32")  # ||w|| = 2
+    critic.layers[-1].set_weights([weight, np.zeros(1, "float32")])
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(2, 3, 4, 4, 1)).astype("float32")
+    seed = keras.random.SeedGenerator(0)
+    assert float(losses.gradient_penalty(critic, real, fake, seed=seed)) == pytest.approx(
+        1.0, rel=1e-5
+    )
+    critic.layers[-1].set_weights([weight / 2, np.zeros(1, "float32")])  # ||w|| = 1
+    assert float(losses.gradient_penalty(critic, real, fake, seed=seed)) == pytest.approx(
+        0.0, abs=1e-5
+    )
+
+
+def test_cycle_and_identity_are_mean_absolute_errors():
+    a = np.zeros((2, 2, 2, 1), "float32")
+    b = np.full((2, 2, 2, 1), -0.5, "float32")
+    assert float(losses.cycle_loss(a, b)) == pytest.approx(0.5)
+    assert float(losses.identity_loss(a, b)) == pytest.approx(0.5)
+
+
+def test_registry_accepts_dashes_and_rejects_unknown_names():
+    assert losses.get_adversarial_loss("wgan-gp")[0] is losses.wasserstein_critic_loss
+    with pytest.raises(ValueError, match="Unknown adversarial loss"):
+        losses.get_adversarial_loss("minimax")
+
+
+def test_scale_for_replicas_gives_global_batch_gradients_under_mirrored_strategy():
+    # Logical devices must be set before TensorFlow starts, hence a fresh interpreter.
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from medgen_tf import losses
+
+        logits = np.linspace(-2, 2, 8).astype("float32").reshape(8, 1)
+
+        def gradient(strategy):
+            with strategy.scope():
+                bias = tf.Variable(0.3)
+                optimizer = keras.optimizers.SGD(1.0)
+                optimizer.build([bias])
+            data = strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensor_slices(logits).batch(8))
+
+            def step(batch):
+                with tf.GradientTape() as tape:
+                    loss = losses.non_saturating_generator_loss(batch + bias)
+                    scaled = losses.scale_for_replicas(loss)
+                grads = tape.gradient(scaled, [bias])
+                optimizer.apply_gradients(zip(grads, [bias]))
+
+            strategy.run(tf.function(step), args=(next(iter(data)),))
+            return 0.3 - float(bias.numpy())
+
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        print(mirrored.num_replicas_in_sync, gradient(mirrored), gradient(tf.distribute.get_strategy()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    replicas, mirrored, single = result.stdout.split()[-3:]
+    assert int(replicas) == 2
+    assert float(mirrored) == pytest.approx(float(single), rel=1e-5)
