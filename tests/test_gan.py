@@ -1,5 +1,9 @@
 """medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
 
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -187,3 +191,32 @@ def test_mixed_precision_one_step_fit_keeps_float32_outputs():
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="Unknown adversarial loss"):
         tiny_gan(loss="minimax")
+
+
+def test_one_epoch_under_mirrored_strategy_with_distinct_noise_per_replica():
+    # Logical devices must be set before TensorFlow starts, hence a fresh interpreter.
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from medgen_tf.models.gan import GAN, build_discriminator, build_generator
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            gan = GAN(build_generator(8, 32, base_filters=4), build_discriminator(32, base_filters=4),
+                      loss="wgan_gp", n_critic=2, seed=0)
+            gan.compile()
+        images = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 1)).astype("float32")
+        history = gan.fit(tf.data.Dataset.from_tensor_slices(images).batch(8), epochs=1, verbose=0)
+        per_replica = strategy.run(tf.function(lambda: gan.sample_noise(4)))
+        first, second = [t.numpy() for t in strategy.experimental_local_results(per_replica)]
+        finite = all(np.isfinite(v[-1]) for v in history.history.values())
+        print(strategy.num_replicas_in_sync, finite, not np.allclose(first, second))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=True
+    )
+    assert result.stdout.split()[-3:] == ["2", "True", "True"]

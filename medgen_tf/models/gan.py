@@ -204,6 +204,9 @@ class GAN(keras.Model):
         super().compile(jit_compile=jit_compile, **kwargs)
         self.d_optimizer = loss_scaled(d_optimizer)
         self.g_optimizer = loss_scaled(g_optimizer)
+        # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
+        # variables there, and a restore needs them to exist or Adam's moments restart.
+        self.build_optimizers()
 
     @property
     def optimizers(self):
@@ -211,7 +214,7 @@ class GAN(keras.Model):
         return [self.d_optimizer, self.g_optimizer]
 
     def build_optimizers(self):
-        """Create optimizer slots now (before restoring optimizer state, or Adam restarts)."""
+        """Create both optimizers' slots (``compile`` does it; call again after swapping one)."""
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 
@@ -221,6 +224,21 @@ class GAN(keras.Model):
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
+
+    def sample_noise(self, batch_size):
+        """Fresh noise from the model's SeedGenerator, distinct on every replica.
+
+        Under ``tf.distribute`` every replica holds the same generator state, so each draws the
+        noise of the global batch and keeps its own slice.
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        noise = keras.random.normal(
+            (batch_size * replicas, self.latent_dim), seed=self.seed_generator
+        )
+        if replicas == 1:
+            return noise
+        replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return noise[replica_id * batch_size : (replica_id + 1) * batch_size]
 
     # Hooks the conditional model overrides.
     def _unpack(self, data):
@@ -233,7 +251,7 @@ class GAN(keras.Model):
         return images
 
     def _discriminator_step(self, real_images, labels, batch_size):
-        noise = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        noise = self.sample_noise(batch_size)
         fake_images = self.generator(self._generator_inputs(noise, labels), training=True)
         d_variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
@@ -262,7 +280,7 @@ class GAN(keras.Model):
         return d_loss, real_logits, fake_logits, extra
 
     def _generator_step(self, labels, batch_size):
-        noise = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        noise = self.sample_noise(batch_size)
         g_variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
             fake_images = self.generator(self._generator_inputs(noise, labels), training=True)
