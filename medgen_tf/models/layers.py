@@ -21,3 +21,75 @@ def loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optim
     ):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pad height and width by mirroring the border (``tf.pad(mode="REFLECT")``).
+
+    CycleGAN's generator pads with reflections so that its 7x7 and 3x3 convolutions see image
+    content, not a dark frame of zeros, at the border (Zhu et al. 2017; Johnson et al. 2016).
+
+    Args:
+        padding: int or ``(pad_height, pad_width)``, added on both sides; must be smaller
+            than the side it pads.
+
+    Example:
+        >>> ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape
+        (1, 70, 70, 1)
+    """
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(padding, int):
+            padding = (padding, padding)
+        self.padding = tuple(int(p) for p in padding)
+
+    def call(self, inputs):
+        pad_height, pad_width = self.padding
+        return keras.ops.pad(
+            inputs, [[0, 0], [pad_height, pad_height], [pad_width, pad_width], [0, 0]],
+            mode="reflect",
+        )
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        pad_height, pad_width = self.padding
+        return (
+            batch,
+            None if height is None else height + 2 * pad_height,
+            None if width is None else width + 2 * pad_width,
+            channels,
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """Normalise each channel of each image over its own height and width (Ulyanov et al. 2016).
+
+    Exactly Keras' ``GroupNormalization(groups=-1)`` (one group per channel), with the defaults
+    of the CycleGAN reference code (PyTorch ``InstanceNorm2d``): ``epsilon=1e-5`` and no learned
+    scale or offset (``center=False, scale=False``), so parameter counts match the paper's
+    networks. Unlike batch norm it keeps no running statistics: training and inference agree,
+    and one image's contrast does not leak into another's.
+
+    Args:
+        epsilon: added to the variance.
+        center, scale: learn a per-channel offset / scale (off by default, as in CycleGAN).
+
+    Example:
+        >>> InstanceNormalization()(keras.ops.ones((2, 8, 8, 4))).shape
+        (2, 8, 8, 4)
+    """
+
+    def __init__(self, epsilon=1e-5, center=False, scale=False, **kwargs):
+        kwargs.pop("groups", None)
+        super().__init__(groups=-1, epsilon=epsilon, center=center, scale=scale, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("groups", None)
+        return config

@@ -1,0 +1,63 @@
+"""Tests for medgen_tf.models.layers: reflection padding, instance norm, loss_scaled."""
+
+import keras
+import numpy as np
+
+from medgen_tf.models.layers import InstanceNormalization, ReflectionPadding2D, loss_scaled
+
+
+def test_reflection_padding_mirrors_without_repeating_the_border():
+    image = np.arange(12, dtype="float32").reshape(1, 3, 4, 1)
+    padded = keras.ops.convert_to_numpy(ReflectionPadding2D((1, 2))(image))
+    expected = np.pad(image, [(0, 0), (1, 1), (2, 2), (0, 0)], mode="reflect")
+    assert padded.shape == (1, 5, 8, 1)
+    np.testing.assert_array_equal(padded, expected)
+
+
+def test_reflection_padding_shape_inference_and_round_trip():
+    layer = ReflectionPadding2D(3, name="pad")
+    inputs = keras.Input((64, 64, 2))
+    assert layer(inputs).shape == (None, 70, 70, 2)
+    restored = ReflectionPadding2D.from_config(layer.get_config())
+    assert restored.padding == (3, 3)
+
+
+def test_instance_normalization_equals_per_image_per_channel_standardisation():
+    rng = np.random.default_rng(0)
+    images = (rng.normal(size=(3, 5, 6, 4)) * [1.0, 5.0, 0.1, 2.0] + [0.0, 3.0, -2.0, 7.0])
+    images = images.astype("float32")
+    output = keras.ops.convert_to_numpy(InstanceNormalization()(images))
+    mean = images.mean(axis=(1, 2), keepdims=True)
+    variance = images.var(axis=(1, 2), keepdims=True)
+    expected = (images - mean) / np.sqrt(variance + 1e-5)
+    np.testing.assert_allclose(output, expected, atol=1e-4)
+    # One image's statistics never reach another: changing image 0 leaves image 1 unchanged.
+    changed = images.copy()
+    changed[0] *= 10.0
+    output_changed = keras.ops.convert_to_numpy(InstanceNormalization()(changed))
+    np.testing.assert_allclose(output_changed[1], output[1], atol=1e-6)
+
+
+def test_instance_normalization_has_no_parameters_by_default_and_round_trips():
+    layer = InstanceNormalization()
+    layer.build((None, 8, 8, 16))
+    assert layer.count_params() == 0
+    affine = InstanceNormalization(center=True, scale=True)
+    affine.build((None, 8, 8, 16))
+    assert affine.count_params() == 32
+    config = layer.get_config()
+    assert "groups" not in config and config["epsilon"] == 1e-5
+    assert InstanceNormalization.from_config(config).groups == -1
+
+
+def test_loss_scaled_wraps_only_under_float16():
+    optimizer = keras.optimizers.Adam()
+    assert loss_scaled(optimizer) is optimizer
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        wrapped = loss_scaled(keras.optimizers.Adam())
+        assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+        assert loss_scaled(wrapped) is wrapped
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
