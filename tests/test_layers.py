@@ -24,7 +24,7 @@ def test_reflection_padding_shape_inference_and_round_trip():
 
 def test_instance_normalization_equals_per_image_per_channel_standardisation():
     rng = np.random.default_rng(0)
-    images = (rng.normal(size=(3, 5, 6, 4)) * [1.0, 5.0, 0.1, 2.0] + [0.0, 3.0, -2.0, 7.0])
+    images = rng.normal(size=(3, 5, 6, 4)) * [1.0, 5.0, 0.1, 2.0] + [0.0, 3.0, -2.0, 7.0]
     images = images.astype("float32")
     output = keras.ops.convert_to_numpy(InstanceNormalization()(images))
     mean = images.mean(axis=(1, 2), keepdims=True)
@@ -60,4 +60,3 @@ def test_loss_scaled_wraps_only_under_float16():
         assert loss_scaled(wrapped) is wrapped
     finally:
         keras.mixed_precision.set_global_policy("float32")
-

@@ -48,7 +48,8 @@ class ReflectionPadding2D(keras.layers.Layer):
     def call(self, inputs):
         pad_height, pad_width = self.padding
         return keras.ops.pad(
-            inputs, [[0, 0], [pad_height, pad_height], [pad_width, pad_width], [0, 0]],
+            inputs,
+            [[0, 0], [pad_height, pad_height], [pad_width, pad_width], [0, 0]],
             mode="reflect",
         )
 
