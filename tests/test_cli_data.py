@@ -10,7 +10,10 @@ import pytest
 def _run(*arguments):
     return subprocess.run(
         [sys.executable, "-m", "medgen_tf.cli", "data", "preview", *arguments],
-        capture_output=True, text=True, env=dict(os.environ), timeout=300,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
     )
 
 

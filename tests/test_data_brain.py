@@ -12,8 +12,10 @@ SMALL = {"num_subjects": 5, "image_size": 32, "slices_per_subject": 6}
 
 
 def _tissue_means(volumes, contrast):
-    return {tissue: float(volumes[contrast][volumes[tissue] > 0.85].mean())
-            for tissue in ("wm", "gm", "csf")}
+    return {
+        tissue: float(volumes[contrast][volumes[tissue] > 0.85].mean())
+        for tissue in ("wm", "gm", "csf")
+    }
 
 
 def test_pure_tissue_signals_follow_mr_physics():
@@ -39,8 +41,9 @@ def test_subject_contrast_ordering_by_tissue(t1_source):
 
 
 def test_slices_shapes_ranges_and_labels():
-    data = brain_slices(("t1", "t2", "pd"), split="all", value_range=(-1.0, 1.0),
-                        return_labels=True, **SMALL)
+    data = brain_slices(
+        ("t1", "t2", "pd"), split="all", value_range=(-1.0, 1.0), return_labels=True, **SMALL
+    )
     count = 5 * 6
     for contrast in ("t1", "t2", "pd"):
         assert data[contrast].shape == (count, 32, 32, 1)
@@ -60,8 +63,16 @@ def test_slices_shapes_ranges_and_labels():
 def test_splits_are_subject_disjoint():
     assert [len(v) for k, v in brain.split_subjects(32).items() if k != "all"] == [24, 4, 4]
     subjects = {
-        split: set(brain_slices(("t1",), split=split, return_labels=True, num_subjects=8,
-                                image_size=32, slices_per_subject=3)["subject"])
+        split: set(
+            brain_slices(
+                ("t1",),
+                split=split,
+                return_labels=True,
+                num_subjects=8,
+                image_size=32,
+                slices_per_subject=3,
+            )["subject"]
+        )
         for split in ("train", "val", "test")
     }
     assert not subjects["train"] & subjects["val"]
@@ -77,8 +88,9 @@ def test_deterministic_by_seed():
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).mean() > 0.01
     # Subject i does not depend on the cohort size.
-    bigger = brain_slices(("t2",), split="all", use_cache=False, num_subjects=6, image_size=32,
-                          slices_per_subject=6)["t2"]
+    bigger = brain_slices(
+        ("t2",), split="all", use_cache=False, num_subjects=6, image_size=32, slices_per_subject=6
+    )["t2"]
     np.testing.assert_array_equal(first, bigger[: len(first)])
 
 
@@ -91,8 +103,14 @@ def test_subjects_differ_in_anatomy():
 
 @pytest.mark.parametrize("image_size", [28, 32, 64, 128, 256])
 def test_image_sizes(image_size):
-    data = brain_slices(("t1", "t2"), split="all", image_size=image_size, num_subjects=3,
-                        slices_per_subject=2, use_cache=False)
+    data = brain_slices(
+        ("t1", "t2"),
+        split="all",
+        image_size=image_size,
+        num_subjects=3,
+        slices_per_subject=2,
+        use_cache=False,
+    )
     assert data["t1"].shape == data["t2"].shape == (6, image_size, image_size, 1)
     assert np.isfinite(data["t1"]).all()
 

@@ -50,7 +50,9 @@ def test_flipped_and_permuted_orientations_load_identically(tmp_path):
     assert nib.aff2axcodes(affine) == ("R", "A", "S")
     # Axes stored in the order (z, y, x): a different on-disk layout, same brain.
     permuted_affine = np.zeros((4, 4))
-    permuted_affine[0, 2] = permuted_affine[1, 1] = permuted_affine[2, 0] = permuted_affine[3, 3] = 1
+    permuted_affine[0, 2] = permuted_affine[1, 1] = permuted_affine[2, 0] = permuted_affine[
+        3, 3
+    ] = 1
     transposed = np.ascontiguousarray(array.transpose(2, 1, 0))
     loaded, _ = load_volume(_save(transposed, tmp_path / "zyx.nii.gz", permuted_affine))
     np.testing.assert_array_equal(loaded, reference)
@@ -88,10 +90,14 @@ def _bad_files(tmp_path):
     cases["not nifti content"] = (fake, "unreadable or corrupt")
     cases["2-D"] = (_save(np.ones((8, 8), np.float32), tmp_path / "flat.nii"), "2-D")
     cases["5-D"] = (_save(np.ones((4, 4, 4, 2, 2), np.float32), tmp_path / "five.nii"), "5-D")
-    cases["all zero"] = (_save(np.zeros((6, 6, 6), np.float32), tmp_path / "zero.nii"),
-                         "constant volume")
-    cases["constant"] = (_save(np.full((6, 6, 6), 7.0, np.float32), tmp_path / "seven.nii"),
-                         "constant volume")
+    cases["all zero"] = (
+        _save(np.zeros((6, 6, 6), np.float32), tmp_path / "zero.nii"),
+        "constant volume",
+    )
+    cases["constant"] = (
+        _save(np.full((6, 6, 6), 7.0, np.float32), tmp_path / "seven.nii"),
+        "constant volume",
+    )
     with_nan = _volume()
     with_nan[3, 3, 3] = np.nan
     cases["nan"] = (_save(with_nan, tmp_path / "nan.nii.gz"), "NaN or Inf")

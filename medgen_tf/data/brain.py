@@ -92,9 +92,7 @@ def spin_echo_signal(t1_ms, t2_ms, proton_density, repetition_time_ms, echo_time
     """Spin-echo signal S = PD * (1 - exp(-TR/T1)) * exp(-TE/T2) (Bernstein et al. 2004)."""
     t1_ms, t2_ms = np.asarray(t1_ms, dtype=np.float64), np.asarray(t2_ms, dtype=np.float64)
     return (
-        proton_density
-        * (1.0 - np.exp(-repetition_time_ms / t1_ms))
-        * np.exp(-echo_time_ms / t2_ms)
+        proton_density * (1.0 - np.exp(-repetition_time_ms / t1_ms)) * np.exp(-echo_time_ms / t2_ms)
     )
 
 
@@ -171,8 +169,12 @@ def _working_maps(data_dir: str, working_mm: int, sigma_mm: float):
             shape = [size - size % working_mm for size in volume.shape]
             volume = volume[: shape[0], : shape[1], : shape[2]]
             volume = volume.reshape(
-                shape[0] // working_mm, working_mm, shape[1] // working_mm, working_mm,
-                shape[2] // working_mm, working_mm,
+                shape[0] // working_mm,
+                working_mm,
+                shape[1] // working_mm,
+                working_mm,
+                shape[2] // working_mm,
+                working_mm,
             ).mean(axis=(1, 3, 5))
         if sigma_mm > 0:
             volume = ndimage.gaussian_filter(volume, sigma_mm / working_mm, mode="constant")
@@ -232,7 +234,10 @@ def _lattice_values(lattice, points, template_shape):
 
     fine_shape = [6 * (size - 1) + 1 for size in lattice.shape]
     fine = ndimage.zoom(
-        lattice, [f / s for f, s in zip(fine_shape, lattice.shape, strict=True)], order=3, mode="nearest",
+        lattice,
+        [f / s for f, s in zip(fine_shape, lattice.shape, strict=True)],
+        order=3,
+        mode="nearest",
         grid_mode=False,
     )
     size = np.array(fine.shape, dtype=np.float64)
@@ -250,7 +255,9 @@ def _render(points, parameters, maps, working_mm, contrasts, protocols, t1_sourc
         [_lattice_values(parameters["displacement"][axis], points, shape) for axis in range(3)],
         axis=1,
     )
-    source = (points - center) @ parameters["matrix"].T + center + parameters["shift"] + displacement
+    source = (
+        (points - center) @ parameters["matrix"].T + center + parameters["shift"] + displacement
+    )
     # Block-averaged voxel i covers 1 mm voxels [w*i, w*i + w - 1], centred at w*i + (w - 1)/2.
     source = (source - (working_mm - 1) / 2) / working_mm
     sampled = {
@@ -437,7 +444,9 @@ def build_cohort(
         )
         brain = sampled["mask"] > 0.5
         for contrast in CONTRASTS:
-            outputs[contrast].append(_unit_scale(signals[contrast], brain).reshape(points.shape[:3]))
+            outputs[contrast].append(
+                _unit_scale(signals[contrast], brain).reshape(points.shape[:3])
+            )
         outputs["mask"].append(brain.reshape(points.shape[:3]))
         outputs["subject"].append(np.full(len(positions), subject, dtype=np.int32))
         outputs["position"].append(positions)

@@ -52,8 +52,17 @@ DATASETS = {
             224: "50747347e05c87dd3aaf92c49f9f3170",
         },
         [
-            "bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
-            "liver", "lung-left", "lung-right", "pancreas", "spleen",
+            "bladder",
+            "femur-left",
+            "femur-right",
+            "heart",
+            "kidney-left",
+            "kidney-right",
+            "liver",
+            "lung-left",
+            "lung-right",
+            "pancreas",
+            "spleen",
         ],
         "CC BY 4.0",
     ),
@@ -65,8 +74,12 @@ DATASETS = {
             224: "8974907d8e169bef5f5b96bc506ae45d",
         },
         [
-            "actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
-            "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
             "vascular lesions",
         ],
         "CC BY-NC 4.0",
@@ -244,8 +257,9 @@ def load_tfds(
     if not images:
         raise DataError(f"tfds:{name}: split {split!r} is empty")
     low, high = value_range
-    batch = tf.image.resize(np.stack(images).astype(np.float32), (image_size, image_size),
-                            antialias=True).numpy()
+    batch = tf.image.resize(
+        np.stack(images).astype(np.float32), (image_size, image_size), antialias=True
+    ).numpy()
     label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
     label_names = list(getattr(label_feature, "names", []) or [])
     return {

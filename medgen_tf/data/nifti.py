@@ -187,7 +187,9 @@ def pad_to_square(slices: np.ndarray, fill_value: float) -> np.ndarray:
     )
 
 
-def resize_slices(slices: np.ndarray, image_size: int, fill_value: float | None = None) -> np.ndarray:
+def resize_slices(
+    slices: np.ndarray, image_size: int, fill_value: float | None = None
+) -> np.ndarray:
     """Pad (n, h, w) slices to squares and resize to (n, image_size, image_size, 1).
 
     Bilinear with ``antialias=True``: when shrinking, TensorFlow widens the kernel to the

@@ -36,13 +36,17 @@ REGION_NAMES = ["inferior", "middle", "superior"]
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"kind:argument"``; DataError for an unknown kind or a missing argument."""
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"data spec {spec!r}: empty; use brain[:t1|t2|pd], nifti:PATH, "
-                        "medmnist:NAME[@SIZE] or tfds:NAME")
+        raise DataError(
+            f"data spec {spec!r}: empty; use brain[:t1|t2|pd], nifti:PATH, "
+            "medmnist:NAME[@SIZE] or tfds:NAME"
+        )
     kind, _, argument = spec.strip().partition(":")
     kind = kind.lower()
     if kind not in ("brain", "nifti", "medmnist", "tfds"):
-        raise DataError(f"data spec {spec!r}: unknown kind {kind!r}; use brain[:t1|t2|pd], "
-                        "nifti:PATH, medmnist:NAME[@SIZE] or tfds:NAME")
+        raise DataError(
+            f"data spec {spec!r}: unknown kind {kind!r}; use brain[:t1|t2|pd], "
+            "nifti:PATH, medmnist:NAME[@SIZE] or tfds:NAME"
+        )
     if kind != "brain" and not argument:
         raise DataError(f"data spec {spec!r}: {kind} needs an argument after the colon")
     return kind, (argument or None)
@@ -70,7 +74,9 @@ def load_spec(
             argument, image_size=image_size, value_range=value_range, return_sources=True
         )
         path = Path(argument)
-        names = [file.name for file in nifti.list_nifti_files(path)] if path.is_dir() else [path.name]
+        names = (
+            [file.name for file in nifti.list_nifti_files(path)] if path.is_dir() else [path.name]
+        )
         return {"images": images, "labels": sources, "label_names": names, "name": spec}
     if kind == "medmnist":
         name, _, size_text = argument.partition("@")
@@ -94,7 +100,8 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed):
         )
         images = np.concatenate([pairs[c] for c in brain.CONTRASTS], axis=0)
         labels = np.repeat(
-            np.arange(len(brain.CONTRASTS), dtype=np.int32), [len(pairs[c]) for c in brain.CONTRASTS]
+            np.arange(len(brain.CONTRASTS), dtype=np.int32),
+            [len(pairs[c]) for c in brain.CONTRASTS],
         )
         names = [CONTRAST_NAMES[c] for c in brain.CONTRASTS]
         return {"images": images, "labels": labels, "label_names": names, "name": spec}
@@ -102,17 +109,32 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed):
     if contrast not in brain.CONTRASTS:
         raise DataError(f"data spec {spec!r}: unknown contrast {contrast!r}; use t1, t2 or pd")
     data = brain.brain_slices(
-        (contrast,), split=split, image_size=image_size, seed=seed, value_range=value_range,
+        (contrast,),
+        split=split,
+        image_size=image_size,
+        seed=seed,
+        value_range=value_range,
         return_labels=True,
     )
     # Terciles of the axial position: a 3-class label for conditional models.
     labels = np.minimum((data["position"] * 3).astype(np.int32), 2)
-    return {"images": data[contrast], "labels": labels, "label_names": list(REGION_NAMES),
-            "name": spec}
+    return {
+        "images": data[contrast],
+        "labels": labels,
+        "label_names": list(REGION_NAMES),
+        "name": spec,
+    }
 
 
-def load_domains(spec_a: str, spec_b: str, image_size: int = 64, split: str = "train",
-                 value_range=(-1.0, 1.0), seed: int = 0, paired: bool = False):
+def load_domains(
+    spec_a: str,
+    spec_b: str,
+    image_size: int = 64,
+    split: str = "train",
+    value_range=(-1.0, 1.0),
+    seed: int = 0,
+    paired: bool = False,
+):
     """Images of two domains (e.g. for CycleGAN); DataError if their image shapes differ.
 
     With ``paired=True`` the domains must also hold the same number of images (row i of A
@@ -122,11 +144,15 @@ def load_domains(spec_a: str, spec_b: str, image_size: int = 64, split: str = "t
     domain_b = load_spec(spec_b, image_size, split, value_range, seed)
     shape_a, shape_b = domain_a["images"].shape, domain_b["images"].shape
     if shape_a[1:] != shape_b[1:]:
-        raise DataError(f"domains {spec_a!r} and {spec_b!r}: image shapes differ "
-                        f"({shape_a[1:]} vs {shape_b[1:]}); use the same channels and size")
+        raise DataError(
+            f"domains {spec_a!r} and {spec_b!r}: image shapes differ "
+            f"({shape_a[1:]} vs {shape_b[1:]}); use the same channels and size"
+        )
     if paired and shape_a[0] != shape_b[0]:
-        raise DataError(f"domains {spec_a!r} and {spec_b!r}: {shape_a[0]} vs {shape_b[0]} "
-                        "images; paired domains need the same count")
+        raise DataError(
+            f"domains {spec_a!r} and {spec_b!r}: {shape_a[0]} vs {shape_b[0]} "
+            "images; paired domains need the same count"
+        )
     return domain_a, domain_b
 
 
@@ -143,14 +169,19 @@ def preview_grid(spec: str, out_path, image_size: int = 64, num_columns: int = 6
 
     kind, argument = parse_spec(spec)
     if kind == "brain" and argument is None:
-        data = brain.brain_slices(brain.CONTRASTS, split="train", image_size=image_size,
-                                  return_labels=True)
+        data = brain.brain_slices(
+            brain.CONTRASTS, split="train", image_size=image_size, return_labels=True
+        )
         # One slice per subject, just above the ventricles, where all three tissues show.
         distance = np.abs(data["position"] - 0.6)
-        picks = np.array([
-            np.flatnonzero(data["subject"] == subject)[np.argmin(distance[data["subject"] == subject])]
-            for subject in np.unique(data["subject"])[:num_columns]
-        ])
+        picks = np.array(
+            [
+                np.flatnonzero(data["subject"] == subject)[
+                    np.argmin(distance[data["subject"] == subject])
+                ]
+                for subject in np.unique(data["subject"])[:num_columns]
+            ]
+        )
         rows = {
             "T1w (real template)": data["t1"][picks],
             "T2w (sim.)": data["t2"][picks],
