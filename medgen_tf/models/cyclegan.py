@@ -1,0 +1,455 @@
+"""CycleGAN (Zhu et al. 2017): ResNet generator, 70x70 PatchGAN, image pool and the model.
+
+Taught in ``notebooks/03_cyclegan.ipynb``. Losses come from :mod:`medgen_tf.losses`; the
+paired pix2pix-style reference lives in :mod:`medgen_tf.models.pix2pix`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from medgen_tf import losses
+from medgen_tf.models.layers import InstanceNormalization, ReflectionPadding2D, loss_scaled
+
+__all__ = [
+    "CycleGAN",
+    "ImagePool",
+    "LinearDecayAfterHalf",
+    "build_patchgan_discriminator",
+    "build_resnet_generator",
+    "default_optimizers",
+]
+
+OPTIMIZER_NAMES = (
+    "generator_ab_optimizer",
+    "generator_ba_optimizer",
+    "discriminator_a_optimizer",
+    "discriminator_b_optimizer",
+)
+
+
+def build_resnet_generator(
+    image_size=256, channels=1, filters=64, num_residual_blocks=None, name="resnet_generator"
+):
+    """ResNet generator of CycleGAN: c7s1-64, d128, d256, R256 x n, u128, u64, c7s1-channels.
+
+    Johnson et al. 2016's architecture as used by Zhu et al. 2017: reflection padding, instance
+    norm, ReLU, biases kept (instance norm has no offset), tanh output in float32. It maps an
+    image to an image and takes no noise. ``num_residual_blocks`` defaults to the paper's
+    choice: 6 up to 128 px, 9 above. ``filters`` is the paper's 64 (the widths scale with it).
+    """
+    if image_size % 4:
+        raise ValueError(
+            f"image_size must be divisible by 4 (two stride-2 steps), got {image_size}."
+        )
+    if num_residual_blocks is None:
+        num_residual_blocks = 6 if image_size <= 128 else 9
+    images = keras.Input((image_size, image_size, channels), name="images")
+    x = ReflectionPadding2D(3)(images)
+    x = layers.Conv2D(filters, 7, name="c7s1")(x)
+    x = layers.ReLU()(InstanceNormalization(name="c7s1_norm")(x))
+    for index, width in enumerate((filters * 2, filters * 4)):
+        # Zero padding 1 then a valid 3x3 stride-2 convolution: PyTorch's padding=1, symmetric.
+        x = layers.ZeroPadding2D(1)(x)
+        x = layers.Conv2D(width, 3, strides=2, name=f"down_{index}")(x)
+        x = layers.ReLU()(InstanceNormalization(name=f"down_{index}_norm")(x))
+    for block in range(num_residual_blocks):
+        shortcut = x
+        for half in range(2):
+            x = ReflectionPadding2D(1)(x)
+            x = layers.Conv2D(filters * 4, 3, name=f"residual_{block}_conv_{half}")(x)
+            x = InstanceNormalization(name=f"residual_{block}_norm_{half}")(x)
+            if half == 0:
+                x = layers.ReLU()(x)
+        x = layers.Add(name=f"residual_{block}")([shortcut, x])
+    for index, width in enumerate((filters * 2, filters)):
+        x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"up_{index}")(x)
+        x = layers.ReLU()(InstanceNormalization(name=f"up_{index}_norm")(x))
+    x = ReflectionPadding2D(3)(x)
+    x = layers.Conv2D(channels, 7, name="to_image")(x)
+    outputs = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(images, outputs, name=name)
+
+
+def build_patchgan_discriminator(
+    image_size=256, channels=1, filters=64, name="patchgan_discriminator"
+):
+    """70x70 PatchGAN (Isola et al. 2017): C64-C128-C256-C512, then a 1-channel logits map.
+
+    4x4 convolutions (stride 2, 2, 2, then 1, 1), LeakyReLU(0.2), instance norm on all but the
+    first; each output logit judges one 70x70 patch (a 30x30 map at 256 px). No sigmoid: the
+    least-squares loss reads the raw values. ``channels`` is 2 for a conditional pix2pix D.
+    """
+    images = keras.Input((image_size, image_size, channels), name="images")
+    x = images
+    for index, (width, stride) in enumerate(
+        ((filters, 2), (filters * 2, 2), (filters * 4, 2), (filters * 8, 1))
+    ):
+        x = layers.ZeroPadding2D(1)(x)
+        x = layers.Conv2D(width, 4, strides=stride, name=f"c{index}")(x)
+        if index > 0:
+            x = InstanceNormalization(name=f"c{index}_norm")(x)
+        x = layers.LeakyReLU(0.2)(x)
+    x = layers.ZeroPadding2D(1)(x)
+    logits = layers.Conv2D(1, 4, dtype="float32", name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant learning rate, then linear decay to zero (Zhu et al. 2017, Sec. 7.1).
+
+    The paper trains 100 epochs at 2e-4 and decays linearly to zero over the next 100; here the
+    same shape is counted in optimizer steps: constant for ``decay_start_step`` steps (half of
+    ``total_steps`` by default), then linear to 0 at ``total_steps``, and 0 after.
+
+    Example:
+        >>> schedule = LinearDecayAfterHalf(2e-4, total_steps=100)
+        >>> float(schedule(75))
+        0.0001
+    """
+
+    def __init__(self, initial_learning_rate=2e-4, total_steps=1, decay_start_step=None):
+        if int(total_steps) < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.total_steps = int(total_steps)
+        self.decay_start_step = int(
+            self.total_steps // 2 if decay_start_step is None else decay_start_step
+        )
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        decay_steps = max(self.total_steps - self.decay_start_step, 1)
+        fraction = ops.clip((step - self.decay_start_step) / decay_steps, 0.0, 1.0)
+        return self.initial_learning_rate * (1.0 - fraction)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "total_steps": self.total_steps,
+            "decay_start_step": self.decay_start_step,
+        }
+
+
+def default_optimizers(total_steps=None, learning_rate=2e-4):
+    """The paper's four Adam(2e-4, beta_1=0.5) optimizers, keyed as ``CycleGAN.compile`` wants.
+
+    With ``total_steps``, the learning rate follows :class:`LinearDecayAfterHalf`.
+    """
+    optimizers = {}
+    for name in OPTIMIZER_NAMES:
+        rate = learning_rate
+        if total_steps:
+            rate = LinearDecayAfterHalf(learning_rate, total_steps=total_steps)
+        optimizers[name] = keras.optimizers.Adam(
+            learning_rate=rate, beta_1=0.5, name=name.replace("_optimizer", "_adam")
+        )
+    return optimizers
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class ImagePool(keras.layers.Layer):
+    """A buffer of past generated images shown to the discriminator (Shrivastava et al. 2017).
+
+    While the pool fills, each image is stored and returned unchanged. Once full, each image is,
+    with probability 1/2, swapped for a random stored one (which is returned; the new image takes
+    its slot), otherwise returned as is. D thus sees older fakes too, which damps oscillation.
+    The buffer is a non-trainable weight (saved with checkpoints) updated with tensor ops, so it
+    works inside a compiled ``train_step``. Two images of one batch that draw the same slot both
+    return its old image and the later one is kept.
+
+    Args:
+        pool_size: images kept (50 in CycleGAN); 0 turns the pool into the identity.
+        image_shape: ``(height, width, channels)`` of one image.
+        seed: seed of the pool's SeedGenerator.
+
+    Example:
+        >>> pool = ImagePool(50, (64, 64, 1))
+        >>> shown_to_discriminator = pool(fake_images)  # doctest: +SKIP
+    """
+
+    def __init__(self, pool_size=50, image_shape=(64, 64, 1), seed=None, **kwargs):
+        # Generators output float32 even under mixed precision; the pool stores them as they are.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name=f"{self.name}_seed")
+        self.images = self.add_weight(
+            shape=(max(self.pool_size, 1), *self.image_shape),
+            initializer="zeros",
+            trainable=False,
+            dtype="float32",
+            name="images",
+        )
+        self.num_stored = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="int32", name="num_stored"
+        )
+        self.built = True
+
+    def call(self, new_images):
+        if self.pool_size == 0:
+            return new_images
+        new_images = ops.cast(new_images, "float32")
+        batch_size = ops.shape(new_images)[0]
+        positions = ops.arange(batch_size, dtype="int32")
+        # Images that arrive while there is room fill the next free slots.
+        fill_slots = self.num_stored + positions
+        fills = fill_slots < self.pool_size
+        buffer = tf.tensor_scatter_nd_update(
+            self.images,
+            ops.expand_dims(tf.boolean_mask(fill_slots, fills), -1),
+            tf.boolean_mask(new_images, fills),
+        )
+        # The others are swapped with a random stored image with probability 1/2.
+        coin = keras.random.uniform((batch_size,), seed=self.seed_generator)
+        random_slots = keras.random.randint(
+            (batch_size,), 0, self.pool_size, seed=self.seed_generator, dtype="int32"
+        )
+        swaps = ops.logical_and(ops.logical_not(fills), coin < 0.5)
+        returned = ops.where(
+            ops.reshape(swaps, (-1, 1, 1, 1)), ops.take(buffer, random_slots, axis=0), new_images
+        )
+        buffer = tf.tensor_scatter_nd_update(
+            buffer,
+            ops.expand_dims(tf.boolean_mask(random_slots, swaps), -1),
+            tf.boolean_mask(new_images, swaps),
+        )
+        self.images.assign(buffer)
+        self.num_stored.assign(ops.minimum(self.num_stored + batch_size, self.pool_size))
+        return returned
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "image_shape": self.image_shape,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class CycleGAN(keras.Model):
+    """Unpaired image-to-image translation with cycle consistency (Zhu et al. 2017).
+
+    Two generators ``G_ab: A -> B`` and ``G_ba: B -> A`` and two PatchGAN discriminators. The
+    generators minimise the least-squares adversarial loss plus ``lambda_cycle * (|G_ba(G_ab(a))
+    - a| + |G_ab(G_ba(b)) - b|)`` plus ``identity_weight * lambda_cycle * (|G_ab(b) - b| +
+    |G_ba(a) - a|)``; each D minimises ``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))`` on
+    fakes drawn through an :class:`ImagePool`. G is updated first, then both D, every step, each
+    network by its own Adam. Batches are ``(images_a, images_b)``: unrelated images, no pairs.
+    Calling the model translates A -> B.
+
+    Args:
+        generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).
+        discriminator_a, discriminator_b: PatchGANs judging domain A and domain B images.
+        lambda_cycle: weight of the cycle loss (10 in the paper).
+        identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5).
+        pool_size: image pool size per discriminator (50).
+        seed: seed of the pools' random choices.
+
+    Example:
+        >>> size = 64
+        >>> model = CycleGAN(build_resnet_generator(size), build_resnet_generator(size),
+        ...                  build_patchgan_discriminator(size), build_patchgan_discriminator(size))
+        >>> model.compile(**default_optimizers(total_steps=1000))
+        >>> model.fit(tf.data.Dataset.zip((t1_batches, t2_batches)), epochs=5)  # doctest: +SKIP
+        >>> fake_t2 = model.translate(t1_images, "a2b")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        generator_ab,
+        generator_ba,
+        discriminator_a,
+        discriminator_b,
+        lambda_cycle=10.0,
+        identity_weight=0.5,
+        pool_size=50,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator_ab, self.generator_ba = generator_ab, generator_ba
+        self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
+        self.lambda_cycle = float(lambda_cycle)
+        self.identity_weight = float(identity_weight)
+        self.pool_size = int(pool_size)
+        self.seed = seed
+        image_shape_a = tuple(generator_ab.inputs[0].shape[1:])
+        image_shape_b = tuple(generator_ba.inputs[0].shape[1:])
+        self.pool_a = ImagePool(pool_size, image_shape_a, seed=seed, name="pool_a")
+        self.pool_b = ImagePool(
+            pool_size, image_shape_b, seed=None if seed is None else seed + 1, name="pool_b"
+        )
+        names = [
+            "g_loss",
+            "g_adversarial_loss",
+            "cycle_loss",
+            "identity_loss",
+            "d_a_loss",
+            "d_b_loss",
+        ]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.generator_ab_optimizer = self.generator_ba_optimizer = None
+        self.discriminator_a_optimizer = self.discriminator_b_optimizer = None
+        self.build()
+
+    def build(self, input_shape=None):
+        """Mark the wrapper built (its networks are functional, hence built already), so weights
+        can be saved or restored before ``fit`` and ``fit`` never traces ``call``."""
+        self.built = True
+
+    def compile(
+        self,
+        generator_ab_optimizer=None,
+        generator_ba_optimizer=None,
+        discriminator_a_optimizer=None,
+        discriminator_b_optimizer=None,
+        jit_compile="auto",
+        **kwargs,
+    ):
+        given = dict(
+            generator_ab_optimizer=generator_ab_optimizer,
+            generator_ba_optimizer=generator_ba_optimizer,
+            discriminator_a_optimizer=discriminator_a_optimizer,
+            discriminator_b_optimizer=discriminator_b_optimizer,
+        )
+        defaults = default_optimizers()
+        super().compile(jit_compile=jit_compile, **kwargs)
+        for name, optimizer in given.items():
+            setattr(self, name, loss_scaled(optimizer or defaults[name]))
+        self.build_optimizers()
+
+    @property
+    def optimizers(self):
+        """The four optimizers, for checkpointing, in ``OPTIMIZER_NAMES`` order."""
+        return [getattr(self, name) for name in OPTIMIZER_NAMES]
+
+    def build_optimizers(self):
+        """Create the optimizers' slots now: a restore needs them, tf.distribute too."""
+        networks = (
+            self.generator_ab,
+            self.generator_ba,
+            self.discriminator_a,
+            self.discriminator_b,
+        )
+        for optimizer, network in zip(self.optimizers, networks, strict=True):
+            optimizer.build(network.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.generator_ab(inputs, training=training)
+
+    def translate(self, images, direction="a2b", batch_size=32):
+        """Translate a numpy batch with ``G_ab`` (``"a2b"``) or ``G_ba`` (``"b2a"``)."""
+        if direction not in ("a2b", "b2a"):
+            raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}.")
+        generator = self.generator_ab if direction == "a2b" else self.generator_ba
+        return generator.predict(images, batch_size=batch_size, verbose=0)
+
+    def _apply(self, optimizer, tape, loss, variables):
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+    def train_step(self, data):
+        real_a, real_b = data[0], data[1]
+        g_ab_variables = self.generator_ab.trainable_variables
+        g_ba_variables = self.generator_ba.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            fake_b = self.generator_ab(real_a, training=True)
+            fake_a = self.generator_ba(real_b, training=True)
+            cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=True))
+            cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=True))
+            identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=True))
+            identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=True))
+            adversarial = losses.least_squares_generator_loss(
+                self.discriminator_b(fake_b, training=True)
+            ) + losses.least_squares_generator_loss(self.discriminator_a(fake_a, training=True))
+            g_loss = (
+                adversarial
+                + self.lambda_cycle * cycle
+                + self.identity_weight * self.lambda_cycle * identity
+            )
+            g_loss_replica = losses.scale_for_replicas(g_loss)
+            scaled_ab = self.generator_ab_optimizer.scale_loss(g_loss_replica)
+            scaled_ba = self.generator_ba_optimizer.scale_loss(g_loss_replica)
+        # Without loss scaling one backward pass serves both generators.
+        if scaled_ab is scaled_ba:
+            gradients = tape.gradient(scaled_ab, g_ab_variables + g_ba_variables)
+            split = len(g_ab_variables)
+            self.generator_ab_optimizer.apply_gradients(
+                zip(gradients[:split], g_ab_variables, strict=True)
+            )
+            self.generator_ba_optimizer.apply_gradients(
+                zip(gradients[split:], g_ba_variables, strict=True)
+            )
+        else:
+            self._apply(self.generator_ab_optimizer, tape, scaled_ab, g_ab_variables)
+            self._apply(self.generator_ba_optimizer, tape, scaled_ba, g_ba_variables)
+        del tape
+
+        pooled_a = self.pool_a(ops.stop_gradient(fake_a))
+        pooled_b = self.pool_b(ops.stop_gradient(fake_b))
+        d_a_variables = self.discriminator_a.trainable_variables
+        d_b_variables = self.discriminator_b.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            # Halved, as in the paper, so D learns more slowly than G.
+            d_a_loss = 0.5 * losses.least_squares_discriminator_loss(
+                self.discriminator_a(real_a, training=True),
+                self.discriminator_a(pooled_a, training=True),
+            )
+            d_b_loss = 0.5 * losses.least_squares_discriminator_loss(
+                self.discriminator_b(real_b, training=True),
+                self.discriminator_b(pooled_b, training=True),
+            )
+            scaled_a = self.discriminator_a_optimizer.scale_loss(
+                losses.scale_for_replicas(d_a_loss)
+            )
+            scaled_b = self.discriminator_b_optimizer.scale_loss(
+                losses.scale_for_replicas(d_b_loss)
+            )
+        self._apply(self.discriminator_a_optimizer, tape, scaled_a, d_a_variables)
+        self._apply(self.discriminator_b_optimizer, tape, scaled_b, d_b_variables)
+        del tape
+
+        values = {
+            "g_loss": g_loss,
+            "g_adversarial_loss": adversarial,
+            "cycle_loss": cycle,
+            "identity_loss": identity,
+            "d_a_loss": d_a_loss,
+            "d_b_loss": d_b_loss,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
+            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
+        config.update(
+            lambda_cycle=self.lambda_cycle,
+            identity_weight=self.identity_weight,
+            pool_size=self.pool_size,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
