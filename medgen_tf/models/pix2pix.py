@@ -1,0 +1,140 @@
+"""Paired translation (pix2pix, Isola et al. 2017): the upper reference for CycleGAN.
+
+Taught in ``notebooks/03_cyclegan.ipynb``. Give it the networks CycleGAN uses
+(:mod:`medgen_tf.models.cyclegan` builders), so that the only difference from CycleGAN is the
+supervision: here every input comes with its true target.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from medgen_tf import losses
+from medgen_tf.models.layers import loss_scaled
+
+__all__ = ["Pix2Pix"]
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class Pix2Pix(keras.Model):
+    """Paired image-to-image translation: L1 to the true target, optionally plus a PatchGAN.
+
+    The generator minimises ``l1_weight * |G(a) - b|`` (+ the non-saturating adversarial loss
+    of a conditional PatchGAN that sees ``[a, G(a)]`` against ``[a, b]``, Isola et al. 2017,
+    lambda_L1 = 100). With ``discriminator=None`` it is plain L1 regression. Batches are
+    ``(images_a, images_b)`` of the SAME subjects and slices: the paired data CycleGAN lacks.
+
+    Args:
+        generator: image-to-image model (``cyclegan.build_resnet_generator``).
+        discriminator: ``None``, or a PatchGAN whose input has the channels of ``a`` and ``b``
+            stacked (``build_patchgan_discriminator(size, channels=2)`` for one-channel MR).
+        l1_weight: lambda_L1 (100 in the paper).
+
+    Example:
+        >>> model = Pix2Pix(build_resnet_generator(64), build_patchgan_discriminator(64, 2))
+        >>> model.compile()
+        >>> model.fit(tf.data.Dataset.from_tensor_slices((t1, t2)).batch(8))  # doctest: +SKIP
+    """
+
+    def __init__(self, generator, discriminator=None, l1_weight=100.0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator, self.discriminator = generator, discriminator
+        self.l1_weight = float(l1_weight)
+        names = ["g_loss", "l1_loss"] + (["g_adversarial_loss", "d_loss"] if discriminator else [])
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.generator_optimizer = self.discriminator_optimizer = None
+        self.built = True
+
+    def compile(
+        self, generator_optimizer=None, discriminator_optimizer=None, jit_compile="auto", **kwargs
+    ):
+        super().compile(jit_compile=jit_compile, **kwargs)
+
+        def adam(name):
+            return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5, name=name)
+
+        self.generator_optimizer = loss_scaled(generator_optimizer or adam("generator_adam"))
+        self.generator_optimizer.build(self.generator.trainable_variables)
+        if self.discriminator is not None:
+            self.discriminator_optimizer = loss_scaled(
+                discriminator_optimizer or adam("discriminator_adam")
+            )
+            self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def optimizers(self):
+        """``[generator_optimizer]`` (and the discriminator's), for checkpointing."""
+        return [o for o in (self.generator_optimizer, self.discriminator_optimizer) if o]
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def translate(self, images, batch_size=32):
+        """Translate a numpy batch a -> b."""
+        return self.generator.predict(images, batch_size=batch_size, verbose=0)
+
+    def train_step(self, data):
+        real_a, real_b = data[0], data[1]
+        values = {}
+        g_variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            fake_b = self.generator(real_a, training=True)
+            l1 = ops.mean(ops.abs(ops.cast(real_b, "float32") - fake_b))
+            g_loss = self.l1_weight * l1
+            if self.discriminator is not None:
+                fake_pair = ops.concatenate([ops.cast(real_a, fake_b.dtype), fake_b], axis=-1)
+                adversarial = losses.non_saturating_generator_loss(
+                    self.discriminator(fake_pair, training=True)
+                )
+                g_loss = g_loss + adversarial
+                values["g_adversarial_loss"] = adversarial
+            scaled = self.generator_optimizer.scale_loss(losses.scale_for_replicas(g_loss))
+        gradients = tape.gradient(scaled, g_variables)
+        self.generator_optimizer.apply_gradients(zip(gradients, g_variables, strict=True))
+        values.update(g_loss=g_loss, l1_loss=l1)
+
+        if self.discriminator is not None:
+            d_variables = self.discriminator.trainable_variables
+            real_pair = ops.concatenate([real_a, real_b], axis=-1)
+            fake_pair = ops.concatenate(
+                [ops.cast(real_a, "float32"), ops.stop_gradient(fake_b)], -1
+            )
+            with tf.GradientTape() as tape:
+                # Halved, as in the paper, so D learns more slowly than G.
+                d_loss = 0.5 * losses.non_saturating_discriminator_loss(
+                    self.discriminator(real_pair, training=True),
+                    self.discriminator(fake_pair, training=True),
+                )
+                scaled = self.discriminator_optimizer.scale_loss(losses.scale_for_replicas(d_loss))
+            gradients = tape.gradient(scaled, d_variables)
+            self.discriminator_optimizer.apply_gradients(zip(gradients, d_variables, strict=True))
+            values["d_loss"] = d_loss
+
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            generator=keras.saving.serialize_keras_object(self.generator),
+            discriminator=None
+            if self.discriminator is None
+            else keras.saving.serialize_keras_object(self.discriminator),
+            l1_weight=self.l1_weight,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        if config.get("discriminator") is not None:
+            config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
