@@ -28,7 +28,7 @@ def test_unknown_or_incomplete_specs(spec):
 
 
 def test_brain_pools_contrasts_with_contrast_labels():
-    data = load_spec("brain", image_size=32, split="val")
+    data = load_spec("brain", image_size=32, split="val", num_subjects=8)
     assert data["label_names"] == ["T1w", "T2w", "PD"]
     counts = np.bincount(data["labels"])
     assert len(counts) == 3 and counts[0] == counts[1] == counts[2]
@@ -38,7 +38,9 @@ def test_brain_pools_contrasts_with_contrast_labels():
 
 
 def test_brain_single_contrast_has_region_labels():
-    data = load_spec("brain:t2", image_size=32, split="test", value_range=(0.0, 1.0))
+    data = load_spec(
+        "brain:t2", image_size=32, split="test", value_range=(0.0, 1.0), num_subjects=8
+    )
     assert data["label_names"] == ["inferior", "middle", "superior"]
     assert set(data["labels"]) == {0, 1, 2}
     assert data["images"].min() >= 0.0
@@ -73,7 +75,9 @@ def test_domains_of_different_sizes_are_refused(tmp_path):
     assert len(domain_a["images"]) == 8 and len(domain_b["images"]) == 5
     with pytest.raises(DataError, match="paired domains need the same count"):
         load_domains(f"medmnist:{grey}", f"medmnist:{small}", image_size=28, paired=True)
-    t1, t2 = load_domains("brain:t1", "brain:t2", image_size=32, split="val", paired=True)
+    t1, t2 = load_domains(
+        "brain:t1", "brain:t2", image_size=32, split="val", paired=True, num_subjects=8
+    )
     assert t1["images"].shape == t2["images"].shape
 
 

@@ -58,8 +58,12 @@ def load_spec(
     split: str = "train",
     value_range: tuple[float, float] = (-1.0, 1.0),
     seed: int = 0,
+    num_subjects: int = 32,
 ) -> dict:
     """Load the images named by a data spec (see the module docstring for the grammar).
+
+    ``seed`` and ``num_subjects`` choose the simulated cohort for ``brain`` specs; other kinds
+    ignore them.
 
     Example:
         >>> data = load_spec("brain:t2", image_size=32)  # doctest: +SKIP
@@ -68,7 +72,7 @@ def load_spec(
     """
     kind, argument = parse_spec(spec)
     if kind == "brain":
-        return _load_brain(spec, argument, image_size, split, value_range, seed)
+        return _load_brain(spec, argument, image_size, split, value_range, seed, num_subjects)
     if kind == "nifti":
         images, sources = nifti.load_nifti_slices(
             argument, image_size=image_size, value_range=value_range, return_sources=True
@@ -93,10 +97,15 @@ def load_spec(
     return {**data, "name": spec}
 
 
-def _load_brain(spec, contrast, image_size, split, value_range, seed):
+def _load_brain(spec, contrast, image_size, split, value_range, seed, num_subjects):
     if contrast is None:
         pairs = brain.brain_slices(
-            brain.CONTRASTS, split=split, image_size=image_size, seed=seed, value_range=value_range
+            brain.CONTRASTS,
+            split=split,
+            image_size=image_size,
+            seed=seed,
+            value_range=value_range,
+            num_subjects=num_subjects,
         )
         images = np.concatenate([pairs[c] for c in brain.CONTRASTS], axis=0)
         labels = np.repeat(
@@ -114,6 +123,7 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed):
         image_size=image_size,
         seed=seed,
         value_range=value_range,
+        num_subjects=num_subjects,
         return_labels=True,
     )
     # Terciles of the axial position: a 3-class label for conditional models.
@@ -134,14 +144,15 @@ def load_domains(
     value_range=(-1.0, 1.0),
     seed: int = 0,
     paired: bool = False,
+    num_subjects: int = 32,
 ):
     """Images of two domains (e.g. for CycleGAN); DataError if their image shapes differ.
 
     With ``paired=True`` the domains must also hold the same number of images (row i of A
     corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``).
     """
-    domain_a = load_spec(spec_a, image_size, split, value_range, seed)
-    domain_b = load_spec(spec_b, image_size, split, value_range, seed)
+    domain_a = load_spec(spec_a, image_size, split, value_range, seed, num_subjects)
+    domain_b = load_spec(spec_b, image_size, split, value_range, seed, num_subjects)
     shape_a, shape_b = domain_a["images"].shape, domain_b["images"].shape
     if shape_a[1:] != shape_b[1:]:
         raise DataError(
