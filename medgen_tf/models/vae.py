@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from medgen_tf import losses
 from medgen_tf.models.layers import loss_scaled
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -51,7 +52,6 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
         x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu")(x)
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(8 * base_filters, activation="relu")(x)
     # float32 heads keep the KL and the sampling exact under a mixed_float16 policy.
     z_mean = keras.layers.Dense(latent_dim, dtype="float32", name="z_mean")(x)
     z_log_var = keras.layers.Dense(latent_dim, dtype="float32", name="z_log_var")(x)
@@ -217,6 +217,14 @@ class VAE(keras.Model):
         optimizer = loss_scaled(keras.optimizers.get(optimizer))
         kwargs.setdefault("jit_compile", "auto")
         super().compile(optimizer=optimizer, **kwargs)
+        # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
+        # variables there, and a restore needs them to exist or Adam's moments restart.
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def optimizers(self):
+        """The optimizers to checkpoint (one here; the GANs have two)."""
+        return [self.optimizer]
 
     def get_compile_config(self):
         # With compile overridden, Keras needs these two methods to restore the optimizer
@@ -227,7 +235,6 @@ class VAE(keras.Model):
 
     def compile_from_config(self, config):
         self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]))
-        self.optimizer.build(self.trainable_variables)
 
     def kl_weight_at(self, step):
         """KL weight after ``step`` optimizer steps: beta * min(1, step / kl_warmup_steps)."""
@@ -292,7 +299,8 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             reconstruction_loss, kl_loss = self._elbo_terms(images, training=True)
             loss = reconstruction_loss + self.kl_weight * kl_loss
-            scaled_loss = self.optimizer.scale_loss(loss)
+            # Gradients are summed over replicas; the loss scale guards float16 gradients.
+            scaled_loss = self.optimizer.scale_loss(losses.scale_for_replicas(loss))
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         logs = self._update_trackers(loss, reconstruction_loss, kl_loss)
