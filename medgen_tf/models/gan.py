@@ -105,7 +105,12 @@ def build_discriminator(
         inputs.append(labels)
     side, block, filters = image_size, 0, base_filters
     while side > 4:
-        x = layers.Conv2D(filters, 4, strides=2, padding="same", name=f"downsample_{block}")(x)
+        # Bias-free, as in the PyTorch DCGAN example: with a bias, TF 2.21's grappler fuses
+        # Conv2D+BiasAdd+LeakyRelu in a way the LeakyReluGrad of training cannot use, logs
+        # "remapper failed" on every trace and skips the pass.
+        x = layers.Conv2D(
+            filters, 4, strides=2, padding="same", use_bias=False, name=f"downsample_{block}"
+        )(x)
         # The first block stays unnormalised, as in DCGAN.
         if block > 0 and normalization == "batch":
             x = layers.BatchNormalization(name=f"downsample_{block}_bn")(x)
