@@ -161,6 +161,8 @@ class GAN(keras.Model):
         >>> gan.compile(*default_optimizers())
         >>> gan.fit(images_dataset, epochs=5)  # doctest: +SKIP
         >>> samples = gan.generate(16, seed=0)
+
+    Notebook: ``notebooks/01_gan.ipynb`` (the article's broken GAN, then this one on brain MRI).
     """
 
     def __init__(
