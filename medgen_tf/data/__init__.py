@@ -10,6 +10,7 @@
 
 from medgen_tf.data.brain import brain_slices, subject_volumes
 from medgen_tf.data.nifti import load_nifti_slices, load_volume
+from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.data.spec import load_domains, load_spec, preview_grid
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "load_nifti_slices",
     "load_spec",
     "load_volume",
+    "make_dataset",
     "preview_grid",
+    "steps_per_epoch",
     "subject_volumes",
 ]
