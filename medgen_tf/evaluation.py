@@ -71,8 +71,8 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     results = {}
     for where, region in (("brain", mask), ("image", None)):
         results[f"mae_{where}"] = float(np.mean(metrics.mae(target, predicted, mask=region)))
-        results[f"psnr_{where}"] = float(np.mean(metrics.psnr(target, predicted, mask=region)))
-        results[f"ssim_{where}"] = float(np.mean(metrics.ssim(target, predicted, mask=region)))
+        results[f"psnr_{where}"] = float(np.mean(metrics.psnr(target, predicted, 1.0, mask=region)))
+        results[f"ssim_{where}"] = float(np.mean(metrics.ssim(target, predicted, 1.0, mask=region)))
     return results
 
 

@@ -1,0 +1,407 @@
+"""Image-quality and distribution metrics for generative models of medical images.
+
+Two families, both free of any model:
+
+- **Paired image metrics** (a prediction against its ground truth, e.g. CycleGAN T1 -> T2):
+  :func:`psnr`, :func:`ssim`, :func:`ms_ssim`, :func:`mae`, optionally inside a mask
+  (the brain, so the air around the head does not inflate the score). The data range is
+  always passed by the caller and never inferred from the images: a range inferred per image
+  makes two runs incomparable.
+- **Distribution metrics** on feature vectors (samples of a generator against real images):
+  :func:`frechet_distance`, :func:`kid`, :func:`precision_recall` and the privacy check
+  :func:`memorization`. Features come from :mod:`medgen_tf.features` (the offline extractor,
+  whose Frechet distance is called "FD-medgen"; it is not FID, which needs InceptionV3).
+
+Image inputs are numpy arrays or tensors of shape ``(n, h, w, c)`` or ``(h, w, c)``; per-image
+values come back as a numpy array ``(n,)`` (a float for a single ``(h, w, c)`` image), or their
+mean with ``reduce="mean"``. Feature inputs are ``(n, d)`` arrays; the arithmetic is float64.
+
+References:
+    Wang et al. 2004, "Image quality assessment: from error visibility to structural
+    similarity" (SSIM). Wang et al. 2003, "Multi-scale structural similarity" (MS-SSIM).
+    Heusel et al. 2017 (Frechet distance of features). Binkowski et al. 2018 (KID).
+    Kynkaanniemi et al. 2019 (improved precision and recall).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import tensorflow as tf
+
+__all__ = [
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "mae",
+    "frechet_distance",
+    "frechet_distance_from_moments",
+    "kid",
+    "precision_recall",
+    "memorization",
+    "pairwise_distances",
+]
+
+# Wang et al. 2004 constants, also tf.image.ssim's defaults.
+SSIM_FILTER_SIZE = 11
+SSIM_FILTER_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+# --------------------------------------------------------------------------- paired images
+
+
+def _as_images(a, b, mask=None):
+    """Float32 tensors of rank 4, and whether the caller passed one (h, w, c) image."""
+    a = tf.convert_to_tensor(a, dtype=tf.float32)
+    b = tf.convert_to_tensor(b, dtype=tf.float32)
+    if a.shape != b.shape:
+        raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
+    if a.shape.rank not in (3, 4):
+        raise ValueError(f"images must be (n, h, w, c) or (h, w, c), got shape {a.shape}")
+    single = a.shape.rank == 3
+    if single:
+        a, b = a[None], b[None]
+    if mask is not None:
+        mask = tf.convert_to_tensor(mask, dtype=tf.float32)
+        if single:
+            mask = mask[None]
+        if mask.shape.rank != 4 or mask.shape[:3] != a.shape[:3]:
+            raise ValueError(
+                f"mask must have the images' shape (or one channel), got {mask.shape} "
+                f"for images {a.shape}"
+            )
+        mask = tf.cast(mask > 0.5, tf.float32)
+        if not bool(tf.reduce_all(tf.reduce_sum(mask, axis=[1, 2, 3]) > 0)):
+            raise ValueError("every image needs at least one pixel inside its mask")
+    return a, b, mask, single
+
+
+def _check_data_range(data_range):
+    if data_range is None or not float(data_range) > 0:
+        raise ValueError(f"data_range must be a positive number (max - min), got {data_range}")
+    return float(data_range)
+
+
+def _finish(values, single, reduce):
+    values = np.asarray(values, dtype=np.float64)
+    if reduce == "mean":
+        return float(values.mean())
+    if reduce is not None:
+        raise ValueError(f"reduce must be None or 'mean', got {reduce!r}")
+    return float(values[0]) if single else values
+
+
+def _masked_mean(values, mask):
+    """Per-image mean of ``values`` (n, h, w, c) over ``mask`` (n, h, w, 1 or c)."""
+    mask = tf.broadcast_to(mask, tf.shape(values))
+    return tf.reduce_sum(values * mask, axis=[1, 2, 3]) / tf.reduce_sum(mask, axis=[1, 2, 3])
+
+
+def mae(a, b, mask=None, reduce=None):
+    """Mean absolute error per image, over all pixels or only inside ``mask``.
+
+    Args:
+        a, b: images (n, h, w, c) or (h, w, c) in the same intensity units.
+        mask: optional (n, h, w, 1) or (n, h, w, c) mask; values > 0.5 count.
+        reduce: None for per-image values, "mean" for their mean.
+    """
+    a, b, mask, single = _as_images(a, b, mask)
+    error = tf.abs(a - b)
+    values = tf.reduce_mean(error, axis=[1, 2, 3]) if mask is None else _masked_mean(error, mask)
+    return _finish(values, single, reduce)
+
+
+def psnr(a, b, data_range, mask=None, reduce=None):
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range**2 / MSE)``, per image.
+
+    Args:
+        a, b: images (n, h, w, c) or (h, w, c).
+        data_range: max - min of the intensity scale (1.0 for [0, 1], 2.0 for [-1, 1]);
+            explicit, never inferred from the images.
+        mask: optional mask; the MSE is then the mean over masked pixels only.
+        reduce: None for per-image values, "mean" for their mean.
+
+    Identical images give ``inf``.
+    """
+    data_range = _check_data_range(data_range)
+    a, b, mask, single = _as_images(a, b, mask)
+    if mask is None:
+        values = tf.image.psnr(a, b, max_val=data_range)
+    else:
+        mse = tf.cast(_masked_mean(tf.square(a - b), mask), tf.float64)
+        values = 10.0 * np.log10(data_range**2 / mse.numpy())
+    return _finish(values, single, reduce)
+
+
+def ssim(a, b, data_range, mask=None, reduce=None):
+    """Structural similarity (Wang et al. 2004) per image, via ``tf.image.ssim``.
+
+    Gaussian window 11x11 with sigma 1.5, K1 = 0.01, K2 = 0.03; local statistics are taken
+    only where the window fits ("valid"), so the SSIM map is (h - 10, w - 10) and averaged over
+    channels. Images need h, w >= 11.
+
+    With a ``mask``: the mean of the SSIM map over the window centres that fall inside the
+    mask (the mask cropped by 5 pixels per side to align with the map). Windows centred near
+    the mask border still see some pixels outside it; that is the usual convention.
+
+    Args:
+        a, b: images (n, h, w, c) or (h, w, c).
+        data_range: max - min of the intensity scale; explicit, never inferred.
+        mask: optional mask (n, h, w, 1) or (n, h, w, c).
+        reduce: None for per-image values, "mean" for their mean.
+    """
+    data_range = _check_data_range(data_range)
+    a, b, mask, single = _as_images(a, b, mask)
+    if min(a.shape[1], a.shape[2]) < SSIM_FILTER_SIZE:
+        raise ValueError(f"ssim needs images of at least 11x11 pixels, got {a.shape[1:3]}")
+    options = dict(
+        max_val=data_range,
+        filter_size=SSIM_FILTER_SIZE,
+        filter_sigma=SSIM_FILTER_SIGMA,
+        k1=SSIM_K1,
+        k2=SSIM_K2,
+    )
+    if mask is None:
+        values = tf.image.ssim(a, b, **options)
+    else:
+        index_map = tf.image.ssim(a, b, return_index_map=True, **options)  # (n, h-10, w-10)
+        border = SSIM_FILTER_SIZE // 2
+        inside = tf.reduce_max(mask[:, border:-border, border:-border, :], axis=-1)
+        counts = tf.reduce_sum(inside, axis=[1, 2])
+        if not bool(tf.reduce_all(counts > 0)):
+            raise ValueError("every mask needs a pixel at least 5 pixels from the image border")
+        values = tf.reduce_sum(index_map * inside, axis=[1, 2]) / counts
+    return _finish(values, single, reduce)
+
+
+def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, reduce=None):
+    """Multi-scale SSIM (Wang et al. 2003) per image, via ``tf.image.ssim_multiscale``.
+
+    The image is halved ``len(power_factors) - 1`` times, and the coarsest scale must still
+    hold the filter: the side must be at least ``(filter_size - 1) * 2**(scales - 1) + 1``,
+    i.e. 161 pixels with the paper's 5 scales and 11x11 window. For 64x64 slices pass 3 scales,
+    e.g. ``power_factors=(0.2096, 0.4659, 0.3245)`` (the paper's last three, renormalised;
+    minimum side 41). No mask: the coarse scales mix brain and background anyway.
+
+    Args:
+        a, b: images (n, h, w, c) or (h, w, c).
+        data_range: max - min of the intensity scale; explicit, never inferred.
+        power_factors: weights per scale; default the paper's 5.
+        filter_size: Gaussian window side.
+        reduce: None for per-image values, "mean" for their mean.
+    """
+    data_range = _check_data_range(data_range)
+    if power_factors is None:
+        power_factors = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+    a, b, _, single = _as_images(a, b)
+    minimum = (filter_size - 1) * 2 ** (len(power_factors) - 1) + 1
+    if min(a.shape[1], a.shape[2]) < minimum:
+        raise ValueError(
+            f"ms_ssim with {len(power_factors)} scales and filter_size {filter_size} needs "
+            f"images of at least {minimum}x{minimum} pixels, got {tuple(a.shape[1:3])}; "
+            "pass fewer power_factors"
+        )
+    values = tf.image.ssim_multiscale(
+        a,
+        b,
+        max_val=data_range,
+        power_factors=power_factors,
+        filter_size=filter_size,
+        filter_sigma=SSIM_FILTER_SIGMA,
+        k1=SSIM_K1,
+        k2=SSIM_K2,
+    )
+    return _finish(values, single, reduce)
+
+
+# --------------------------------------------------------------------------- distributions
+
+
+def _as_features(features, name="features"):
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim > 2:
+        features = features.reshape(len(features), -1)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"{name} must be (n, d) with n >= 2, got shape {features.shape}")
+    if not np.all(np.isfinite(features)):
+        raise ValueError(f"{name} contain NaN or inf")
+    return features
+
+
+def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b, eps=1e-6):
+    """Frechet distance between N(mean_a, covariance_a) and N(mean_b, covariance_b).
+
+    ``||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``, in float64. When the product
+    of (near-)singular covariances has no finite square root, ``eps`` is added to both
+    diagonals (as in the reference FID code); a small imaginary part from round-off is dropped,
+    a large one raises ValueError.
+    """
+    mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
+    covariance_a = np.atleast_2d(np.asarray(covariance_a, np.float64))
+    covariance_b = np.atleast_2d(np.asarray(covariance_b, np.float64))
+    if mean_a.shape != mean_b.shape or covariance_a.shape != covariance_b.shape:
+        raise ValueError("the two sets of moments must have the same dimension")
+    covariance_sqrt = scipy.linalg.sqrtm(covariance_a @ covariance_b)
+    if not np.all(np.isfinite(covariance_sqrt)):
+        offset = np.eye(len(covariance_a)) * eps
+        covariance_sqrt = scipy.linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset))
+    if np.iscomplexobj(covariance_sqrt):
+        imaginary = np.max(np.abs(np.imag(np.diagonal(covariance_sqrt))))
+        if imaginary > 1e-3:
+            raise ValueError(f"matrix square root has a large imaginary part ({imaginary:.3g})")
+        covariance_sqrt = np.real(covariance_sqrt)
+    difference = mean_a - mean_b
+    value = difference @ difference + np.trace(covariance_a + covariance_b - 2.0 * covariance_sqrt)
+    # Round-off can give a tiny negative number for identical sets.
+    return float(max(value, 0.0))
+
+
+def frechet_distance(features_a, features_b, eps=1e-6):
+    """Frechet distance between Gaussians fitted to two feature sets (n, d).
+
+    With the offline extractor of :mod:`medgen_tf.features` this is "FD-medgen" (with
+    InceptionV3 pool features it would be FID). Biased upwards at small n: compare scores only
+    at the same n, next to the real-vs-real floor at that n.
+    """
+    features_a = _as_features(features_a, "features_a")
+    features_b = _as_features(features_b, "features_b")
+    return frechet_distance_from_moments(
+        features_a.mean(axis=0),
+        np.cov(features_a, rowvar=False),
+        features_b.mean(axis=0),
+        np.cov(features_b, rowvar=False),
+        eps=eps,
+    )
+
+
+def _polynomial_mmd2_unbiased(x, y):
+    dimension = x.shape[1]
+    k_xx = (x @ x.T / dimension + 1.0) ** 3
+    k_yy = (y @ y.T / dimension + 1.0) ** 3
+    k_xy = (x @ y.T / dimension + 1.0) ** 3
+    m, n = len(x), len(y)
+    term_xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+    term_yy = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+    return term_xx + term_yy - 2.0 * k_xy.mean()
+
+
+def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
+    """Kernel inception distance (Binkowski et al. 2018): mean and std of unbiased MMD^2.
+
+    Kernel ``k(x, y) = (x . y / d + 1)^3``; MMD^2 is estimated on ``num_subsets`` random
+    subsets of ``min(subset_size, n_a, n_b)`` rows of each set (without replacement within a
+    subset). Unbiased, so it can be slightly negative for two samples of one distribution.
+
+    Returns:
+        (mean, std) over the subsets, as floats.
+    """
+    features_a = _as_features(features_a, "features_a")
+    features_b = _as_features(features_b, "features_b")
+    if features_a.shape[1] != features_b.shape[1]:
+        raise ValueError("features_a and features_b must have the same dimension")
+    size = min(int(subset_size), len(features_a), len(features_b))
+    generator = np.random.default_rng(seed)
+    values = np.empty(int(num_subsets))
+    for index in range(int(num_subsets)):
+        rows_a = generator.choice(len(features_a), size, replace=False)
+        rows_b = generator.choice(len(features_b), size, replace=False)
+        values[index] = _polynomial_mmd2_unbiased(features_a[rows_a], features_b[rows_b])
+    return float(values.mean()), float(values.std())
+
+
+def pairwise_distances(x, y, chunk_size=1024):
+    """Euclidean distances (len(x), len(y)) in float64, computed in row chunks."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    y_norms = np.einsum("ij,ij->i", y, y)
+    result = np.empty((len(x), len(y)))
+    for start in range(0, len(x), chunk_size):
+        block = x[start : start + chunk_size]
+        squared = np.einsum("ij,ij->i", block, block)[:, None] + y_norms[None] - 2.0 * block @ y.T
+        result[start : start + chunk_size] = np.sqrt(np.maximum(squared, 0.0))
+    return result
+
+
+def _knn_radii(features, k):
+    distances = pairwise_distances(features, features)
+    # Column 0 of the sorted rows is the point itself (distance 0).
+    return np.partition(distances, k, axis=1)[:, k]
+
+
+def precision_recall(features_real, features_fake, k=3):
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds.
+
+    Each set's manifold is the union of balls around its points with radius the distance to
+    the k-th nearest neighbour in the same set. Precision (fidelity) is the fraction of fake
+    samples inside the real manifold; recall (diversity) the fraction of real samples inside
+    the fake manifold.
+
+    Returns:
+        dict with "precision" and "recall" in [0, 1].
+    """
+    real = _as_features(features_real, "features_real")
+    fake = _as_features(features_fake, "features_fake")
+    if not 1 <= k < min(len(real), len(fake)):
+        raise ValueError(f"k must be in [1, min(n_real, n_fake) - 1], got {k}")
+    real_radii = _knn_radii(real, k)
+    fake_radii = _knn_radii(fake, k)
+    fake_to_real = pairwise_distances(fake, real)
+    precision = np.mean(np.any(fake_to_real <= real_radii[None, :], axis=1))
+    recall = np.mean(np.any(fake_to_real.T <= fake_radii[None, :], axis=1))
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
+    """Nearest-training-neighbour check: are generated samples copies of training patients?
+
+    For each generated sample, the Euclidean distance to its nearest training sample; the
+    reference is the same distance for real held-out (test) samples, which come from other
+    subjects and so show how close an unseen image naturally gets. A generated sample is flagged
+    when it lies closer to a training image than ``threshold_factor`` times the closest any
+    test image gets (the bare minimum would flag about 1 in ``n_test + 1`` honest samples by
+    chance). Works on feature vectors (n, d) or on images (n, h, w, c), flattened.
+
+    Returns:
+        dict: ``generated_to_train`` and ``test_to_train`` summaries (min, 5th percentile,
+        median, mean), ``distance_ratio`` (median generated / median test; well below 1 hints
+        at memorisation), ``threshold`` (``threshold_factor`` x minimum test-to-train distance),
+        ``flagged_indices`` (generated rows below it), ``fraction_flagged``, and
+        ``closest_pairs``: the ``num_pairs`` closest (generated index, train index, distance).
+    """
+    generated = _as_features(generated, "generated")
+    train = _as_features(train, "train")
+    test = _as_features(test, "test")
+    if not generated.shape[1] == train.shape[1] == test.shape[1]:
+        raise ValueError("generated, train and test must have the same dimension")
+    generated_distances = pairwise_distances(generated, train)
+    nearest_train = generated_distances.argmin(axis=1)
+    generated_nearest = generated_distances[np.arange(len(generated)), nearest_train]
+    test_nearest = pairwise_distances(test, train).min(axis=1)
+
+    def summary(values):
+        return {
+            "min": float(values.min()),
+            "p05": float(np.percentile(values, 5)),
+            "median": float(np.median(values)),
+            "mean": float(values.mean()),
+        }
+
+    threshold = float(threshold_factor * test_nearest.min())
+    flagged = np.flatnonzero(generated_nearest < threshold)
+    order = np.argsort(generated_nearest, kind="stable")[:num_pairs]
+    median_test = float(np.median(test_nearest))
+    return {
+        "generated_to_train": summary(generated_nearest),
+        "test_to_train": summary(test_nearest),
+        "distance_ratio": float(np.median(generated_nearest) / median_test)
+        if median_test > 0
+        else float("nan"),
+        "threshold": threshold,
+        "flagged_indices": [int(i) for i in flagged],
+        "fraction_flagged": float(len(flagged) / len(generated)),
+        "closest_pairs": [
+            (int(i), int(nearest_train[i]), float(generated_nearest[i])) for i in order
+        ],
+    }

@@ -1,0 +1,202 @@
+"""medgen_tf.metrics against closed forms and independent numpy/scipy implementations."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from medgen_tf import metrics
+
+
+def _reference_ssim_map(a, b, data_range):
+    """Wang et al. 2004 SSIM map of two (h, w) images, written from the paper with scipy."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def blur(x):
+        # truncate gives radius int(3.34 * 1.5 + 0.5) = 5: the 11x11 window; the 5-pixel border
+        # where the window leaves the image is cropped, as in "valid" filtering.
+        return ndimage.gaussian_filter(x, sigma=1.5, truncate=3.34, mode="constant")[5:-5, 5:-5]
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+
+
+@pytest.fixture
+def image_pair():
+    generator = np.random.default_rng(0)
+    clean = ndimage.gaussian_filter(generator.random((3, 32, 32, 1)), sigma=(0, 2, 2, 0))
+    clean = (clean - clean.min()) / (clean.max() - clean.min())
+    noisy = np.clip(clean + 0.05 * generator.standard_normal(clean.shape), 0, 1)
+    mask = np.zeros(clean.shape, np.float32)
+    mask[:, 8:26, 6:24] = 1.0
+    return clean.astype(np.float32), noisy.astype(np.float32), mask
+
+
+def test_psnr_matches_numpy(image_pair):
+    a, b, mask = image_pair
+    mse = ((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(
+        metrics.psnr(a, b, data_range=1.0), 10 * np.log10(1 / mse), rtol=1e-4
+    )
+    # A [-1, 1] copy of the same images has range 2 and the same PSNR.
+    np.testing.assert_allclose(
+        metrics.psnr(2 * a - 1, 2 * b - 1, data_range=2.0), 10 * np.log10(1 / mse), rtol=1e-4
+    )
+    inside = mask.astype(bool)
+    masked_mse = [
+        ((a[i][inside[i]] - b[i][inside[i]].astype(np.float64)) ** 2).mean() for i in range(3)
+    ]
+    np.testing.assert_allclose(
+        metrics.psnr(a, b, 1.0, mask=mask), 10 * np.log10(1 / np.array(masked_mse)), rtol=1e-4
+    )
+    assert metrics.psnr(a, a, 1.0, reduce="mean") == np.inf
+
+
+def test_ssim_matches_reference_implementation(image_pair):
+    a, b, mask = image_pair
+    expected = [_reference_ssim_map(a[i, ..., 0], b[i, ..., 0], 1.0).mean() for i in range(3)]
+    np.testing.assert_allclose(metrics.ssim(a, b, data_range=1.0), expected, atol=1e-3)
+    # Masked: mean of the map over window centres inside the mask.
+    expected_masked = []
+    for i in range(3):
+        index_map = _reference_ssim_map(a[i, ..., 0], b[i, ..., 0], 1.0)
+        inside = mask[i, 5:-5, 5:-5, 0] > 0.5
+        expected_masked.append(index_map[inside].mean())
+    np.testing.assert_allclose(metrics.ssim(a, b, 1.0, mask=mask), expected_masked, atol=1e-3)
+    assert not np.allclose(expected_masked, expected, atol=1e-3)
+    np.testing.assert_allclose(metrics.ssim(a, a, 1.0), 1.0, atol=1e-6)
+
+
+def test_single_image_reduce_and_mae(image_pair):
+    a, b, mask = image_pair
+    single = metrics.ssim(a[0], b[0], 1.0)
+    assert isinstance(single, float)
+    assert single == pytest.approx(metrics.ssim(a, b, 1.0)[0], abs=1e-6)
+    assert metrics.mae(a, b, reduce="mean") == pytest.approx(np.abs(a - b).mean(), rel=1e-5)
+    inside = mask.astype(bool)
+    expected = [np.abs(a[i][inside[i]] - b[i][inside[i]]).mean() for i in range(3)]
+    np.testing.assert_allclose(metrics.mae(a, b, mask=mask), expected, rtol=1e-5)
+
+
+def test_image_metrics_reject_bad_input(image_pair):
+    a, b, _ = image_pair
+    with pytest.raises(ValueError, match="data_range"):
+        metrics.psnr(a, b, data_range=None)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.mae(a, b[:2])
+    with pytest.raises(ValueError, match="at least 161x161"):
+        metrics.ms_ssim(a, b, data_range=1.0)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        metrics.mae(a, b, mask=np.zeros_like(a))
+
+
+def test_ms_ssim_orders_noise_levels():
+    generator = np.random.default_rng(1)
+    clean = ndimage.gaussian_filter(generator.random((2, 48, 48, 1)), sigma=(0, 2, 2, 0))
+    clean = ((clean - clean.min()) / (clean.max() - clean.min())).astype(np.float32)
+    factors = (0.2096, 0.4659, 0.3245)
+    slightly = clean + 0.02 * generator.standard_normal(clean.shape).astype(np.float32)
+    strongly = clean + 0.2 * generator.standard_normal(clean.shape).astype(np.float32)
+    assert metrics.ms_ssim(
+        clean, clean, 1.0, power_factors=factors, reduce="mean"
+    ) == pytest.approx(1.0, abs=1e-5)
+    high = metrics.ms_ssim(clean, slightly, 1.0, power_factors=factors, reduce="mean")
+    low = metrics.ms_ssim(clean, strongly, 1.0, power_factors=factors, reduce="mean")
+    assert 1.0 > high > low
+
+
+def test_frechet_distance_from_moments_closed_form():
+    generator = np.random.default_rng(2)
+    mean_a, mean_b = generator.normal(size=5), generator.normal(size=5)
+    variances_a, variances_b = generator.uniform(0.5, 2, 5), generator.uniform(0.5, 2, 5)
+    expected = np.sum((mean_a - mean_b) ** 2) + np.sum(
+        variances_a + variances_b - 2 * np.sqrt(variances_a * variances_b)
+    )
+    value = metrics.frechet_distance_from_moments(
+        mean_a, np.diag(variances_a), mean_b, np.diag(variances_b)
+    )
+    assert value == pytest.approx(expected, rel=1e-9)
+    # A full (non-diagonal) case: rotating both Gaussians by one orthogonal matrix preserves it.
+    rotation, _ = np.linalg.qr(generator.normal(size=(5, 5)))
+    value = metrics.frechet_distance_from_moments(
+        rotation @ mean_a,
+        rotation @ np.diag(variances_a) @ rotation.T,
+        rotation @ mean_b,
+        rotation @ np.diag(variances_b) @ rotation.T,
+    )
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_of_samples_matches_closed_form():
+    generator = np.random.default_rng(3)
+    mean_a, mean_b = np.zeros(4), np.array([1.0, 0.5, 0.0, -0.5])
+    scales_a, scales_b = np.array([1.0, 2.0, 0.5, 1.0]), np.array([1.5, 1.0, 0.5, 2.0])
+
+    # Standardised samples have exactly the intended mean and covariance, so the sample version
+    # must equal the closed form up to round-off, not just up to sampling noise.
+    def exact_sample(mean, scales, n=5000):
+        white = generator.standard_normal((n, 4))
+        white -= white.mean(axis=0)
+        white = white @ np.linalg.inv(np.linalg.cholesky(np.cov(white, rowvar=False)).T)
+        return mean + white * scales
+
+    a, b = exact_sample(mean_a, scales_a), exact_sample(mean_b, scales_b)
+    variances_a, variances_b = scales_a**2, scales_b**2
+    expected = np.sum((mean_a - mean_b) ** 2) + np.sum(
+        variances_a + variances_b - 2 * np.sqrt(variances_a * variances_b)
+    )
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-3)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_distance_survives_singular_covariance():
+    generator = np.random.default_rng(4)
+    # 10 samples in 32 dimensions: rank-deficient covariances.
+    a, b = generator.normal(size=(10, 32)), generator.normal(size=(10, 32)) + 1.0
+    value = metrics.frechet_distance(a, b)
+    assert np.isfinite(value) and value > 0
+
+
+def test_kid_near_zero_for_one_distribution_positive_for_two():
+    generator = np.random.default_rng(5)
+    a = generator.normal(size=(400, 16))
+    b = generator.normal(size=(400, 16))
+    shifted = generator.normal(size=(400, 16)) + 0.5
+    same_mean, same_std = metrics.kid(a, b, num_subsets=20, subset_size=200)
+    different_mean, _ = metrics.kid(a, shifted, num_subsets=20, subset_size=200)
+    assert abs(same_mean) < 3 * same_std + 1e-3
+    assert different_mean > 10 * same_std and different_mean > 0.1
+
+
+def test_precision_recall_identical_and_disjoint():
+    generator = np.random.default_rng(6)
+    real = generator.normal(size=(200, 8))
+    identical = metrics.precision_recall(real, real.copy(), k=3)
+    assert identical == {"precision": 1.0, "recall": 1.0}
+    far = metrics.precision_recall(real, generator.normal(size=(200, 8)) + 20.0, k=3)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0
+    # A collapsed generator (all samples near one real point): full fidelity, little diversity.
+    collapsed = real[:1] + 0.01 * generator.normal(size=(200, 8))
+    result = metrics.precision_recall(real, collapsed, k=3)
+    assert result["precision"] == 1.0 and result["recall"] < 0.1
+
+
+def test_memorization_flags_a_copied_training_image():
+    generator = np.random.default_rng(7)
+    train = generator.random((50, 16, 16, 1))
+    test = generator.random((20, 16, 16, 1))
+    generated = generator.random((30, 16, 16, 1))
+    generated[11] = train[42]
+    result = metrics.memorization(generated, train, test, num_pairs=3)
+    assert result["flagged_indices"] == [11]
+    assert result["closest_pairs"][0][:2] == (11, 42)
+    assert result["closest_pairs"][0][2] == pytest.approx(0.0, abs=1e-6)
+    assert result["fraction_flagged"] == pytest.approx(1 / 30)
+    fresh = metrics.memorization(generator.random((30, 16, 16, 1)), train, test)
+    assert fresh["flagged_indices"] == []
+    assert 0.8 < fresh["distance_ratio"] < 1.2
