@@ -2,8 +2,14 @@
 
 import keras
 import numpy as np
+import pytest
 
-from medgen_tf.models.layers import InstanceNormalization, ReflectionPadding2D, loss_scaled
+from medgen_tf.models.layers import (
+    InstanceNormalization,
+    MaximumLeakyReLU,
+    ReflectionPadding2D,
+    loss_scaled,
+)
 
 
 def test_reflection_padding_mirrors_without_repeating_the_border():
@@ -60,3 +66,21 @@ def test_loss_scaled_wraps_only_under_float16():
         assert loss_scaled(wrapped) is wrapped
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_maximum_leaky_relu_equals_keras_leaky_relu_values_and_gradients():
+    import tensorflow as tf
+
+    # x = 0 excluded: the two forms pick different subgradients there.
+    values = tf.constant(np.linspace(-3, 3, 12, dtype="float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(values)
+        ours = MaximumLeakyReLU(0.2)(values)
+        reference = keras.layers.LeakyReLU(0.2)(values)
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-7)
+    np.testing.assert_allclose(
+        tape.gradient(ours, values).numpy(), tape.gradient(reference, values).numpy()
+    )
+    assert MaximumLeakyReLU.from_config(MaximumLeakyReLU(0.1).get_config()).negative_slope == 0.1
+    with pytest.raises(ValueError, match="negative_slope"):
+        MaximumLeakyReLU(1.5)

@@ -11,7 +11,12 @@ import tensorflow as tf
 from keras import layers, ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import InstanceNormalization, ReflectionPadding2D, loss_scaled
+from medgen_tf.models.layers import (
+    InstanceNormalization,
+    MaximumLeakyReLU,
+    ReflectionPadding2D,
+    loss_scaled,
+)
 
 __all__ = [
     "CycleGAN",
@@ -91,7 +96,10 @@ def build_patchgan_discriminator(
         x = layers.Conv2D(width, 4, strides=stride, name=f"c{index}")(x)
         if index > 0:
             x = InstanceNormalization(name=f"c{index}_norm")(x)
-        x = layers.LeakyReLU(0.2)(x)
+            x = layers.LeakyReLU(0.2)(x)
+        else:
+            # Conv + bias + LeakyReLU trips TF 2.21's grappler remapper; same function.
+            x = MaximumLeakyReLU(0.2)(x)
     x = layers.ZeroPadding2D(1)(x)
     logits = layers.Conv2D(1, 4, dtype="float32", name="logits")(x)
     return keras.Model(images, logits, name=name)

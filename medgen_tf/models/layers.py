@@ -94,3 +94,32 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         config = super().get_config()
         config.pop("groups", None)
         return config
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class MaximumLeakyReLU(keras.layers.Layer):
+    """LeakyReLU written as ``maximum(x, negative_slope * x)`` (same values and gradients).
+
+    TF 2.21's grappler "remapper" fails on Conv2D + BiasAdd + LeakyRelu in a gradient graph and
+    logs an error on every trace; a Keras ``LeakyReLU`` right after a biased convolution (the
+    unnormalised first layer of a PatchGAN) hits it. This form keeps the paper's bias and avoids
+    the fused pattern. Only valid for ``0 <= negative_slope <= 1``.
+
+    Example:
+        >>> MaximumLeakyReLU(0.2)(keras.ops.convert_to_tensor([-1.0, 2.0]))  # [-0.2, 2.0]
+    """
+
+    def __init__(self, negative_slope=0.2, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(negative_slope) <= 1.0:
+            raise ValueError(f"negative_slope must be in [0, 1], got {negative_slope}.")
+        self.negative_slope = float(negative_slope)
+
+    def call(self, inputs):
+        return keras.ops.maximum(inputs, self.negative_slope * inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
