@@ -1,0 +1,546 @@
+"""Measurement code of the benchmark suite: the contenders, the timer and the worker tasks.
+
+Every task runs in its own subprocess (``run.py`` starts ``python benchmarks/run.py --worker
+JSON``), so each configuration gets a fresh TensorFlow, its own environment variables
+(oneDNN, mixed precision) and its own peak memory (``ru_maxrss``).
+
+Throughput method: the contenders of one model run in the same process on the same data,
+**interleaved** window by window (A B C A B C ...), so the load of a shared machine falls on
+all of them alike; each window times ``steps`` train steps after a warm-up that traces and
+runs a few steps; the figure is the median images/s over the windows.
+
+"ours" is ``model.fit`` itself: a callback stamps ``on_train_batch_begin`` and the window is
+the time between the stamps of batches 1 and ``steps + 1``, so it holds every per-step cost of
+fit (its Python loop, callbacks dispatch, metric trackers) and leaves out only fit's
+per-call start and end, reported separately as ``fit_call_overhead_s``. The stamp is taken at
+batch begin so that the timer itself does not make Keras turn the logs into numpy every step
+(a callback with ``on_train_batch_end`` does, see ``keras.callbacks.CallbackList``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# Sizes follow the recipes' defaults (medgen_tf/recipes.py) where they exist; see
+# ``model_defaults``.
+FALLBACK_DEFAULTS = {
+    "dcgan": {"image_size": 64, "batch_size": 64, "latent_dim": 128, "base_filters": 64},
+    "vae": {
+        "image_size": 64,
+        "batch_size": 64,
+        "latent_dim": 32,
+        "base_filters": 32,
+        "likelihood": "bernoulli",
+    },
+    "cyclegan": {"image_size": 64, "batch_size": 1, "filters": 64},
+}
+
+
+def model_defaults(model):
+    """The default sizes of ``model``, from ``medgen_tf.recipes`` when it offers them."""
+    defaults = dict(FALLBACK_DEFAULTS[model])
+    source = "benchmarks/harness.py FALLBACK_DEFAULTS"
+    try:
+        from medgen_tf import recipes  # optional until the recipes land
+
+        recipe = _recipe_settings(recipes, model)
+        if recipe:
+            for key in defaults:
+                if key in recipe and recipe[key] is not None:
+                    defaults[key] = recipe[key]
+            source = "medgen_tf.recipes"
+    except ImportError:
+        pass
+    return defaults, source
+
+
+def _recipe_settings(recipes, model):
+    for name in ("RECIPES", "DEFAULTS", "recipes"):
+        table = getattr(recipes, name, None)
+        if isinstance(table, dict) and model in table:
+            entry = table[model]
+            return entry if isinstance(entry, dict) else vars(entry)
+    getter = getattr(recipes, "get_recipe", None) or getattr(recipes, "recipe", None)
+    if callable(getter):
+        try:
+            entry = getter(model)
+        except Exception:  # an unknown recipe API: keep the fallback sizes
+            return None
+        return entry if isinstance(entry, dict) else getattr(entry, "__dict__", None)
+    return None
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+def load_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
+    """Brain slices of the embedded cohort (cached on disk after the first build)."""
+    from medgen_tf.data import brain_slices
+
+    data = brain_slices(contrasts, split=split, image_size=image_size, value_range=value_range)
+    return [data[c] for c in contrasts]
+
+
+def make_batches(arrays, batch_size, seed=0):
+    """The package's ``make_dataset`` when it exists, else the same recipe written here.
+
+    Returns ``(dataset, source)``; the dataset repeats forever and yields one array or a
+    tuple of arrays per element, in batches of ``batch_size``.
+    """
+    import tensorflow as tf
+
+    single = len(arrays) == 1
+    try:
+        from medgen_tf.data.pipeline import make_dataset
+
+        if single:
+            dataset = make_dataset(arrays[0], batch_size=batch_size, seed=seed)
+        else:
+            dataset = tf.data.Dataset.zip(
+                tuple(
+                    make_dataset(a, batch_size=batch_size, seed=seed + i)
+                    for i, a in enumerate(arrays)
+                )
+            )
+        return dataset.repeat(), "medgen_tf.data.pipeline.make_dataset"
+    except ImportError:
+        pass
+    datasets = []
+    for index, array in enumerate(arrays):
+        dataset = tf.data.Dataset.from_tensor_slices(array).cache()
+        dataset = dataset.shuffle(len(array), seed=seed + index, reshuffle_each_iteration=True)
+        datasets.append(dataset.repeat().batch(batch_size, drop_remainder=True))
+    dataset = datasets[0] if single else tf.data.Dataset.zip(tuple(datasets))
+    return dataset.prefetch(tf.data.AUTOTUNE), "benchmarks/harness.py make_batches (fallback)"
+
+
+# ---- contenders --------------------------------------------------------------------------------
+
+
+class FitContender:
+    """The package's path: ``model.fit`` on the dataset, timed between batch-begin stamps."""
+
+    def __init__(self, name, model, dataset):
+        import keras
+
+        self.name, self.model, self.dataset = name, model, dataset
+        self.call_overheads = []
+
+        class BatchStamps(keras.callbacks.Callback):
+            async_safe = True
+
+            def __init__(self):
+                super().__init__()
+                self.stamps = []
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self.stamps.append((time.perf_counter(), time.process_time()))
+
+        self._stamps_class = BatchStamps
+
+    def run(self, steps):
+        stamps = self._stamps_class()
+        start = time.perf_counter()
+        self.model.fit(
+            self.dataset, epochs=1, steps_per_epoch=steps + 2, verbose=0, callbacks=[stamps]
+        )
+        total = time.perf_counter() - start
+        (wall_0, cpu_0), (wall_1, cpu_1) = stamps.stamps[1], stamps.stamps[steps + 1]
+        window = wall_1 - wall_0
+        self.call_overheads.append(total - window * (steps + 2) / steps)
+        return window, cpu_1 - cpu_0
+
+
+class LoopContender:
+    """A hand-written loop: ``for batch in dataset: step(batch)``, as the tutorials write it."""
+
+    def __init__(self, name, step, dataset):
+        self.name, self.step = name, step
+        self.iterator = iter(dataset)
+
+    def run(self, steps):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            logs = self.step(next(self.iterator))
+        # One host sync per window, so any asynchrony cannot flatter the loop.
+        float(np.asarray(next(iter(logs.values()))))
+        return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def interleaved_throughput(
+    contenders, batch_size, windows=5, window_seconds=3.0, warmup_steps=2, max_steps=50
+):
+    """Median images/s of each contender over ``windows`` interleaved timed windows.
+
+    Besides wall-clock images/s, ``images_per_cpu_s`` divides by the process's CPU time in
+    the window: on a machine shared with other jobs it tracks the work a step costs, while
+    the wall figure also holds the time the scheduler gave to others.
+    """
+    results = {}
+    steps = {}
+    for contender in contenders:
+        start = time.perf_counter()
+        contender.run(warmup_steps)
+        warmup_s = time.perf_counter() - start
+        probe = contender.run(1)[0]
+        steps[contender.name] = int(min(max_steps, max(1, round(window_seconds / probe))))
+        results[contender.name] = {"warmup_s": round(warmup_s, 2), "windows": [], "cpu_windows": []}
+    for _ in range(windows):
+        for contender in contenders:
+            n = steps[contender.name]
+            seconds, cpu_seconds = contender.run(n)
+            results[contender.name]["windows"].append(batch_size * n / seconds)
+            results[contender.name]["cpu_windows"].append(batch_size * n / max(cpu_seconds, 1e-9))
+    for contender in contenders:
+        entry = results[contender.name]
+        entry["steps_per_window"] = steps[contender.name]
+        entry["images_per_s"] = statistics.median(entry["windows"])
+        entry["images_per_cpu_s"] = statistics.median(entry.pop("cpu_windows"))
+        entry["windows"] = [round(v, 2) for v in entry["windows"]]
+        if isinstance(contender, FitContender) and contender.call_overheads:
+            entry["fit_call_overhead_s"] = round(statistics.median(contender.call_overheads), 3)
+    return results
+
+
+# ---- models ------------------------------------------------------------------------------------
+
+
+def build_dcgan(image_size, latent_dim, base_filters, seed=0, jit_compile="auto"):
+    from medgen_tf.models.gan import GAN, build_discriminator, build_generator
+
+    generator = build_generator(latent_dim, image_size, 1, base_filters)
+    discriminator = build_discriminator(image_size, 1, base_filters)
+    gan = GAN(generator, discriminator, seed=seed)
+    gan.compile(jit_compile=jit_compile)
+    return gan
+
+
+def dcgan_contenders(config, dataset, names, jit_compile="auto"):
+    """Contenders for the DCGAN: ours (fit) and the hand-written loops on fresh networks."""
+    from benchmarks import reference_loops
+    from medgen_tf.models.gan import default_optimizers
+
+    size, latent, filters = config["image_size"], config["latent_dim"], config["base_filters"]
+    contenders = []
+    for name in names:
+        # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
+        base_name, xla = name.removesuffix("_xla"), name.endswith("_xla") or jit_compile is True
+        gan = build_dcgan(size, latent, filters, jit_compile=True if xla else jit_compile)
+        if base_name == "ours":
+            contenders.append(FitContender(name, gan, dataset))
+            continue
+        d_optimizer, g_optimizer = default_optimizers()
+        arguments = (gan.generator, gan.discriminator, g_optimizer, d_optimizer, latent)
+        if base_name == "tutorial":
+            step = reference_loops.dcgan_tutorial_step(*arguments, seed=0, jit_compile=xla)
+        elif base_name == "tutorial_alternating":
+            step = reference_loops.dcgan_alternating_step(*arguments, seed=0, jit_compile=xla)
+        elif base_name == "eager":
+            step = reference_loops.dcgan_alternating_step(*arguments, seed=0, compiled=False)
+        else:
+            raise ValueError(f"unknown DCGAN contender {name!r}")
+        contenders.append(LoopContender(name, step, dataset))
+    return contenders
+
+
+def vae_contenders(config, dataset, names, jit_compile="auto"):
+    import keras
+
+    from benchmarks import reference_loops
+    from medgen_tf.models.vae import build_vae
+
+    contenders = []
+    for name in names:
+        vae = build_vae(
+            config["image_size"],
+            1,
+            config["latent_dim"],
+            config["base_filters"],
+            likelihood=config["likelihood"],
+            seed=0,
+        )
+        if name == "ours":
+            vae.compile(keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+            contenders.append(FitContender(name, vae, dataset))
+            continue
+        step = reference_loops.vae_step(
+            vae.encoder,
+            vae.decoder,
+            keras.optimizers.Adam(1e-3),
+            likelihood=vae.likelihood,
+            gaussian_sigma=vae.gaussian_sigma,
+            beta=vae.beta,
+            seed=0,
+            compiled=name != "eager",
+            jit_compile=jit_compile is True,
+        )
+        contenders.append(LoopContender(name, step, dataset))
+    return contenders
+
+
+def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
+    from benchmarks import reference_loops
+    from medgen_tf.models import cyclegan
+
+    size, filters = config["image_size"], config["filters"]
+    contenders = []
+    for name in names:
+        model = cyclegan.CycleGAN(
+            cyclegan.build_resnet_generator(size, 1, filters),
+            cyclegan.build_resnet_generator(size, 1, filters),
+            cyclegan.build_patchgan_discriminator(size, 1, filters),
+            cyclegan.build_patchgan_discriminator(size, 1, filters),
+            seed=0,
+        )
+        if name == "ours":
+            model.compile(jit_compile=jit_compile)
+            contenders.append(FitContender(name, model, dataset))
+            continue
+        optimizers = list(cyclegan.default_optimizers().values())
+        step = reference_loops.cyclegan_step(
+            model.generator_ab,
+            model.generator_ba,
+            model.discriminator_a,
+            model.discriminator_b,
+            optimizers,
+            compiled=name != "eager",
+            jit_compile=jit_compile is True,
+        )
+        contenders.append(LoopContender(name, step, dataset))
+    return contenders
+
+
+CONTENDERS = {
+    "dcgan": (dcgan_contenders, ["ours", "tutorial", "tutorial_alternating", "eager"]),
+    "vae": (vae_contenders, ["ours", "tutorial", "eager"]),
+    "cyclegan": (cyclegan_contenders, ["ours", "tutorial", "eager"]),
+}
+
+
+# ---- worker tasks ------------------------------------------------------------------------------
+
+
+def _setup_precision(mixed_precision):
+    import keras
+
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+def task_throughput(
+    model="dcgan",
+    contenders=None,
+    windows=5,
+    window_seconds=3.0,
+    jit_compile="auto",
+    mixed_precision=False,
+    **overrides,
+):
+    """Images/s of each contender for one model; sizes from the recipes unless overridden."""
+    _setup_precision(mixed_precision)
+    config, source = model_defaults(model)
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    value_range = (0.0, 1.0) if model == "vae" else (-1.0, 1.0)
+    contrasts = ("t1", "t2") if model == "cyclegan" else ("t1",)
+    arrays = load_images(config["image_size"], value_range, contrasts)
+    dataset, data_source = make_batches(arrays, config["batch_size"])
+    build, default_names = CONTENDERS[model]
+    names = contenders or default_names
+    results = interleaved_throughput(
+        build(config, dataset, names, jit_compile=jit_compile),
+        config["batch_size"],
+        windows=windows,
+        window_seconds=window_seconds,
+    )
+    return {
+        "model": model,
+        "config": config,
+        "config_source": source,
+        "data_source": data_source,
+        "jit_compile": jit_compile,
+        "mixed_precision": mixed_precision,
+        "contenders": results,
+    }
+
+
+def task_pipeline(image_size=64, batch_size=64, batches=200):
+    """Slices/s the input pipeline delivers on its own (no model), after one warm pass."""
+    arrays = load_images(image_size)
+    dataset, source = make_batches(arrays, batch_size)
+    iterator = iter(dataset)
+    for _ in range(20):
+        next(iterator)
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(batches):
+            batch = next(iterator)
+        np.asarray(batch[0] if isinstance(batch, tuple) else batch)
+        rates.append(batches * batch_size / (time.perf_counter() - start))
+    return {
+        "slices_per_s": statistics.median(rates),
+        "source": source,
+        "image_size": image_size,
+        "batch_size": batch_size,
+    }
+
+
+def task_facts():
+    import keras
+    import tensorflow as tf
+
+    model_name = platform.processor() or ""
+    try:
+        import subprocess
+
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in lscpu.splitlines():
+            if line.startswith("Model name:"):
+                model_name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "cpu_model": model_name,
+        "nproc": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn_env": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (on by default on x86)"),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "platform": platform.platform(),
+    }
+
+
+def task_threads(intra_op_threads=1, **kwargs):
+    """DCGAN throughput with TensorFlow's thread pools pinned (set before any op runs)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
+    tf.config.threading.set_inter_op_parallelism_threads(int(intra_op_threads))
+    return task_throughput(**kwargs)
+
+
+# ---- time to quality ---------------------------------------------------------------------------
+
+
+def _train_until(model, dataset, steps_per_epoch, evaluate, target, cap_s, higher_is_better=True):
+    """Fit epoch by epoch until ``evaluate()`` reaches ``target`` or ``cap_s`` wall seconds."""
+    curve, start, reached_at = [], time.perf_counter(), None
+    while time.perf_counter() - start < cap_s:
+        model.fit(dataset, epochs=1, steps_per_epoch=steps_per_epoch, verbose=0)
+        value = float(evaluate())
+        elapsed = time.perf_counter() - start
+        curve.append((round(elapsed, 1), value))
+        if (value >= target) if higher_is_better else (value <= target):
+            reached_at = elapsed
+            break
+    values = [v for _, v in curve]
+    best = (max if higher_is_better else min)(values) if values else None
+    return {
+        "target": target,
+        "reached": reached_at is not None,
+        "seconds_to_target": reached_at,
+        "best": best,
+        "curve": curve,
+        "training_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def task_quality(model="vae", cap_s=900):
+    """Wall time to the issue's quality target, training with fit (evaluation time included)."""
+    import keras
+    import tensorflow as tf
+
+    config, source = model_defaults(model)
+    size, batch_size = config["image_size"], config["batch_size"]
+    if model == "vae":
+        from medgen_tf.models.vae import build_vae
+
+        (train,), (test,) = (
+            load_images(size, (0.0, 1.0)),
+            load_images(size, (0.0, 1.0), split="test"),
+        )
+        vae = build_vae(
+            size,
+            1,
+            config["latent_dim"],
+            config["base_filters"],
+            likelihood=config["likelihood"],
+            seed=0,
+        )
+        vae.compile(keras.optimizers.Adam(1e-3))
+        dataset, _ = make_batches([train], batch_size)
+
+        def test_psnr():
+            reconstructions = vae.reconstruct(test)
+            return tf.reduce_mean(tf.image.psnr(test, reconstructions, max_val=1.0))
+
+        result = _train_until(vae, dataset, len(train) // batch_size, test_psnr, 26.0, cap_s)
+        result["metric"] = "test PSNR dB (posterior mean), tf.image.psnr"
+    elif model == "cyclegan":
+        from medgen_tf.data import brain_slices
+        from medgen_tf.models import cyclegan
+
+        data = brain_slices(("t1", "t2"), image_size=size, return_labels=True)
+        subjects = np.unique(data["subject"])
+        # Unpaired for real: domain A and domain B come from different subjects.
+        half = np.isin(data["subject"], subjects[: len(subjects) // 2])
+        test = brain_slices(("t1", "t2"), split="test", image_size=size)
+        model_ = cyclegan.CycleGAN(
+            *(cyclegan.build_resnet_generator(size, 1, config["filters"]) for _ in range(2)),
+            *(cyclegan.build_patchgan_discriminator(size, 1, config["filters"]) for _ in range(2)),
+            seed=0,
+        )
+        model_.compile()
+        dataset, _ = make_batches([data["t1"][half], data["t2"][~half]], batch_size)
+
+        def test_ssim():
+            fake_t2 = model_.translate(test["t1"], "a2b")
+            return tf.reduce_mean(tf.image.ssim((fake_t2 + 1) / 2, (test["t2"] + 1) / 2, 1.0))
+
+        steps = max(1, int(half.sum()) // batch_size // 4)
+        result = _train_until(model_, dataset, steps, test_ssim, 0.85, cap_s)
+        result["metric"] = "test T1->T2 SSIM, whole image, tf.image.ssim"
+    else:
+        try:
+            from medgen_tf import features, metrics  # noqa: F401
+        except ImportError as error:
+            return {"not_measured": f"FD-medgen needs medgen_tf.features/metrics ({error})"}
+        return {"not_measured": "FD-medgen harness not wired yet (see benchmarks/README.md)"}
+    result["config"], result["config_source"] = config, source
+    return result
+
+
+TASKS = {
+    "throughput": task_throughput,
+    "quality": task_quality,
+    "pipeline": task_pipeline,
+    "facts": task_facts,
+    "threads": task_threads,
+}
+
+
+def run_task(spec):
+    """Run one task from its JSON spec; add wall time and peak resident memory."""
+    spec = dict(spec)
+    name = spec.pop("task")
+    start = time.perf_counter()
+    result = TASKS[name](**spec)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    scale = 1 if sys.platform == "darwin" else 1024
+    result["peak_rss_mib"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1
+    )
+    return result

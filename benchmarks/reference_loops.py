@@ -1,0 +1,225 @@
+"""The hand-written training loops that the package's ``fit`` is compared with.
+
+Each function returns a ``step(batch) -> dict of losses`` closure over the same networks the
+package builds. ``compiled=True`` wraps it in ``tf.function`` (the TensorFlow tutorials'
+style); ``compiled=False`` runs it eagerly (the article's style, corrected just enough to
+run: real data, losses on logits, an optimizer per network).
+
+- :func:`dcgan_tutorial_step`: exactly as https://www.tensorflow.org/tutorials/generative/dcgan
+  writes it: one forward pass under two GradientTapes, both networks updated from it
+  (simultaneous update; one generator pass per step).
+- :func:`dcgan_alternating_step`: the same algorithm as ``medgen_tf.models.gan.GAN.train_step``
+  (D updated on fresh fakes, then G on new noise against the updated D), hand-written with two
+  tapes. Given the same weights and noise seed it computes the same losses as the package
+  (``tests/test_benchmarks.py`` checks it), so timing it against ``fit`` isolates fit's cost.
+- :func:`vae_step`: https://www.tensorflow.org/tutorials/generative/cvae style, one tape.
+- :func:`cyclegan_step`: https://www.tensorflow.org/tutorials/generative/cyclegan style, one
+  persistent tape, four optimizers.
+
+Noise comes from a ``keras.random.SeedGenerator`` seeded like the package model's, so the
+loops draw the same numbers in the same order as the package.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _maybe_compile(step, compiled, jit_compile=False):
+    if not compiled:
+        return step
+    return tf.function(step, jit_compile=bool(jit_compile))
+
+
+def _bce_from_logits():
+    # The tutorial's loss object, not the package's function: an independent implementation.
+    return keras.losses.BinaryCrossentropy(from_logits=True)
+
+
+def dcgan_tutorial_step(
+    generator,
+    discriminator,
+    g_optimizer,
+    d_optimizer,
+    latent_dim,
+    seed=None,
+    compiled=True,
+    jit_compile=False,
+):
+    """The TensorFlow DCGAN tutorial's ``train_step`` (simultaneous update)."""
+    cross_entropy = _bce_from_logits()
+    seed_generator = keras.random.SeedGenerator(seed)
+
+    def step(images):
+        noise = keras.random.normal((tf.shape(images)[0], latent_dim), seed=seed_generator)
+        with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+            generated_images = generator(noise, training=True)
+            real_output = discriminator(images, training=True)
+            fake_output = discriminator(generated_images, training=True)
+            gen_loss = cross_entropy(tf.ones_like(fake_output), fake_output)
+            disc_loss = cross_entropy(tf.ones_like(real_output), real_output) + cross_entropy(
+                tf.zeros_like(fake_output), fake_output
+            )
+        gen_gradients = gen_tape.gradient(gen_loss, generator.trainable_variables)
+        disc_gradients = disc_tape.gradient(disc_loss, discriminator.trainable_variables)
+        g_optimizer.apply_gradients(zip(gen_gradients, generator.trainable_variables, strict=True))
+        d_optimizer.apply_gradients(
+            zip(disc_gradients, discriminator.trainable_variables, strict=True)
+        )
+        return {"d_loss": disc_loss, "g_loss": gen_loss}
+
+    return _maybe_compile(step, compiled, jit_compile)
+
+
+def dcgan_alternating_step(
+    generator,
+    discriminator,
+    g_optimizer,
+    d_optimizer,
+    latent_dim,
+    seed=None,
+    compiled=True,
+    jit_compile=False,
+):
+    """D then G with two tapes and fresh noise for each: the package's algorithm, by hand."""
+    cross_entropy = _bce_from_logits()
+    seed_generator = keras.random.SeedGenerator(seed)
+
+    def step(images):
+        batch_size = tf.shape(images)[0]
+        noise = keras.random.normal((batch_size, latent_dim), seed=seed_generator)
+        generated_images = generator(noise, training=True)
+        with tf.GradientTape() as disc_tape:
+            real_output = discriminator(images, training=True)
+            fake_output = discriminator(generated_images, training=True)
+            disc_loss = cross_entropy(tf.ones_like(real_output), real_output) + cross_entropy(
+                tf.zeros_like(fake_output), fake_output
+            )
+        disc_gradients = disc_tape.gradient(disc_loss, discriminator.trainable_variables)
+        d_optimizer.apply_gradients(
+            zip(disc_gradients, discriminator.trainable_variables, strict=True)
+        )
+
+        noise = keras.random.normal((batch_size, latent_dim), seed=seed_generator)
+        with tf.GradientTape() as gen_tape:
+            generated_images = generator(noise, training=True)
+            fake_output = discriminator(generated_images, training=True)
+            gen_loss = cross_entropy(tf.ones_like(fake_output), fake_output)
+        gen_gradients = gen_tape.gradient(gen_loss, generator.trainable_variables)
+        g_optimizer.apply_gradients(zip(gen_gradients, generator.trainable_variables, strict=True))
+        return {"d_loss": disc_loss, "g_loss": gen_loss}
+
+    return _maybe_compile(step, compiled, jit_compile)
+
+
+def vae_step(
+    encoder,
+    decoder,
+    optimizer,
+    likelihood="bernoulli",
+    gaussian_sigma=0.1,
+    beta=1.0,
+    seed=None,
+    compiled=True,
+    jit_compile=False,
+):
+    """The CVAE tutorial's step: reparameterize, one-sample ELBO, one tape."""
+    seed_generator = keras.random.SeedGenerator(seed)
+    variables = encoder.trainable_variables + decoder.trainable_variables
+
+    def step(images):
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var = encoder(images, training=True)
+            epsilon = keras.random.normal(tf.shape(z_mean), dtype=z_mean.dtype, seed=seed_generator)
+            z = z_mean + tf.exp(0.5 * z_log_var) * epsilon
+            outputs = tf.cast(decoder(z, training=True), tf.float32)
+            if likelihood == "bernoulli":
+                per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=outputs)
+            else:
+                per_pixel = tf.square(images - outputs) / (2.0 * gaussian_sigma**2)
+            reconstruction_loss = tf.reduce_mean(tf.reduce_sum(per_pixel, axis=[1, 2, 3]))
+            kl = -0.5 * (1.0 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var))
+            kl_loss = tf.reduce_mean(tf.reduce_sum(kl, axis=1))
+            loss = reconstruction_loss + beta * kl_loss
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return {"loss": loss, "reconstruction_loss": reconstruction_loss, "kl_loss": kl_loss}
+
+    return _maybe_compile(step, compiled, jit_compile)
+
+
+def cyclegan_step(
+    generator_ab,
+    generator_ba,
+    discriminator_a,
+    discriminator_b,
+    optimizers,
+    cycle_weight=10.0,
+    identity_weight=0.5,
+    compiled=True,
+    jit_compile=False,
+):
+    """The TensorFlow CycleGAN tutorial's ``train_step`` with least-squares adversarial losses.
+
+    ``optimizers``: (generator_ab, generator_ba, discriminator_a, discriminator_b).
+    ``identity_weight`` multiplies ``cycle_weight`` (0.5 * lambda, as in Zhu et al. 2017).
+    No image pool: the tutorial has none (it changes which fakes D sees, not the cost).
+    """
+    opt_ab, opt_ba, opt_da, opt_db = optimizers
+
+    def mse(a, b):
+        return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - b))
+
+    def mae(a, b):
+        return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+    def step(batch):
+        real_a, real_b = batch
+        with tf.GradientTape(persistent=True) as tape:
+            fake_b = generator_ab(real_a, training=True)
+            cycled_a = generator_ba(fake_b, training=True)
+            fake_a = generator_ba(real_b, training=True)
+            cycled_b = generator_ab(fake_a, training=True)
+            same_a = generator_ba(real_a, training=True)
+            same_b = generator_ab(real_b, training=True)
+
+            disc_real_a = discriminator_a(real_a, training=True)
+            disc_real_b = discriminator_b(real_b, training=True)
+            disc_fake_a = discriminator_a(fake_a, training=True)
+            disc_fake_b = discriminator_b(fake_b, training=True)
+
+            gen_ab_adv = mse(disc_fake_b, 1.0)
+            gen_ba_adv = mse(disc_fake_a, 1.0)
+            total_cycle = mae(real_a, cycled_a) + mae(real_b, cycled_b)
+            gen_ab_loss = (
+                gen_ab_adv
+                + cycle_weight * total_cycle
+                + cycle_weight * identity_weight * mae(real_b, same_b)
+            )
+            gen_ba_loss = (
+                gen_ba_adv
+                + cycle_weight * total_cycle
+                + cycle_weight * identity_weight * mae(real_a, same_a)
+            )
+            disc_a_loss = 0.5 * (mse(disc_real_a, 1.0) + mse(disc_fake_a, 0.0))
+            disc_b_loss = 0.5 * (mse(disc_real_b, 1.0) + mse(disc_fake_b, 0.0))
+        for loss, model, optimizer in (
+            (gen_ab_loss, generator_ab, opt_ab),
+            (gen_ba_loss, generator_ba, opt_ba),
+            (disc_a_loss, discriminator_a, opt_da),
+            (disc_b_loss, discriminator_b, opt_db),
+        ):
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        del tape
+        # Both generators' objective as one number, for comparison with the package's g_loss.
+        g_loss = (
+            gen_ab_adv
+            + gen_ba_adv
+            + cycle_weight * total_cycle
+            + cycle_weight * identity_weight * (mae(real_a, same_a) + mae(real_b, same_b))
+        )
+        return {"g_loss": g_loss, "d_a_loss": disc_a_loss, "d_b_loss": disc_b_loss}
+
+    return _maybe_compile(step, compiled, jit_compile)

@@ -1,0 +1,237 @@
+"""Render the results dict of ``run.py`` as the Markdown of ``benchmarks/RESULTS.md``."""
+
+from __future__ import annotations
+
+CONTENDER_LABELS = {
+    "ours": "ours: `model.fit` (compiled `train_step`)",
+    "ours_xla": "ours, `jit_compile=True` (XLA)",
+    "tutorial": "TF tutorial: `@tf.function`, two tapes, one forward pass",
+    "tutorial_xla": "TF tutorial, `tf.function(jit_compile=True)`",
+    "tutorial_alternating": "hand-written `@tf.function`, two tapes, D then G (our algorithm)",
+    "eager": "article style, eager (no `tf.function`)",
+}
+
+
+def _number(value, digits=1):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ratio(numerator, denominator):
+    if not numerator or not denominator:
+        return "n/a"
+    return f"{numerator / denominator:.2f}x"
+
+
+def _error(result):
+    return isinstance(result, dict) and "error" in result
+
+
+def render_facts(facts):
+    if _error(facts):
+        return [f"Machine facts not measured: {facts['error']}", ""]
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| Date | {facts.get('date_utc')} |",
+        f"| CPU | {facts.get('cpu_model')}, {facts.get('nproc')} logical CPUs "
+        f"({facts.get('affinity')} usable by this process) |",
+        f"| GPU | {', '.join(facts.get('gpus') or []) or 'none'} |",
+        f"| Python / TensorFlow / Keras / NumPy | {facts.get('python')} / "
+        f"{facts.get('tensorflow')} / {facts.get('keras')} / {facts.get('numpy')} |",
+        f"| TF threads (intra / inter op; 0 = one per core) | "
+        f"{facts.get('intra_op_threads')} / {facts.get('inter_op_threads')} |",
+        f"| oneDNN (`TF_ENABLE_ONEDNN_OPTS`) | {facts.get('onednn_env')} |",
+        f"| Platform | {facts.get('platform')} |",
+    ]
+    load = facts.get("load_average_at_start")
+    if load:
+        lines.append(
+            f"| Load average at start (1, 5, 15 min) | {', '.join(f'{v:.1f}' for v in load)} |"
+        )
+    return lines + [""]
+
+
+def render_throughput_model(model, result):
+    if _error(result):
+        return [f"**{model}**: not measured ({result['error']})", ""]
+    config = result["config"]
+    contenders = result["contenders"]
+    ours = contenders.get("ours", {})
+    lines = [
+        f"**{model.upper()}** ({', '.join(f'{k}={v}' for k, v in config.items())}; sizes from "
+        f"{result['config_source']}; data from {result['data_source']}; peak RSS "
+        f"{result.get('peak_rss_mib')} MiB)",
+        "",
+        "| Contender | images/s (median) | windows | images per CPU-s | ours / this (wall) "
+        "| ours / this (CPU) |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, entry in contenders.items():
+        lines.append(
+            f"| {CONTENDER_LABELS.get(name, name)} | {_number(entry['images_per_s'], 2)} | "
+            f"{', '.join(_number(w, 1) for w in entry['windows'])} "
+            f"({entry['steps_per_window']} steps each) | "
+            f"{_number(entry.get('images_per_cpu_s'), 2)} | "
+            f"{_ratio(ours.get('images_per_s'), entry['images_per_s'])} | "
+            f"{_ratio(ours.get('images_per_cpu_s'), entry.get('images_per_cpu_s'))} |"
+        )
+    if "fit_call_overhead_s" in ours:
+        lines.append("")
+        lines.append(
+            f"fit's per-call start/stop (outside the timed steps; paid once per epoch): "
+            f"{ours['fit_call_overhead_s']} s; warm-up (trace + first steps): "
+            + ", ".join(f"{n} {e['warmup_s']} s" for n, e in contenders.items())
+        )
+    return lines + [""]
+
+
+def render_cpu(cpu):
+    lines = []
+    xla = cpu.get("xla", {})
+    if _error(xla) or not xla:
+        lines.append(f"XLA vs graph mode: not measured ({xla.get('error', 'not run')})")
+    else:
+        c = xla["contenders"]
+        lines += [
+            "| DCGAN, same process, interleaved | images/s | XLA / graph |",
+            "|---|---:|---:|",
+            f'| ours, graph mode (`jit_compile="auto"` on CPU) | '
+            f"{_number(c['ours']['images_per_s'], 2)} | |",
+            f"| ours, XLA (`jit_compile=True`) | {_number(c['ours_xla']['images_per_s'], 2)} | "
+            f"{_ratio(c['ours_xla']['images_per_s'], c['ours']['images_per_s'])} |",
+            f"| tutorial loop, `tf.function` | {_number(c['tutorial']['images_per_s'], 2)} | |",
+            f"| tutorial loop, `tf.function(jit_compile=True)` | "
+            f"{_number(c['tutorial_xla']['images_per_s'], 2)} | "
+            f"{_ratio(c['tutorial_xla']['images_per_s'], c['tutorial']['images_per_s'])} |",
+            "",
+            f"XLA warm-up (compile) vs graph: ours {c['ours_xla']['warmup_s']} s vs "
+            f"{c['ours']['warmup_s']} s.",
+            "",
+        ]
+    base = xla.get("contenders", {}) if not _error(xla) else {}
+    for key, label in (
+        ("onednn_off", "oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`)"),
+        ("one_thread", "one intra-op and one inter-op thread"),
+    ):
+        result = cpu.get(key, {})
+        if _error(result) or not result:
+            lines.append(f"- {label}: not measured ({result.get('error', 'not run')})")
+            continue
+        c = result["contenders"]
+        lines.append(
+            f"- {label}: ours {_number(c['ours']['images_per_s'], 2)} images/s, tutorial "
+            f"{_number(c['tutorial']['images_per_s'], 2)} images/s; against the default "
+            f"(oneDNN on, all threads) run above: ours "
+            f"{_ratio(c['ours']['images_per_s'], base.get('ours', {}).get('images_per_s'))}"
+            f" (separate processes, minutes apart: read with the load in mind)."
+        )
+    return lines + [""]
+
+
+def render_pipeline(pipeline, throughput):
+    if _error(pipeline):
+        return [f"Input pipeline: not measured ({pipeline['error']})", ""]
+    rate = pipeline["slices_per_s"]
+    lines = [
+        f"Pipeline alone ({pipeline['source']}, {pipeline['image_size']} px, batch "
+        f"{pipeline['batch_size']}): **{rate:,.0f} slices/s**.",
+        "",
+        "| Consumer (ours, fit) | images/s consumed | pipeline / consumption |",
+        "|---|---:|---:|",
+    ]
+    for model, result in (throughput or {}).items():
+        if _error(result) or "ours" not in result.get("contenders", {}):
+            continue
+        consumed = result["contenders"]["ours"]["images_per_s"]
+        lines.append(f"| {model} | {_number(consumed, 2)} | {_ratio(rate, consumed)} |")
+    return lines + [""]
+
+
+def render_scaling(rows):
+    lines = [
+        "| Sweep | image_size | batch_size | images/s (ours, fit) | peak RSS MiB | "
+        "process wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for sweep, result in rows:
+        if _error(result):
+            lines.append(f"| {sweep} | | | not measured: {result['error'][:80]} | | |")
+            continue
+        config = result["config"]
+        lines.append(
+            f"| {sweep} | {config['image_size']} | {config['batch_size']} | "
+            f"{_number(result['contenders']['ours']['images_per_s'], 2)} | "
+            f"{result['peak_rss_mib']} | {result['wall_s']} |"
+        )
+    return lines + [""]
+
+
+def render_notebooks(rows):
+    lines = [
+        "| Notebook | quick mode (`MEDGEN_QUICK=1`, nbconvert --execute), s | status | "
+        "full mode: lines printed by the committed run |",
+        "|---|---:|---|---|",
+    ]
+    for row in rows:
+        printed = (
+            "<br>".join(line.replace("|", "/") for line in row["full_mode_lines"])
+            or "no timing line found in the committed outputs"
+        )
+        lines.append(
+            f"| {row['notebook']} | {_number(row['quick_s'])} | {row['quick_status']} | {printed} |"
+        )
+    return lines + [""]
+
+
+def render_quality(quality):
+    lines = [
+        "| Model | target | reached | wall s to target | best value | curve (s: value) |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for model, result in quality.items():
+        if _error(result) or result.get("not_measured"):
+            reason = result.get("error") or result.get("not_measured")
+            lines.append(f"| {model} | | not measured: {reason} | | | |")
+            continue
+        curve = ", ".join(f"{t:.0f}: {v:.3f}" for t, v in result["curve"][-12:])
+        lines.append(
+            f"| {model} | {result['target']} | {result['reached']} | "
+            f"{_number(result.get('seconds_to_target'))} | "
+            f"{_number(result.get('best'), 3)} | {curve} |"
+        )
+    return lines + [""]
+
+
+def render(results, options):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{results['command']}` in {results['total_s']:.0f} s. Methods: "
+        "`benchmarks/harness.py` docstring; the loops we compare with: "
+        "`benchmarks/reference_loops.py`.",
+        "",
+    ]
+    lines += ["## Machine", ""] + render_facts(results.get("facts", {}))
+    if "throughput" in results:
+        lines += [
+            "## Train-step throughput, side by side in one process",
+            "",
+            "Median of interleaved timed windows after warm-up; `ours / this` > 1 means "
+            "the package is faster.",
+            "",
+        ]
+        for model, result in results["throughput"].items():
+            lines += render_throughput_model(model, result)
+    if "cpu" in results:
+        lines += ["## CPU facts behind the defaults", ""] + render_cpu(results["cpu"])
+    if "pipeline" in results:
+        lines += ["## Input pipeline", ""] + render_pipeline(
+            results["pipeline"], results.get("throughput")
+        )
+    if "scaling" in results:
+        lines += ["## Scaling (DCGAN)", ""] + render_scaling(results["scaling"])
+    if "notebooks" in results:
+        lines += ["## Notebook runtimes", ""] + render_notebooks(results["notebooks"])
+    if "quality" in results:
+        lines += ["## Time to quality", ""] + render_quality(results["quality"])
+    return "\n".join(lines) + "\n"

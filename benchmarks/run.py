@@ -1,0 +1,316 @@
+"""Run the benchmark suite and write ``benchmarks/RESULTS.md``.
+
+Usage (from the repository root)::
+
+    make bench                                   # = python benchmarks/run.py --out benchmarks/RESULTS.md
+    python benchmarks/run.py --only throughput   # one section (names: see SECTIONS)
+    python benchmarks/run.py --quality           # time-to-quality runs (long; capped per model)
+    python benchmarks/run.py --smoke             # every section, tiny windows: checks the harness
+    bash benchmarks/gpu.sh                       # XLA / mixed precision on and off, on a GPU
+
+Each measurement runs in a subprocess (``--worker JSON``) so it gets a fresh TensorFlow, its
+own environment (oneDNN switch, mixed precision) and its own peak memory. The methods are in
+``benchmarks/harness.py``; the hand-written loops compared with ``fit`` are in
+``benchmarks/reference_loops.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MARK = "BENCH_JSON:"
+SECTIONS = ("facts", "throughput", "cpu", "pipeline", "scaling", "notebooks")
+
+
+def worker(spec_json):
+    from benchmarks import harness
+
+    result = harness.run_task(json.loads(spec_json))
+    print(MARK + json.dumps(result), flush=True)
+
+
+def run_worker(spec, env=None, timeout=1800):
+    """Run one task in a subprocess; returns its result dict or ``{"error": ...}``."""
+    environment = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    start = time.perf_counter()
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=REPO,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+    return {
+        "error": f"exit {completed.returncode} after {time.perf_counter() - start:.0f} s: "
+        + " | ".join(tail)
+    }
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---- sections ----------------------------------------------------------------------------------
+
+
+def section_facts(options):
+    facts = run_worker({"task": "facts"})
+    facts["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        facts["load_average_at_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return facts
+
+
+def section_throughput(options):
+    results = {}
+    for model in ("dcgan", "vae", "cyclegan"):
+        log(f"throughput {model}")
+        results[model] = run_worker(
+            {
+                "task": "throughput",
+                "model": model,
+                "windows": options.windows,
+                "window_seconds": options.window_seconds,
+                "jit_compile": options.jit_compile,
+                "mixed_precision": options.mixed_precision,
+            }
+        )
+    return results
+
+
+def section_cpu(options):
+    """XLA against graph mode (interleaved, one process), oneDNN off and one thread (each in
+    its own process, against the graph-mode run of the same process)."""
+    spec = {
+        "task": "throughput",
+        "model": "dcgan",
+        "windows": max(2, options.windows - 2),
+        "window_seconds": options.window_seconds,
+    }
+    results = {}
+    log("cpu facts: XLA vs graph")
+    results["xla"] = run_worker(
+        {**spec, "contenders": ["ours", "ours_xla", "tutorial", "tutorial_xla"]}
+    )
+    log("cpu facts: oneDNN off")
+    results["onednn_off"] = run_worker(
+        {**spec, "contenders": ["ours", "tutorial"]}, env={"TF_ENABLE_ONEDNN_OPTS": "0"}
+    )
+    log("cpu facts: one thread")
+    results["one_thread"] = run_worker(
+        {**spec, "task": "threads", "intra_op_threads": 1, "contenders": ["ours", "tutorial"]}
+    )
+    return results
+
+
+def section_pipeline(options):
+    log("input pipeline")
+    return run_worker({"task": "pipeline", "batches": 40 if options.smoke else 200})
+
+
+SCALING_BATCH_SIZES = (16, 32, 64, 128)
+SCALING_IMAGE_SIZES = (28, 32, 64, 128, 256)
+SCALING_IMAGE_BATCH = 16
+
+
+def section_scaling(options):
+    """DCGAN (ours, fit) images/s and peak memory: batch size at 64 px, then image size at
+    batch 16; one subprocess per configuration so ``ru_maxrss`` is that configuration's."""
+    spec = {
+        "task": "throughput",
+        "model": "dcgan",
+        "contenders": ["ours"],
+        "windows": 2 if options.smoke else 3,
+        "window_seconds": options.window_seconds,
+    }
+    rows = []
+    batch_sizes = (16, 64) if options.smoke else SCALING_BATCH_SIZES
+    image_sizes = (28, 64) if options.smoke else SCALING_IMAGE_SIZES
+    for batch_size in batch_sizes:
+        log(f"scaling batch_size={batch_size}")
+        rows.append(
+            ("batch_size", run_worker({**spec, "batch_size": batch_size, "image_size": 64}))
+        )
+    for image_size in image_sizes:
+        log(f"scaling image_size={image_size}")
+        rows.append(
+            (
+                "image_size",
+                run_worker({**spec, "batch_size": SCALING_IMAGE_BATCH, "image_size": image_size}),
+            )
+        )
+    return rows
+
+
+def section_notebooks(options):
+    """Quick-mode wall time of every notebook (executed to a temporary copy), and the full-mode
+    training times the committed notebooks print."""
+    notebooks = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    jupyter = Path(sys.executable).with_name("jupyter")
+    rows = []
+    for notebook in notebooks:
+        row = {"notebook": notebook.name, "full_mode_lines": full_mode_lines(notebook)}
+        if options.smoke:
+            row["quick_s"] = None
+            row["quick_status"] = "skipped (--smoke)"
+        else:
+            log(f"notebook {notebook.name} (quick mode)")
+            with tempfile.TemporaryDirectory() as folder:
+                start = time.perf_counter()
+                completed = subprocess.run(
+                    [
+                        str(jupyter),
+                        "nbconvert",
+                        "--to",
+                        "notebook",
+                        "--execute",
+                        "--ExecutePreprocessor.timeout=900",
+                        "--output-dir",
+                        folder,
+                        str(notebook),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=REPO,
+                    check=False,
+                    env={**os.environ, "MEDGEN_QUICK": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+                )
+                row["quick_s"] = round(time.perf_counter() - start, 1)
+                row["quick_status"] = (
+                    "ok"
+                    if completed.returncode == 0
+                    else ("FAILED: " + (completed.stderr.strip().splitlines() or ["?"])[-1][:120])
+                )
+        rows.append(row)
+    return rows
+
+
+TIME_PATTERN = re.compile(
+    r"(?i)\b(train\w*|took|elapsed|wall|minutes?|seconds?|time)\b.*?\d+(\.\d+)?\s*(s|sec|min)\b"
+)
+QUALITY_PATTERN = re.compile(r"(?i)(psnr|ssim|\bfd\b|fr[ée]chet|dB)\b.*?\d")
+
+
+def full_mode_lines(notebook, pattern=TIME_PATTERN, limit=6):
+    """Output lines of the committed (full-mode) notebook that report a time (or ``pattern``)."""
+    try:
+        content = json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return []
+    mode = content.get("metadata", {}).get("medgen_tf", {}).get("mode", "unknown")
+    found = []
+    for cell in content.get("cells", []):
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            for line in text.splitlines():
+                if pattern.search(line) and len(line) < 200:
+                    found.append(line.strip())
+    return [f"[mode: {mode}]"] + found[:limit] if found else []
+
+
+# ---- quality (separate target) -----------------------------------------------------------------
+
+
+def section_quality(options):
+    results = {}
+    for model, cap in (
+        ("vae", options.quality_cap_s),
+        ("cyclegan", options.quality_cap_s),
+        ("dcgan", options.quality_cap_s),
+    ):
+        log(f"time-to-quality {model} (cap {cap} s)")
+        results[model] = run_worker(
+            {"task": "quality", "model": model, "cap_s": cap}, timeout=cap + 900
+        )
+    return results
+
+
+SECTION_FUNCTIONS = {
+    "facts": section_facts,
+    "throughput": section_throughput,
+    "cpu": section_cpu,
+    "pipeline": section_pipeline,
+    "scaling": section_scaling,
+    "notebooks": section_notebooks,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="write the Markdown report here")
+    parser.add_argument("--json", default=None, help="also write the raw results as JSON")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None)
+    parser.add_argument("--quality", action="store_true", help="run the time-to-quality section")
+    parser.add_argument("--quality-cap-s", type=int, default=900)
+    parser.add_argument("--smoke", action="store_true", help="tiny windows, skip notebooks")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--window-seconds", type=float, default=3.0)
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.worker:
+        worker(options.worker)
+        return 0
+    options.jit_compile = {"auto": "auto", "true": True, "false": False}[options.jit_compile]
+    if options.smoke:
+        options.windows, options.window_seconds = 2, 0.5
+    if options.quality:
+        sections = ["facts", "quality"]
+    else:
+        sections = list(options.only or SECTIONS)
+        if "facts" not in sections:
+            sections.insert(0, "facts")
+    start = time.perf_counter()
+    results = {}
+    for name in sections:
+        function = section_quality if name == "quality" else SECTION_FUNCTIONS[name]
+        results[name] = function(options)
+    results["total_s"] = round(time.perf_counter() - start, 1)
+    results["command"] = "python benchmarks/run.py " + " ".join(argv or sys.argv[1:])
+    from benchmarks.report import render
+
+    text = render(results, options)
+    if options.json:
+        Path(options.json).write_text(json.dumps(results, indent=1, default=str))
+    if options.out:
+        Path(options.out).write_text(text)
+        log(f"wrote {options.out} in {results['total_s']:.0f} s")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
