@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Reinstall only when the package metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,tfds]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,35 @@
+"""One call for a notebook's Setup cell: quiet TensorFlow start-up, seeds, quick mode.
+
+TensorFlow 2.21 writes its C++ start-up notes (oneDNN, CUDA probing) straight to the process's
+stderr before ``TF_CPP_MIN_LOG_LEVEL`` is read, and ipykernel forwards that file descriptor into
+the notebook. ``setup`` mutes descriptor 2 only while TensorFlow imports and initialises.
+
+Example:
+    >>> from medgen_tf.notebook import setup
+    >>> QUICK = setup(seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+from medgen_tf.config import QUICK
+
+
+def setup(seed: int = 0) -> bool:
+    """Import TensorFlow quietly, seed Python/NumPy/TF/Keras, and return the QUICK switch."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved_stderr = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.constant(0.0)  # device probing happens here, still muted
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return QUICK
