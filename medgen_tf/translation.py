@@ -1,0 +1,301 @@
+"""CycleGAN runs end to end: unpaired domains, training through the engine, translating files.
+
+The ``cyclegan`` recipe and ``medgen-tf translate`` call these functions; the notebook
+``notebooks/03_cyclegan.ipynb`` uses them too.
+
+Unpaired for real: when both specs name brain contrasts (``brain:t1``, ``brain:t2``), domain A
+comes from the first half of the split's subjects and domain B from the second half, so no
+image of A has its counterpart in B.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medgen_tf.errors import DataError
+
+__all__ = [
+    "build_cyclegan",
+    "load_generator",
+    "train_cyclegan",
+    "translate_nifti",
+    "translate_run",
+    "unpaired_domains",
+]
+
+GENERATOR_FILES = {"a2b": "generator_ab.keras", "b2a": "generator_ba.keras"}
+
+
+def _brain_contrast(spec):
+    kind, _, argument = str(spec).strip().partition(":")
+    if kind.lower() == "brain" and argument.lower() in ("t1", "t2", "pd"):
+        return argument.lower()
+    return None
+
+
+def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_subjects=32):
+    """Images of domain A and domain B, from different subjects, of equal count.
+
+    Returns ``(images_a, images_b, info)``; ``info`` records the subjects of each domain (brain
+    specs) and the counts. The shorter domain is resampled (fixed ``seed``) to the longer's
+    length, because the engine batches the two arrays together.
+    """
+    from medgen_tf.data import brain_slices, load_spec
+
+    contrast_a, contrast_b = _brain_contrast(spec_a), _brain_contrast(spec_b)
+    info = {"spec_a": spec_a, "spec_b": spec_b, "split": split}
+    if contrast_a and contrast_b:
+        data = brain_slices(
+            tuple(dict.fromkeys((contrast_a, contrast_b))),
+            split=split,
+            image_size=image_size,
+            seed=seed,
+            num_subjects=num_subjects,
+            return_labels=True,
+        )
+        subjects = np.unique(data["subject"])
+        if len(subjects) < 2:
+            raise DataError(f"{spec_a} / {spec_b}: split {split!r} has fewer than 2 subjects")
+        half = len(subjects) // 2
+        rows_a = np.isin(data["subject"], subjects[:half])
+        rows_b = np.isin(data["subject"], subjects[half:])
+        images_a, images_b = data[contrast_a][rows_a], data[contrast_b][rows_b]
+        info.update(subjects_a=subjects[:half].tolist(), subjects_b=subjects[half:].tolist())
+    else:
+        images_a = load_spec(spec_a, image_size=image_size, split=split, seed=seed)["images"]
+        images_b = load_spec(spec_b, image_size=image_size, split=split, seed=seed)["images"]
+    if images_a.shape[1:] != images_b.shape[1:]:
+        raise DataError(
+            f"{spec_a} / {spec_b}: image shapes differ ({images_a.shape[1:]} vs {images_b.shape[1:]})"
+        )
+    info.update(num_images_a=len(images_a), num_images_b=len(images_b))
+    rng = np.random.default_rng(seed)
+    count = max(len(images_a), len(images_b))
+    if len(images_a) < count:
+        images_a = images_a[rng.choice(len(images_a), count)]
+    if len(images_b) < count:
+        images_b = images_b[rng.choice(len(images_b), count)]
+    return images_a, images_b, info
+
+
+def build_cyclegan(
+    image_size=64,
+    channels=1,
+    filters=64,
+    discriminator_filters=None,
+    num_residual_blocks=None,
+    total_steps=None,
+    pool_size=50,
+    seed=0,
+):
+    """A compiled :class:`~medgen_tf.models.cyclegan.CycleGAN` with the paper's optimizers."""
+    from medgen_tf.models import cyclegan
+
+    discriminator_filters = discriminator_filters or filters
+
+    def generator(name):
+        return cyclegan.build_resnet_generator(
+            image_size, channels, filters, num_residual_blocks, name=name
+        )
+
+    def discriminator(name):
+        return cyclegan.build_patchgan_discriminator(
+            image_size, channels, discriminator_filters, name=name
+        )
+
+    model = cyclegan.CycleGAN(
+        generator("generator_ab"),
+        generator("generator_ba"),
+        discriminator("discriminator_a"),
+        discriminator("discriminator_b"),
+        pool_size=pool_size,
+        seed=seed,
+    )
+    model.compile(**cyclegan.default_optimizers(total_steps=total_steps))
+    return model
+
+
+def train_cyclegan(
+    run_dir,
+    data_a="brain:t1",
+    data_b="brain:t2",
+    image_size=64,
+    num_epochs=10,
+    batch_size=1,
+    filters=64,
+    discriminator_filters=None,
+    num_residual_blocks=None,
+    seed=0,
+    resume=False,
+    mixed_precision=False,
+    strategy=None,
+    verbose="auto",
+    domains=None,
+):
+    """Train a CycleGAN with :func:`medgen_tf.training.fit` and save both generators.
+
+    Writes the engine's run folder plus ``generator_ab.keras`` / ``generator_ba.keras`` (what
+    ``medgen-tf translate`` loads) and ``domains.json`` (which subjects went where). The
+    learning rate is constant for the first half of ``num_epochs`` and decays to zero over the
+    second. ``domains``: ready ``(images_a, images_b, info)`` instead of loading the specs.
+
+    Returns the engine's :class:`~medgen_tf.training.TrainingHistory` (``.model`` attached).
+    """
+    from medgen_tf.training import fit
+
+    run_dir = Path(run_dir)
+    images_a, images_b, info = domains or unpaired_domains(data_a, data_b, image_size, seed=seed)
+    total_steps = num_epochs * (len(images_a) // batch_size)
+    settings = dict(
+        image_size=image_size,
+        channels=int(images_a.shape[-1]),
+        filters=filters,
+        discriminator_filters=discriminator_filters,
+        num_residual_blocks=num_residual_blocks,
+        total_steps=total_steps,
+        seed=seed,
+    )
+    samples_a = images_a[np.linspace(0, len(images_a) - 1, 8).astype(int)]
+
+    def sample_fn(model):
+        # Inputs above their translations: one grid shows what each image became.
+        return np.concatenate([samples_a, model.translate(samples_a, "a2b")], axis=0)
+
+    history = fit(
+        lambda: build_cyclegan(**settings),
+        (images_a, images_b),
+        run_dir,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        seed=seed,
+        resume=resume,
+        sample_fn=sample_fn,
+        sample_value_range=(-1.0, 1.0),
+        config={"model": "cyclegan", "data_a": data_a, "data_b": data_b, **settings},
+        strategy=strategy,
+        mixed_precision=mixed_precision,
+        verbose=verbose,
+    )
+    run_dir.joinpath("domains.json").write_text(json.dumps(info, indent=2))
+    model = history.model
+    model.generator_ab.save(run_dir / GENERATOR_FILES["a2b"])
+    model.generator_ba.save(run_dir / GENERATOR_FILES["b2a"])
+    return history
+
+
+def load_generator(run_dir, direction="a2b"):
+    """The generator a CycleGAN run saved for ``direction`` (``"a2b"`` or ``"b2a"``)."""
+    import keras
+
+    import medgen_tf.models.cyclegan  # noqa: F401  (registers the custom layers)
+
+    if direction not in GENERATOR_FILES:
+        raise DataError(f"direction {direction!r}: use 'a2b' or 'b2a'")
+    path = Path(run_dir) / GENERATOR_FILES[direction]
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no {path.name}; is this a finished CycleGAN run folder?")
+    return keras.saving.load_model(path)
+
+
+def _translate_slices(generator, slices, image_size, batch_size=16):
+    """(n, h, w) slices in [-1, 1] -> translated (n, h, w), resized to the model and back."""
+    import tensorflow as tf
+
+    from medgen_tf.data.nifti import pad_to_square
+
+    _, height, width = slices.shape
+    square = pad_to_square(slices, -1.0)[..., None]
+    side = square.shape[1]
+    resized = tf.image.resize(square, (image_size, image_size), antialias=True).numpy()
+    translated = generator.predict(np.clip(resized, -1, 1), batch_size=batch_size, verbose=0)
+    back = tf.image.resize(translated, (side, side), method="bilinear").numpy()[..., 0]
+    top, left = (side - height) // 2, (side - width) // 2
+    return back[:, top : top + height, left : left + width]
+
+
+def translate_nifti(generator, path, out_path):
+    """Translate a NIfTI volume slice by slice; the result has the INPUT's grid and affine.
+
+    Intensities are normalised as in training (robust foreground percentiles to [-1, 1]); the
+    volume is reoriented to RAS and cut into axial slices in display orientation (as the
+    training slices were), translated at the model's size, resized back, reassembled, turned
+    back to the input's orientation and written as float32 in [0, 1] (MR has no unit).
+    """
+    import nibabel as nib
+
+    from medgen_tf.data.nifti import foreground_mask, load_volume, normalize_intensity
+
+    image_size = int(generator.inputs[0].shape[1])
+    volume, _ = load_volume(path)
+    volume = normalize_intensity(volume, (-1.0, 1.0), mask=foreground_mask(volume))
+    # Axial slices, rot90 as in data.nifti.extract_slices, so the model sees training's layout.
+    slices = np.rot90(np.moveaxis(volume, 2, 0), axes=(1, 2))
+    translated = _translate_slices(generator, np.ascontiguousarray(slices), image_size)
+    canonical = np.moveaxis(np.rot90(translated, k=-1, axes=(1, 2)), 0, 2)
+    canonical = ((np.clip(canonical, -1.0, 1.0) + 1.0) / 2.0).astype(np.float32)
+    original = nib.load(str(path))
+    to_input = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt(("R", "A", "S")),
+        nib.orientations.io_orientation(original.affine),
+    )
+    data = nib.orientations.apply_orientation(canonical, to_input).astype(np.float32)
+    header = original.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape(data.shape)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, original.affine, header), str(out_path))
+    return out_path, slices, np.rot90(np.moveaxis(canonical * 2 - 1, 2, 0), axes=(1, 2))
+
+
+def translate_run(run_dir, source, direction="a2b", out_dir="translated", num_images=16):
+    """``medgen-tf translate``: translate a NIfTI file, a folder of them, or a data spec.
+
+    NIfTI inputs give one translated volume each (``<name>_<direction>.nii.gz``, the input's
+    affine) plus a PNG of its middle slices; a data spec (e.g. ``brain:t1``, test split) gives a
+    PNG grid of inputs above their translations. Returns the written paths.
+    """
+    from medgen_tf import viz
+    from medgen_tf.data import load_spec
+    from medgen_tf.data.nifti import is_nifti_path, list_nifti_files
+
+    generator = load_generator(run_dir, direction)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source_path = Path(str(source))
+    written = []
+    if source_path.exists():
+        files = list_nifti_files(source_path) if source_path.is_dir() else [source_path]
+        for file in files:
+            if not is_nifti_path(file):
+                raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
+            stem = file.name.removesuffix(".gz").removesuffix(".nii")
+            out_path, inputs, outputs = translate_nifti(
+                generator, file, out_dir / f"{stem}_{direction}.nii.gz"
+            )
+            middle = np.linspace(len(inputs) * 0.3, len(inputs) * 0.7, 6).astype(int)
+            grid = out_dir / f"{stem}_{direction}.png"
+            figure = viz.compare_rows(
+                {"input": inputs[middle][..., None], direction: outputs[middle][..., None]},
+                path=grid,
+                title=f"{file.name}: {direction}",
+                value_range=(-1.0, 1.0),
+            )
+            viz.plt.close(figure)
+            written += [out_path, grid]
+        return written
+    images = load_spec(str(source), image_size=int(generator.inputs[0].shape[1]), split="test")
+    chosen = images["images"][np.linspace(0, len(images["images"]) - 1, num_images).astype(int)]
+    translated = generator.predict(chosen, batch_size=16, verbose=0)
+    grid = out_dir / f"{direction}.png"
+    figure = viz.compare_rows(
+        {"input": chosen, direction: translated},
+        path=grid,
+        title=f"{source} (test split): {direction}",
+        value_range=(-1.0, 1.0),
+    )
+    viz.plt.close(figure)
+    return [grid]
