@@ -25,6 +25,8 @@ References:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import tensorflow as tf
@@ -243,10 +245,13 @@ def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b, ep
     covariance_b = np.atleast_2d(np.asarray(covariance_b, np.float64))
     if mean_a.shape != mean_b.shape or covariance_a.shape != covariance_b.shape:
         raise ValueError("the two sets of moments must have the same dimension")
-    covariance_sqrt = scipy.linalg.sqrtm(covariance_a @ covariance_b)
-    if not np.all(np.isfinite(covariance_sqrt)):
-        offset = np.eye(len(covariance_a)) * eps
-        covariance_sqrt = scipy.linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset))
+    with warnings.catch_warnings():
+        # Singular products (dead ReLU features, n < d) are handled below, not warned about.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covariance_sqrt = scipy.linalg.sqrtm(covariance_a @ covariance_b)
+        if not np.all(np.isfinite(covariance_sqrt)):
+            offset = np.eye(len(covariance_a)) * eps
+            covariance_sqrt = scipy.linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset))
     if np.iscomplexobj(covariance_sqrt):
         imaginary = np.max(np.abs(np.imag(np.diagonal(covariance_sqrt))))
         if imaginary > 1e-3:

@@ -1,0 +1,64 @@
+"""medgen_tf.features: the shipped FD-medgen extractor and the offline FID error."""
+
+import socket
+
+import numpy as np
+import pytest
+
+from medgen_tf import DataError, features, metrics
+from medgen_tf.data import brain_slices
+
+
+def test_committed_weights_match_recorded_sha256():
+    assert features.WEIGHTS_PATH.stat().st_size <= 2 * 1024 * 1024
+    assert features.sha256_of(features.WEIGHTS_PATH) == features.WEIGHTS_SHA256
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    copy = tmp_path / "extractor.weights.h5"
+    copy.write_bytes(features.WEIGHTS_PATH.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="does not match"):
+        features.load_feature_extractor(copy)
+    with pytest.raises(DataError, match="not found"):
+        features.load_feature_extractor(tmp_path / "missing.weights.h5")
+
+
+def test_feature_shape_value_range_and_resizing():
+    generator = np.random.default_rng(0)
+    images = generator.uniform(-1, 1, (5, 64, 64, 1)).astype(np.float32)
+    values = features.extract_features(images)
+    assert values.shape == (5, features.FEATURE_DIM) and values.dtype == np.float64
+    # The same images given in [0, 1] must map to the same features.
+    np.testing.assert_allclose(
+        features.extract_features((images + 1) / 2, value_range=(0.0, 1.0)), values, atol=1e-5
+    )
+    assert features.extract_features(images[:, ::2, ::2]).shape == (5, features.FEATURE_DIM)
+    with pytest.raises(DataError, match="grey images"):
+        features.extract_features(np.zeros((2, 64, 64, 3)))
+
+
+def test_features_separate_contrasts_of_unseen_subjects():
+    data = brain_slices(("t1", "t2", "pd"), split="test", image_size=64, num_subjects=8)
+    per_contrast = {c: features.extract_features(data[c]) for c in ("t1", "t2", "pd")}
+    centroids = np.stack([per_contrast[c].mean(axis=0) for c in ("t1", "t2", "pd")])
+    for index, contrast in enumerate(("t1", "t2", "pd")):
+        nearest = metrics.pairwise_distances(per_contrast[contrast], centroids).argmin(axis=1)
+        assert np.mean(nearest == index) > 0.95
+    # Two halves of one contrast are far closer in FD-medgen than two contrasts.
+    t1 = per_contrast["t1"]
+    within = metrics.frechet_distance(t1[0::2], t1[1::2])
+    between = metrics.frechet_distance(t1, per_contrast["t2"])
+    assert between > 10 * within
+
+
+def test_inception_features_fail_cleanly_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached weights
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    # Whatever this machine's network, the download attempt must turn into one DataError line.
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    with pytest.raises(DataError, match="could not be downloaded") as raised:
+        features.inception_features(np.zeros((1, 64, 64, 1)), timeout=2.0)
+    assert "\n" not in str(raised.value)
