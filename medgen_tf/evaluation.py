@@ -91,3 +91,17 @@ def format_table(rows, columns=COLUMNS):
             cells.append(f"{value:12.2f}" if column.startswith("psnr") else f"{value:12.4f}")
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)
+
+
+def draw_lesion(image, center, radius, value, softness=1.0):
+    """A copy of one ``(s, s, 1)`` slice with a round synthetic lesion of intensity ``value``.
+
+    The disc's edge is blended over ``softness`` pixels so it looks like tissue, not a stamp.
+    Returns ``(lesioned_image, lesion_mask)`` (mask: the disc's core, boolean ``(s, s)``).
+    """
+    image = np.array(image, dtype=np.float32, copy=True)
+    rows, columns = np.mgrid[: image.shape[0], : image.shape[1]]
+    distance = np.hypot(rows - center[0], columns - center[1])
+    weight = np.clip((radius - distance) / max(softness, 1e-6) + 0.5, 0.0, 1.0)
+    image[..., 0] = (1.0 - weight) * image[..., 0] + weight * value
+    return image, distance <= radius - softness

@@ -11,14 +11,18 @@ image of A has its counterpart in B.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from medgen_tf.errors import DataError
 
 __all__ = [
+    "TimeLimit",
     "build_cyclegan",
+    "build_pix2pix",
     "load_generator",
     "train_cyclegan",
     "translate_nifti",
@@ -134,6 +138,7 @@ def train_cyclegan(
     strategy=None,
     verbose="auto",
     domains=None,
+    callbacks=(),
 ):
     """Train a CycleGAN with :func:`medgen_tf.training.fit` and save both generators.
 
@@ -178,6 +183,7 @@ def train_cyclegan(
         strategy=strategy,
         mixed_precision=mixed_precision,
         verbose=verbose,
+        callbacks=callbacks,
     )
     run_dir.joinpath("domains.json").write_text(json.dumps(info, indent=2))
     model = history.model
@@ -188,8 +194,6 @@ def train_cyclegan(
 
 def load_generator(run_dir, direction="a2b"):
     """The generator a CycleGAN run saved for ``direction`` (``"a2b"`` or ``"b2a"``)."""
-    import keras
-
     import medgen_tf.models.cyclegan  # noqa: F401  (registers the custom layers)
 
     if direction not in GENERATOR_FILES:
@@ -299,3 +303,45 @@ def translate_run(run_dir, source, direction="a2b", out_dir="translated", num_im
     )
     viz.plt.close(figure)
     return [grid]
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training once ``seconds`` of wall time have passed (checked after every batch).
+
+    A safety net for time-boxed runs (notebooks): choose ``num_epochs`` to fit the budget so
+    the learning-rate decay completes; this only stops a run that a busy machine made slower.
+    ``stopped_early`` says whether it fired.
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.start > self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+
+def build_pix2pix(
+    image_size=64, channels=1, filters=64, adversarial=True, num_residual_blocks=None
+):
+    """A compiled paired reference: the CycleGAN generator trained with L1 (+ a PatchGAN)."""
+    from medgen_tf.models import cyclegan
+    from medgen_tf.models.pix2pix import Pix2Pix
+
+    generator = cyclegan.build_resnet_generator(
+        image_size, channels, filters, num_residual_blocks, name="generator"
+    )
+    discriminator = None
+    if adversarial:
+        discriminator = cyclegan.build_patchgan_discriminator(
+            image_size, 2 * channels, filters, name="discriminator"
+        )
+    model = Pix2Pix(generator, discriminator)
+    model.compile()
+    return model

@@ -44,3 +44,13 @@ def test_format_table_lists_every_method_and_column():
     lines = table.splitlines()
     assert lines[0].split() == ["method", *values]
     assert lines[3].startswith("CycleGAN") and "23.46" in lines[3]
+
+
+def test_draw_lesion_paints_a_disc_and_leaves_the_rest():
+    from medgen_tf.evaluation import draw_lesion
+
+    image = np.full((16, 16, 1), -0.5, "float32")
+    lesioned, core = draw_lesion(image, center=(8, 6), radius=3, value=0.9)
+    assert core[8, 6] and not core[0, 0] and core.sum() > 5
+    np.testing.assert_allclose(lesioned[core, 0], 0.9)
+    assert lesioned[0, 0, 0] == -0.5 and image[8, 6, 0] == -0.5  # the input is not modified
