@@ -1,0 +1,466 @@
+"""The training engine shared by every model: Keras ``fit`` plus a run folder that can resume.
+
+:func:`fit` trains any compiled ``keras.Model`` (GAN, VAE, CycleGAN) and writes::
+
+    RUN_DIR/config.json        the caller's config and the engine's settings
+    RUN_DIR/history.json       per-epoch metrics (rewritten every epoch; correct after resume)
+    RUN_DIR/samples/epoch_001.png ...   from ``sample_fn(model)`` (fixed noise), each epoch
+    RUN_DIR/checkpoints/epoch_0001/     the last two complete checkpoints
+    RUN_DIR/logs/              TensorBoard scalars
+    RUN_DIR/loss_curves.png    medgen_tf.viz.plot_history of history.json
+    RUN_DIR/model.weights.h5   final weights
+
+The contract with models (GAN, VAE and CycleGAN follow it):
+
+- The model is a compiled ``keras.Model`` whose ``train_step`` returns a dict of metrics; its
+  ``compile`` passes ``jit_compile="auto"`` (XLA on GPU, graph mode on CPU, where XLA is slower).
+- Optimizers: a model with several exposes them as an ``optimizers`` property (a list, in a
+  fixed order); otherwise ``model.optimizer`` is used. ``compile`` must *build* them
+  (``optimizer.build(variables)``) so their slots exist before a restore, and must wrap them
+  with ``medgen_tf.models.layers.loss_scaled`` for mixed precision.
+- Every state the next step depends on is a variable in ``model.variables`` (weights,
+  BatchNorm statistics, ``keras.random.SeedGenerator`` states, image pools) or in an
+  optimizer's ``variables`` (iterations, moments, loss scale). A checkpoint holds exactly
+  these, plus the epoch and the history, so resuming continues the uninterrupted run.
+
+Given arrays, the engine builds the dataset itself with :func:`medgen_tf.data.make_dataset`
+(order of epoch ``e`` fixed by ``(seed, e)``), so a resumed run sees the same batches. A
+``tf.data.Dataset`` is accepted too (notebooks), but then resume is only as exact as that
+dataset's order.
+
+Checkpoints are written into a hidden temporary folder, then renamed: a process killed at any
+moment (SIGKILL included) leaves the previous checkpoint intact and loadable.
+
+Example:
+    >>> def build():  # doctest: +SKIP
+    ...     model = GAN(build_generator(128, 64), build_discriminator(64))
+    ...     model.compile(*default_optimizers())
+    ...     return model
+    >>> history = fit(build, images, "outputs/dcgan", num_epochs=10, batch_size=64)  # doctest: +SKIP
+    >>> history.model, history["d_loss"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
+from medgen_tf.errors import DataError
+
+__all__ = [
+    "TrainingHistory",
+    "find_optimizers",
+    "fit",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+_CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)$")
+
+
+class TrainingHistory(dict):
+    """Per-epoch metrics (``{"d_loss": [...], ...}``) with the trained ``model`` attached.
+
+    ``stopped_reason`` is None, or the NaN guard's one-line message when it stopped training.
+    """
+
+    def __init__(self, *args, model=None, stopped_reason=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        self.stopped_reason = stopped_reason
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+
+
+def find_optimizers(model: keras.Model) -> list:
+    """The model's optimizers: its ``optimizers`` property, else ``[model.optimizer]``."""
+    optimizers = getattr(model, "optimizers", None)
+    if optimizers is None:
+        optimizers = [model.optimizer] if getattr(model, "optimizer", None) is not None else []
+    optimizers = list(optimizers)
+    if any(optimizer is None for optimizer in optimizers):
+        raise ValueError(f"{type(model).__name__} has an unset optimizer: compile it first")
+    return optimizers
+
+
+def _ensure_built(model, optimizers):
+    for optimizer in optimizers:
+        if not optimizer.built:
+            if len(optimizers) != 1:
+                raise ValueError(
+                    f"{type(model).__name__}.compile must build its optimizers "
+                    "(optimizer.build(variables)) so their state can be saved and restored"
+                )
+            optimizer.build(model.trainable_variables)
+
+
+def _state_variables(model):
+    optimizers = find_optimizers(model)
+    _ensure_built(model, optimizers)
+    groups = {"model": list(model.variables)}
+    for index, optimizer in enumerate(optimizers):
+        groups[f"optimizer_{index}"] = list(optimizer.variables)
+    return groups
+
+
+def _write_json(path: Path, payload) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as file:
+        json.dump(payload, file, indent=2, default=float)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def save_checkpoint(model, checkpoint_dir, epoch: int, history=None, keep: int = 2) -> Path:
+    """Write ``checkpoint_dir/epoch_NNNN`` atomically (temporary folder, then rename).
+
+    ``epoch`` is the number of completed epochs. Older checkpoints beyond ``keep`` are removed
+    only after the new one is complete.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_dir / f"epoch_{epoch:04d}"
+    temporary = checkpoint_dir / f".tmp_epoch_{epoch:04d}_{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    arrays, shapes = {}, {}
+    for group, variables in _state_variables(model).items():
+        for index, variable in enumerate(variables):
+            key = f"{group}/{index:05d}"
+            arrays[key] = np.asarray(keras.ops.convert_to_numpy(variable))
+            shapes[key] = [variable.path, list(arrays[key].shape)]
+    with open(temporary / "state.npz", "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
+    _write_json(
+        temporary / "meta.json",
+        {"epoch": int(epoch), "history": dict(history or {}), "variables": shapes},
+    )
+    if final.exists():  # an earlier run's checkpoint of the same epoch: replace it
+        _discard(final)
+    os.rename(temporary, final)
+    for old in _complete_checkpoints(checkpoint_dir)[:-keep]:
+        _discard(old)
+    return final
+
+
+def _discard(path: Path) -> None:
+    # Rename first (atomic), so a kill during rmtree never leaves a half-deleted "epoch_" folder.
+    trash = path.with_name(f".trash_{path.name}_{os.getpid()}")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for path in checkpoint_dir.iterdir():
+        match = _CHECKPOINT_PATTERN.match(path.name)
+        if match and (path / "meta.json").is_file() and (path / "state.npz").is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(checkpoint_dir) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    checkpoints = _complete_checkpoints(Path(checkpoint_dir))
+    return checkpoints[-1] if checkpoints else None
+
+
+def load_checkpoint(model, checkpoint) -> dict:
+    """Restore ``model`` and its optimizers from a checkpoint folder; return its metadata
+    (``{"epoch": completed_epochs, "history": {...}}``)."""
+    checkpoint = Path(checkpoint)
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    with np.load(checkpoint / "state.npz") as state:
+        for group, variables in _state_variables(model).items():
+            stored = sorted(key for key in state.files if key.startswith(f"{group}/"))
+            if len(stored) != len(variables):
+                raise DataError(
+                    f"checkpoint {checkpoint}: {group} has {len(stored)} variables, "
+                    f"the model {len(variables)} (a different model or configuration?)"
+                )
+            for key, variable in zip(stored, variables, strict=True):
+                value = state[key]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise DataError(
+                        f"checkpoint {checkpoint}: {variable.path} has shape {value.shape}, "
+                        f"the model {tuple(variable.shape)}"
+                    )
+                variable.assign(value)
+    return meta
+
+
+# ---- callbacks ----------------------------------------------------------------------------
+
+
+class _RunFolderCallback(keras.callbacks.Callback):
+    """NaN guard, history.json, checkpoint and sample grid at the end of every epoch."""
+
+    def __init__(self, run_dir, history, sample_fn=None, sample_value_range=None):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.history = history
+        self.sample_fn = sample_fn
+        self.sample_value_range = sample_value_range
+        self.stopped_reason = None
+
+    def _first_non_finite(self, logs):
+        for name, value in logs.items():
+            if not math.isfinite(float(value)):
+                return f"{name} is {float(value)}"
+        for variable in self.model.variables:
+            if variable.dtype in ("float16", "float32", "float64", "bfloat16") and not np.all(
+                np.isfinite(keras.ops.convert_to_numpy(variable))
+            ):
+                return f"weight {variable.path} is not finite"
+        return None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        problem = self._first_non_finite(logs)
+        if problem is not None:
+            last = latest_checkpoint(self.run_dir / "checkpoints")
+            kept = f"last good checkpoint: {last.name}" if last else "no checkpoint was written"
+            self.stopped_reason = (
+                f"NaN guard: {problem} at epoch {epoch + 1}; training stopped, {kept}"
+            )
+            print(self.stopped_reason, flush=True)
+            self.model.stop_training = True
+            return
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(float(value))
+        save_checkpoint(self.model, self.run_dir / "checkpoints", epoch + 1, self.history)
+        _write_json(self.run_dir / "history.json", self.history)
+        if self.sample_fn is not None:
+            from medgen_tf.viz import save_image_grid
+
+            images = keras.ops.convert_to_numpy(self.sample_fn(self.model))
+            save_image_grid(
+                images,
+                self.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                title=f"epoch {epoch + 1}",
+                value_range=self.sample_value_range,
+            )
+
+
+class _ScalarLogger(keras.callbacks.Callback):
+    """Epoch metrics as TensorBoard scalars.
+
+    Written with the core ``tf.summary.write`` op, so the ``tensorboard`` package is needed
+    to view the logs (``tensorboard --logdir RUN_DIR/logs``) but not to write them.
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self.writer = None
+        self.metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(self.log_dir)
+        with self.writer.as_default():
+            for name, value in (logs or {}).items():
+                tf.summary.write(
+                    f"epoch_{name}",
+                    tf.constant(float(value)),
+                    step=epoch + 1,
+                    metadata=self.metadata,
+                )
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---- fit ----------------------------------------------------------------------------------
+
+
+def _resolve_strategy(strategy):
+    if strategy in (None, "default"):
+        return None
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    raise ValueError(
+        f"strategy must be None, 'default', 'mirrored' or a tf.distribute.Strategy, got {strategy!r}"
+    )
+
+
+def _num_examples(data) -> int:
+    if isinstance(data, dict):
+        return len(next(iter(data.values())))
+    if isinstance(data, (tuple, list)):
+        return len(data[0])
+    return len(data)
+
+
+def fit(
+    model,
+    data,
+    run_dir,
+    *,
+    num_epochs: int,
+    batch_size: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    sample_fn=None,
+    sample_value_range=None,
+    config: dict | None = None,
+    strategy=None,
+    mixed_precision: bool = False,
+    callbacks=(),
+    verbose="auto",
+    tensorboard: bool = True,
+) -> TrainingHistory:
+    """Train ``model`` for ``num_epochs`` epochs, writing the run folder described above.
+
+    Args:
+        model: a compiled ``keras.Model``, or a zero-argument callable returning one (required
+            with ``strategy`` or ``mixed_precision``: the engine calls it under the
+            ``mixed_float16`` policy and inside ``strategy.scope()``, after
+            ``keras.utils.set_random_seed(seed)``).
+        data: an array, tuple or dict of arrays (the engine batches and shuffles them, epoch
+            by epoch, with ``seed``), or a ready ``tf.data.Dataset`` (one pass per epoch).
+        run_dir: run folder (created).
+        num_epochs: total epochs, counting those of a resumed run.
+        batch_size: global batch size (required with arrays).
+        seed: shuffle seed, and the global seed before building a model from a callable.
+        resume: restore the newest complete checkpoint of ``run_dir`` and continue from its
+            epoch (from scratch when there is none).
+        sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
+            ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
+        config: JSON-serialisable settings recorded in ``config.json``.
+        strategy: None/"default", "mirrored" or a ``tf.distribute.Strategy``.
+        mixed_precision: build the model under the ``mixed_float16`` policy (restored after).
+        callbacks: extra Keras callbacks.
+        verbose: Keras' verbosity ("auto": progress bar; notebooks pass 0).
+        tensorboard: write TensorBoard logs under ``run_dir/logs``.
+
+    Returns:
+        The :class:`TrainingHistory` of all epochs so far (resumed ones included), with
+        ``.model`` and ``.stopped_reason`` (set when the NaN guard stopped training).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    strategy = _resolve_strategy(strategy)
+    if (strategy is not None or mixed_precision) and isinstance(model, keras.Model):
+        raise ValueError(
+            "with a strategy or mixed precision, pass a function that builds and compiles the "
+            "model, so the engine can build it in the right scope and policy"
+        )
+    is_dataset = isinstance(data, tf.data.Dataset)
+    if not is_dataset and batch_size is None:
+        raise ValueError("batch_size is required when data are arrays")
+
+    previous_policy = keras.mixed_precision.global_policy()
+    scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
+    try:
+        if mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        with scope:
+            if not isinstance(model, keras.Model):
+                keras.utils.set_random_seed(seed)
+                model = model()
+                if not isinstance(model, keras.Model):
+                    raise ValueError("the model function must return a compiled keras.Model")
+            history = TrainingHistory(model=model)
+            initial_epoch = 0
+            checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+            if checkpoint is not None:
+                meta = load_checkpoint(model, checkpoint)
+                initial_epoch = int(meta["epoch"])
+                history.update({key: list(values) for key, values in meta["history"].items()})
+            elif resume and verbose != 0:
+                print(f"no checkpoint in {run_dir / 'checkpoints'}; starting from epoch 0")
+
+            steps = None
+            if is_dataset:
+                dataset = data
+                num_examples = None
+            else:
+                num_examples = _num_examples(data)
+                steps = steps_per_epoch(num_examples, batch_size)
+                if initial_epoch < num_epochs:
+                    dataset = make_dataset(
+                        data,
+                        batch_size=batch_size,
+                        shuffle=True,
+                        seed=seed,
+                        initial_epoch=initial_epoch,
+                        num_epochs=num_epochs,
+                    )
+            _write_json(
+                run_dir / "config.json",
+                {
+                    "config": dict(config or {}),
+                    "engine": {
+                        "model": type(model).__name__,
+                        "num_epochs": num_epochs,
+                        "batch_size": batch_size,
+                        "seed": seed,
+                        "num_examples": num_examples,
+                        "steps_per_epoch": steps,
+                        "strategy": type(strategy).__name__ if strategy else None,
+                        "num_replicas": (
+                            strategy or tf.distribute.get_strategy()
+                        ).num_replicas_in_sync,
+                        "mixed_precision": bool(mixed_precision),
+                        "resumed_from_epoch": initial_epoch if checkpoint is not None else None,
+                        "optimizers": [type(opt).__name__ for opt in find_optimizers(model)],
+                    },
+                },
+            )
+            run_callback = _RunFolderCallback(run_dir, history, sample_fn, sample_value_range)
+            all_callbacks = [run_callback]
+            if tensorboard:
+                all_callbacks.append(_ScalarLogger(run_dir / "logs" / "train"))
+            all_callbacks.extend(callbacks)
+            if initial_epoch < num_epochs:
+                model.fit(
+                    dataset,
+                    epochs=num_epochs,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps,
+                    callbacks=all_callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # the dataset is already shuffled, per epoch and resumable
+                )
+            history.stopped_reason = run_callback.stopped_reason
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    if history:
+        import matplotlib.pyplot as plt
+
+        from medgen_tf.viz import plot_history
+
+        plt.close(
+            plot_history(
+                history, run_dir / "loss_curves.png", title=f"{type(model).__name__} training"
+            )
+        )
+    if history.stopped_reason is None:
+        model.save_weights(run_dir / "model.weights.h5")
+    return history

@@ -1,0 +1,308 @@
+"""The engine against a toy two-optimizer model defined here (no dependency on the real models).
+
+The toy model has what makes GAN checkpoints hard: two optimizers, a SeedGenerator drawing
+noise every step, BatchNorm statistics, and loss scaling under mixed precision.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from medgen_tf.models.layers import loss_scaled
+from medgen_tf.training import fit, latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+class ToyAdversary(keras.Model):
+    """Two small networks, each with its own Adam, updated in turn on noisy inputs."""
+
+    def __init__(self, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.Sequential(
+            [
+                keras.Input((4, 4, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(8),
+                keras.layers.BatchNormalization(),
+                keras.layers.Dense(1, dtype="float32"),
+            ]
+        )
+        self.second = keras.Sequential(
+            [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1, dtype="float32")]
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.first_loss = keras.metrics.Mean(name="first_loss")
+        self.second_loss = keras.metrics.Mean(name="second_loss")
+        self.built = True
+
+    def compile(self, first_optimizer=None, second_optimizer=None, **kwargs):
+        super().compile(jit_compile="auto", **kwargs)
+        self.first_optimizer = loss_scaled(first_optimizer or keras.optimizers.Adam(1e-2))
+        self.second_optimizer = loss_scaled(second_optimizer or keras.optimizers.Adam(1e-2))
+        self.first_optimizer.build(self.first.trainable_variables)
+        self.second_optimizer.build(self.second.trainable_variables)
+
+    @property
+    def optimizers(self):
+        return [self.first_optimizer, self.second_optimizer]
+
+    @property
+    def metrics(self):
+        return [self.first_loss, self.second_loss]
+
+    def call(self, inputs, training=False):
+        return self.first(inputs, training=training)
+
+    def _update(self, network, optimizer, images):
+        noise = keras.random.normal(keras.ops.shape(images), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            output = network(images + keras.ops.cast(noise, images.dtype), training=True)
+            loss = keras.ops.mean(keras.ops.square(keras.ops.cast(output, "float32") - 1.0))
+            scaled = optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+        variables = network.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        return loss, output
+
+    def train_step(self, images):
+        first_loss, output = self._update(self.first, self.first_optimizer, images)
+        second_loss, _ = self._update(self.second, self.second_optimizer, images)
+        self.first_loss.update_state(first_loss)
+        self.second_loss.update_state(second_loss)
+        self.last_output_dtype = output.dtype
+        return {"first_loss": self.first_loss.result(), "second_loss": self.second_loss.result()}
+
+
+def build_toy():
+    model = ToyAdversary(seed=1)
+    model.compile()
+    return model
+
+
+IMAGES = np.random.default_rng(0).normal(size=(24, 4, 4, 1)).astype("float32")
+
+
+def _all_state(model):
+    state = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    for optimizer in model.optimizers:
+        state += [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+    return state
+
+
+def test_run_folder_contents(tmp_path):
+    history = fit(
+        build_toy,
+        IMAGES,
+        tmp_path,
+        num_epochs=2,
+        batch_size=8,
+        verbose=0,
+        sample_fn=lambda model: model.first.inputs and IMAGES[:4],
+        config={"name": "toy"},
+    )
+    assert set(history) == {"first_loss", "second_loss"} and len(history["first_loss"]) == 2
+    assert json.loads((tmp_path / "history.json").read_text()) == dict(history)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["config"] == {"name": "toy"} and config["engine"]["steps_per_epoch"] == 3
+    assert config["engine"]["optimizers"] == ["Adam", "Adam"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "epoch_001.png",
+        "epoch_002.png",
+    ]
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
+    assert (tmp_path / "loss_curves.png").is_file() and (tmp_path / "model.weights.h5").is_file()
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert history.model.optimizers[0].iterations.numpy() == 6
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    straight = fit(build_toy, IMAGES, tmp_path / "straight", num_epochs=2, batch_size=8, verbose=0)
+    fit(build_toy, IMAGES, tmp_path / "split", num_epochs=1, batch_size=8, verbose=0)
+    # A fresh process would rebuild with other initial weights: make sure the restore matters.
+    keras.utils.set_random_seed(123)
+    resumed = fit(
+        build_toy,
+        IMAGES,
+        tmp_path / "split",
+        num_epochs=2,
+        batch_size=8,
+        seed=0,
+        resume=True,
+        verbose=0,
+    )
+    assert len(resumed["first_loss"]) == 2
+    np.testing.assert_allclose(resumed["first_loss"], straight["first_loss"], rtol=1e-5)
+    for expected, actual in zip(_all_state(straight.model), _all_state(resumed.model), strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+    history_file = json.loads((tmp_path / "split" / "history.json").read_text())
+    assert len(history_file["second_loss"]) == 2
+
+
+def test_checkpoint_restores_optimizer_moments_and_seed_state(tmp_path):
+    model = build_toy()
+    model.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
+    save_checkpoint(model, tmp_path, epoch=1)
+    other = ToyAdversary(seed=99)
+    other.compile()
+    meta = load_checkpoint(other, latest_checkpoint(tmp_path))
+    assert meta["epoch"] == 1
+    for expected, actual in zip(_all_state(model), _all_state(other), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    # the noise stream continues where it stopped, not from the new seed
+    np.testing.assert_array_equal(
+        other.seed_generator.state.numpy(), model.seed_generator.state.numpy()
+    )
+
+
+def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
+    model = build_toy()
+    for epoch in (1, 2, 3):
+        save_checkpoint(model, tmp_path, epoch)
+    (tmp_path / ".tmp_epoch_0004_1").mkdir()  # what a kill mid-write leaves
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "epoch_0002",
+        "epoch_0003",
+    ]
+    assert latest_checkpoint(tmp_path).name == "epoch_0003"
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path, capsys):
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                # poison the weights after the engine's checkpoint of epoch 2, as a diverging
+                # step would: epoch 3's losses are NaN
+                for variable in self.model.first.trainable_variables:
+                    variable.assign(variable * np.nan)
+
+    history = fit(
+        build_toy, IMAGES, tmp_path, num_epochs=4, batch_size=8, verbose=0, callbacks=[Poison()]
+    )
+    message = capsys.readouterr().out.strip().splitlines()[-1]
+    assert message.startswith("NaN guard:") and "at epoch 3" in message and "epoch_0002" in message
+    assert history.stopped_reason == message and len(history["first_loss"]) == 2
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
+    assert not (tmp_path / "model.weights.h5").exists()
+    restored = build_toy()
+    load_checkpoint(restored, latest_checkpoint(tmp_path / "checkpoints"))
+    assert all(np.all(np.isfinite(v)) for v in _all_state(restored))
+
+
+def test_mixed_precision_steps_are_finite_and_outputs_float32(tmp_path):
+    previous = keras.mixed_precision.global_policy().name
+    history = fit(
+        build_toy, IMAGES, tmp_path, num_epochs=1, batch_size=8, verbose=0, mixed_precision=True
+    )
+    model = history.model
+    assert keras.mixed_precision.global_policy().name == previous
+    assert isinstance(model.first_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.first.layers[1].compute_dtype == "float16"
+    assert model(IMAGES[:2]).dtype == "float32"
+    assert all(np.isfinite(values).all() for values in history.values())
+    # the loss scale is checkpointed with the optimizer
+    names = json.loads((latest_checkpoint(tmp_path / "checkpoints") / "meta.json").read_text())
+    assert any("dynamic_scale" in path for path, _ in names["variables"].values())
+
+
+def test_model_object_with_strategy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="pass a function"):
+        fit(build_toy(), IMAGES, tmp_path, num_epochs=1, batch_size=8, strategy="mirrored")
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[2])
+    from test_training import IMAGES, build_toy
+    from medgen_tf.training import fit
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    history = fit(build_toy, IMAGES, sys.argv[1], num_epochs=1, batch_size=8, verbose=0,
+                  strategy=strategy, tensorboard=False)
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "history": dict(history)}))
+    """
+)
+
+
+def _environment():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def test_mirrored_strategy_two_logical_cpus(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path), os.path.dirname(__file__)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_environment(),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert all(np.isfinite(v).all() for v in report["history"].values())
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0001"
+
+
+LONG_RUN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from test_training import IMAGES, build_toy
+    from medgen_tf.training import fit
+    fit(build_toy, IMAGES, sys.argv[1], num_epochs=int(sys.argv[3]), batch_size=8, verbose=0,
+        resume=True, tensorboard=False)
+    """
+)
+
+
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    arguments = [sys.executable, "-c", LONG_RUN_SCRIPT, str(run_dir), os.path.dirname(__file__)]
+    rng = np.random.default_rng(0)
+    kills = 0
+    for attempt in range(2):
+        process = subprocess.Popen(
+            arguments + ["100000"],
+            env=_environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        # Once a first checkpoint exists, kill while the next one is being written (first
+        # attempt) or at a random moment (second attempt).
+        while time.monotonic() < deadline and process.poll() is None:
+            started = latest_checkpoint(checkpoints) is not None
+            writing = any(p.name.startswith(".tmp_epoch") for p in checkpoints.glob(".*"))
+            if started and ((attempt == 0 and writing) or (attempt > 0 and rng.random() < 0.02)):
+                break
+            time.sleep(0.002)
+        assert process.poll() is None, "the training process ended before it was killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        last = latest_checkpoint(checkpoints)
+        assert last is not None, "no complete checkpoint survived the kill"
+        meta = load_checkpoint(build_toy(), last)
+        assert len(meta["history"]["first_loss"]) == meta["epoch"]
+    done_epochs = json.loads((latest_checkpoint(checkpoints) / "meta.json").read_text())["epoch"]
+    finished = subprocess.run(
+        arguments + [str(done_epochs + 1)],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert latest_checkpoint(checkpoints).name == f"epoch_{done_epochs + 1:04d}"
+    assert kills == 2
