@@ -48,6 +48,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="samples.png")
     sample.add_argument("--seed", type=int, default=0)
 
+    evaluate = commands.add_parser("evaluate", help="score a run's samples (FD-medgen, KID, ...)")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--n", type=int, default=500, help="samples (and real slices) per score")
+    evaluate.add_argument("--seed", type=int, default=0)
+
     translate = commands.add_parser("translate", help="translate images with a CycleGAN run")
     translate.add_argument("run_dir")
     translate.add_argument("--input", required=True, help="NIfTI file, folder or data spec")
@@ -77,6 +82,10 @@ def _run(args: argparse.Namespace) -> None:
 
         path = recipes.sample(args.run_dir, num_samples=args.n, out=args.out, seed=args.seed)
         print(f"wrote {path}")
+    elif args.command == "evaluate":
+        from medgen_tf.evaluate import evaluate_run
+
+        print(f"wrote {evaluate_run(args.run_dir, num_samples=args.n, seed=args.seed)}")
     elif args.command == "translate":
         from medgen_tf import recipes
 

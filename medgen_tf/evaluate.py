@@ -1,0 +1,273 @@
+"""Scoring an unconditional or conditional generator against real slices (``medgen-tf evaluate``).
+
+Every score is reported beside its **real-vs-real floor**: the same score between real
+training and real held-out (test) slices of the cohort at the same sample size. Sample-based
+scores are biased at small n (FD-medgen, like FID, is larger for fewer samples), so a number
+alone means little; "generated 12.3 vs floor 4.1 at n = 500" does.
+
+For image-to-image translation against paired ground truth (CycleGAN), see
+:mod:`medgen_tf.evaluation`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from medgen_tf import features as feature_module
+from medgen_tf import metrics
+from medgen_tf.errors import DataError
+
+__all__ = ["evaluate_samples", "evaluate_run", "load_sampler"]
+
+VALUE_RANGE = (-1.0, 1.0)
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    # training.fit writes {"config": caller's settings, "engine": ...}; accept a flat file too.
+    return {**raw.get("engine", {}), **raw, **raw.get("config", {})}
+
+
+def _num_classes(generator) -> int | None:
+    if len(generator.inputs) < 2:
+        return None
+    for layer in generator.layers:
+        if hasattr(layer, "input_dim"):  # the label Embedding
+            return int(layer.input_dim)
+    raise DataError(f"{generator.name}: conditional generator without a label embedding")
+
+
+def load_sampler(run_dir):
+    """A function ``sample(num_samples, seed, labels) -> images in [-1, 1]`` for a run folder.
+
+    Looks for, in order: ``generator.keras`` (GAN generator, tanh output; a conditional one
+    takes ``[noise, labels]``), ``decoder.keras`` (VAE decoder: logits or [0, 1] means, mapped
+    to [-1, 1]), ``vae.keras`` / ``model.keras`` (a whole model with ``generate`` or
+    ``sample``). Returns ``(sample, kind, num_classes)``.
+    """
+    import keras
+
+    import medgen_tf.models.gan  # noqa: F401 (registers the serializable classes)
+    import medgen_tf.models.vae  # noqa: F401
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: run folder not found")
+    if (run_dir / "generator.keras").is_file():
+        generator = keras.saving.load_model(run_dir / "generator.keras", compile=False)
+        latent_dim = int(generator.inputs[0].shape[-1])
+        num_classes = _num_classes(generator)
+
+        def sample(num_samples, seed, labels=None):
+            noise = np.random.default_rng(seed).standard_normal((num_samples, latent_dim))
+            inputs = noise.astype(np.float32)
+            if num_classes:
+                inputs = [inputs, np.asarray(labels, np.int32)]
+            return _predict(generator, inputs)
+
+        return sample, "gan", num_classes
+    if (run_dir / "decoder.keras").is_file():
+        decoder = keras.saving.load_model(run_dir / "decoder.keras", compile=False)
+        latent_dim = int(decoder.inputs[0].shape[-1])
+        logits = decoder.layers[-1].name == "logits"
+
+        def sample(num_samples, seed, labels=None):
+            z = np.random.default_rng(seed).standard_normal((num_samples, latent_dim))
+            outputs = _predict(decoder, z.astype(np.float32))
+            means = 1.0 / (1.0 + np.exp(-outputs)) if logits else outputs
+            return 2.0 * means - 1.0
+
+        return sample, "vae", None
+    for name in ("vae.keras", "model.keras"):
+        if (run_dir / name).is_file():
+            model = keras.saving.load_model(run_dir / name, compile=False)
+            if hasattr(model, "sample"):  # VAE: prior samples in [0, 1]
+
+                def sample(num_samples, seed, labels=None, model=model):
+                    return 2.0 * np.asarray(model.sample(num_samples, seed=seed)) - 1.0
+
+                return sample, "vae", None
+            if hasattr(model, "generate"):
+                num_classes = getattr(model, "num_classes", None)
+
+                def sample(num_samples, seed, labels=None, model=model):
+                    return np.asarray(model.generate(num_samples, seed=seed, labels=labels))
+
+                return sample, "gan", num_classes
+    raise DataError(
+        f"{run_dir}: no generator.keras, decoder.keras, vae.keras or model.keras to sample from"
+    )
+
+
+def _predict(model, inputs, batch_size=256):
+    count = len(inputs[0]) if isinstance(inputs, list) else len(inputs)
+    outputs = []
+    for start in range(0, count, batch_size):
+        if isinstance(inputs, list):
+            batch = [part[start : start + batch_size] for part in inputs]
+        else:
+            batch = inputs[start : start + batch_size]
+        outputs.append(np.asarray(model(batch, training=False), dtype=np.float32))
+    return np.concatenate(outputs, axis=0)
+
+
+def _subset(array, size, generator):
+    return array[np.sort(generator.choice(len(array), size, replace=False))]
+
+
+def evaluate_samples(generated, train, test, num_samples=None, seed=0, k=3, extractor=None):
+    """All scores of ``generated`` against ``train``, each beside the test-vs-train floor.
+
+    Args:
+        generated, train, test: images (n, h, w, 1) in [-1, 1]; ``test`` holds subjects that
+            are not in ``train``.
+        num_samples: n for the distribution scores; at most ``len(test)`` (the floor needs as
+            many test slices). Default: ``min(len(generated), len(test))``.
+        seed: chooses the subsets.
+        k: neighbourhood size of precision/recall.
+        extractor: a model from :func:`medgen_tf.features.load_feature_extractor`.
+
+    Returns:
+        dict: ``num_samples``, ``fd_medgen``, ``kid`` (mean, std), ``precision_recall``, each as
+        ``{"generated": ..., "real_floor": ...}``, and ``memorization`` (pixel space, against
+        every training slice; its ``test_to_train`` part is the floor).
+    """
+    size = min(len(generated), len(test), len(train))
+    if num_samples is not None:
+        size = min(size, int(num_samples))
+    if size < k + 2:
+        raise DataError(f"evaluation needs at least {k + 2} samples, got {size}")
+    rng = np.random.default_rng(seed)
+    generated = _subset(np.asarray(generated, np.float32), size, rng)
+    train_subset = _subset(train, size, rng)
+    test_subset = _subset(test, size, rng)
+    extract = lambda images: feature_module.extract_features(  # noqa: E731
+        images, value_range=VALUE_RANGE, extractor=extractor
+    )
+    features_generated = extract(generated)
+    features_train = extract(train_subset)
+    features_test = extract(test_subset)
+    kid_options = dict(num_subsets=50, subset_size=min(1000, size), seed=seed)
+    kid_generated = metrics.kid(features_train, features_generated, **kid_options)
+    kid_floor = metrics.kid(features_train, features_test, **kid_options)
+    memorization = metrics.memorization(generated, train, test_subset)
+    return {
+        "num_samples": size,
+        "fd_medgen": {
+            "generated": metrics.frechet_distance(features_train, features_generated),
+            "real_floor": metrics.frechet_distance(features_train, features_test),
+        },
+        "kid": {
+            "generated": {"mean": kid_generated[0], "std": kid_generated[1]},
+            "real_floor": {"mean": kid_floor[0], "std": kid_floor[1]},
+        },
+        "precision_recall": {
+            "generated": metrics.precision_recall(features_train, features_generated, k=k),
+            "real_floor": metrics.precision_recall(features_train, features_test, k=k),
+        },
+        "memorization": memorization,
+        "_images": {"generated": generated, "train": train_subset, "train_all": train},
+    }
+
+
+def _report_figure(images, memorization, path, title):
+    from medgen_tf import viz
+
+    pairs = memorization["closest_pairs"][:8]
+    rows = {
+        "real (train)": images["train"][:8],
+        "generated": images["generated"][:8],
+        "closest generated": images["generated"][[p[0] for p in pairs]],
+        "its nearest train": images["train_all"][[p[1] for p in pairs]],
+    }
+    figure = viz.compare_rows(rows, path=path, title=title, value_range=VALUE_RANGE)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return Path(path)
+
+
+def evaluate_run(
+    run_dir,
+    num_samples: int = 500,
+    seed: int = 0,
+    data: str | None = None,
+    num_subjects: int | None = None,
+):
+    """Sample a run's generator and write ``RUN_DIR/metrics.json`` and ``RUN_DIR/evaluation.png``.
+
+    The real slices come from the run's ``config.json`` (``data`` spec, ``image_size``,
+    ``num_subjects``) unless given; generated and real images are compared at the run's
+    ``image_size`` (features are computed at 64x64). A conditional generator gets labels
+    drawn from the training labels, so its class mix matches the data.
+
+    Returns:
+        the path of ``metrics.json``.
+    """
+    from medgen_tf.data import load_spec
+
+    run_dir = Path(run_dir)
+    sample, kind, num_classes = load_sampler(run_dir)
+    config = _read_config(run_dir)
+    data = data or config.get("data") or config.get("data_spec") or "brain"
+    image_size = int(config.get("image_size") or 64)
+    num_subjects = int(num_subjects or config.get("num_subjects") or 32)
+    options = dict(image_size=image_size, value_range=VALUE_RANGE, num_subjects=num_subjects)
+    train = load_spec(data, split="train", **options)
+    test = load_spec(data, split="test", **options)
+    size = min(int(num_samples), len(test["images"]))
+    labels = None
+    if num_classes:
+        labels = np.random.default_rng(seed).choice(train["labels"], size)
+    generated = sample(size, seed, labels)
+    if generated.shape[1:] != train["images"].shape[1:]:
+        raise DataError(
+            f"{run_dir}: generator makes {generated.shape[1:]} images but {data} at image_size "
+            f"{image_size} is {train['images'].shape[1:]}"
+        )
+    results = evaluate_samples(generated, train["images"], test["images"], size, seed=seed)
+    images = results.pop("_images")
+    report = {
+        "run": run_dir.name,
+        "model": kind,
+        "data": data,
+        "image_size": image_size,
+        "num_subjects": num_subjects,
+        "seed": seed,
+        "feature_extractor": {
+            "name": "FD-medgen (not FID)",
+            "weights_sha256": feature_module.WEIGHTS_SHA256,
+        },
+        "real_floor": "train vs held-out test subjects, same n",
+        **results,
+    }
+    _check_finite(report)
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps(report, indent=2))
+    title = (
+        f"{run_dir.name}: FD-medgen {results['fd_medgen']['generated']:.2f} "
+        f"(real floor {results['fd_medgen']['real_floor']:.2f}), n = {results['num_samples']}"
+    )
+    _report_figure(images, results["memorization"], run_dir / "evaluation.png", title)
+    return path
+
+
+def _check_finite(value, where="metrics"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise DataError(f"{where} is {value}: the generator's samples are degenerate")

@@ -1,0 +1,81 @@
+"""medgen_tf.evaluate and `medgen-tf evaluate` on tiny trained runs."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from medgen_tf import DataError, cli
+from medgen_tf.data import load_spec
+from medgen_tf.evaluate import evaluate_run, evaluate_samples
+from medgen_tf.models.gan import GAN, build_discriminator, build_generator
+from medgen_tf.models.vae import build_decoder
+
+SPEC = {"data": "brain:t1", "image_size": 32, "num_subjects": 8}
+
+
+def _real(split):
+    return load_spec("brain:t1", image_size=32, split=split, num_subjects=8)["images"]
+
+
+def _all_numbers_finite(value):
+    if isinstance(value, dict):
+        return all(_all_numbers_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_all_numbers_finite(item) for item in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _write_config(run_dir, model):
+    (run_dir / "config.json").write_text(json.dumps({"config": {"model": model, **SPEC}}))
+
+
+def test_evaluate_command_on_a_tiny_trained_gan(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    gan = GAN(build_generator(16, 32, base_filters=8), build_discriminator(32, base_filters=8))
+    gan.compile()
+    gan.fit(_real("train")[:64], batch_size=32, epochs=1, verbose=0)
+    gan.generator.save(tmp_path / "generator.keras")
+    _write_config(tmp_path, "dcgan")
+
+    assert cli.main(["evaluate", str(tmp_path), "--n", "40"]) == 0
+    assert "metrics.json" in capsys.readouterr().out
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("fd_medgen", "kid", "precision_recall"):
+        assert set(report[key]) == {"generated", "real_floor"}
+    assert set(report["kid"]["generated"]) == {"mean", "std"}
+    assert report["num_samples"] == 40 and report["model"] == "gan"
+    assert report["memorization"]["closest_pairs"]
+    assert _all_numbers_finite(report)
+    # One epoch of a tiny GAN is far from the data: well above the real-vs-real floor.
+    assert report["fd_medgen"]["generated"] > 2 * report["fd_medgen"]["real_floor"]
+    assert (tmp_path / "evaluation.png").stat().st_size > 1000
+
+
+def test_evaluate_run_samples_a_vae_decoder(tmp_path):
+    build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / "decoder.keras")
+    _write_config(tmp_path, "vae")
+    report = json.loads(evaluate_run(tmp_path, num_samples=20).read_text())
+    assert report["model"] == "vae" and report["num_samples"] == 20
+    assert _all_numbers_finite(report)
+
+
+def test_copied_training_slices_score_like_real_data_and_are_flagged():
+    train, test = _real("train"), _real("test")
+    copies = train[:48] + 0.0
+    results = evaluate_samples(copies, train, test, num_samples=48)
+    assert results["memorization"]["fraction_flagged"] == 1.0
+    assert results["memorization"]["generated_to_train"]["median"] == 0.0
+    noise = np.random.default_rng(0).uniform(-1, 1, copies.shape).astype(np.float32)
+    noisy = evaluate_samples(noise, train, test, num_samples=48)
+    assert noisy["memorization"]["fraction_flagged"] == 0.0
+    assert noisy["fd_medgen"]["generated"] > 10 * results["fd_medgen"]["generated"]
+
+
+def test_evaluate_refuses_a_folder_without_a_model(tmp_path, capsys):
+    assert cli.main(["evaluate", str(tmp_path)]) == 2
+    assert "no generator.keras" in capsys.readouterr().err
+    with pytest.raises(DataError, match="not found"):
+        evaluate_run(tmp_path / "missing")
