@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit notebooks lint bench bench-gpu clean
+.PHONY: demo test unit notebooks lint bench bench-quality bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
+
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quality --out benchmarks/RESULTS-quality.md
 
 bench-gpu: $(STAMP)
 	bash benchmarks/gpu.sh

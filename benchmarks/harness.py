@@ -212,14 +212,46 @@ def interleaved_throughput(
 # ---- models ------------------------------------------------------------------------------------
 
 
-def build_dcgan(image_size, latent_dim, base_filters, seed=0, jit_compile="auto"):
+def build_dcgan(image_size, latent_dim, base_filters, seed=0, jit_compile="auto", cls=None):
     from medgen_tf.models.gan import GAN, build_discriminator, build_generator
 
     generator = build_generator(latent_dim, image_size, 1, base_filters)
     discriminator = build_discriminator(image_size, 1, base_filters)
-    gan = GAN(generator, discriminator, seed=seed)
+    gan = (cls or GAN)(generator, discriminator, seed=seed)
     gan.compile(jit_compile=jit_compile)
     return gan
+
+
+def simultaneous_gan_class():
+    """The package's GAN with the TF tutorial's update (one forward pass, both nets updated
+    from it), run by the same ``fit``: separates what the algorithm costs from what fit costs.
+    A benchmark control only; the package keeps the alternating update."""
+    import tensorflow as tf
+
+    from medgen_tf import losses
+    from medgen_tf.models.gan import GAN
+
+    class SimultaneousUpdateGAN(GAN):
+        def train_step(self, data):
+            real_images, _ = self._unpack(data)
+            noise = self.sample_noise(tf.shape(real_images)[0])
+            with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+                fake_images = self.generator(noise, training=True)
+                real_logits = self.discriminator(real_images, training=True)
+                fake_logits = self.discriminator(fake_images, training=True)
+                d_loss = self.d_loss_fn(real_logits, fake_logits, self.label_smoothing)
+                g_loss = self.g_loss_fn(fake_logits)
+            g_variables = self.generator.trainable_variables
+            d_variables = self.discriminator.trainable_variables
+            g_gradients = g_tape.gradient(losses.scale_for_replicas(g_loss), g_variables)
+            d_gradients = d_tape.gradient(losses.scale_for_replicas(d_loss), d_variables)
+            self.g_optimizer.apply_gradients(zip(g_gradients, g_variables, strict=True))
+            self.d_optimizer.apply_gradients(zip(d_gradients, d_variables, strict=True))
+            self.trackers["d_loss"].update_state(d_loss)
+            self.trackers["g_loss"].update_state(g_loss)
+            return {"d_loss": d_loss, "g_loss": g_loss}
+
+    return SimultaneousUpdateGAN
 
 
 def dcgan_contenders(config, dataset, names, jit_compile="auto"):
@@ -232,8 +264,9 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
     for name in names:
         # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
         base_name, xla = name.removesuffix("_xla"), name.endswith("_xla") or jit_compile is True
-        gan = build_dcgan(size, latent, filters, jit_compile=True if xla else jit_compile)
-        if base_name == "ours":
+        cls = simultaneous_gan_class() if base_name == "ours_simultaneous" else None
+        gan = build_dcgan(size, latent, filters, jit_compile=True if xla else jit_compile, cls=cls)
+        if base_name in ("ours", "ours_simultaneous"):
             contenders.append(FitContender(name, gan, dataset))
             continue
         d_optimizer, g_optimizer = default_optimizers()
@@ -318,7 +351,10 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
 
 
 CONTENDERS = {
-    "dcgan": (dcgan_contenders, ["ours", "tutorial", "tutorial_alternating", "eager"]),
+    "dcgan": (
+        dcgan_contenders,
+        ["ours", "tutorial", "tutorial_alternating", "eager", "ours_simultaneous"],
+    ),
     "vae": (vae_contenders, ["ours", "tutorial", "eager"]),
     "cyclegan": (cyclegan_contenders, ["ours", "tutorial", "eager"]),
 }
