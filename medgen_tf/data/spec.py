@@ -167,7 +167,9 @@ def load_domains(
     return domain_a, domain_b
 
 
-def preview_grid(spec: str, out_path, image_size: int = 64, num_columns: int = 6) -> Path:
+def preview_grid(
+    spec: str, out_path, image_size: int = 64, num_columns: int = 6, num_subjects: int = 32
+) -> Path:
     """Write a labelled grid of a dataset as a PNG and return its path.
 
     For ``brain``: one row per contrast (T1w real template, T2w and PD simulated), one column
@@ -181,7 +183,11 @@ def preview_grid(spec: str, out_path, image_size: int = 64, num_columns: int = 6
     kind, argument = parse_spec(spec)
     if kind == "brain" and argument is None:
         data = brain.brain_slices(
-            brain.CONTRASTS, split="train", image_size=image_size, return_labels=True
+            brain.CONTRASTS,
+            split="train",
+            image_size=image_size,
+            return_labels=True,
+            num_subjects=num_subjects,
         )
         # One slice per subject, just above the ventricles, where all three tissues show.
         distance = np.abs(data["position"] - 0.6)
