@@ -52,3 +52,13 @@ def test_bad_input_raises_data_error():
         make_dataset(np.zeros((5, 2)), batch_size=8)
     with pytest.raises(DataError, match="differ in length"):
         make_dataset(np.zeros((5, 2)), np.zeros(4), batch_size=2)
+
+
+def test_one_pass_dataset_reshuffles_on_each_iteration_reproducibly():
+    values = np.arange(16, dtype=np.float32)
+    dataset = make_dataset(values, batch_size=4, seed=5)
+    first, second = np.concatenate(_batches(dataset)), np.concatenate(_batches(dataset))
+    assert sorted(second.tolist()) == values.tolist() and not np.array_equal(first, second)
+    again = make_dataset(values, batch_size=4, seed=5)
+    np.testing.assert_array_equal(np.concatenate(_batches(again)), first)
+    np.testing.assert_array_equal(np.concatenate(_batches(again)), second)

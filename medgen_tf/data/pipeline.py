@@ -81,10 +81,12 @@ def make_dataset(
             ``(seed, e)``); False keeps the original order.
         seed: shuffle seed.
         initial_epoch: first epoch to produce (a resumed run passes the epoch it resumes at).
-        num_epochs: None gives one pass, in the order of epoch ``initial_epoch``, repeated
-            identically if iterated again (evaluation, notebooks, or ``fit`` with a dataset);
-            an integer gives epochs ``initial_epoch .. num_epochs - 1`` back to back (for
-            ``keras.Model.fit`` with ``steps_per_epoch``).
+        num_epochs: None gives one pass per iteration, reshuffled each time the dataset is
+            iterated (as ``keras.Model.fit`` does every epoch; the sequence of orders is fixed
+            by ``seed``, but is not tied to epoch numbers, so not resumable mid-run); an
+            integer gives epochs ``initial_epoch .. num_epochs - 1`` back to back, each in the
+            order fixed by ``(seed, epoch)`` (what :func:`medgen_tf.training.fit` uses, with
+            ``steps_per_epoch``, so resumed runs see the same batches).
         drop_remainder: drop the last incomplete batch of each epoch (GAN/VAE steps assume
             full batches; it also keeps shapes static for XLA).
 
@@ -109,7 +111,11 @@ def make_dataset(
         )
 
     tensors = tf.nest.map_structure(tf.constant, structure)
-    epochs = tf.data.Dataset.range(initial_epoch, last_epoch)
+    if num_epochs is None and shuffle:
+        # one key per iteration, new each time the dataset is iterated, same sequence every run
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    else:
+        epochs = tf.data.Dataset.range(initial_epoch, last_epoch)
 
     def batches_of_epoch(epoch):
         if shuffle:
