@@ -43,38 +43,84 @@ FALLBACK_DEFAULTS = {
 }
 
 
-def model_defaults(model):
-    """The default sizes of ``model``, from ``medgen_tf.recipes`` when it offers them."""
-    defaults = dict(FALLBACK_DEFAULTS[model])
-    source = "benchmarks/harness.py FALLBACK_DEFAULTS"
+def _recipe(model):
+    """The registered ``medgen_tf.recipes`` recipe of ``model``, or None if there is none."""
     try:
-        from medgen_tf import recipes  # optional until the recipes land
-
-        recipe = _recipe_settings(recipes, model)
-        if recipe:
-            for key in defaults:
-                if key in recipe and recipe[key] is not None:
-                    defaults[key] = recipe[key]
-            source = "medgen_tf.recipes"
+        from medgen_tf import recipes
     except ImportError:
-        pass
-    return defaults, source
+        return None
+    return getattr(recipes, "RECIPES", {}).get(model)
 
 
-def _recipe_settings(recipes, model):
-    for name in ("RECIPES", "DEFAULTS", "recipes"):
-        table = getattr(recipes, name, None)
-        if isinstance(table, dict) and model in table:
-            entry = table[model]
-            return entry if isinstance(entry, dict) else vars(entry)
-    getter = getattr(recipes, "get_recipe", None) or getattr(recipes, "recipe", None)
-    if callable(getter):
-        try:
-            entry = getter(model)
-        except Exception:  # an unknown recipe API: keep the fallback sizes
-            return None
-        return entry if isinstance(entry, dict) else getattr(entry, "__dict__", None)
-    return None
+def model_defaults(model):
+    """The sizes ``medgen-tf train MODEL`` uses by default, and where they were read.
+
+    From ``medgen_tf.recipes`` when the model has a recipe there (``train``'s defaults:
+    64 px, batch 32, the recipe's latent size, 64 base filters outside quick mode), else
+    ``FALLBACK_DEFAULTS``.
+    """
+    import inspect
+
+    defaults = dict(FALLBACK_DEFAULTS[model])
+    recipe = _recipe(model)
+    if recipe is None:
+        return defaults, "benchmarks/harness.py FALLBACK_DEFAULTS (no recipe registered)"
+    from medgen_tf import recipes
+
+    parameters = inspect.signature(recipes.train).parameters
+    # CycleGAN keeps the paper's batch of 1 (Zhu et al. 2017): train()'s generic default of 32
+    # would make one CycleGAN step take about a minute on this CPU.
+    for key in ("image_size", "batch_size") if model != "cyclegan" else ("image_size",):
+        defaults[key] = parameters[key].default
+    if recipe.default_latent_dim:
+        defaults["latent_dim"] = recipe.default_latent_dim
+    # recipes.train sets base_filters = 16 if QUICK else 64; benchmarks run outside quick mode.
+    for key in ("base_filters", "filters"):
+        if key in defaults:
+            defaults[key] = 64
+    return defaults, "medgen_tf.recipes (train() defaults)"
+
+
+BUILD_SOURCES = {}
+
+
+def build_package_model(model, config, jit_compile="auto"):
+    """The compiled model exactly as ``medgen-tf train`` builds it: the recipe's ``load_data``
+    (which may set model settings in the config) then its ``build``. None when there is no
+    recipe or it fails (the reason is kept in ``BUILD_SOURCES``). ``jit_compile`` other than
+    "auto" is set on the built model."""
+    recipe = _recipe(model)
+    if recipe is None:
+        BUILD_SOURCES[model] = "the model's builders (no recipe registered)"
+        return None
+    from medgen_tf import recipes
+
+    recipe_config = {
+        "model": model,
+        "data": "brain",
+        "data_a": "brain:t1",
+        "data_b": "brain:t2",
+        "num_epochs": 10,
+        "seed": 0,
+        "num_subjects": recipes._brain_subjects(),
+        "base_filters": 64,
+        "quick": False,
+        **{k: v for k, v in config.items() if k in ("image_size", "batch_size", "latent_dim")},
+    }
+    try:
+        recipe.load_data(recipe_config)
+        built = recipe.build(recipe_config)
+    except Exception as error:  # a recipe still being written: fall back, say so
+        BUILD_SOURCES[model] = f"the model's builders (recipe failed: {error!r:.80})"
+        return None
+    BUILD_SOURCES[model] = "medgen_tf.recipes: " + ", ".join(
+        f"{k}={v}"
+        for k, v in recipe_config.items()
+        if k not in ("model", "data", "data_a", "data_b", "num_epochs", "quick")
+    )
+    if jit_compile != "auto":
+        built.jit_compile = jit_compile
+    return built
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -254,23 +300,82 @@ def simultaneous_gan_class():
     return SimultaneousUpdateGAN
 
 
-def dcgan_contenders(config, dataset, names, jit_compile="auto"):
-    """Contenders for the DCGAN: ours (fit) and the hand-written loops on fresh networks."""
-    from benchmarks import reference_loops
-    from medgen_tf.models.gan import default_optimizers
+def _fresh_optimizer(optimizer):
+    """A new optimizer with the same class and settings (and no state)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return type(inner).from_config(inner.get_config())
 
-    size, latent, filters = config["image_size"], config["latent_dim"], config["base_filters"]
+
+def package_model(model, config, jit_compile="auto"):
+    """The compiled model as the package builds it: its recipe, else the model's builders."""
+    built = build_package_model(model, config, jit_compile)
+    if built is not None:
+        return built
+    if model == "dcgan":
+        return build_dcgan(
+            config["image_size"],
+            config["latent_dim"],
+            config["base_filters"],
+            jit_compile=jit_compile,
+        )
+    if model == "vae":
+        import keras
+
+        from medgen_tf.models.vae import build_vae
+
+        vae = build_vae(
+            config["image_size"],
+            1,
+            config["latent_dim"],
+            config["base_filters"],
+            likelihood=config["likelihood"],
+            seed=0,
+        )
+        vae.compile(keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+        return vae
+    from medgen_tf.models import cyclegan
+
+    size, filters = config["image_size"], config["filters"]
+    built = cyclegan.CycleGAN(
+        cyclegan.build_resnet_generator(size, 1, filters),
+        cyclegan.build_resnet_generator(size, 1, filters),
+        cyclegan.build_patchgan_discriminator(size, 1, filters),
+        cyclegan.build_patchgan_discriminator(size, 1, filters),
+        seed=0,
+    )
+    built.compile(jit_compile=jit_compile)
+    return built
+
+
+def dcgan_contenders(config, dataset, names, jit_compile="auto"):
+    """Contenders for the DCGAN: ours (fit) and the hand-written loops, each on its own fresh
+    copy of the package's networks, with optimizers configured like the package's."""
+    from benchmarks import reference_loops
+
     contenders = []
     for name in names:
         # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
         base_name, xla = name.removesuffix("_xla"), name.endswith("_xla") or jit_compile is True
-        cls = simultaneous_gan_class() if base_name == "ours_simultaneous" else None
-        gan = build_dcgan(size, latent, filters, jit_compile=True if xla else jit_compile, cls=cls)
+        if base_name == "ours_simultaneous":
+            gan = build_dcgan(
+                config["image_size"],
+                config["latent_dim"],
+                config["base_filters"],
+                jit_compile=True if xla else jit_compile,
+                cls=simultaneous_gan_class(),
+            )
+        else:
+            gan = package_model("dcgan", config, True if xla else jit_compile)
         if base_name in ("ours", "ours_simultaneous"):
             contenders.append(FitContender(name, gan, dataset))
             continue
-        d_optimizer, g_optimizer = default_optimizers()
-        arguments = (gan.generator, gan.discriminator, g_optimizer, d_optimizer, latent)
+        arguments = (
+            gan.generator,
+            gan.discriminator,
+            _fresh_optimizer(gan.g_optimizer),
+            _fresh_optimizer(gan.d_optimizer),
+            gan.latent_dim,
+        )
         if base_name == "tutorial":
             step = reference_loops.dcgan_tutorial_step(*arguments, seed=0, jit_compile=xla)
         elif base_name == "tutorial_alternating":
@@ -284,29 +389,18 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
 
 
 def vae_contenders(config, dataset, names, jit_compile="auto"):
-    import keras
-
     from benchmarks import reference_loops
-    from medgen_tf.models.vae import build_vae
 
     contenders = []
     for name in names:
-        vae = build_vae(
-            config["image_size"],
-            1,
-            config["latent_dim"],
-            config["base_filters"],
-            likelihood=config["likelihood"],
-            seed=0,
-        )
+        vae = package_model("vae", config, jit_compile)
         if name == "ours":
-            vae.compile(keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
             contenders.append(FitContender(name, vae, dataset))
             continue
         step = reference_loops.vae_step(
             vae.encoder,
             vae.decoder,
-            keras.optimizers.Adam(1e-3),
+            _fresh_optimizer(vae.optimizer),
             likelihood=vae.likelihood,
             gaussian_sigma=vae.gaussian_sigma,
             beta=vae.beta,
@@ -320,29 +414,21 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
 
 def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
     from benchmarks import reference_loops
-    from medgen_tf.models import cyclegan
 
-    size, filters = config["image_size"], config["filters"]
     contenders = []
     for name in names:
-        model = cyclegan.CycleGAN(
-            cyclegan.build_resnet_generator(size, 1, filters),
-            cyclegan.build_resnet_generator(size, 1, filters),
-            cyclegan.build_patchgan_discriminator(size, 1, filters),
-            cyclegan.build_patchgan_discriminator(size, 1, filters),
-            seed=0,
-        )
+        model = package_model("cyclegan", config, jit_compile)
         if name == "ours":
-            model.compile(jit_compile=jit_compile)
             contenders.append(FitContender(name, model, dataset))
             continue
-        optimizers = list(cyclegan.default_optimizers().values())
         step = reference_loops.cyclegan_step(
             model.generator_ab,
             model.generator_ba,
             model.discriminator_a,
             model.discriminator_b,
-            optimizers,
+            [_fresh_optimizer(optimizer) for optimizer in model.optimizers],
+            cycle_weight=model.lambda_cycle,
+            identity_weight=model.identity_weight,
             compiled=name != "eager",
             jit_compile=jit_compile is True,
         )
@@ -399,6 +485,7 @@ def task_throughput(
         "model": model,
         "config": config,
         "config_source": source,
+        "built_by": BUILD_SOURCES.get(model, "the model's builders"),
         "data_source": data_source,
         "jit_compile": jit_compile,
         "mixed_precision": mixed_precision,
@@ -495,27 +582,16 @@ def _train_until(model, dataset, steps_per_epoch, evaluate, target, cap_s, highe
 
 def task_quality(model="vae", cap_s=900):
     """Wall time to the issue's quality target, training with fit (evaluation time included)."""
-    import keras
     import tensorflow as tf
 
     config, source = model_defaults(model)
     size, batch_size = config["image_size"], config["batch_size"]
     if model == "vae":
-        from medgen_tf.models.vae import build_vae
-
         (train,), (test,) = (
             load_images(size, (0.0, 1.0)),
             load_images(size, (0.0, 1.0), split="test"),
         )
-        vae = build_vae(
-            size,
-            1,
-            config["latent_dim"],
-            config["base_filters"],
-            likelihood=config["likelihood"],
-            seed=0,
-        )
-        vae.compile(keras.optimizers.Adam(1e-3))
+        vae = package_model("vae", config)
         dataset, _ = make_batches([train], batch_size)
 
         def test_psnr():
@@ -526,19 +602,13 @@ def task_quality(model="vae", cap_s=900):
         result["metric"] = "test PSNR dB (posterior mean), tf.image.psnr"
     elif model == "cyclegan":
         from medgen_tf.data import brain_slices
-        from medgen_tf.models import cyclegan
 
         data = brain_slices(("t1", "t2"), image_size=size, return_labels=True)
         subjects = np.unique(data["subject"])
         # Unpaired for real: domain A and domain B come from different subjects.
         half = np.isin(data["subject"], subjects[: len(subjects) // 2])
         test = brain_slices(("t1", "t2"), split="test", image_size=size)
-        model_ = cyclegan.CycleGAN(
-            *(cyclegan.build_resnet_generator(size, 1, config["filters"]) for _ in range(2)),
-            *(cyclegan.build_patchgan_discriminator(size, 1, config["filters"]) for _ in range(2)),
-            seed=0,
-        )
-        model_.compile()
+        model_ = package_model("cyclegan", config)
         dataset, _ = make_batches([data["t1"][half], data["t2"][~half]], batch_size)
 
         def test_ssim():

@@ -70,7 +70,8 @@ def render_throughput_model(model, result):
     lines = [
         f"**{model.upper()}** ({', '.join(f'{k}={v}' for k, v in config.items())}; sizes from "
         f"{result['config_source']}; data from {result['data_source']}; peak RSS "
-        f"{result.get('peak_rss_mib')} MiB)",
+        f"{result.get('peak_rss_mib')} MiB). Networks built by "
+        f"{result.get('built_by', 'the model builders')}.",
         "",
         "| Contender | images/s (median) | windows | images per CPU-s | ours / this (wall) "
         "| ours / this (CPU) |",
