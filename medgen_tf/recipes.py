@@ -278,6 +278,31 @@ register(
 )
 
 
+
+# ---- CycleGAN (the functions live in medgen_tf.translation) ------------------------------
+
+
+def _cyclegan_hook(name):
+    def hook(*args, **kwargs):
+        from medgen_tf import translation
+
+        return getattr(translation, name)(*args, **kwargs)
+
+    return hook
+
+
+register(
+    Recipe(
+        name="cyclegan",
+        value_range=(-1.0, 1.0),
+        load_data=_cyclegan_hook("recipe_load_data"),
+        build=_cyclegan_hook("recipe_build"),
+        sample_fn=_cyclegan_hook("recipe_samples"),
+        export=_cyclegan_hook("recipe_export"),
+        translate=_cyclegan_hook("recipe_translate"),
+    )
+)
+
 # ---- entry points -----------------------------------------------------------------------
 
 

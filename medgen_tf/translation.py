@@ -204,6 +204,16 @@ def load_generator(run_dir, direction="a2b"):
     return keras.saving.load_model(path)
 
 
+def _predict_in_full_batches(generator, images, batch_size):
+    """``generator(images)`` in batches of one shape (the last one padded): a single trace."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        padded = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), 0)])
+        outputs.append(np.asarray(generator(padded, training=False))[: len(batch)])
+    return np.concatenate(outputs, axis=0)
+
+
 def _translate_slices(generator, slices, image_size, batch_size=16):
     """(n, h, w) slices in [-1, 1] -> translated (n, h, w), resized to the model and back."""
     import tensorflow as tf
@@ -214,7 +224,7 @@ def _translate_slices(generator, slices, image_size, batch_size=16):
     square = pad_to_square(slices, -1.0)[..., None]
     side = square.shape[1]
     resized = tf.image.resize(square, (image_size, image_size), antialias=True).numpy()
-    translated = generator.predict(np.clip(resized, -1, 1), batch_size=batch_size, verbose=0)
+    translated = _predict_in_full_batches(generator, np.clip(resized, -1, 1), batch_size)
     back = tf.image.resize(translated, (side, side), method="bilinear").numpy()[..., 0]
     top, left = (side - height) // 2, (side - width) // 2
     return back[:, top : top + height, left : left + width]
@@ -345,3 +355,54 @@ def build_pix2pix(
     model = Pix2Pix(generator, discriminator)
     model.compile()
     return model
+
+
+# ---- the "cyclegan" recipe (medgen_tf.recipes registers these) --------------------------------
+
+
+def recipe_load_data(config):
+    """Recipe hook: unpaired ``(images_a, images_b)``; records the subjects and steps in config."""
+    images_a, images_b, info = unpaired_domains(
+        config["data_a"],
+        config["data_b"],
+        config["image_size"],
+        seed=config["seed"],
+        num_subjects=config.get("num_subjects") or 32,
+    )
+    config["domains"] = info
+    config["total_steps"] = config["num_epochs"] * (len(images_a) // config["batch_size"])
+    # A fixed handful of A images for the per-epoch grids, stored as indices (config is JSON).
+    config["sample_indices"] = np.linspace(0, len(images_a) - 1, 8).astype(int).tolist()
+    _SAMPLE_IMAGES[id(config)] = images_a[config["sample_indices"]]
+    return images_a, images_b
+
+
+_SAMPLE_IMAGES = {}
+
+
+def recipe_build(config):
+    """Recipe hook: a compiled CycleGAN with the learning-rate decay over the whole run."""
+    return build_cyclegan(
+        config["image_size"],
+        channels=1,
+        filters=config.get("base_filters") or 64,
+        total_steps=config.get("total_steps"),
+        seed=config["seed"],
+    )
+
+
+def recipe_samples(model, config):
+    """Recipe hook: the fixed A images above their A -> B translations."""
+    images = _SAMPLE_IMAGES[id(config)]
+    return np.concatenate([images, model.translate(images, "a2b")], axis=0)
+
+
+def recipe_export(model, run_dir):
+    """Recipe hook: both generators as ``.keras`` files, which ``translate`` loads."""
+    model.generator_ab.save(Path(run_dir) / GENERATOR_FILES["a2b"])
+    model.generator_ba.save(Path(run_dir) / GENERATOR_FILES["b2a"])
+
+
+def recipe_translate(run_dir, config, source, direction="a2b", out_dir="translated"):
+    """Recipe hook for ``medgen-tf translate``."""
+    return translate_run(run_dir, source, direction=direction, out_dir=out_dir)
