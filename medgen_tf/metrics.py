@@ -298,6 +298,8 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     Kernel ``k(x, y) = (x . y / d + 1)^3``; MMD^2 is estimated on ``num_subsets`` random
     subsets of ``min(subset_size, n_a, n_b)`` rows of each set (without replacement within a
     subset). Unbiased, so it can be slightly negative for two samples of one distribution.
+    With ``subset_size`` >= both n every subset is the whole set and the std is 0: for small
+    samples pass e.g. ``subset_size=n // 2``.
 
     Returns:
         (mean, std) over the subsets, as floats.

@@ -46,6 +46,7 @@ def test_evaluate_command_on_a_tiny_trained_gan(tmp_path, capsys):
     for key in ("fd_medgen", "kid", "precision_recall"):
         assert set(report[key]) == {"generated", "real_floor"}
     assert set(report["kid"]["generated"]) == {"mean", "std"}
+    assert report["kid"]["real_floor"]["std"] > 0  # subsets must differ
     assert report["num_samples"] == 40 and report["model"] == "gan"
     assert report["memorization"]["closest_pairs"]
     assert _all_numbers_finite(report)
