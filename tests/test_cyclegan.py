@@ -246,25 +246,32 @@ def test_resume_through_the_engine_equals_an_uninterrupted_run(tmp_path):
     assert float(resumed.generator_ab_optimizer.learning_rate) == 0.0
 
 
-def test_train_then_translate_a_nifti_file_keeps_its_grid_and_affine(tmp_path):
+def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_affine(tmp_path):
+    import json
+
     import nibabel as nib
 
+    from medgen_tf import cli
     from medgen_tf.errors import DataError
-    from medgen_tf.translation import train_cyclegan, translate_run
+    from medgen_tf.translation import translate_run
 
-    rng = np.random.default_rng(4)
-    images = rng.uniform(-1, 1, (4, SIZE, SIZE, 1)).astype("float32")
     run_dir = tmp_path / "run"
-    train_cyclegan(
-        run_dir,
-        image_size=SIZE,
-        num_epochs=1,
-        batch_size=2,
-        filters=4,
-        num_residual_blocks=1,
-        verbose=0,
-        domains=(images, images[::-1].copy(), {"spec_a": "test", "spec_b": "test"}),
-    )
+    arguments = ["train", "cyclegan", "--data-a", "brain:t1", "--data-b", "brain:t2"]
+    arguments += [
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        str(run_dir),
+    ]
+    assert cli.main(arguments) == 0
+    domains = json.loads((run_dir / "config.json").read_text())["config"]["domains"]
+    assert domains["subjects_a"] and domains["subjects_b"]
+    assert not set(domains["subjects_a"]) & set(domains["subjects_b"])  # unpaired for real
+    rng = np.random.default_rng(4)
     # An LPS-oriented, non-square, anisotropic volume: the output must keep all of that.
     volume = np.zeros((20, 26, 9), "float32")
     volume[4:16, 5:21, 1:8] = rng.uniform(100, 400, (12, 16, 7))
@@ -273,7 +280,10 @@ def test_train_then_translate_a_nifti_file_keeps_its_grid_and_affine(tmp_path):
     input_path = tmp_path / "subject_T1w.nii.gz"
     nib.save(nib.Nifti1Image(volume, affine), str(input_path))
 
-    written = translate_run(run_dir, str(input_path), direction="b2a", out_dir=tmp_path / "out")
+    out_dir = tmp_path / "out"
+    arguments = ["translate", str(run_dir), "--input", str(input_path), "--direction", "b2a"]
+    assert cli.main([*arguments, "--out", str(out_dir)]) == 0
+    written = sorted(out_dir.iterdir(), key=lambda path: path.suffix != ".gz")
     output = nib.load(str(written[0]))
     assert written[0].name == "subject_T1w_b2a.nii.gz" and written[1].suffix == ".png"
     np.testing.assert_allclose(output.affine, affine)
