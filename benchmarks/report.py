@@ -232,6 +232,12 @@ def render(results, options):
         "`benchmarks/reference_loops.py`.",
         "",
     ]
+    if results.get("skipped"):
+        lines += [
+            f"**Skipped because the time budget (`--budget-s`) was spent:** "
+            f"{', '.join(results['skipped'])}.",
+            "",
+        ]
     lines += ["## Machine", ""] + render_facts(results.get("facts", {}))
     lines += render_load(results)
     if "throughput" in results:

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 MARK = "BENCH_JSON:"
-SECTIONS = ("facts", "throughput", "cpu", "pipeline", "scaling", "notebooks")
+SECTIONS = ("facts", "throughput", "pipeline", "cpu", "notebooks", "scaling")
 
 
 def worker(spec_json):
@@ -101,6 +101,14 @@ def machine_load():
     except OSError:
         load = None
     return {"load_average": load, "busy_processes": busy}
+
+
+DEADLINE = [float("inf")]
+
+
+def over_budget():
+    """True once ``--budget-s`` is spent: the remaining measurements are skipped, and say so."""
+    return time.perf_counter() > DEADLINE[0]
 
 
 def log(message):
@@ -182,6 +190,9 @@ def section_scaling(options):
     batch_sizes = (16, 64) if options.smoke else SCALING_BATCH_SIZES
     image_sizes = (28, 64) if options.smoke else SCALING_IMAGE_SIZES
     for batch_size in batch_sizes:
+        if over_budget():
+            rows.append(("batch_size", {"error": f"skipped (time budget), batch {batch_size}"}))
+            continue
         log(f"scaling batch_size={batch_size}")
         rows.append(
             ("batch_size", run_worker({**spec, "batch_size": batch_size, "image_size": 64}))
@@ -189,6 +200,9 @@ def section_scaling(options):
     for image_size in image_sizes:
         if image_size == 64 and SCALING_IMAGE_BATCH in batch_sizes:
             rows.append(("image_size", rows[batch_sizes.index(SCALING_IMAGE_BATCH)][1]))
+            continue
+        if over_budget():
+            rows.append(("image_size", {"error": f"skipped (time budget), {image_size} px"}))
             continue
         log(f"scaling image_size={image_size}")
         rows.append(
@@ -212,9 +226,9 @@ def section_notebooks(options):
             "full_mode_lines": full_mode_lines(notebook),
             "quality_lines": full_mode_lines(notebook, QUALITY_PATTERN),
         }
-        if options.smoke:
+        if options.smoke or over_budget():
             row["quick_s"] = None
-            row["quick_status"] = "skipped (--smoke)"
+            row["quick_status"] = "skipped (--smoke)" if options.smoke else "skipped (time budget)"
         else:
             log(f"notebook {notebook.name} (quick mode)")
             with tempfile.TemporaryDirectory() as folder:
@@ -307,7 +321,13 @@ def main(argv=None):
     parser.add_argument("--quality-cap-s", type=int, default=900)
     parser.add_argument("--smoke", action="store_true", help="tiny windows, skip notebooks")
     parser.add_argument("--windows", type=int, default=5)
-    parser.add_argument("--window-seconds", type=float, default=2.5)
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=1080,
+        help="skip the measurements left once this many seconds are spent (default 18 min)",
+    )
+    parser.add_argument("--window-seconds", type=float, default=2.0)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -326,8 +346,13 @@ def main(argv=None):
             sections.insert(0, "facts")
     start = time.perf_counter()
     results = {}
+    DEADLINE[0] = start + options.budget_s
     for name in sections:
         function = section_quality if name == "quality" else SECTION_FUNCTIONS[name]
+        if over_budget() and name not in ("notebooks", "scaling"):
+            log(f"skipping {name}: --budget-s {options.budget_s} spent")
+            results.setdefault("skipped", []).append(name)
+            continue
         results[name] = function(options)
     results["total_s"] = round(time.perf_counter() - start, 1)
     results["load_at_end"] = machine_load()
