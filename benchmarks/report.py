@@ -223,6 +223,50 @@ def render_quoted_quality(rows):
     return lines + [""]
 
 
+def render_headline(results):
+    """The ratios the issue asks for, in one list."""
+    lines = []
+    for model, result in (results.get("throughput") or {}).items():
+        if _error(result):
+            lines.append(f"- {model}: not measured ({result['error'][:100]})")
+            continue
+        c = result["contenders"]
+        ours = c.get("ours", {})
+        parts = []
+        for name in ("tutorial", "tutorial_alternating", "eager", "ours_simultaneous"):
+            if name in c:
+                parts.append(
+                    f"{_ratio(ours.get('images_per_s'), c[name]['images_per_s'])} vs {name} "
+                    f"(CPU-time {_ratio(ours.get('images_per_cpu_s'), c[name].get('images_per_cpu_s'))})"
+                )
+        lines.append(
+            f"- {model.upper()}: ours {_number(ours.get('images_per_s'), 2)} images/s; ours is "
+            + "; ".join(parts)
+        )
+    pipeline = results.get("pipeline")
+    throughput = results.get("throughput") or {}
+    if pipeline and not _error(pipeline):
+        rates = [
+            entry["images_per_s"]
+            for result in throughput.values()
+            if not _error(result)
+            for entry in result["contenders"].values()
+        ]
+        if rates:
+            lines.append(
+                f"- Input pipeline: {pipeline['slices_per_s']:,.0f} slices/s = "
+                f"{_ratio(pipeline['slices_per_s'], max(rates))} the fastest train step measured."
+            )
+    xla = (results.get("cpu") or {}).get("xla")
+    if xla and not _error(xla):
+        c = xla["contenders"]
+        lines.append(
+            f"- XLA on this CPU (DCGAN, fit): {_ratio(c['ours_xla']['images_per_s'], c['ours']['images_per_s'])}"
+            " the graph-mode speed."
+        )
+    return ["## Headline ratios", ""] + lines + [""] if lines else []
+
+
 def render(results, options):
     lines = [
         "# Benchmark results",
@@ -238,6 +282,7 @@ def render(results, options):
             f"{', '.join(results['skipped'])}.",
             "",
         ]
+    lines += render_headline(results)
     lines += ["## Machine", ""] + render_facts(results.get("facts", {}))
     lines += render_load(results)
     if "throughput" in results:
