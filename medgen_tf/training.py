@@ -47,6 +47,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -355,7 +356,8 @@ def fit(
         strategy: None/"default", "mirrored" or a ``tf.distribute.Strategy``.
         mixed_precision: build the model under the ``mixed_float16`` policy (restored after).
         callbacks: extra Keras callbacks.
-        verbose: Keras' verbosity ("auto": progress bar; notebooks pass 0).
+        verbose: Keras' verbosity; "auto" shows the progress bar only when stdout is a
+            terminal (not in notebooks, logs or pipes), else 0.
         tensorboard: write TensorBoard logs under ``run_dir/logs``.
 
     Returns:
@@ -364,6 +366,8 @@ def fit(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 0
     strategy = _resolve_strategy(strategy)
     if (strategy is not None or mixed_precision) and isinstance(model, keras.Model):
         raise ValueError(
