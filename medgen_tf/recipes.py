@@ -278,7 +278,6 @@ register(
 )
 
 
-
 # ---- CycleGAN (the functions live in medgen_tf.translation) ------------------------------
 
 
