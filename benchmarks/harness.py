@@ -300,6 +300,42 @@ def simultaneous_gan_class():
     return SimultaneousUpdateGAN
 
 
+def reused_fakes_gan_class():
+    """The package's alternating update (D, then G against the updated D) with one generator
+    pass: G's step reuses the fakes (and noise) of D's step, as PyTorch's DCGAN example does.
+    A benchmark control that prices the package's second generator pass."""
+    import tensorflow as tf
+
+    from medgen_tf import losses
+    from medgen_tf.models.gan import GAN
+
+    class ReusedFakesGAN(GAN):
+        def train_step(self, data):
+            real_images, _ = self._unpack(data)
+            noise = self.sample_noise(tf.shape(real_images)[0])
+            g_variables = self.generator.trainable_variables
+            d_variables = self.discriminator.trainable_variables
+            with tf.GradientTape() as g_tape:
+                fake_images = self.generator(noise, training=True)
+                with g_tape.stop_recording():
+                    with tf.GradientTape() as d_tape:
+                        real_logits = self.discriminator(real_images, training=True)
+                        fake_logits = self.discriminator(
+                            tf.stop_gradient(fake_images), training=True
+                        )
+                        d_loss = self.d_loss_fn(real_logits, fake_logits, self.label_smoothing)
+                    d_gradients = d_tape.gradient(losses.scale_for_replicas(d_loss), d_variables)
+                    self.d_optimizer.apply_gradients(zip(d_gradients, d_variables, strict=True))
+                g_loss = self.g_loss_fn(self.discriminator(fake_images, training=True))
+            g_gradients = g_tape.gradient(losses.scale_for_replicas(g_loss), g_variables)
+            self.g_optimizer.apply_gradients(zip(g_gradients, g_variables, strict=True))
+            self.trackers["d_loss"].update_state(d_loss)
+            self.trackers["g_loss"].update_state(g_loss)
+            return {"d_loss": d_loss, "g_loss": g_loss}
+
+    return ReusedFakesGAN
+
+
 def _fresh_optimizer(optimizer):
     """A new optimizer with the same class and settings (and no state)."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -356,17 +392,21 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
     for name in names:
         # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
         base_name, xla = name.removesuffix("_xla"), name.endswith("_xla") or jit_compile is True
-        if base_name == "ours_simultaneous":
+        controls = {
+            "ours_simultaneous": simultaneous_gan_class,
+            "ours_reused_fakes": reused_fakes_gan_class,
+        }
+        if base_name in controls:
             gan = build_dcgan(
                 config["image_size"],
                 config["latent_dim"],
                 config["base_filters"],
                 jit_compile=True if xla else jit_compile,
-                cls=simultaneous_gan_class(),
+                cls=controls[base_name](),
             )
         else:
             gan = package_model("dcgan", config, True if xla else jit_compile)
-        if base_name in ("ours", "ours_simultaneous"):
+        if base_name == "ours" or base_name in controls:
             contenders.append(FitContender(name, gan, dataset))
             continue
         arguments = (
@@ -439,7 +479,14 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
 CONTENDERS = {
     "dcgan": (
         dcgan_contenders,
-        ["ours", "tutorial", "tutorial_alternating", "eager", "ours_simultaneous"],
+        [
+            "ours",
+            "tutorial",
+            "tutorial_alternating",
+            "eager",
+            "ours_simultaneous",
+            "ours_reused_fakes",
+        ],
     ),
     "vae": (vae_contenders, ["ours", "tutorial", "eager"]),
     "cyclegan": (cyclegan_contenders, ["ours", "tutorial", "eager"]),

@@ -10,6 +10,7 @@ CONTENDER_LABELS = {
     "tutorial_alternating": "hand-written `@tf.function`, two tapes, D then G (our algorithm)",
     "eager": "article style, eager (no `tf.function`)",
     "ours_simultaneous": "control: `fit` running the tutorial's update (not the package's)",
+    "ours_reused_fakes": "control: `fit`, alternating update, G step reuses D step's fakes",
 }
 
 
@@ -233,7 +234,13 @@ def render_headline(results):
         c = result["contenders"]
         ours = c.get("ours", {})
         parts = []
-        for name in ("tutorial", "tutorial_alternating", "eager", "ours_simultaneous"):
+        for name in (
+            "tutorial",
+            "tutorial_alternating",
+            "eager",
+            "ours_simultaneous",
+            "ours_reused_fakes",
+        ):
             if name in c:
                 parts.append(
                     f"{_ratio(ours.get('images_per_s'), c[name]['images_per_s'])} vs {name} "
