@@ -324,8 +324,8 @@ def main(argv=None):
     parser.add_argument(
         "--budget-s",
         type=float,
-        default=1080,
-        help="skip the measurements left once this many seconds are spent (default 18 min)",
+        default=960,
+        help="skip the measurements left once this many seconds are spent (default 16 min)",
     )
     parser.add_argument("--window-seconds", type=float, default=2.0)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
