@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import loss_scaled
+from medgen_tf.models.layers import MaximumLeakyReLU, loss_scaled
 
 __all__ = ["GAN", "ConditionalGAN", "build_discriminator", "build_generator", "default_optimizers"]
 
@@ -105,18 +105,17 @@ def build_discriminator(
         inputs.append(labels)
     side, block, filters = image_size, 0, base_filters
     while side > 4:
-        # Bias-free, as in the PyTorch DCGAN example: with a bias, TF 2.21's grappler fuses
-        # Conv2D+BiasAdd+LeakyRelu in a way the LeakyReluGrad of training cannot use, logs
-        # "remapper failed" on every trace and skips the pass.
-        x = layers.Conv2D(
-            filters, 4, strides=2, padding="same", use_bias=False, name=f"downsample_{block}"
-        )(x)
+        x = layers.Conv2D(filters, 4, strides=2, padding="same", name=f"downsample_{block}")(x)
         # The first block stays unnormalised, as in DCGAN.
         if block > 0 and normalization == "batch":
             x = layers.BatchNormalization(name=f"downsample_{block}_bn")(x)
         elif block > 0 and normalization == "layer":
             x = layers.LayerNormalization(name=f"downsample_{block}_ln")(x)
-        x = layers.LeakyReLU(0.2)(x)
+        # maximum(x, 0.2 x), not keras LeakyReLU: TF 2.21's grappler fails on the fused
+        # Conv2D+BiasAdd+LeakyRelu of a training graph ("remapper failed" on every trace).
+        # The biases stay: without them or a normalisation, D lost the image's absolute level
+        # and the generator's backgrounds stayed grey.
+        x = MaximumLeakyReLU(0.2, name=f"downsample_{block}_leaky_relu")(x)
         side, block, filters = (side + 1) // 2, block + 1, min(filters * 2, base_filters * 8)
     x = layers.Flatten()(x)
     logits = layers.Dense(1, dtype="float32", name="logit")(x)
