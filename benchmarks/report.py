@@ -68,6 +68,10 @@ def render_throughput_model(model, result):
     config = result["config"]
     contenders = result["contenders"]
     ours = contenders.get("ours", {})
+    built_by = result.get("built_by", "the model builders")
+    if built_by.startswith("medgen_tf.recipes"):
+        # The recipe's settings (in built_by) are the ones used; show only the batch here.
+        config = {"batch_size": config["batch_size"]}
     lines = [
         f"**{model.upper()}** ({', '.join(f'{k}={v}' for k, v in config.items())}; sizes from "
         f"{result['config_source']}; data from {result['data_source']}; peak RSS "

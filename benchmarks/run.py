@@ -280,7 +280,9 @@ def full_mode_lines(notebook, pattern=TIME_PATTERN, limit=6):
             for line in text.splitlines():
                 if pattern.search(line) and len(line) < 200:
                     found.append(line.strip())
-    return [f"[mode: {mode}]"] + found[:limit] if found else []
+    if len(found) > limit:  # the first lines and the last ones, where the end result is
+        found = found[: limit // 3] + ["..."] + found[-(limit - limit // 3) :]
+    return [f"[mode: {mode}]"] + found if found else []
 
 
 # ---- quality (separate target) -----------------------------------------------------------------
