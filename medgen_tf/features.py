@@ -22,7 +22,6 @@ Used by ``medgen-tf evaluate`` and ``notebooks/04_evaluating_generative_models.i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from medgen_tf.data.nifti import sha256_of
 from medgen_tf.errors import DataError
 
 __all__ = [
@@ -79,14 +79,6 @@ def build_feature_extractor(image_size: int = IMAGE_SIZE, feature_dim: int = FEA
     contrast = keras.layers.Dense(len(CONTRASTS), name="contrast")(features)
     position = keras.layers.Dense(1, activation="sigmoid", name="position")(features)
     return keras.Model(inputs, {"contrast": contrast, "position": position}, name="fd_medgen")
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _LOADED: dict = {}
