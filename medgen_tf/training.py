@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -59,6 +60,7 @@ from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
 
 __all__ = [
+    "TimeBudget",
     "TrainingHistory",
     "find_optimizers",
     "fit",
@@ -292,6 +294,53 @@ class _ScalarLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.writer is not None:
             self.writer.close()
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop before an epoch that would end past a wall-clock budget (time-boxed notebook runs).
+
+    After each epoch it predicts the next one from the last epoch's duration times ``margin``
+    (load spikes on a shared machine) and stops training when that would pass ``seconds``, so
+    every epoch that runs completes (checkpoints, history) and the run ends within the budget
+    unless one epoch alone is slower than predicted. ``num_epochs`` of :func:`fit` stays the
+    upper bound.
+
+    Attributes after training: ``epochs_run``, ``elapsed_seconds`` and ``stopped_early``.
+
+    Example:
+        >>> budget = TimeBudget(4 * 60)
+        >>> fit(model, images, "outputs/run", num_epochs=100, batch_size=64,
+        ...     callbacks=[budget])  # doctest: +SKIP
+        >>> print(f"{budget.epochs_run} epochs in {budget.elapsed_seconds / 60:.1f} min")  # doctest: +SKIP
+    """
+
+    def __init__(self, seconds, margin=1.2, clock=time.monotonic):
+        super().__init__()
+        if not float(seconds) > 0 or not float(margin) >= 1:
+            raise ValueError(f"need seconds > 0 and margin >= 1, got {seconds} and {margin}")
+        self.seconds = float(seconds)
+        self.margin = float(margin)
+        self.clock = clock
+        self.epochs_run = 0
+        self.elapsed_seconds = 0.0
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last_epoch_end = self.clock()
+        self.epochs_run, self.elapsed_seconds, self.stopped_early = 0, 0.0, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        last_epoch_seconds = now - self.last_epoch_end
+        self.last_epoch_end = now
+        self.epochs_run += 1
+        self.elapsed_seconds = now - self.start
+        if self.elapsed_seconds + self.margin * last_epoch_seconds > self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.elapsed_seconds = self.clock() - self.start
 
 
 # ---- fit ----------------------------------------------------------------------------------

@@ -306,3 +306,44 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert latest_checkpoint(checkpoints).name == f"epoch_{done_epochs + 1:04d}"
     assert kills == 2
+
+
+def test_time_budget_stops_before_an_epoch_that_would_pass_it(tmp_path):
+    from medgen_tf.training import TimeBudget
+
+    now = [0.0]
+
+    class TenSecondEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            now[0] += 10.0
+
+    # Ends of epochs at 10, 20, 30 s; after the third, 30 + 1.2 * 10 > 35 predicts an overrun.
+    budget = TimeBudget(35.0, margin=1.2, clock=lambda: now[0])
+    history = fit(
+        build_toy(),
+        IMAGES,
+        tmp_path / "run",
+        num_epochs=10,
+        batch_size=8,
+        callbacks=[TenSecondEpochs(), budget],
+        verbose=0,
+        tensorboard=False,
+    )
+    assert len(history["first_loss"]) == 3
+    assert (budget.epochs_run, budget.elapsed_seconds, budget.stopped_early) == (3, 30.0, True)
+    # A budget the run fits in lets it finish all its epochs.
+    now[0] = 0.0
+    roomy = TimeBudget(1000.0, clock=lambda: now[0])
+    fit(
+        build_toy(),
+        IMAGES,
+        tmp_path / "roomy",
+        num_epochs=2,
+        batch_size=8,
+        callbacks=[TenSecondEpochs(), roomy],
+        verbose=0,
+        tensorboard=False,
+    )
+    assert (roomy.epochs_run, roomy.stopped_early) == (2, False)
+    with pytest.raises(ValueError, match="seconds > 0"):
+        TimeBudget(0)
