@@ -21,7 +21,13 @@ from medgen_tf import features as feature_module
 from medgen_tf import metrics
 from medgen_tf.errors import DataError
 
-__all__ = ["evaluate_samples", "evaluate_run", "load_sampler"]
+__all__ = [
+    "compare_feature_sets",
+    "evaluate_run",
+    "evaluate_samples",
+    "format_score_table",
+    "load_sampler",
+]
 
 VALUE_RANGE = (-1.0, 1.0)
 
@@ -181,6 +187,68 @@ def evaluate_samples(generated, train, test, num_samples=None, seed=0, k=3, extr
         "memorization": memorization,
         "_images": {"generated": generated, "train": train_subset, "train_all": train},
     }
+
+
+def compare_feature_sets(reference, candidates, k=3, seed=0, num_subsets=50):
+    """FD-medgen, KID and precision/recall of several feature sets against one reference.
+
+    The scores of :func:`evaluate_samples`, for any number of sets at once (a real held-out set
+    for the floor, generators, constructed failure cases), all against the same ``reference``
+    features, so one table compares them. Give every set the reference's size: the scores are
+    biased at small n and comparable only at equal n.
+
+    Args:
+        reference: (n, d) features of real training images.
+        candidates: ``{name: (n, d) features}``.
+        k: neighbourhood size of precision/recall.
+        seed: chooses the KID subsets.
+        num_subsets: KID subsets (of ``n // 2`` rows each, at most 1000).
+
+    Returns:
+        ``{name: {"n", "fd_medgen", "kid_mean", "kid_std", "precision", "recall"}}``, in the
+        order of ``candidates``.
+    """
+    reference = np.asarray(reference, np.float64)
+    scores = {}
+    for name, features in candidates.items():
+        features = np.asarray(features, np.float64)
+        size = min(len(reference), len(features))
+        kid_mean, kid_std = metrics.kid(
+            reference,
+            features,
+            num_subsets=num_subsets,
+            subset_size=min(1000, max(k + 2, size // 2)),
+            seed=seed,
+        )
+        scores[name] = {
+            "n": len(features),
+            "fd_medgen": metrics.frechet_distance(reference, features),
+            "kid_mean": kid_mean,
+            "kid_std": kid_std,
+            **metrics.precision_recall(reference, features, k=k),
+        }
+    return scores
+
+
+def format_score_table(scores, kid_scale=1000.0):
+    """A plain-text table of :func:`compare_feature_sets` scores, one row per set.
+
+    KID is shown times ``kid_scale`` (mean +- std over subsets).
+    """
+    exponent = round(math.log10(kid_scale)) if kid_scale > 0 else 0
+    kid_header = f"KID x 1e{exponent}" if kid_scale != 1 else "KID"
+    width = max([len("set")] + [len(name) for name in scores])
+    lines = [
+        f"{'set':<{width}}  {'n':>4}  {'FD-medgen':>9}  {kid_header:>15}  "
+        f"{'precision':>9}  {'recall':>6}"
+    ]
+    for name, row in scores.items():
+        kid_text = f"{row['kid_mean'] * kid_scale:.2f} +- {row['kid_std'] * kid_scale:.2f}"
+        lines.append(
+            f"{name:<{width}}  {row['n']:>4}  {row['fd_medgen']:>9.3f}  {kid_text:>15}  "
+            f"{row['precision']:>9.3f}  {row['recall']:>6.3f}"
+        )
+    return "\n".join(lines)
 
 
 def _report_figure(images, memorization, path, title):

@@ -80,3 +80,28 @@ def test_evaluate_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert "no generator.keras" in capsys.readouterr().err
     with pytest.raises(DataError, match="not found"):
         evaluate_run(tmp_path / "missing")
+
+
+def test_compare_feature_sets_scores_each_set_against_one_reference():
+    from medgen_tf.evaluate import compare_feature_sets, format_score_table
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(200, 8))
+    candidates = {
+        "same distribution": rng.normal(size=(200, 8)),
+        "shifted": rng.normal(size=(200, 8)) + 2.0,
+        "collapsed": np.repeat(rng.normal(size=(4, 8)), 50, axis=0),
+    }
+    scores = compare_feature_sets(reference, candidates, k=3, seed=0)
+    assert list(scores) == list(candidates)
+    same, shifted, collapsed = scores.values()
+    assert same["fd_medgen"] < 0.5 < shifted["fd_medgen"]
+    assert abs(same["kid_mean"]) < 3 * same["kid_std"] + 0.05 < shifted["kid_mean"]
+    assert same["precision"] > 0.8 and same["recall"] > 0.8
+    assert shifted["precision"] < 0.1 and collapsed["recall"] < 0.1
+    # The same reference, the same seed: the numbers of a set do not depend on its neighbours.
+    alone = compare_feature_sets(reference, {"shifted": candidates["shifted"]}, k=3, seed=0)
+    assert alone["shifted"] == shifted
+    table = format_score_table(scores).splitlines()
+    assert len(table) == 4 and "FD-medgen" in table[0] and "KID x 1e3" in table[0]
+    assert table[2].startswith("shifted") and f"{shifted['fd_medgen']:.3f}" in table[2]
