@@ -42,6 +42,8 @@ __all__ = [
     "precision_recall",
     "memorization",
     "pairwise_distances",
+    "balanced_accuracy",
+    "auroc",
 ]
 
 # Wang et al. 2004 constants, also tf.image.ssim's defaults.
@@ -412,3 +414,50 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
             (int(i), int(nearest_train[i]), float(generated_nearest[i])) for i in order
         ],
     }
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _binary_labels(labels):
+    labels = np.asarray(labels).reshape(-1)
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    return labels.astype(np.int64)
+
+
+def balanced_accuracy(labels, predictions):
+    """Mean of the per-class recalls, (sensitivity + specificity) / 2 for two classes.
+
+    Unlike accuracy it is not inflated by a rare class: predicting "negative" for everything
+    scores 0.5 at any prevalence. Classes absent from ``labels`` are ignored.
+    """
+    labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
+    if labels.shape != predictions.shape or labels.size == 0:
+        raise ValueError(
+            f"need equal, non-empty shapes, got {labels.shape} and {predictions.shape}"
+        )
+    recalls = [np.mean(predictions[labels == value] == value) for value in np.unique(labels)]
+    return float(np.mean(recalls))
+
+
+def auroc(labels, scores):
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (higher score = positive).
+
+    The Mann-Whitney statistic: the probability that a random positive scores above a random
+    negative, ties counting one half, computed from mid-ranks in O(n log n). Any monotone
+    transform of the scores (logits or probabilities) gives the same value.
+    """
+    from scipy.stats import rankdata
+
+    labels = _binary_labels(labels)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"labels and scores differ in shape: {labels.shape} and {scores.shape}")
+    num_positive = int(labels.sum())
+    num_negative = labels.size - num_positive
+    if num_positive == 0 or num_negative == 0:
+        raise ValueError("AUROC needs at least one positive and one negative example")
+    ranks = rankdata(scores)  # ties get their mean rank
+    rank_sum = ranks[labels == 1].sum()
+    return float((rank_sum - num_positive * (num_positive + 1) / 2) / (num_positive * num_negative))

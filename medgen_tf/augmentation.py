@@ -1,0 +1,494 @@
+"""Does synthetic data help a classifier trained on scarce, imbalanced data? A measurement.
+
+The downstream task is **simulated lesion detection**: axial T2-weighted slices of the
+embedded cohort, a few of which carry a small hyperintense disc drawn inside the brain
+(:func:`medgen_tf.evaluation.draw_lesion`; random position, radius and intensity, fixed by a
+seed). The lesions are synthetic: this is a controlled benchmark, not a diagnostic model.
+
+Four training conditions for the same small CNN, each over several seeds:
+
+- ``"real only"``: the scarce, imbalanced training slices as they are;
+- ``"real + cGAN"``: plus lesion samples of a conditional GAN (Mirza & Osindero 2014) trained
+  on the same training slices only, enough to balance the two classes;
+- ``"classic augmentation"``: flips, small rotations and shifts, intensity jitter (Keras
+  preprocessing layers in the ``tf.data`` pipeline, training only);
+- ``"both"``;
+- ``"real, positives repeated"``: a control that only rebalances (each real positive repeated
+  as often as the cGAN condition adds samples), so a gain of ``"real + cGAN"`` can be split into
+  "more positives seen per epoch" and "new information from the generator".
+
+Balanced accuracy and AUROC are measured on held-out subjects (splits are by subject, never by
+slice, and the GAN never sees a held-out subject). Taught in
+``notebooks/05_synthetic_data_augmentation.ipynb``.
+
+Example:
+    >>> splits = lesion_detection_splits(image_size=32, train_prevalence=0.08)  # doctest: +SKIP
+    >>> rows = run_experiment(splits["train"], splits["test"], seeds=(0, 1, 2))  # doctest: +SKIP
+    >>> print(format_results(rows))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from medgen_tf.data.brain import SPLITS, brain_slices
+from medgen_tf.data.pipeline import make_dataset
+from medgen_tf.errors import DataError
+from medgen_tf.evaluation import draw_lesion
+from medgen_tf.metrics import auroc, balanced_accuracy
+
+__all__ = [
+    "CONDITIONS",
+    "add_lesions",
+    "build_augmenter",
+    "build_classifier",
+    "evaluate_classifier",
+    "format_results",
+    "lesion_detection_data",
+    "lesion_detection_splits",
+    "run_experiment",
+    "summarize",
+    "synthetic_lesion_samples",
+    "train_classifier",
+    "train_conditional_gan",
+]
+
+#: Condition name -> (how the positives are balanced: None, "cgan" or "repeat"; classic
+#: augmentation on or off).
+CONDITIONS = {
+    "real only": (None, False),
+    "real + cGAN": ("cgan", False),
+    "classic augmentation": (None, True),
+    "both": ("cgan", True),
+    "real, positives repeated": ("repeat", False),
+}
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def add_lesions(
+    images,
+    brain_masks,
+    labels,
+    seed=0,
+    radius_range=(1.6, 3.2),
+    intensity_range=(0.35, 0.75),
+    softness=1.0,
+):
+    """Draw one round lesion, wholly inside the brain, into every slice whose label is 1.
+
+    Args:
+        images: ``(n, s, s, 1)`` slices; brain_masks: ``(n, s, s, 1)`` or ``(n, s, s)``, 0/1.
+        labels: ``(n,)`` 0/1; slices labelled 0 are returned unchanged.
+        seed: fixes every lesion's centre, radius and intensity.
+        radius_range: radius in pixels, uniform; intensity_range: the lesion's value, uniform.
+        softness: width of the blended edge in pixels (see ``draw_lesion``).
+
+    Returns:
+        ``(lesioned_images, lesion_masks)``; masks are boolean ``(n, s, s)`` (the discs' cores).
+
+    Raises:
+        DataError: a positive slice whose brain is too small to hold the largest lesion.
+    """
+    from scipy import ndimage
+
+    images = np.asarray(images, np.float32)
+    brain_masks = np.asarray(brain_masks).reshape(images.shape[:3]) > 0.5
+    labels = np.asarray(labels).reshape(-1)
+    rng = np.random.default_rng([seed, 7919])
+    lesioned, lesion_masks = images.copy(), np.zeros(images.shape[:3], bool)
+    for index in np.flatnonzero(labels == 1):
+        radius = rng.uniform(*radius_range)
+        # Distance to the nearest non-brain pixel: a centre this far in keeps the blended edge
+        # (radius + softness / 2) inside the brain.
+        depth = ndimage.distance_transform_edt(brain_masks[index])
+        rows, columns = np.nonzero(depth >= radius + softness)
+        if len(rows) == 0:
+            raise DataError(f"slice {index}: brain too small for a lesion of radius {radius:.1f}")
+        pick = rng.integers(len(rows))
+        lesioned[index], lesion_masks[index] = draw_lesion(
+            images[index],
+            (rows[pick], columns[pick]),
+            radius,
+            rng.uniform(*intensity_range),
+            softness,
+        )
+    return lesioned, lesion_masks
+
+
+def lesion_detection_data(
+    split="train",
+    prevalence=0.08,
+    image_size=32,
+    seed=0,
+    contrast="t2",
+    num_subjects=32,
+    slices_per_subject=48,
+    radius_range=None,
+    intensity_range=(0.35, 0.75),
+):
+    """One split of the simulated lesion-detection task, values in [-1, 1].
+
+    Exactly ``round(prevalence * n)`` slices get a lesion, chosen at random (``seed``) among
+    slices with room for one. The cohort's splits are by subject (:func:`split_subjects`).
+
+    Args:
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
+        prevalence: fraction of positive slices in this split.
+        image_size: side in pixels; contrast: ``"t1"``, ``"t2"`` or ``"pd"``.
+        seed: fixes which slices are positive and their lesions (the cohort itself uses seed 0).
+        num_subjects, slices_per_subject: cohort size (see ``brain_slices``).
+        radius_range: lesion radius in pixels; default 5-10 % of ``image_size``.
+        intensity_range: lesion intensity in [-1, 1] (T2 tissue is about -0.2 to 0.5).
+
+    Returns:
+        dict with ``"images"`` ``(n, s, s, 1)`` float32, ``"labels"`` ``(n,)`` int32,
+        ``"subject"`` ``(n,)`` int32, ``"lesion_mask"`` ``(n, s, s)`` and ``"brain_mask"``
+        ``(n, s, s)`` booleans.
+    """
+    from scipy import ndimage
+
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError(f"prevalence must be in [0, 1], got {prevalence}")
+    if radius_range is None:
+        radius_range = (0.05 * image_size, 0.1 * image_size)
+    slices = brain_slices(
+        (contrast,),
+        split=split,
+        image_size=image_size,
+        num_subjects=num_subjects,
+        slices_per_subject=slices_per_subject,
+        return_labels=True,
+    )
+    images, brain = slices[contrast], slices["mask"][..., 0] > 0.5
+    depth = np.array([ndimage.distance_transform_edt(mask).max() for mask in brain])
+    eligible = np.flatnonzero(depth >= radius_range[1] + 1.0)
+    num_positive = round(prevalence * len(images))
+    if num_positive > len(eligible):
+        raise DataError(
+            f"lesion task ({split}): {num_positive} positives asked, only "
+            f"{len(eligible)} slices have room for a lesion"
+        )
+    rng = np.random.default_rng([seed, SPLITS.index(split), 104729])
+    labels = np.zeros(len(images), np.int32)
+    labels[rng.choice(eligible, num_positive, replace=False)] = 1
+    lesioned, lesion_masks = add_lesions(
+        images,
+        brain,
+        labels,
+        seed=seed * 4 + SPLITS.index(split),
+        radius_range=radius_range,
+        intensity_range=intensity_range,
+    )
+    return {
+        "images": lesioned,
+        "labels": labels,
+        "subject": slices["subject"],
+        "lesion_mask": lesion_masks,
+        "brain_mask": brain,
+    }
+
+
+def lesion_detection_splits(train_prevalence=0.08, test_prevalence=0.5, **kwargs):
+    """``{"train", "val", "test"}`` of :func:`lesion_detection_data`, disjoint subjects.
+
+    Training is rare-positive (``train_prevalence``); the held-out splits default to balanced,
+    which changes neither balanced accuracy nor AUROC in expectation (both are insensitive to
+    prevalence) but gives them many more positives to be estimated from.
+    """
+    return {
+        split: lesion_detection_data(split, prevalence, **kwargs)
+        for split, prevalence in (
+            ("train", train_prevalence),
+            ("val", test_prevalence),
+            ("test", test_prevalence),
+        )
+    }
+
+
+# --------------------------------------------------------------------------- the classifier
+
+
+def build_classifier(
+    image_size=32, channels=1, base_filters=16, dropout=0.3, name="lesion_classifier"
+):
+    """A small CNN: slice -> one logit for "has a lesion" (no sigmoid; use a loss from_logits).
+
+    Three blocks of Conv3x3 + ReLU + MaxPool doubling the filters, then a global *max* pool: a
+    lesion anywhere in the slice should make it positive, and the mean of a feature map would
+    dilute a few bright pixels among hundreds of normal ones.
+    """
+    inputs = keras.Input((image_size, image_size, channels), name="images")
+    x, filters = inputs, base_filters
+    for block in range(3):
+        x = keras.layers.Conv2D(
+            filters, 3, padding="same", activation="relu", name=f"conv_{block}"
+        )(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool_{block}")(x)
+        filters *= 2
+    x = keras.layers.GlobalMaxPooling2D(name="global_max")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(1, dtype="float32", name="logit")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_augmenter(seed=0, rotation=0.02, translation=0.06, intensity=0.1):
+    """Classic augmentation as Keras preprocessing layers, for images in [-1, 1].
+
+    Left-right flips (the brain is nearly symmetric), rotations up to ``rotation`` of a turn
+    (0.02 = 7 degrees), shifts up to ``translation`` of the side with air (-1) filled in, and
+    brightness and contrast jitter of ``intensity``. Layers act only with ``training=True``.
+    """
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(rotation, fill_mode="constant", fill_value=-1.0, seed=seed + 1),
+            layers.RandomTranslation(
+                translation, translation, fill_mode="constant", fill_value=-1.0, seed=seed + 2
+            ),
+            layers.RandomBrightness(intensity, value_range=(-1.0, 1.0), seed=seed + 3),
+            layers.RandomContrast(intensity, value_range=(-1.0, 1.0), seed=seed + 4),
+        ],
+        name="classic_augmentation",
+    )
+
+
+def train_classifier(
+    images,
+    labels,
+    num_epochs=15,
+    batch_size=32,
+    seed=0,
+    augment=False,
+    learning_rate=1e-3,
+    class_weight=None,
+    **classifier_kwargs,
+):
+    """Build, compile and fit :func:`build_classifier`; returns the trained model.
+
+    ``augment=True`` maps :func:`build_augmenter` over the training batches only (never at
+    evaluation). ``class_weight`` (e.g. ``{0: 1.0, 1: 10.0}``) is passed to ``fit``; off by default.
+    """
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(images.shape[1], images.shape[-1], **classifier_kwargs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    targets = np.asarray(labels, np.float32).reshape(-1, 1)
+    # Epochs back to back, each in the order fixed by (seed, epoch), as training.fit does.
+    dataset = make_dataset(
+        np.asarray(images, np.float32),
+        targets,
+        batch_size=batch_size,
+        seed=seed,
+        num_epochs=num_epochs,
+        drop_remainder=False,
+    )
+    if augment:
+        augmenter = build_augmenter(seed)
+        dataset = dataset.map(
+            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    model.fit(
+        dataset,
+        epochs=num_epochs,
+        steps_per_epoch=math.ceil(len(targets) / batch_size),
+        class_weight=class_weight,
+        shuffle=False,
+        verbose=0,
+    )
+    return model
+
+
+def evaluate_classifier(model, images, labels):
+    """``{"balanced_accuracy", "auroc"}`` on ``images``; positive when the logit is above 0."""
+    logits = model.predict(np.asarray(images, np.float32), batch_size=256, verbose=0).reshape(-1)
+    return {
+        "balanced_accuracy": balanced_accuracy(labels, (logits > 0).astype(np.int32)),
+        "auroc": auroc(labels, logits),
+    }
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def train_conditional_gan(
+    images,
+    labels,
+    num_epochs=20,
+    seed=0,
+    latent_dim=64,
+    base_filters=32,
+    batch_size=32,
+    balance=True,
+):
+    """A :class:`ConditionalGAN` (two classes) trained on the given slices only.
+
+    ``balance=True`` repeats the positives until they are as many as the negatives, so the
+    generator's lesion class gets as many updates as the normal one. It adds updates, not
+    information: the GAN still sees only the few real positives.
+    """
+    from medgen_tf.models.gan import ConditionalGAN, build_discriminator, build_generator
+    from medgen_tf.training import fit
+
+    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32).reshape(-1)
+    if balance:
+        positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        if len(positive) == 0:
+            raise DataError("train_conditional_gan: no positive slice to learn the lesion class")
+        repeats = np.tile(positive, math.ceil(len(negative) / len(positive)))[: len(negative)]
+        order = np.concatenate([negative, repeats])
+        images, labels = images[order], labels[order]
+    image_size = images.shape[1]
+    keras.utils.set_random_seed(seed)
+    gan = ConditionalGAN(
+        build_generator(latent_dim, image_size, images.shape[-1], base_filters, num_classes=2),
+        build_discriminator(image_size, images.shape[-1], base_filters, num_classes=2),
+        num_classes=2,
+        seed=seed,
+    )
+    gan.compile()
+    with tempfile.TemporaryDirectory() as run_dir:  # checkpoints are not kept
+        fit(
+            gan,
+            (images, labels),
+            run_dir,
+            num_epochs=num_epochs,
+            batch_size=batch_size,
+            seed=seed,
+            verbose=0,
+            tensorboard=False,
+        )
+    return gan
+
+
+def synthetic_lesion_samples(gan, num_samples, seed=0, label=1):
+    """``num_samples`` generated slices of class ``label`` (in [-1, 1]) and their labels."""
+    images = gan.generate(num_samples, seed=seed, labels=np.full(num_samples, label, np.int32))
+    return np.clip(images, -1.0, 1.0), np.full(num_samples, label, np.int32)
+
+
+# --------------------------------------------------------------------------- the experiment
+
+
+def run_experiment(
+    train,
+    test,
+    seeds=(0, 1, 2),
+    conditions=tuple(CONDITIONS),
+    num_epochs=15,
+    gan_epochs=20,
+    batch_size=32,
+    gans=None,
+    gan_kwargs=None,
+    classifier_kwargs=None,
+):
+    """Train and evaluate the classifier under each condition for each seed.
+
+    Args:
+        train, test: dicts with ``"images"`` and ``"labels"`` (e.g. from
+            :func:`lesion_detection_splits`); the cGAN sees ``train`` only.
+        seeds: one classifier per (condition, seed); one cGAN per seed, shared by the
+            conditions that use synthetic data. Seed ``k`` fixes the classifier's weights, batch
+            order and augmentation, and the cGAN's, so conditions differ only in their data.
+        conditions: names from :data:`CONDITIONS`.
+        num_epochs, gan_epochs, batch_size: classifier epochs, cGAN epochs, batch size.
+        gans: optional ``{seed: trained ConditionalGAN}`` to reuse; those trained here are
+            added to it.
+        gan_kwargs, classifier_kwargs: extra arguments of :func:`train_conditional_gan` and
+            :func:`train_classifier`.
+
+    Returns:
+        A list of rows ``{"condition", "seed", "balanced_accuracy", "auroc",
+        "num_train", "num_synthetic"}`` (``num_synthetic``: slices added to the real ones).
+    """
+    unknown = [name for name in conditions if name not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+    gans = {} if gans is None else gans
+    images, labels = np.asarray(train["images"], np.float32), np.asarray(train["labels"], np.int32)
+    num_synthetic = int((labels == 0).sum() - (labels == 1).sum())
+    rows = []
+    for seed in seeds:
+        for name in conditions:
+            balance, augment = CONDITIONS[name]
+            train_images, train_labels = images, labels
+            if balance == "repeat" and num_synthetic > 0:
+                extra = np.resize(np.flatnonzero(labels == 1), num_synthetic)
+                train_images = np.concatenate([images, images[extra]])
+                train_labels = np.concatenate([labels, labels[extra]])
+            if balance == "cgan" and num_synthetic > 0:
+                if seed not in gans:
+                    gans[seed] = train_conditional_gan(
+                        images,
+                        labels,
+                        gan_epochs,
+                        seed=seed,
+                        batch_size=batch_size,
+                        **(gan_kwargs or {}),
+                    )
+                fake_images, fake_labels = synthetic_lesion_samples(
+                    gans[seed], num_synthetic, seed=1000 + seed
+                )
+                train_images = np.concatenate([images, fake_images])
+                train_labels = np.concatenate([labels, fake_labels])
+            model = train_classifier(
+                train_images,
+                train_labels,
+                num_epochs,
+                batch_size,
+                seed=seed,
+                augment=augment,
+                **(classifier_kwargs or {}),
+            )
+            scores = evaluate_classifier(model, test["images"], test["labels"])
+            rows.append(
+                {
+                    "condition": name,
+                    "seed": seed,
+                    **scores,
+                    "num_train": len(train_labels),
+                    "num_synthetic": len(train_labels) - len(labels),
+                }
+            )
+    return rows
+
+
+def summarize(rows):
+    """``{condition: {"balanced_accuracy": (mean, std), "auroc": (mean, std), "seeds": k}}``.
+
+    The spread is the sample standard deviation over seeds (0 for a single seed).
+    """
+    summary = {}
+    for name in dict.fromkeys(row["condition"] for row in rows):
+        chosen = [row for row in rows if row["condition"] == name]
+        entry = {"seeds": len(chosen)}
+        for metric in ("balanced_accuracy", "auroc"):
+            values = np.array([row[metric] for row in chosen], np.float64)
+            spread = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            entry[metric] = (float(values.mean()), spread)
+        summary[name] = entry
+    return summary
+
+
+def format_results(rows):
+    """The results as a plain-text table: mean ± standard deviation over seeds."""
+    summary = summarize(rows)
+    width = max(len("condition"), *(len(name) for name in summary)) + 2
+    header = f"{'condition':{width}s}{'balanced accuracy':>20s}{'AUROC':>18s}{'seeds':>7s}"
+    lines = [header, "-" * len(header)]
+    for name, entry in summary.items():
+        (accuracy, accuracy_std), (area, area_std) = entry["balanced_accuracy"], entry["auroc"]
+        lines.append(
+            f"{name:{width}s}{accuracy:>13.3f} ± {accuracy_std:.3f}"
+            f"{area:>11.3f} ± {area_std:.3f}{entry['seeds']:>7d}"
+        )
+    return "\n".join(lines)

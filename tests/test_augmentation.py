@@ -1,0 +1,169 @@
+"""Tests for medgen_tf.augmentation (the lesion task, classifier, runner) and the AUROC and
+balanced-accuracy metrics it reports."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.augmentation import (
+    CONDITIONS,
+    add_lesions,
+    build_augmenter,
+    build_classifier,
+    format_results,
+    lesion_detection_data,
+    lesion_detection_splits,
+    run_experiment,
+    summarize,
+    synthetic_lesion_samples,
+    train_conditional_gan,
+)
+from medgen_tf.data.brain import brain_slices
+from medgen_tf.metrics import auroc, balanced_accuracy
+
+TINY = dict(image_size=16, num_subjects=8, slices_per_subject=8)
+# Radii of at least one pixel plus the edge, so every lesion has a non-empty core at 16 px.
+LESIONS = dict(TINY, radius_range=(1.2, 2.0))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return lesion_detection_splits(train_prevalence=0.1, test_prevalence=0.5, seed=3, **LESIONS)
+
+
+def test_splits_are_disjoint_by_subject(splits):
+    subjects = {name: set(split["subject"].tolist()) for name, split in splits.items()}
+    for first, second in itertools.combinations(subjects, 2):
+        assert not subjects[first] & subjects[second], (first, second)
+    assert len(subjects["train"]) == 6 and len(subjects["test"]) == 1
+
+
+def test_prevalence_is_as_requested(splits):
+    train, test = splits["train"], splits["test"]
+    assert train["labels"].sum() == round(0.1 * len(train["labels"])) == 5
+    assert test["labels"].sum() == round(0.5 * len(test["labels"]))
+    assert lesion_detection_data("train", 0.0, **LESIONS)["labels"].sum() == 0
+
+
+def test_same_seed_same_task_other_seed_other_lesions(splits):
+    again = lesion_detection_data("train", 0.1, seed=3, **LESIONS)
+    np.testing.assert_array_equal(again["images"], splits["train"]["images"])
+    np.testing.assert_array_equal(again["labels"], splits["train"]["labels"])
+    other = lesion_detection_data("train", 0.1, seed=4, **LESIONS)
+    assert not np.array_equal(other["images"], again["images"])
+
+
+def test_lesions_lie_inside_the_brain_and_change_only_positive_slices(splits):
+    train = splits["train"]
+    clean = brain_slices(("t2",), split="train", return_labels=True, **TINY)["t2"]
+    changed = np.abs(train["images"] - clean)[..., 0] > 1e-6
+    positive = train["labels"] == 1
+    assert not changed[~positive].any()
+    for index in np.flatnonzero(positive):
+        assert changed[index].sum() >= 3
+        assert not (changed[index] & ~train["brain_mask"][index]).any()
+        assert train["lesion_mask"][index].any()
+        assert not (train["lesion_mask"][index] & ~train["brain_mask"][index]).any()
+        # The core is replaced by one lesion intensity from the default range.
+        core_values = train["images"][index, ..., 0][train["lesion_mask"][index]]
+        np.testing.assert_allclose(core_values, core_values[0], atol=1e-6)
+        assert 0.35 <= core_values[0] <= 0.75
+    assert not train["lesion_mask"][~positive].any()
+
+
+def test_add_lesions_refuses_a_brain_too_small():
+    images = np.zeros((1, 16, 16, 1), np.float32)
+    mask = np.zeros((1, 16, 16), np.float32)
+    mask[0, 7:9, 7:9] = 1.0
+    with pytest.raises(DataError, match="too small"):
+        add_lesions(images, mask, [1], radius_range=(2.0, 3.0))
+
+
+def _brute_force_auroc(labels, scores):
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    wins = [1.0 if p > n else 0.5 if p == n else 0.0 for p in positives for n in negatives]
+    return float(np.mean(wins))
+
+
+def test_auroc_matches_brute_force_pairs_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        labels = rng.integers(0, 2, 60)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(labels * 0.7, 1.0), 1)  # rounding makes ties
+        assert auroc(labels, scores) == pytest.approx(_brute_force_auroc(labels, scores), abs=1e-12)
+        # Any increasing transform (logit -> probability) leaves it unchanged.
+        assert auroc(labels, 1 / (1 + np.exp(-scores))) == pytest.approx(auroc(labels, scores))
+    assert auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert auroc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert auroc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    with pytest.raises(ValueError, match="one positive and one negative"):
+        auroc([1, 1], [0.2, 0.3])
+
+
+def test_balanced_accuracy_is_the_mean_recall():
+    labels = np.array([0] * 90 + [1] * 10)
+    assert balanced_accuracy(labels, np.zeros(100)) == 0.5  # 90 % accuracy, no skill
+    predictions = labels.copy()
+    predictions[:9] = 1  # specificity 0.9
+    predictions[-5:] = 0  # sensitivity 0.5
+    assert balanced_accuracy(labels, predictions) == pytest.approx(0.7)
+
+
+def test_classifier_outputs_one_logit_and_augmenter_acts_only_in_training():
+    model = build_classifier(16, base_filters=4)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype("float32")
+    assert model(images).shape == (4, 1)
+    augmenter = build_augmenter(seed=0)
+    np.testing.assert_allclose(np.asarray(augmenter(images, training=False)), images)
+    augmented = np.asarray(augmenter(images, training=True))
+    assert augmented.shape == images.shape
+    assert not np.allclose(augmented, images)
+    assert augmented.min() >= -1.0 - 1e-6 and augmented.max() <= 1.0 + 1e-6
+
+
+def test_conditional_gan_samples_have_the_requested_class(splits):
+    train = splits["train"]
+    gan = train_conditional_gan(
+        train["images"], train["labels"], num_epochs=1, latent_dim=8, base_filters=4, batch_size=8
+    )
+    images, labels = synthetic_lesion_samples(gan, 5, seed=1)
+    assert images.shape == (5, 16, 16, 1) and (labels == 1).all()
+    assert np.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
+
+
+def test_runner_gives_finite_metrics_for_every_condition(splits):
+    rows = run_experiment(
+        splits["train"],
+        splits["test"],
+        seeds=(0,),
+        num_epochs=1,
+        gan_epochs=1,
+        batch_size=8,
+        gan_kwargs=dict(latent_dim=8, base_filters=4),
+        classifier_kwargs=dict(base_filters=4),
+    )
+    assert [row["condition"] for row in rows] == list(CONDITIONS)
+    num_negative = int((splits["train"]["labels"] == 0).sum())
+    for row in rows:
+        assert np.isfinite(row["balanced_accuracy"]) and 0 <= row["auroc"] <= 1
+        if CONDITIONS[row["condition"]][0]:  # balanced: as many positives as negatives
+            assert row["num_train"] == 2 * num_negative
+        else:
+            assert row["num_synthetic"] == 0
+    table = format_results(rows)
+    assert all(name in table for name in CONDITIONS)
+    with pytest.raises(ValueError, match="unknown condition"):
+        run_experiment(splits["train"], splits["test"], conditions=("mixup",))
+
+
+def test_summary_reports_mean_and_sample_std_over_seeds():
+    rows = [
+        {"condition": "real only", "seed": seed, "balanced_accuracy": value, "auroc": value}
+        for seed, value in enumerate([0.5, 0.7, 0.9])
+    ]
+    mean, spread = summarize(rows)["real only"]["auroc"]
+    assert mean == pytest.approx(0.7) and spread == pytest.approx(0.2)
+    assert "0.700 ± 0.200" in format_results(rows)
