@@ -47,6 +47,7 @@ __all__ = [
     "add_lesions",
     "build_augmenter",
     "build_classifier",
+    "classifier_logits",
     "evaluate_classifier",
     "format_results",
     "lesion_detection_data",
@@ -308,9 +309,23 @@ def train_classifier(
     return model
 
 
+def classifier_logits(model, images, batch_size=256):
+    """The model's logits ``(n,)`` for ``images``, in inference mode.
+
+    Called eagerly batch by batch rather than through ``model.predict``: ``predict`` traces a
+    new function for every model, and an experiment builds dozens of them.
+    """
+    images = np.asarray(images, np.float32)
+    batches = [
+        keras.ops.convert_to_numpy(model(images[start : start + batch_size], training=False))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(batches).reshape(-1)
+
+
 def evaluate_classifier(model, images, labels):
     """``{"balanced_accuracy", "auroc"}`` on ``images``; positive when the logit is above 0."""
-    logits = model.predict(np.asarray(images, np.float32), batch_size=256, verbose=0).reshape(-1)
+    logits = classifier_logits(model, images)
     return {
         "balanced_accuracy": balanced_accuracy(labels, (logits > 0).astype(np.int32)),
         "auroc": auroc(labels, logits),
