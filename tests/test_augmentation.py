@@ -12,6 +12,7 @@ from medgen_tf.augmentation import (
     add_lesions,
     build_augmenter,
     build_classifier,
+    classifier_logits,
     format_results,
     lesion_detection_data,
     lesion_detection_splits,
@@ -116,6 +117,9 @@ def test_classifier_outputs_one_logit_and_augmenter_acts_only_in_training():
     model = build_classifier(16, base_filters=4)
     images = np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)).astype("float32")
     assert model(images).shape == (4, 1)
+    # Batched eager logits equal Keras' predict, whatever the batch size.
+    expected = model.predict(images, verbose=0).reshape(-1)
+    np.testing.assert_allclose(classifier_logits(model, images, batch_size=3), expected, atol=1e-5)
     augmenter = build_augmenter(seed=0)
     np.testing.assert_allclose(np.asarray(augmenter(images, training=False)), images)
     augmented = np.asarray(augmenter(images, training=True))
