@@ -3,6 +3,10 @@
 A committed notebook is what a learner reads first, so its outputs must come from a full
 run, be free of machine-specific noise and stay small. ``notebook_problems`` returns one
 line per violation; the planted-violation tests below show that each rule can fail.
+
+Main notebooks (``notebooks/NN_name.ipynb``) end with Exercises; their worked solutions live
+in ``notebooks/solutions/NN_name_solutions.ipynb`` with one "Solution ..." heading per
+exercise instead, and every main notebook must have one.
 """
 
 import json
@@ -14,15 +18,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 NOTEBOOKS = [path for path in NOTEBOOKS if ".ipynb_checkpoints" not in path.parts]
+MAIN_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
 
 MAX_BYTES = 3 * 1024 * 1024
 REQUIRED_SECTIONS = ("Overview", "Setup", "Summary", "Exercises")
+SOLUTION_SECTIONS = ("Overview", "Setup", "Summary")
+# Unfinished work left in the prose a learner reads.
+UNFINISHED = re.compile(r"\b(TODO|FIXME)\b")
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(tmp|root|home|work|Users|private/var)/")
 # Lines whose only content is a timing: Keras progress bars, %time output, ETA counters.
 TIMING_ONLY = re.compile(r"(\d+m?s/step|\bETA\b|^\s*(CPU|Wall) times?:)", re.MULTILINE)
 # A notebook teaches with the package's models; it never defines one itself.
 DEFINES_MODEL = re.compile(
-    r"^\s*(def\s+train_step\b|class\s+\w+\((keras|tf\.keras)\.(Model|layers\.Layer)\))", re.MULTILINE
+    r"^\s*(def\s+train_step\b|class\s+\w+\((keras|tf\.keras)\.(Model|layers\.Layer)\))",
+    re.MULTILINE,
 )
 
 
@@ -52,8 +62,20 @@ def _exercise_count(notebook, headings) -> int:
     return len(re.findall(r"^\s*\d+\.\s", section, flags=re.MULTILINE))
 
 
+def is_solutions(path: Path) -> bool:
+    return path.parent.name == "solutions"
+
+
+def solutions_path(main_notebook: Path) -> Path:
+    """Where the solutions of ``notebooks/NN_name.ipynb`` live."""
+    return main_notebook.parent / "solutions" / f"{main_notebook.stem}_solutions.ipynb"
+
+
 def notebook_problems(path: Path) -> list[str]:
-    """Every hygiene violation of one notebook, one line each."""
+    """Every hygiene violation of one notebook, one line each.
+
+    A notebook in a ``solutions`` folder needs "Solution" headings instead of Exercises.
+    """
     problems = []
     name = path.name
     if path.stat().st_size > MAX_BYTES:
@@ -63,15 +85,27 @@ def notebook_problems(path: Path) -> list[str]:
     if not any(level == 1 for level, _, _ in headings):
         problems.append(f"{name}: no title (a level-1 heading)")
     titles = " | ".join(title for _, title, _ in headings).lower()
-    for section in REQUIRED_SECTIONS:
+    solutions = is_solutions(path)
+    for section in SOLUTION_SECTIONS if solutions else REQUIRED_SECTIONS:
         if section.lower() not in titles:
             problems.append(f"{name}: no '{section}' section")
-    exercises = _exercise_count(notebook, headings)
-    if not 2 <= exercises <= 4:
-        problems.append(f"{name}: {exercises} numbered exercises, expected 2 to 4")
+    if solutions:
+        if not any(
+            level >= 2 and title.lower().startswith("solution") for level, title, _ in headings
+        ):
+            problems.append(f"{name}: no 'Solution ...' heading")
+    else:
+        exercises = _exercise_count(notebook, headings)
+        if not 2 <= exercises <= 4:
+            problems.append(f"{name}: {exercises} numbered exercises, expected 2 to 4")
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "markdown" and UNFINISHED.search(_text(cell["source"])):
+            problems.append(f"{name} cell {index}: TODO/FIXME left in the text")
     mode = notebook.get("metadata", {}).get("medgen_tf", {}).get("mode")
     if mode != "full":
-        problems.append(f"{name}: metadata medgen_tf.mode is {mode!r}, outputs must come from a full run")
+        problems.append(
+            f"{name}: metadata medgen_tf.mode is {mode!r}, outputs must come from a full run"
+        )
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -102,6 +136,22 @@ def test_notebook_is_clean(path):
     assert notebook_problems(path) == []
 
 
+@pytest.mark.parametrize("path", MAIN_NOTEBOOKS, ids=[p.name for p in MAIN_NOTEBOOKS])
+def test_main_notebook_has_solutions(path):
+    expected = solutions_path(path)
+    assert expected.is_file(), f"{path.name}: no solutions notebook {expected.relative_to(ROOT)}"
+
+
+def test_every_solutions_notebook_belongs_to_a_main_notebook():
+    main_stems = {path.stem for path in MAIN_NOTEBOOKS}
+    orphans = [
+        p.name
+        for p in SOLUTIONS_DIR.glob("*.ipynb")
+        if p.stem.removesuffix("_solutions") not in main_stems
+    ]
+    assert orphans == []
+
+
 # --- planted violations: each rule must be able to fail -------------------------------------
 
 
@@ -127,8 +177,20 @@ def _clean_notebook() -> dict:
     }
 
 
-def _write(tmp_path, notebook) -> Path:
-    path = tmp_path / "planted.ipynb"
+def _clean_solutions_notebook() -> dict:
+    notebook = _clean_notebook()
+    notebook["cells"][-1] = notebook["cells"][3]  # Summary last
+    notebook["cells"][3] = {
+        "cell_type": "markdown",
+        "metadata": {},
+        "source": "## Solution 1: one\ntext",
+    }
+    return notebook
+
+
+def _write(tmp_path, notebook, folder="") -> Path:
+    path = tmp_path / folder / "planted.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(notebook))
     return path
 
@@ -137,20 +199,117 @@ def test_clean_notebook_has_no_problems(tmp_path):
     assert notebook_problems(_write(tmp_path, _clean_notebook())) == []
 
 
+def test_clean_solutions_notebook_has_no_problems(tmp_path):
+    assert notebook_problems(_write(tmp_path, _clean_solutions_notebook(), "solutions")) == []
+
+
+@pytest.mark.parametrize(
+    "plant, expected",
+    [
+        (lambda nb: nb["cells"].pop(3), "no 'Solution ...' heading"),
+        (lambda nb: nb["cells"].pop(4), "no 'Summary' section"),
+        (
+            lambda nb: nb["cells"][3].__setitem__("source", "## Solution 1\nTODO: write this"),
+            "TODO/FIXME",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stderr", "text": "W0000 cuda"}
+            ),
+            "stderr output",
+        ),
+        (
+            lambda nb: nb["cells"][2].__setitem__(
+                "source", "def train_step(self, data):\n    pass"
+            ),
+            "defines a model",
+        ),
+        (
+            lambda nb: nb["metadata"]["medgen_tf"].__setitem__("mode", "quick"),
+            "must come from a full run",
+        ),
+    ],
+    ids=["solution-heading", "summary", "todo", "stderr", "train-step", "mode"],
+)
+def test_planted_violation_in_solutions_is_caught(tmp_path, plant, expected):
+    notebook = _clean_solutions_notebook()
+    plant(notebook)
+    problems = notebook_problems(_write(tmp_path, notebook, "solutions"))
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_main_notebook_is_not_judged_as_solutions(tmp_path):
+    # Solution headings do not replace a main notebook's Exercises.
+    problems = notebook_problems(_write(tmp_path, _clean_solutions_notebook()))
+    assert any("no 'Exercises' section" in problem for problem in problems), problems
+
+
+def test_solutions_path_of_a_main_notebook():
+    assert (
+        solutions_path(ROOT / "notebooks" / "02_vae.ipynb")
+        == SOLUTIONS_DIR / "02_vae_solutions.ipynb"
+    )
+
+
 @pytest.mark.parametrize(
     "plant, expected",
     [
         (lambda nb: nb["cells"].pop(3), "no 'Summary' section"),
-        (lambda nb: nb["cells"].__setitem__(4, {**nb["cells"][4], "source": "## Exercises\n1. only"}), "1 numbered exercises"),
+        (
+            lambda nb: nb["cells"].__setitem__(
+                4, {**nb["cells"][4], "source": "## Exercises\n1. only"}
+            ),
+            "1 numbered exercises",
+        ),
         (lambda nb: nb["metadata"].pop("medgen_tf"), "must come from a full run"),
-        (lambda nb: nb["cells"][2]["outputs"].append({"output_type": "stream", "name": "stderr", "text": "W0000 cuda"}), "stderr output"),
-        (lambda nb: nb["cells"][2]["outputs"].append({"output_type": "stream", "name": "stdout", "text": "saved to /tmp/abc/x.png"}), "absolute local path"),
-        (lambda nb: nb["cells"][2]["outputs"].append({"output_type": "stream", "name": "stdout", "text": "10/10 - 1s 50ms/step"}), "timing-only output"),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stderr", "text": "W0000 cuda"}
+            ),
+            "stderr output",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stdout", "text": "saved to /tmp/abc/x.png"}
+            ),
+            "absolute local path",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stdout", "text": "10/10 - 1s 50ms/step"}
+            ),
+            "timing-only output",
+        ),
         (lambda nb: nb["cells"][2].__setitem__("execution_count", None), "not executed"),
-        (lambda nb: nb["cells"][2].__setitem__("source", "class Generator(keras.Model):\n    pass"), "defines a model"),
-        (lambda nb: nb["cells"][2]["outputs"].append({"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}), "figure without a title"),
+        (
+            lambda nb: nb["cells"][2].__setitem__(
+                "source", "class Generator(keras.Model):\n    pass"
+            ),
+            "defines a model",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
+            ),
+            "figure without a title",
+        ),
+        (
+            lambda nb: nb["cells"][3].__setitem__("source", "## Summary\nFIXME: numbers"),
+            "TODO/FIXME",
+        ),
     ],
-    ids=["section", "exercises", "mode", "stderr", "path", "timing", "unexecuted", "model", "figure"],
+    ids=[
+        "section",
+        "exercises",
+        "mode",
+        "stderr",
+        "path",
+        "timing",
+        "unexecuted",
+        "model",
+        "figure",
+        "fixme",
+    ],
 )
 def test_planted_violation_is_caught(tmp_path, plant, expected):
     notebook = _clean_notebook()
@@ -162,6 +321,10 @@ def test_planted_violation_is_caught(tmp_path, plant, expected):
 def test_oversized_notebook_is_caught(tmp_path):
     notebook = _clean_notebook()
     notebook["cells"][2]["outputs"].append(
-        {"output_type": "display_data", "data": {"text/plain": "x" * (MAX_BYTES + 1)}, "metadata": {}}
+        {
+            "output_type": "display_data",
+            "data": {"text/plain": "x" * (MAX_BYTES + 1)},
+            "metadata": {},
+        }
     )
     assert any("over 3 MB" in problem for problem in notebook_problems(_write(tmp_path, notebook)))
