@@ -19,6 +19,7 @@ from medgen_tf.augmentation import (
     run_experiment,
     summarize,
     synthetic_lesion_samples,
+    train_classifier,
     train_conditional_gan,
 )
 from medgen_tf.data.brain import brain_slices
@@ -171,3 +172,18 @@ def test_summary_reports_mean_and_sample_std_over_seeds():
     mean, spread = summarize(rows)["real only"]["auroc"]
     assert mean == pytest.approx(0.7) and spread == pytest.approx(0.2)
     assert "0.700 ± 0.200" in format_results(rows)
+
+
+def test_augmented_training_is_reproducible_by_seed():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (64, 16, 16, 1)).astype("float32")
+    labels = (rng.uniform(size=64) < 0.3).astype("int32")
+
+    def weights(seed):
+        model = train_classifier(
+            images, labels, 2, batch_size=16, seed=seed, augment=True, base_filters=4
+        )
+        return np.concatenate([value.reshape(-1) for value in model.get_weights()])
+
+    np.testing.assert_array_equal(weights(0), weights(0))
+    assert not np.array_equal(weights(0), weights(1))
