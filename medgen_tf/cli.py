@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from medgen_tf.errors import DataError
+from medgen_tf.notebook import import_tensorflow_quietly
 
 GAN_MODELS = ("dcgan", "cgan", "wgan-gp")
 MODELS = GAN_MODELS + ("vae", "cyclegan")
@@ -23,7 +24,9 @@ def _build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True
     )
     preview = data.add_parser("preview", help="write a labelled grid of a dataset")
-    preview.add_argument("--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR")
+    preview.add_argument(
+        "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
+    )
     preview.add_argument("--out", default="data_preview.png")
     preview.add_argument("--image-size", type=int, default=64)
 
@@ -89,7 +92,9 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "translate":
         from medgen_tf import recipes
 
-        paths = recipes.translate(args.run_dir, args.input, direction=args.direction, out_dir=args.out)
+        paths = recipes.translate(
+            args.run_dir, args.input, direction=args.direction, out_dir=args.out
+        )
         for path in paths:
             print(f"wrote {path}")
     elif args.command == "demo":
@@ -101,6 +106,8 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up notes (oneDNN, CUDA probing) would bury the command's output.
+    import_tensorflow_quietly()
     try:
         _run(args)
     except DataError as error:

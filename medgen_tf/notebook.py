@@ -16,8 +16,11 @@ import os
 from medgen_tf.config import QUICK
 
 
-def setup(seed: int = 0) -> bool:
-    """Import TensorFlow quietly, seed Python/NumPy/TF/Keras, and return the QUICK switch."""
+def import_tensorflow_quietly() -> None:
+    """Import and initialise TensorFlow with descriptor 2 muted (also used by the CLI).
+
+    An import error still surfaces: its traceback is printed after stderr is restored.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved_stderr = os.dup(2)
     try:
@@ -29,6 +32,11 @@ def setup(seed: int = 0) -> bool:
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
+
+
+def setup(seed: int = 0) -> bool:
+    """Import TensorFlow quietly, seed Python/NumPy/TF/Keras, and return the QUICK switch."""
+    import_tensorflow_quietly()
     import keras
 
     keras.utils.set_random_seed(seed)
