@@ -61,6 +61,7 @@ from medgen_tf.errors import DataError
 
 __all__ = [
     "TimeBudget",
+    "TimeLimit",
     "TrainingHistory",
     "find_optimizers",
     "fit",
@@ -341,6 +342,30 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.elapsed_seconds = self.clock() - self.start
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training once ``seconds`` of wall time have passed (checked after every batch).
+
+    A safety net for time-boxed runs whose ``num_epochs`` was chosen to fit the budget (so a
+    learning-rate decay completes); it only stops a run that a busy machine made slower, in
+    the middle of an epoch if need be. :class:`TimeBudget` instead ends at an epoch boundary.
+    ``stopped_early`` says whether it fired.
+    """
+
+    def __init__(self, seconds, clock=time.monotonic):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.clock = clock
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.start = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.clock() - self.start > self.seconds:
+            self.stopped_early = True
+            self.model.stop_training = True
 
 
 # ---- fit ----------------------------------------------------------------------------------

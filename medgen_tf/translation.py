@@ -11,13 +11,13 @@ image of A has its counterpart in B.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from medgen_tf.errors import DataError
+from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
 __all__ = [
     "TimeLimit",
@@ -313,28 +313,6 @@ def translate_run(run_dir, source, direction="a2b", out_dir="translated", num_im
     )
     viz.plt.close(figure)
     return [grid]
-
-
-class TimeLimit(keras.callbacks.Callback):
-    """Stop training once ``seconds`` of wall time have passed (checked after every batch).
-
-    A safety net for time-boxed runs (notebooks): choose ``num_epochs`` to fit the budget so
-    the learning-rate decay completes; this only stops a run that a busy machine made slower.
-    ``stopped_early`` says whether it fired.
-    """
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = float(seconds)
-        self.stopped_early = False
-
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.start > self.seconds:
-            self.stopped_early = True
-            self.model.stop_training = True
 
 
 def build_pix2pix(

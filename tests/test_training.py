@@ -347,3 +347,31 @@ def test_time_budget_stops_before_an_epoch_that_would_pass_it(tmp_path):
     assert (roomy.epochs_run, roomy.stopped_early) == (2, False)
     with pytest.raises(ValueError, match="seconds > 0"):
         TimeBudget(0)
+
+
+def test_time_limit_stops_mid_epoch_once_the_time_has_passed(tmp_path):
+    from medgen_tf.training import TimeLimit
+
+    now = [0.0]
+
+    class OneSecondBatches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            now[0] += 1.0
+
+    batches = []
+    limit = TimeLimit(2.5, clock=lambda: now[0])
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    fit(
+        build_toy(),
+        IMAGES,
+        tmp_path / "run",
+        num_epochs=5,
+        batch_size=8,
+        callbacks=[OneSecondBatches(), limit, counter],
+        verbose=0,
+        tensorboard=False,
+    )
+    # Batches end at 1, 2, 3 s: the third passes 2.5 s and training stops there.
+    assert len(batches) == 3 and limit.stopped_early
