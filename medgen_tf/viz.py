@@ -57,7 +57,9 @@ def save_image_grid(images, path, num_columns: int = 8, title: str | None = None
     return _save(figure, path)
 
 
-def compare_rows(rows: Mapping[str, np.ndarray], path=None, title: str | None = None, value_range=None):
+def compare_rows(
+    rows: Mapping[str, np.ndarray], path=None, title: str | None = None, value_range=None
+):
     """One labelled row per entry (e.g. input / translation / ground truth), columns aligned.
 
     Returns the matplotlib figure; also saves it when ``path`` is given.
@@ -65,7 +67,10 @@ def compare_rows(rows: Mapping[str, np.ndarray], path=None, title: str | None = 
     labels = list(rows)
     num_columns = max(len(np.asarray(rows[label])) for label in labels)
     figure, axes = plt.subplots(
-        len(labels), num_columns, figsize=(1.3 * num_columns + 1.0, 1.4 * len(labels)), squeeze=False
+        len(labels),
+        num_columns,
+        figsize=(1.3 * num_columns + 1.0, 1.4 * len(labels)),
+        squeeze=False,
     )
     for row_index, label in enumerate(labels):
         images = to_display(rows[label], value_range)
@@ -89,8 +94,10 @@ def compare_rows(rows: Mapping[str, np.ndarray], path=None, title: str | None = 
 def plot_history(history: Mapping[str, Sequence[float]], path=None, title: str = "Training curves"):
     """Plot each metric of a Keras-style history dict against the epoch; save when ``path``."""
     keys = [key for key, values in history.items() if len(values) > 0]
-    figure, axes = plt.subplots(1, len(keys) or 1, figsize=(3.2 * max(len(keys), 1), 2.8), squeeze=False)
-    for axis, key in zip(axes[0], keys):
+    figure, axes = plt.subplots(
+        1, len(keys) or 1, figsize=(3.2 * max(len(keys), 1), 2.8), squeeze=False
+    )
+    for axis, key in zip(axes[0], keys, strict=False):  # no keys: one empty axis
         values = history[key]
         axis.plot(range(1, len(values) + 1), values, marker="o" if len(values) < 20 else None)
         axis.set_title(key)

@@ -3,10 +3,14 @@
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the dev extra installs tomli
+    import tomli as tomllib
 
 import medgen_tf
 
@@ -55,7 +59,10 @@ def test_console_script_answers_help():
     scripts = _pyproject()["project"]["scripts"]
     assert scripts["medgen-tf"] == "medgen_tf.cli:main"
     result = subprocess.run(
-        [sys.executable, "-m", "medgen_tf.cli", "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "medgen_tf.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "train" in result.stdout and "demo" in result.stdout

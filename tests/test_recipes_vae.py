@@ -10,8 +10,24 @@ from medgen_tf.cli import main
 
 def test_train_and_sample_vae_from_the_command_line(tmp_path):
     run_dir = tmp_path / "vae_run"
-    code = main(["train", "vae", "--data", "brain:t1", "--image-size", "32", "--epochs", "1",
-                 "--batch-size", "64", "--latent-dim", "8", "--out", str(run_dir)])
+    code = main(
+        [
+            "train",
+            "vae",
+            "--data",
+            "brain:t1",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--latent-dim",
+            "8",
+            "--out",
+            str(run_dir),
+        ]
+    )
     assert code == 0
     for name in ("config.json", "history.json", "vae.keras", "samples/epoch_001.png"):
         assert (run_dir / name).is_file(), name

@@ -20,8 +20,9 @@ LATENT_DIM = 4
 
 
 def tiny_vae(likelihood="bernoulli", image_size=IMAGE_SIZE, **kwargs):
-    return build_vae(image_size, latent_dim=LATENT_DIM, base_filters=4, likelihood=likelihood,
-                     seed=0, **kwargs)
+    return build_vae(
+        image_size, latent_dim=LATENT_DIM, base_filters=4, likelihood=likelihood, seed=0, **kwargs
+    )
 
 
 def blob_images(count=32, image_size=IMAGE_SIZE, seed=0):
@@ -92,7 +93,9 @@ def test_closed_form_kl_matches_monte_carlo_and_is_zero_at_the_prior():
     np.testing.assert_allclose(closed, monte_carlo, rtol=0.02, atol=0.02)
     assert np.all(closed > 0)
     zeros = np.zeros((2, 5), np.float32)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(kl_divergence(zeros, zeros)), 0.0, atol=1e-7)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(kl_divergence(zeros, zeros)), 0.0, atol=1e-7
+    )
     per_dimension = keras.ops.convert_to_numpy(kl_per_dimension(z_mean, z_log_var))
     np.testing.assert_allclose(per_dimension.sum(axis=-1), closed, rtol=1e-6)
 
@@ -147,9 +150,16 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, VAE)
     assert (loaded.likelihood, loaded.beta, loaded.kl_warmup_steps, loaded.gaussian_sigma) == (
-        "gaussian", 0.5, 10, 0.2)
-    for method in (lambda model: model.sample(5, seed=7), lambda model: model.reconstruct(images),
-                   lambda model: model(images)):
+        "gaussian",
+        0.5,
+        10,
+        0.2,
+    )
+    for method in (
+        lambda model: model.sample(5, seed=7),
+        lambda model: model.reconstruct(images),
+        lambda model: model(images),
+    ):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(method(vae)), keras.ops.convert_to_numpy(method(loaded))
         )

@@ -59,7 +59,12 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
 
 
 def build_decoder(
-    image_size=64, channels=1, latent_dim=32, base_filters=32, likelihood="bernoulli", name="decoder"
+    image_size=64,
+    channels=1,
+    latent_dim=32,
+    base_filters=32,
+    likelihood="bernoulli",
+    name="decoder",
 ):
     """Decoder z -> image parameters, float32 (batch, image_size, image_size, channels).
 
@@ -77,7 +82,9 @@ def build_decoder(
     for block in reversed(range(num_blocks)):
         filters = base_filters * min(2**block, 8)
         # Kernel 4 with stride 2 covers every output pixel evenly: no checkerboard pattern.
-        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu")(
+            x
+        )
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
     activation = "sigmoid" if likelihood == "gaussian" else None
     output_name = "means" if likelihood == "gaussian" else "logits"
@@ -109,7 +116,9 @@ class Sampling(keras.layers.Layer):
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
-        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
+        epsilon = keras.random.normal(
+            ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator
+        )
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def compute_output_shape(self, input_shape):
