@@ -10,7 +10,7 @@ CONTENDER_LABELS = {
     "tutorial_alternating": "hand-written `@tf.function`, two tapes, D then G (our algorithm)",
     "eager": "article style, eager (no `tf.function`)",
     "ours_simultaneous": "control: `fit` running the tutorial's update (not the package's)",
-    "ours_reused_fakes": "control: `fit`, alternating update, G step reuses D step's fakes",
+    "ours_fresh_noise": "control: `fit`, alternating update with a second generator pass on new noise (keras.io's DCGAN)",
 }
 
 
@@ -243,7 +243,7 @@ def render_headline(results):
             "tutorial_alternating",
             "eager",
             "ours_simultaneous",
-            "ours_reused_fakes",
+            "ours_fresh_noise",
         ):
             if name in c:
                 parts.append(
