@@ -593,82 +593,98 @@ def task_threads(intra_op_threads=1, **kwargs):
     return task_throughput(**kwargs)
 
 
-# ---- time to quality ---------------------------------------------------------------------------
+def task_profile(repeats=7, **overrides):
+    """Where a DCGAN step's time goes: each piece of the package's step and of the tutorial's,
+    timed alone as its own ``tf.function`` (median ms over interleaved repeats).
 
+    Explains the throughput ratios: the package's step (D on real and fake, then G against the
+    updated D) runs the same pieces as the TF tutorial's single-pass step plus one more
+    discriminator forward pass on the fakes, the price of updating the networks in turn.
+    """
+    import keras
+    import tensorflow as tf
 
-def _train_until(model, dataset, steps_per_epoch, evaluate, target, cap_s, higher_is_better=True):
-    """Fit epoch by epoch until ``evaluate()`` reaches ``target`` or ``cap_s`` wall seconds."""
-    curve, start, reached_at = [], time.perf_counter(), None
-    while time.perf_counter() - start < cap_s:
-        model.fit(dataset, epochs=1, steps_per_epoch=steps_per_epoch, verbose=0)
-        value = float(evaluate())
-        elapsed = time.perf_counter() - start
-        curve.append((round(elapsed, 1), value))
-        if (value >= target) if higher_is_better else (value <= target):
-            reached_at = elapsed
-            break
-    values = [v for _, v in curve]
-    best = (max if higher_is_better else min)(values) if values else None
+    from benchmarks import reference_loops
+
+    config, _ = model_defaults("dcgan")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    gan = package_model("dcgan", config)
+    generator, discriminator = gan.generator, gan.discriminator
+    batch_size, latent_dim = config["batch_size"], gan.latent_dim
+    (images,) = load_images(config["image_size"])
+    real = tf.constant(images[:batch_size])
+    noise = tf.random.normal((batch_size, latent_dim), seed=1)
+    fakes = generator(noise, training=True)
+    cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
+    d_variables, g_variables = discriminator.trainable_variables, generator.trainable_variables
+
+    def d_backward():
+        with tf.GradientTape() as tape:
+            real_logits = discriminator(real, training=True)
+            fake_logits = discriminator(fakes, training=True)
+            loss = cross_entropy(tf.ones_like(real_logits), real_logits) + cross_entropy(
+                tf.zeros_like(fake_logits), fake_logits
+            )
+        return tape.gradient(loss, d_variables)
+
+    def g_backward():
+        with tf.GradientTape() as tape:
+            logits = discriminator(generator(noise, training=True), training=True)
+            loss = cross_entropy(tf.ones_like(logits), logits)
+        return tape.gradient(loss, g_variables)
+
+    arguments = (generator, discriminator, _fresh_optimizer(gan.g_optimizer))
+    arguments += (_fresh_optimizer(gan.d_optimizer), latent_dim)
+    tutorial = reference_loops.dcgan_tutorial_step(*arguments, seed=0)
+    ours = reference_loops.dcgan_alternating_step(*arguments, seed=0)
+    pieces = {
+        "generator forward (batch)": tf.function(lambda: generator(noise, training=True)),
+        "discriminator forward (batch)": tf.function(lambda: discriminator(real, training=True)),
+        "D gradients: forward real + fake, backward": tf.function(d_backward),
+        "G gradients: forward G + D, backward through D and G": tf.function(g_backward),
+        "whole step, TF tutorial (one pass, both updated)": lambda: tutorial(real),
+        "whole step, ours by hand (D, then G on the same fakes)": lambda: ours(real),
+    }
+    timings = {name: [] for name in pieces}
+    for function in pieces.values():  # trace and warm up
+        for _ in range(2):
+            _sync(function())
+    for _ in range(repeats):
+        for name, function in pieces.items():
+            start = time.perf_counter()
+            _sync(function())
+            timings[name].append(1e3 * (time.perf_counter() - start))
+    milliseconds = {name: round(statistics.median(values), 1) for name, values in timings.items()}
+    extra = (
+        milliseconds["whole step, ours by hand (D, then G on the same fakes)"]
+        - milliseconds["whole step, TF tutorial (one pass, both updated)"]
+    )
     return {
-        "target": target,
-        "reached": reached_at is not None,
-        "seconds_to_target": reached_at,
-        "best": best,
-        "curve": curve,
-        "training_s": round(time.perf_counter() - start, 1),
+        "config": config,
+        "milliseconds": milliseconds,
+        "ours_minus_tutorial_ms": round(extra, 1),
+        "discriminator_forward_ms": milliseconds["discriminator forward (batch)"],
     }
 
 
-def task_quality(model="vae", cap_s=900):
-    """Wall time to the issue's quality target, training with fit (evaluation time included)."""
+def _sync(outputs):
+    """Wait for a result: the first tensor found is copied to the host."""
     import tensorflow as tf
 
-    config, source = model_defaults(model)
-    size, batch_size = config["image_size"], config["batch_size"]
-    if model == "vae":
-        (train,), (test,) = (
-            load_images(size, (0.0, 1.0)),
-            load_images(size, (0.0, 1.0), split="test"),
-        )
-        vae = package_model("vae", config)
-        dataset, _ = make_batches([train], batch_size)
+    first = tf.nest.flatten(outputs)[0]
+    return np.asarray(first)
 
-        def test_psnr():
-            reconstructions = vae.reconstruct(test)
-            return tf.reduce_mean(tf.image.psnr(test, reconstructions, max_val=1.0))
 
-        result = _train_until(vae, dataset, len(train) // batch_size, test_psnr, 26.0, cap_s)
-        result["metric"] = "test PSNR dB (posterior mean), tf.image.psnr"
-    elif model == "cyclegan":
-        from medgen_tf.data import brain_slices
+def task_quality(model="vae", cap_s=600):
+    """Time to quality (``benchmarks/quality.py``)."""
+    from benchmarks.quality import task_quality as run_quality
 
-        data = brain_slices(("t1", "t2"), image_size=size, return_labels=True)
-        subjects = np.unique(data["subject"])
-        # Unpaired for real: domain A and domain B come from different subjects.
-        half = np.isin(data["subject"], subjects[: len(subjects) // 2])
-        test = brain_slices(("t1", "t2"), split="test", image_size=size)
-        model_ = package_model("cyclegan", config)
-        dataset, _ = make_batches([data["t1"][half], data["t2"][~half]], batch_size)
-
-        def test_ssim():
-            fake_t2 = model_.translate(test["t1"], "a2b")
-            return tf.reduce_mean(tf.image.ssim((fake_t2 + 1) / 2, (test["t2"] + 1) / 2, 1.0))
-
-        steps = max(1, int(half.sum()) // batch_size // 4)
-        result = _train_until(model_, dataset, steps, test_ssim, 0.85, cap_s)
-        result["metric"] = "test T1->T2 SSIM, whole image, tf.image.ssim"
-    else:
-        try:
-            from medgen_tf import features, metrics  # noqa: F401
-        except ImportError as error:
-            return {"not_measured": f"FD-medgen needs medgen_tf.features/metrics ({error})"}
-        return {"not_measured": "FD-medgen harness not wired yet (see benchmarks/README.md)"}
-    result["config"], result["config_source"] = config, source
-    return result
+    return run_quality(model=model, cap_s=cap_s)
 
 
 TASKS = {
     "throughput": task_throughput,
+    "profile": task_profile,
     "quality": task_quality,
     "pipeline": task_pipeline,
     "facts": task_facts,

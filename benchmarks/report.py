@@ -5,9 +5,9 @@ from __future__ import annotations
 CONTENDER_LABELS = {
     "ours": "ours: `model.fit` (compiled `train_step`)",
     "ours_xla": "ours, `jit_compile=True` (XLA)",
-    "tutorial": "TF tutorial: `@tf.function`, two tapes, one forward pass",
+    "tutorial": "TF tutorial's own step: `@tf.function`, two tapes, one forward pass for both updates",
     "tutorial_xla": "TF tutorial, `tf.function(jit_compile=True)`",
-    "tutorial_alternating": "hand-written `@tf.function`, two tapes, D then G (our algorithm)",
+    "tutorial_alternating": "tutorial-style `@tf.function`, two tapes, the package's update (D, then G on the same fakes)",
     "eager": "article style, eager (no `tf.function`)",
     "ours_simultaneous": "control: `fit` running the tutorial's update (not the package's)",
     "ours_fresh_noise": "control: `fit`, alternating update with a second generator pass on new noise (keras.io's DCGAN)",
@@ -179,53 +179,127 @@ def render_scaling(rows):
 def render_notebooks(rows):
     lines = [
         "| Notebook | quick mode (`MEDGEN_QUICK=1`, nbconvert --execute), s | status | "
-        "full mode: lines printed by the committed run |",
-        "|---|---:|---|---|",
+        "full mode, min (the committed run) | full mode: lines printed by the committed run |",
+        "|---|---:|---|---:|---|",
     ]
     for row in rows:
         printed = (
             "<br>".join(line.replace("|", "/") for line in row["full_mode_lines"])
             or "no timing line found in the committed outputs"
         )
-        lines.append(
-            f"| {row['notebook']} | {_number(row['quick_s'])} | {row['quick_status']} | {printed} |"
+        full = row.get("full_run") or {}
+        full_text = (
+            f"{full['minutes']:.1f} ({full['mode']} mode, {full['date']})" if full else "n/a"
         )
-    return lines + [""]
+        lines.append(
+            f"| {row['notebook']} | {_number(row['quick_s'])} | {row['quick_status']} | "
+            f"{full_text} | {printed} |"
+        )
+    total = sum((row.get("full_run") or {}).get("minutes", 0.0) for row in rows)
+    return lines + [
+        "",
+        f"Full mode is not re-run by `make bench` ({total:.0f} minutes in all): its minutes "
+        "are the span of the cell execution timestamps that `nbconvert --execute` recorded in "
+        "the committed notebook.",
+        "",
+    ]
+
+
+def _curve_text(curve, points=10):
+    """``minutes: value`` pairs, thinned to about ``points`` (the last one always kept)."""
+    if len(curve) > points:
+        step = -(-len(curve) // points)
+        curve = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
+    return ", ".join(f"{seconds / 60:.1f}: {value:.3f}" for seconds, value in curve)
 
 
 def render_quality(quality):
     lines = [
-        "| Model | target | reached | wall s to target | best value | curve (s: value) |",
-        "|---|---|---|---:|---:|---|",
+        "| Model | metric | target | reached | training min to target | best | epochs | "
+        "training min (cap) | settings |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
+    curves = []
     for model, result in quality.items():
-        if _error(result) or result.get("not_measured"):
-            reason = result.get("error") or result.get("not_measured")
-            lines.append(f"| {model} | | not measured: {reason} | | | |")
+        if _error(result):
+            lines.append(f"| {model} | not measured: {result['error'][:120]} | | | | | | | |")
             continue
-        curve = ", ".join(f"{t:.0f}: {v:.3f}" for t, v in result["curve"][-12:])
+        target = result["target"]
+        if model == "dcgan" and result.get("floor") is not None:
+            target = f"{target} (2x the floor {result['floor']})"
+        to_target = result.get("seconds_to_target")
         lines.append(
-            f"| {model} | {result['target']} | {result['reached']} | "
-            f"{_number(result.get('seconds_to_target'))} | "
-            f"{_number(result.get('best'), 3)} | {curve} |"
+            f"| {model} | {result['metric']} | {target} | "
+            f"{'yes' if result['reached'] else 'no'} | "
+            f"{'n/a' if to_target is None else f'{to_target / 60:.1f}'} | "
+            f"{_number(result.get('best'), 3)} | {result['epochs']} | "
+            f"{result['training_s'] / 60:.1f} ({result['cap_s'] / 60:.0f}) | "
+            f"{result.get('settings', '')} |"
         )
-    return lines + [""]
+        curves.append(f"- {model} (training minutes: score): {_curve_text(result['curve'])}")
+    notes = [
+        "",
+        "Training time only: the clock stops while the model is scored after each epoch. "
+        "Curves (all points in the JSON, plotted in `RESULTS-quality.png`):",
+        "",
+    ]
+    return lines + notes + curves + [""]
 
 
 def render_quoted_quality(rows):
     lines = [
-        "Not run by `make bench` (each run takes many minutes): "
-        "`python benchmarks/run.py --quality --out benchmarks/RESULTS-quality.md` trains each "
-        "model to its target with a time cap. Quoted below: the quality lines printed by the "
-        "notebooks' committed full-mode runs (source: the notebook outputs, not this run).",
+        "Quality lines printed by the notebooks' committed full-mode runs (source: the "
+        "notebook outputs, not this run):",
         "",
     ]
     for row in rows:
         quoted = [line.replace("|", "/") for line in row.get("quality_lines", [])]
-        lines.append(
-            f"- {row['notebook']}: " + ("; ".join(quoted) if quoted else "no quality line found")
-        )
+        if quoted:
+            lines.append(f"- {row['notebook']}: " + "; ".join(quoted))
     return lines + [""]
+
+
+def render_saved_quality(saved):
+    """The time-to-quality runs of ``make bench-quality`` (too long for ``make bench``)."""
+    if not saved or "quality" not in saved:
+        return [
+            "No `make bench-quality` results yet (`benchmarks/RESULTS-quality.json`): each "
+            "model trains for up to 10 minutes there, too long for `make bench`.",
+            "",
+        ]
+    load = (saved.get("facts") or {}).get("load_at_start", {}).get("load_average")
+    return [
+        f"Not re-measured by this run (each model trains for up to 10 minutes): from "
+        f"`make bench-quality` on {(saved.get('facts') or {}).get('date_utc', '?')} "
+        f"(`{saved.get('command', '?')}`, {saved.get('total_s', 0) / 60:.0f} min, load average "
+        f"at the start {load}); full report in `benchmarks/RESULTS-quality.md`.",
+        "",
+    ] + render_quality(saved["quality"])
+
+
+def render_profile(profile):
+    if _error(profile):
+        return [f"Not measured: {profile['error'][:200]}", ""]
+    config = profile["config"]
+    lines = [
+        f"Each piece timed alone as a `tf.function` (median of interleaved repeats; DCGAN "
+        f"{config['image_size']} px, batch {config['batch_size']}, base_filters "
+        f"{config['base_filters']}).",
+        "",
+        "| Piece | ms |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {ms:.1f} |" for name, ms in profile["milliseconds"].items()]
+    lines += [
+        "",
+        f"Ours minus the tutorial's step: {profile['ours_minus_tutorial_ms']:.1f} ms; one "
+        f"discriminator forward pass: {profile['discriminator_forward_ms']:.1f} ms. The "
+        "package's step runs every piece of the tutorial's plus one more discriminator "
+        "forward pass, on the fakes after D's update: the price of updating the networks in "
+        "turn (the tutorial takes G's gradient from the pass before D's update).",
+        "",
+    ]
+    return lines
 
 
 def render_headline(results):
@@ -254,6 +328,15 @@ def render_headline(results):
             f"- {model.upper()}: ours {_number(ours.get('images_per_s'), 2)} images/s; ours is "
             + "; ".join(parts)
         )
+        if model == "dcgan" and "tutorial_alternating" in c and "tutorial" in c:
+            lines.append(
+                "  - Against the tutorial-style loop computing the same update: "
+                f"**{_ratio(ours.get('images_per_s'), c['tutorial_alternating']['images_per_s'])}**"
+                " (what fit and Keras cost or save). Against the TF tutorial's own step: "
+                f"{_ratio(ours.get('images_per_s'), c['tutorial']['images_per_s'])}; that step "
+                "updates both networks from one forward pass and so skips one discriminator "
+                "pass (see the profile)."
+            )
     pipeline = results.get("pipeline")
     throughput = results.get("throughput") or {}
     if pipeline and not _error(pipeline):
@@ -278,7 +361,7 @@ def render_headline(results):
     return ["## Headline ratios", ""] + lines + [""] if lines else []
 
 
-def render(results, options):
+def render(results, options, saved_quality=None):
     lines = [
         "# Benchmark results",
         "",
@@ -306,6 +389,8 @@ def render(results, options):
         ]
         for model, result in results["throughput"].items():
             lines += render_throughput_model(model, result)
+    if "profile" in results:
+        lines += ["## Where a DCGAN step's time goes", ""] + render_profile(results["profile"])
     if "cpu" in results:
         lines += ["## CPU facts behind the defaults", ""] + render_cpu(results["cpu"])
     if "pipeline" in results:
@@ -319,5 +404,6 @@ def render(results, options):
     if "quality" in results:
         lines += ["## Time to quality", ""] + render_quality(results["quality"])
     elif "notebooks" in results:
-        lines += ["## Time to quality", ""] + render_quoted_quality(results["notebooks"])
+        lines += ["## Time to quality", ""] + render_saved_quality(saved_quality)
+        lines += render_quoted_quality(results["notebooks"])
     return "\n".join(lines) + "\n"

@@ -27,12 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 MARK = "BENCH_JSON:"
-SECTIONS = ("facts", "throughput", "pipeline", "cpu", "notebooks", "scaling")
+SECTIONS = ("facts", "throughput", "profile", "pipeline", "cpu", "notebooks", "scaling")
 
 
 def worker(spec_json):
@@ -133,8 +135,7 @@ def section_throughput(options):
             {
                 "task": "throughput",
                 "model": model,
-                # CycleGAN steps take seconds each on a CPU (eager ones ~10 s): fewer windows.
-                "windows": min(options.windows, 3) if model == "cyclegan" else options.windows,
+                "windows": options.windows,
                 "window_seconds": options.window_seconds,
                 "jit_compile": options.jit_compile,
                 "mixed_precision": options.mixed_precision,
@@ -164,6 +165,11 @@ def section_cpu(options):
         {**spec, "task": "threads", "intra_op_threads": 1, "contenders": ["ours"]}
     )
     return results
+
+
+def section_profile(options):
+    log("profile: the pieces of a DCGAN step")
+    return run_worker({"task": "profile", "repeats": 3 if options.smoke else 7})
 
 
 def section_pipeline(options):
@@ -223,6 +229,7 @@ def section_notebooks(options):
     for notebook in notebooks:
         row = {
             "notebook": notebook.name,
+            "full_run": committed_run(notebook),
             "full_mode_lines": full_mode_lines(notebook),
             "quality_lines": full_mode_lines(notebook, QUALITY_PATTERN),
         }
@@ -265,6 +272,28 @@ TIME_PATTERN = re.compile(r"(?i)\b\d+(\.\d+)?\s*(s|sec|seconds?|min|minutes?|h)\
 QUALITY_PATTERN = re.compile(r"(?i)(psnr|ssim|\bfd\b|fr[ée]chet|dB)\b.*?\d")
 
 
+def committed_run(notebook):
+    """Mode, date and minutes of the committed run, from the execution timestamps that
+    nbconvert records per cell (first input to last reply); None without timestamps."""
+    try:
+        content = json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return None
+    starts, ends = [], []
+    for cell in content.get("cells", []):
+        execution = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in execution and "shell.execute_reply" in execution:
+            starts.append(datetime.datetime.fromisoformat(execution["iopub.execute_input"]))
+            ends.append(datetime.datetime.fromisoformat(execution["shell.execute_reply"]))
+    if not starts:
+        return None
+    return {
+        "mode": content.get("metadata", {}).get("medgen_tf", {}).get("mode", "unknown"),
+        "date": min(starts).strftime("%Y-%m-%d"),
+        "minutes": round((max(ends) - min(starts)).total_seconds() / 60, 1),
+    }
+
+
 def full_mode_lines(notebook, pattern=TIME_PATTERN, limit=6):
     """Output lines of the committed (full-mode) notebook that report a time (or ``pattern``)."""
     try:
@@ -289,22 +318,57 @@ def full_mode_lines(notebook, pattern=TIME_PATTERN, limit=6):
 
 
 def section_quality(options):
+    """Each model trained as its notebook trains it, to its target or its cap (one process
+    each); ``--quality-cap-s`` caps every model, else ``QUALITY_CAPS_S``."""
     results = {}
-    for model, cap in (
-        ("vae", options.quality_cap_s),
-        ("cyclegan", options.quality_cap_s),
-        ("dcgan", options.quality_cap_s),
-    ):
-        log(f"time-to-quality {model} (cap {cap} s)")
+    for model, cap in QUALITY_CAPS_S.items():
+        cap = options.quality_cap_s or cap
+        log(f"time-to-quality {model} (cap {cap} s of training)")
         results[model] = run_worker(
-            {"task": "quality", "model": model, "cap_s": cap}, timeout=cap + 900
+            {"task": "quality", "model": model, "cap_s": cap}, timeout=2 * cap + 900
         )
     return results
+
+
+# Training seconds per model: about what a class can spend on one model.
+QUALITY_CAPS_S = {"vae": 600, "dcgan": 480, "cyclegan": 600}
+
+
+def plot_quality(quality, path):
+    """One panel per model: score against training minutes, with the target line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no quality figure")
+        return
+    measured = {m: r for m, r in quality.items() if isinstance(r, dict) and r.get("curve")}
+    if not measured:
+        return
+    figure, axes = plt.subplots(1, len(measured), figsize=(4.2 * len(measured), 3.2))
+    for axis, (model, result) in zip(list(np.atleast_1d(axes)), measured.items(), strict=True):
+        minutes = [seconds / 60 for seconds, _ in result["curve"]]
+        axis.plot(minutes, [value for _, value in result["curve"]], marker="o", markersize=3)
+        axis.axhline(result["target"], color="tab:red", linestyle="--", label="target")
+        axis.set_title(f"{model}: {result['metric'].split(',')[0]}", fontsize=9)
+        axis.set_xlabel("training minutes on this CPU")
+        axis.set_xlim(left=0)
+        if not result.get("higher_is_better", True):
+            axis.set_yscale("log")
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    figure.suptitle("Time to quality (make bench-quality)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    log(f"wrote {path.name}")
 
 
 SECTION_FUNCTIONS = {
     "facts": section_facts,
     "throughput": section_throughput,
+    "profile": section_profile,
     "cpu": section_cpu,
     "pipeline": section_pipeline,
     "scaling": section_scaling,
@@ -320,7 +384,7 @@ def main(argv=None):
     )
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None)
     parser.add_argument("--quality", action="store_true", help="run the time-to-quality section")
-    parser.add_argument("--quality-cap-s", type=int, default=900)
+    parser.add_argument("--quality-cap-s", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny windows, skip notebooks")
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument(
@@ -364,7 +428,16 @@ def main(argv=None):
         Path(json_path).write_text(json.dumps(results, indent=1, default=str))
     from benchmarks.report import render
 
-    text = render(results, options)
+    saved_quality = None
+    saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
+    if "quality" in results:
+        plot_quality(results["quality"], Path(json_path or saved_path).with_suffix(".png"))
+    elif saved_path.exists():
+        try:
+            saved_quality = json.loads(saved_path.read_text())
+        except ValueError as error:
+            log(f"ignoring {saved_path.name}: not readable JSON ({error})")
+    text = render(results, options, saved_quality)
     if options.out:
         Path(options.out).write_text(text)
         log(f"wrote {options.out} in {results['total_s']:.0f} s")

@@ -1,0 +1,84 @@
+"""The time-to-quality harness: it stops at the target or the cap, keeps evaluation off the
+training clock, and the report says what was measured. Speed itself is never tested here."""
+
+import sys
+import time
+
+import keras
+import numpy as np
+
+from medgen_tf.config import REPO_DIR
+
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
+
+from benchmarks import quality, report  # noqa: E402
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+def _fit_with(callback, epochs=20):
+    data = np.ones((8, 4), "float32")
+    _tiny_model().fit(
+        data, data[:, :1], epochs=epochs, batch_size=4, verbose=0, callbacks=[callback]
+    )
+
+
+def test_stops_at_the_target_and_keeps_evaluation_off_the_training_clock():
+    scores = iter([0.1, 0.2, 0.9, 0.95])
+
+    def slow_score(model):
+        time.sleep(0.3)  # an evaluation much slower than a training epoch of the tiny model
+        return next(scores)
+
+    callback = quality._quality_callback(slow_score, target=0.8, cap_s=600, higher_is_better=True)
+    start = time.perf_counter()
+    _fit_with(callback)
+    wall_s = time.perf_counter() - start
+    summary = quality._summary(callback, 0.8, 600, "score")
+    assert summary["epochs"] == 3  # stopped at the first epoch that reached 0.8
+    assert summary["reached"] and summary["best"] == 0.9
+    assert summary["evaluation_s"] >= 0.85
+    # Counted once: had the evaluations been on the training clock, the two would exceed the
+    # wall time of fit by the 0.9 s of sleeping.
+    assert summary["training_s"] + summary["evaluation_s"] <= wall_s + 0.15
+    assert summary["seconds_to_target"] == round(callback.reached_at, 1)
+    assert [value for _, value in summary["curve"]] == [0.1, 0.2, 0.9]
+
+
+def test_stops_at_the_cap_when_the_target_is_not_reached():
+    callback = quality._quality_callback(
+        lambda model: 5.0, target=1.0, cap_s=0.0, higher_is_better=False
+    )
+    _fit_with(callback)
+    summary = quality._summary(callback, 1.0, 0.0, "distance", higher_is_better=False)
+    assert summary["epochs"] == 1
+    assert not summary["reached"] and summary["seconds_to_target"] is None
+    assert summary["best"] == 5.0
+
+
+def test_report_says_reached_or_not_and_keeps_the_last_point_of_the_curve():
+    curve = [(60.0 * minute, 20.0 + 0.1 * minute) for minute in range(1, 26)]
+    results = {
+        "vae": {
+            "metric": "test PSNR (dB)",
+            "target": 26.0,
+            "reached": False,
+            "seconds_to_target": None,
+            "best": 22.5,
+            "epochs": 25,
+            "curve": curve,
+            "training_s": 1500.0,
+            "cap_s": 1500,
+            "settings": "notebook 02",
+        },
+        "dcgan": {"error": "worker failed: out of memory"},
+    }
+    text = "\n".join(report.render_quality(results))
+    assert "| vae | test PSNR (dB) | 26.0 | no | n/a | 22.500 | 25 | 25.0 (25) |" in text
+    assert "25.0: 22.500" in text  # the last point survives the thinning
+    assert "not measured: worker failed: out of memory" in text
