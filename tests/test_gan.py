@@ -109,8 +109,16 @@ def test_noise_changes_between_steps():
     state_before = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
     gan.fit(square_images(16), batch_size=8, epochs=1, verbose=0)
     state_after = keras.ops.convert_to_numpy(gan.seed_generator.state)
-    # Two steps, each drawing noise for D and for G, advance the seed generator.
+    # Two steps, each drawing the noise that D's and G's updates share, advance the generator.
     assert not np.array_equal(state_before, state_after)
+
+
+def test_several_steps_per_execution_update_both_networks_every_step():
+    # steps_per_execution (fewer host round trips per step, for GPUs) reaches Keras' compile.
+    gan = tiny_gan()
+    gan.compile(steps_per_execution=2)
+    gan.fit(square_images(32), batch_size=8, epochs=1, verbose=0)
+    assert int(gan.d_optimizer.iterations) == int(gan.g_optimizer.iterations) == 4
 
 
 def test_samples_are_not_all_alike():
