@@ -293,10 +293,13 @@ def render_profile(profile):
     lines += [
         "",
         f"Ours minus the tutorial's step: {profile['ours_minus_tutorial_ms']:.1f} ms; one "
-        f"discriminator forward pass: {profile['discriminator_forward_ms']:.1f} ms. The "
+        f"discriminator forward pass alone: {profile['discriminator_forward_ms']:.1f} ms. The "
         "package's step runs every piece of the tutorial's plus one more discriminator "
         "forward pass, on the fakes after D's update: the price of updating the networks in "
-        "turn (the tutorial takes G's gradient from the pass before D's update).",
+        "turn (the tutorial takes G's gradient from the pass before D's update). Where the "
+        "difference exceeds one pass, the rest is not attributed by this profile; the update "
+        "in turn also orders the work (G's step waits for D's update), which leaves the two "
+        "cores less to run side by side.",
         "",
     ]
     return lines
