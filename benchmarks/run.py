@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -229,11 +227,12 @@ def section_notebooks(options):
     jupyter = Path(sys.executable).with_name("jupyter")
     rows = []
     for notebook in notebooks:
+        content = read_notebook(notebook)
         row = {
             "notebook": notebook.name,
-            "full_run": committed_run(notebook),
-            "full_mode_lines": full_mode_lines(notebook),
-            "quality_lines": full_mode_lines(notebook, QUALITY_PATTERN),
+            "full_run": committed_run(content),
+            "full_mode_lines": full_mode_lines(content),
+            "quality_lines": full_mode_lines(content, QUALITY_PATTERN),
         }
         if options.smoke or over_budget():
             row["quick_s"] = None
@@ -274,12 +273,18 @@ TIME_PATTERN = re.compile(r"(?i)\b\d+(\.\d+)?\s*(s|sec|seconds?|min|minutes?|h)\
 QUALITY_PATTERN = re.compile(r"(?i)(psnr|ssim|\bfd\b|fr[ée]chet|dB)\b.*?\d")
 
 
-def committed_run(notebook):
+def read_notebook(notebook):
+    """The committed notebook as a dict, or None when it cannot be read as JSON."""
+    try:
+        return json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def committed_run(content):
     """Mode, date and minutes of the committed run, from the execution timestamps that
     nbconvert records per cell (first input to last reply); None without timestamps."""
-    try:
-        content = json.loads(notebook.read_text())
-    except (OSError, ValueError):
+    if content is None:
         return None
     starts, ends = [], []
     for cell in content.get("cells", []):
@@ -296,11 +301,9 @@ def committed_run(notebook):
     }
 
 
-def full_mode_lines(notebook, pattern=TIME_PATTERN, limit=6):
+def full_mode_lines(content, pattern=TIME_PATTERN, limit=6):
     """Output lines of the committed (full-mode) notebook that report a time (or ``pattern``)."""
-    try:
-        content = json.loads(notebook.read_text())
-    except (OSError, ValueError):
+    if content is None:
         return []
     mode = content.get("metadata", {}).get("medgen_tf", {}).get("mode", "unknown")
     found = []
@@ -349,8 +352,8 @@ def plot_quality(quality, path):
     measured = {m: r for m, r in quality.items() if isinstance(r, dict) and r.get("curve")}
     if not measured:
         return
-    figure, axes = plt.subplots(1, len(measured), figsize=(4.2 * len(measured), 3.2))
-    for axis, (model, result) in zip(list(np.atleast_1d(axes)), measured.items(), strict=True):
+    figure, axes = plt.subplots(1, len(measured), figsize=(4.2 * len(measured), 3.2), squeeze=False)
+    for axis, (model, result) in zip(axes[0], measured.items(), strict=True):
         minutes = [seconds / 60 for seconds, _ in result["curve"]]
         axis.plot(minutes, [value for _, value in result["curve"]], marker="o", markersize=3)
         axis.axhline(result["target"], color="tab:red", linestyle="--", label="target")
