@@ -381,6 +381,37 @@ SECTION_FUNCTIONS = {
 }
 
 
+def _saved_quality():
+    saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
+    if not saved_path.exists():
+        return None
+    try:
+        return json.loads(saved_path.read_text())
+    except ValueError as error:
+        log(f"ignoring {saved_path.name}: not readable JSON ({error})")
+        return None
+
+
+def render_saved(json_path, options):
+    """The report of an earlier run, from its JSON: no measurement is repeated."""
+    from benchmarks.report import render
+
+    try:
+        results = json.loads(json_path.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{json_path}: cannot read the results JSON ({error})") from None
+    results["rendered_by"] = f"python benchmarks/run.py --render {json_path}" + (
+        f" --out {options.out}" if options.out else ""
+    )
+    text = render(results, options, None if "quality" in results else _saved_quality())
+    if options.out:
+        Path(options.out).write_text(text)
+        log(f"wrote {options.out} from {json_path} (nothing re-measured)")
+    else:
+        print(text)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="write the Markdown report here")
@@ -401,11 +432,19 @@ def main(argv=None):
     parser.add_argument("--window-seconds", type=float, default=2.0)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--render",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the Markdown again from a saved results JSON",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
         worker(options.worker)
         return 0
+    if options.render:
+        return render_saved(Path(options.render), options)
     options.jit_compile = {"auto": "auto", "true": True, "false": False}[options.jit_compile]
     if options.smoke:
         options.windows, options.window_seconds = 2, 0.5
@@ -434,14 +473,11 @@ def main(argv=None):
     from benchmarks.report import render
 
     saved_quality = None
-    saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
     if "quality" in results:
+        saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
         plot_quality(results["quality"], Path(json_path or saved_path).with_suffix(".png"))
-    elif saved_path.exists():
-        try:
-            saved_quality = json.loads(saved_path.read_text())
-        except ValueError as error:
-            log(f"ignoring {saved_path.name}: not readable JSON ({error})")
+    else:
+        saved_quality = _saved_quality()
     text = render(results, options, saved_quality)
     if options.out:
         Path(options.out).write_text(text)
