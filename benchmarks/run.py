@@ -404,9 +404,13 @@ def render_saved(json_path, options):
         f" --out {options.out}" if options.out else ""
     )
     text = render(results, options, None if "quality" in results else _saved_quality())
-    if options.out:
-        Path(options.out).write_text(text)
-        log(f"wrote {options.out} from {json_path} (nothing re-measured)")
+    return _write_report(text, options.out, f"from {json_path} (nothing re-measured)")
+
+
+def _write_report(text, out, how):
+    if out:
+        Path(out).write_text(text)
+        log(f"wrote {out} {how}")
     else:
         print(text)
     return 0
@@ -479,12 +483,7 @@ def main(argv=None):
     else:
         saved_quality = _saved_quality()
     text = render(results, options, saved_quality)
-    if options.out:
-        Path(options.out).write_text(text)
-        log(f"wrote {options.out} in {results['total_s']:.0f} s")
-    else:
-        print(text)
-    return 0
+    return _write_report(text, options.out, f"in {results['total_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ def test_window_ratios_pair_the_interleaved_windows():
 
 def test_verdict_needs_every_window_to_agree():
     ours = _entry([100.0, 100.0, 100.0])
-    assert report.verdict(ours, _entry([110.0, 105.0, 120.0])) == "slower in every window"
-    assert report.verdict(ours, _entry([90.0, 95.0, 80.0])) == "faster in every window"
-    assert report.verdict(ours, _entry([90.0, 105.0, 100.0])).startswith("parity")
+    assert report.verdict(ours, _entry([110.0, 105.0, 120.0])) == "slower in every window (3)"
+    assert report.verdict(ours, _entry([90.0, 95.0, 80.0])) == "faster in every window (3)"
+    # A tie is not faster.
+    assert report.verdict(ours, _entry([90.0, 105.0, 100.0])) == "faster in 1 of 3 windows"
     assert report.verdict(ours, {"windows": []}) == "n/a"
 
 
@@ -58,8 +59,8 @@ def _results():
 def test_headline_gives_each_ratio_its_range_and_verdict():
     text = "\n".join(report.render_headline(_results()))
     assert "0.90x (windows 0.88-0.91) vs tutorial" in text
-    assert "Against the TF tutorial's own step: **0.90x**, slower in every window" in text
-    assert "package's update: **1.01x**, parity" in text
+    assert "Against the TF tutorial's own step: **0.90x**, slower in every window (3)" in text
+    assert "package's update: **1.01x**, faster in 2 of 3 windows" in text
 
 
 def test_render_writes_a_saved_run_again_and_measures_nothing(tmp_path):
