@@ -44,12 +44,15 @@ def verdict(ours, other):
     return f"faster in {faster} of {len(ratios)} windows"
 
 
-def _ratio_with_range(ours, other):
+def _window_range(ours, other):
     ratios = window_ratios(ours, other)
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "n/a"
+
+
+def _ratio_with_range(ours, other):
     text = _ratio(ours.get("images_per_s"), other.get("images_per_s"))
-    if ratios:
-        text += f" (windows {min(ratios):.2f}-{max(ratios):.2f})"
-    return text
+    window_range = _window_range(ours, other)
+    return text if window_range == "n/a" else f"{text} (windows {window_range})"
 
 
 def _error(result):
@@ -128,11 +131,6 @@ def render_throughput_model(model, result):
             + ", ".join(f"{n} {e['warmup_s']} s" for n, e in contenders.items())
         )
     return lines + [""]
-
-
-def _window_range(ours, other):
-    ratios = window_ratios(ours, other)
-    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "n/a"
 
 
 def render_cpu(cpu):
