@@ -28,7 +28,7 @@ def test_window_ratios_pair_the_interleaved_windows():
     assert report.window_ratios(ours, other) == [2.0, 0.9, 1.0]
 
 
-def test_verdict_needs_every_window_to_agree():
+def test_verdict_counts_the_windows_where_ours_was_faster():
     ours = _entry([100.0, 100.0, 100.0])
     assert report.verdict(ours, _entry([110.0, 105.0, 120.0])) == "slower in every window (3)"
     assert report.verdict(ours, _entry([90.0, 95.0, 80.0])) == "faster in every window (3)"
