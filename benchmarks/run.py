@@ -33,6 +33,8 @@ if str(REPO) not in sys.path:
 
 MARK = "BENCH_JSON:"
 SECTIONS = ("facts", "throughput", "profile", "pipeline", "cpu", "notebooks", "scaling")
+# Written by `make bench-quality`, quoted by `make bench`.
+SAVED_QUALITY = REPO / "benchmarks" / "RESULTS-quality.json"
 
 
 def worker(spec_json):
@@ -382,13 +384,12 @@ SECTION_FUNCTIONS = {
 
 
 def _saved_quality():
-    saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
-    if not saved_path.exists():
+    if not SAVED_QUALITY.exists():
         return None
     try:
-        return json.loads(saved_path.read_text())
+        return json.loads(SAVED_QUALITY.read_text())
     except ValueError as error:
-        log(f"ignoring {saved_path.name}: not readable JSON ({error})")
+        log(f"ignoring {SAVED_QUALITY.name}: not readable JSON ({error})")
         return None
 
 
@@ -478,8 +479,7 @@ def main(argv=None):
 
     saved_quality = None
     if "quality" in results:
-        saved_path = REPO / "benchmarks" / "RESULTS-quality.json"
-        plot_quality(results["quality"], Path(json_path or saved_path).with_suffix(".png"))
+        plot_quality(results["quality"], Path(json_path or SAVED_QUALITY).with_suffix(".png"))
     else:
         saved_quality = _saved_quality()
     text = render(results, options, saved_quality)
