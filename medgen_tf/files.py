@@ -1,0 +1,36 @@
+"""Writing files so that a crash never leaves a half-written one where a good one was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """Yield a temporary path beside ``path``; when the block ends without an error, the
+    temporary file replaces ``path`` in one rename, otherwise it is removed.
+
+    A reader (or a resumed run) therefore sees the old file or the new one, never a truncated
+    mix. The temporary name keeps ``path``'s suffix (or ``suffix``), since writers such as
+    ``keras.Model.save`` and ``nibabel.save`` choose the format from it.
+
+    Example:
+        >>> with atomic_path("metrics.json") as temporary:  # doctest: +SKIP
+        ...     temporary.write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes) or ".tmp"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(handle)
+    temporary = Path(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
