@@ -8,6 +8,15 @@ import tempfile
 from pathlib import Path
 
 
+def _plain_file_mode(path):
+    """The replaced file's mode, or for a new file 0o666 less the process umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; when the block ends without an error, the
@@ -30,6 +39,8 @@ def atomic_path(path, suffix=None):
     temporary = Path(temporary)
     try:
         yield temporary
+        # mkstemp makes the file owner-only; give it the mode a plain open() would have given.
+        os.chmod(temporary, _plain_file_mode(path))
         os.replace(temporary, path)
     finally:
         if temporary.exists():

@@ -23,3 +23,22 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]
+
+
+def test_atomic_path_gives_new_files_the_usual_mode_and_keeps_an_existing_ones(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.png"
+        with atomic_path(fresh) as temporary:
+            temporary.write_bytes(b"png")
+        assert fresh.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600
+        existing = tmp_path / "shared.json"
+        existing.write_text("{}")
+        existing.chmod(0o664)
+        with atomic_path(existing) as temporary:
+            temporary.write_text("[]")
+        assert existing.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(umask)
