@@ -1,5 +1,8 @@
 """Tests for medgen_tf.models.cyclegan: architectures, image pool, schedule, training step."""
 
+import doctest
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -21,7 +24,7 @@ def _count_residual_blocks(model):
     return sum(1 for layer in model.layers if isinstance(layer, keras.layers.Add))
 
 
-def _small_cyclegan(size=SIZE, pool_size=4, seed=0):
+def _small_cyclegan(size=SIZE, pool_size=4, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
     return CycleGAN(
         build_resnet_generator(size, 1, filters=4, num_residual_blocks=1, name="g_ab"),
@@ -30,6 +33,7 @@ def _small_cyclegan(size=SIZE, pool_size=4, seed=0):
         build_patchgan_discriminator(size, 1, filters=4, name="d_b"),
         pool_size=pool_size,
         seed=seed,
+        **kwargs,
     )
 
 
@@ -70,6 +74,13 @@ def test_shapes_and_default_residual_blocks(size, patch_side, default_blocks):
     assert translated.dtype == np.float32 and np.abs(translated).max() <= 1.0
     logits = discriminator(images)
     assert logits.shape == (2, patch_side, patch_side, 1) and logits.dtype == "float32"
+
+
+def test_patchgan_refuses_images_too_small_for_its_convolutions():
+    with pytest.raises(ValueError, match="image_size=16 is too small for the PatchGAN.*24"):
+        build_patchgan_discriminator(16, filters=2)
+    smallest = build_patchgan_discriminator(24, filters=2)
+    assert smallest(np.zeros((1, 24, 24, 1), "float32")).shape == (1, 1, 1, 1)
 
 
 def test_generator_rejects_sizes_it_cannot_halve_twice():
@@ -120,6 +131,13 @@ def test_full_image_pool_swaps_half_of_the_images_with_stored_ones():
     assert 0.4 < swaps / num_calls < 0.6
 
 
+def test_negative_pool_size_is_refused():
+    with pytest.raises(ValueError, match="pool_size must be >= 0, got -1"):
+        ImagePool(pool_size=-1, image_shape=(2, 2, 1))
+    with pytest.raises(ValueError, match="pool_size must be >= 0, got -2"):
+        _small_cyclegan(pool_size=-2)
+
+
 def test_image_pool_works_inside_a_compiled_function_and_of_size_zero_is_identity():
     pool = ImagePool(pool_size=3, image_shape=(2, 2, 1), seed=0)
     compiled = tf.function(pool.__call__)
@@ -152,6 +170,20 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
     assert float(restored(90)) == pytest.approx(float(schedule(90)))
     custom = LinearDecayAfterHalf(1.0, total_steps=10, decay_start_step=8)
     assert float(custom(9)) == pytest.approx(0.5)
+
+
+def test_schedule_refuses_a_decay_start_outside_the_run_and_its_example_is_true():
+    for decay_start_step in (-1, 11):
+        with pytest.raises(ValueError, match=r"decay_start_step must be in \[0, total_steps=10\]"):
+            LinearDecayAfterHalf(1.0, total_steps=10, decay_start_step=decay_start_step)
+    assert float(LinearDecayAfterHalf(1.0, total_steps=10, decay_start_step=0)(5)) == 0.5
+    assert float(LinearDecayAfterHalf(1.0, total_steps=10, decay_start_step=10)(9)) == 1.0
+    runner = doctest.DocTestRunner()
+    finder = doctest.DocTestFinder()
+    globs = {"LinearDecayAfterHalf": LinearDecayAfterHalf}
+    for test in finder.find(LinearDecayAfterHalf, "LinearDecayAfterHalf", globs=globs):
+        runner.run(test)
+    assert runner.summarize(verbose=False) == (0, 2)
 
 
 def test_default_optimizers_are_the_papers_adam():
@@ -194,6 +226,67 @@ def test_one_step_fit_updates_all_four_networks_and_fills_the_pools():
     )
     with pytest.raises(ValueError, match="direction"):
         model.translate(np.zeros((1, SIZE, SIZE, 1), "float32"), "t1_to_t2")
+
+
+def _count_generator_calls(model):
+    calls = []
+    for network in (model.generator_ab, model.generator_ba):
+        original_call = network.call
+
+        def counting_call(*args, _call=original_call, **kwargs):
+            calls.append(1)
+            return _call(*args, **kwargs)
+
+        network.call = counting_call
+    return calls
+
+
+@pytest.mark.parametrize(("identity_weight", "generator_passes"), [(0.5, 6), (0.0, 4)])
+def test_identity_passes_run_only_when_the_identity_loss_counts(identity_weight, generator_passes):
+    model = _small_cyclegan(identity_weight=identity_weight)
+    model.compile()
+    calls = _count_generator_calls(model)
+    real_a, real_b = next(iter(_unpaired_dataset()))
+    logs = model.train_step((real_a, real_b))
+    # G_ab(a), G_ba(b), the two cycles, and G_ab(b), G_ba(a) for the identity loss.
+    assert len(calls) == generator_passes
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    if identity_weight == 0.0:
+        assert float(logs["identity_loss"]) == 0.0
+    else:
+        assert float(logs["identity_loss"]) > 0.0
+
+
+def test_identity_weight_zero_trains_through_fit_and_reports_zero_identity_loss():
+    model = _small_cyclegan(pool_size=2, identity_weight=0.0)
+    model.compile()
+    history = model.fit(_unpaired_dataset(), epochs=1, verbose=0).history
+    assert history["identity_loss"] == [0.0]
+    assert all(np.isfinite(values[-1]) for values in history.values())
+
+
+def test_compiled_keras_round_trip_restores_the_four_optimizers_and_schedules(tmp_path):
+    model = _small_cyclegan(pool_size=2)
+    model.compile(**default_optimizers(total_steps=10, learning_rate=3e-4))
+    model.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
+    path = tmp_path / "cyclegan.keras"
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.saving.load_model(path)
+    # Keras warns "compile() was not called as part of model loading" without the fix.
+    assert not [w for w in caught if "compile()" in str(w.message)]
+    expected = {"initial_learning_rate": 3e-4, "total_steps": 10, "decay_start_step": 5}
+    for ours, theirs in zip(restored.optimizers, model.optimizers, strict=True):
+        assert type(ours) is keras.optimizers.Adam and ours.beta_1 == 0.5
+        assert isinstance(ours._learning_rate, LinearDecayAfterHalf)
+        assert ours._learning_rate.get_config() == pytest.approx(expected)
+        # Keras restores the optimizer state too: step count and Adam's moments.
+        assert int(ours.iterations) == 1
+        for restored_variable, variable in zip(ours.variables, theirs.variables, strict=True):
+            np.testing.assert_array_equal(restored_variable.numpy(), variable.numpy())
+    restored.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
+    assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [2, 2, 2, 2]
 
 
 def test_mixed_precision_step_is_finite_and_outputs_float32():

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -82,6 +83,34 @@ def test_default_optimizers_follow_the_papers():
     assert float(d_optimizer.beta_2) == pytest.approx(0.9)
 
 
+def test_loss_names_are_matched_in_any_case_with_dashes_or_underscores():
+    # get_adversarial_loss accepts these spellings; the rest of GAN must read them the same way.
+    wgan = tiny_gan(loss="WGAN-GP")
+    assert wgan.loss_name == "wgan_gp" and wgan.is_wasserstein
+    assert wgan.n_critic == 5 and "gradient_penalty" in wgan.trackers
+    wgan.compile()
+    assert float(wgan.d_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(wgan.d_optimizer.beta_2) == pytest.approx(0.9)
+    d_optimizer, _ = default_optimizers("WGAN_GP")
+    assert float(d_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert tiny_gan(loss="Least_Squares").decision_threshold == 0.5
+    assert tiny_gan(loss="Non-Saturating").decision_threshold == 0.0
+
+
+def test_bad_settings_are_refused_with_a_clear_message():
+    for n_critic in (-1, 0):
+        with pytest.raises(ValueError, match="n_critic must be None or at least 1"):
+            tiny_gan(n_critic=n_critic)
+    assert tiny_gan(loss="wgan_gp", n_critic=1).n_critic == 1
+    with pytest.raises(ValueError, match="latent_dim=16 differs"):
+        tiny_gan(latent_dim=16)
+    assert tiny_gan(latent_dim=LATENT_DIM).latent_dim == LATENT_DIM
+    gan = tiny_gan(num_classes=3)
+    with pytest.raises(ValueError, match="one label per sample"):
+        gan.generate(3, labels=[0, 1])
+    assert gan.generate(2, labels=np.array([0, 2])).shape == (2, 32, 32, 1)
+
+
 def test_discriminator_learns_against_a_frozen_generator():
     keras.utils.set_random_seed(0)
     gan = tiny_gan()
@@ -158,6 +187,52 @@ def test_wrapper_keras_round_trip(tmp_path):
     restored = keras.models.load_model(path)
     assert isinstance(restored, GAN) and restored.loss_name == "hinge"
     np.testing.assert_array_equal(gan.generate(4), restored.generate(4))
+
+
+@pytest.mark.parametrize("num_classes", [None, 3])
+def test_compiled_keras_round_trip_restores_both_optimizers_and_trains_on(tmp_path, num_classes):
+    gan = tiny_gan(num_classes=num_classes)
+    gan.compile(keras.optimizers.Adam(3e-4, beta_1=0.3), keras.optimizers.Adam(5e-5, beta_1=0.4))
+    data = (square_images(8),) if num_classes is None else (square_images(8), np.arange(8) % 3)
+    gan.fit(*data, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "gan.keras"
+    gan.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.models.load_model(path)
+    assert not [w for w in caught if "compile()" in str(w.message)]
+    pairs = zip(restored.optimizers, gan.optimizers, [(3e-4, 0.3), (5e-5, 0.4)], strict=True)
+    for ours, theirs, (learning_rate, beta_1) in pairs:
+        assert type(ours) is keras.optimizers.Adam
+        assert ours.get_config()["learning_rate"] == pytest.approx(learning_rate)
+        assert ours.get_config()["beta_1"] == pytest.approx(beta_1)
+        # Keras restores the optimizer state too: step count and Adam's moments.
+        assert int(ours.iterations) == 1
+        for restored_variable, variable in zip(ours.variables, theirs.variables, strict=True):
+            np.testing.assert_array_equal(restored_variable.numpy(), variable.numpy())
+    history = restored.fit(*data, batch_size=8, epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
+    assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [2, 2]
+
+
+def test_mixed_precision_keras_round_trip_keeps_one_loss_scale_optimizer(tmp_path):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gan = tiny_gan()
+        gan.compile()
+        gan.fit(square_images(8), batch_size=8, epochs=1, verbose=0)
+        path = tmp_path / "gan.keras"
+        gan.save(path)
+        restored = keras.models.load_model(path)
+        for optimizer, original in zip(restored.optimizers, gan.optimizers, strict=True):
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            # Not a LossScaleOptimizer around a LossScaleOptimizer.
+            assert type(optimizer.inner_optimizer) is keras.optimizers.Adam
+            assert int(optimizer.iterations) == int(original.iterations)
+        restored.fit(square_images(8), batch_size=8, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def test_conditional_gan_one_step_fit_and_labels_matter():

@@ -52,6 +52,19 @@ def test_shapes_and_float32_outputs():
         build_encoder(7)
 
 
+def test_mismatched_decoder_is_refused():
+    encoder = build_encoder(IMAGE_SIZE, latent_dim=LATENT_DIM, base_filters=2)
+    for likelihood, other in (("bernoulli", "gaussian"), ("gaussian", "bernoulli")):
+        decoder = build_decoder(IMAGE_SIZE, latent_dim=LATENT_DIM, base_filters=2, likelihood=other)
+        with pytest.raises(ValueError, match=f"likelihood='{likelihood}' but the decoder outputs"):
+            VAE(encoder, decoder, likelihood=likelihood)
+    wider = build_decoder(IMAGE_SIZE, latent_dim=LATENT_DIM + 1, base_filters=2)
+    with pytest.raises(ValueError, match=r"latent size \(4\) differs .* input size \(5\)"):
+        VAE(encoder, wider)
+    matching = build_decoder(IMAGE_SIZE, latent_dim=LATENT_DIM, base_filters=2)
+    assert VAE(encoder, matching).latent_dim == LATENT_DIM
+
+
 def test_gradients_reach_mean_and_log_variance_through_sampling():
     z_mean = tf.Variable(np.full((4, LATENT_DIM), 0.3, np.float32))
     z_log_var = tf.Variable(np.full((4, LATENT_DIM), -0.5, np.float32))

@@ -78,6 +78,18 @@ def build_resnet_generator(
     return keras.Model(images, outputs, name=name)
 
 
+# Strides of the PatchGAN's five 4x4 convolutions, each after a zero padding of 1.
+PATCHGAN_STRIDES = (2, 2, 2, 1, 1)
+
+
+def _patchgan_output_side(image_size):
+    # Checked up front: Keras would only report "output size would be zero or negative".
+    side = int(image_size)
+    for stride in PATCHGAN_STRIDES:
+        side = (side + 2 - 4) // stride + 1
+    return side
+
+
 def build_patchgan_discriminator(
     image_size=256, channels=1, filters=64, name="patchgan_discriminator"
 ):
@@ -86,7 +98,13 @@ def build_patchgan_discriminator(
     4x4 convolutions (stride 2, 2, 2, then 1, 1), LeakyReLU(0.2), instance norm on all but the
     first; each output logit judges one 70x70 patch (a 30x30 map at 256 px). No sigmoid: the
     least-squares loss reads the raw values. ``channels`` is 2 for a conditional pix2pix D.
+    ``image_size`` must leave the logits map at least 1x1, so it must be at least 24.
     """
+    if image_size is not None and _patchgan_output_side(image_size) < 1:
+        minimum = next(side for side in range(1, 64) if _patchgan_output_side(side) >= 1)
+        raise ValueError(
+            f"image_size={image_size} is too small for the PatchGAN; it needs at least {minimum}."
+        )
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for index, (width, stride) in enumerate(
@@ -115,7 +133,7 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
         >>> schedule = LinearDecayAfterHalf(2e-4, total_steps=100)
-        >>> float(schedule(75))
+        >>> round(float(schedule(75)), 10)  # computed in float32
         0.0001
     """
 
@@ -127,6 +145,11 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_start_step = int(
             self.total_steps // 2 if decay_start_step is None else decay_start_step
         )
+        if not 0 <= self.decay_start_step <= self.total_steps:
+            raise ValueError(
+                f"decay_start_step must be in [0, total_steps={self.total_steps}], "
+                f"got {decay_start_step}."
+            )
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
@@ -167,10 +190,15 @@ class ImagePool(keras.layers.Layer):
     its slot), otherwise returned as is. D thus sees older fakes too, which damps oscillation.
     The buffer is a non-trainable weight (saved with checkpoints) updated with tensor ops, so it
     works inside a compiled ``train_step``. Two images of one batch that draw the same slot both
-    return its old image and the later one is kept.
+    return its old image and one of them is kept (which one is not defined: scatter updates
+    with duplicate indices have no guaranteed order on GPU).
+
+    Under ``tf.distribute`` each replica keeps its own pool, filled with its own share of the
+    fakes; reading the weights (and so a checkpoint) gives replica 0's pool only.
 
     Args:
-        pool_size: images kept (50 in CycleGAN); 0 turns the pool into the identity.
+        pool_size: images kept (50 in CycleGAN), at least 0; 0 turns the pool into the
+            identity.
         image_shape: ``(height, width, channels)`` of one image.
         seed: seed of the pool's SeedGenerator.
 
@@ -183,6 +211,8 @@ class ImagePool(keras.layers.Layer):
         # Generators output float32 even under mixed precision; the pool stores them as they are.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if int(pool_size) < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}.")
         self.pool_size = int(pool_size)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.seed = seed
@@ -259,8 +289,9 @@ class CycleGAN(keras.Model):
         generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).
         discriminator_a, discriminator_b: PatchGANs judging domain A and domain B images.
         lambda_cycle: weight of the cycle loss (10 in the paper).
-        identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5).
-        pool_size: image pool size per discriminator (50).
+        identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5). At 0
+            the two identity generator passes are skipped and ``identity_loss`` reports 0.
+        pool_size: image pool size per discriminator (50), at least 0 (0: no pool).
         seed: seed of the pools' random choices.
 
     Example:
@@ -285,6 +316,8 @@ class CycleGAN(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if int(pool_size) < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}.")
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.lambda_cycle = float(lambda_cycle)
@@ -336,6 +369,25 @@ class CycleGAN(keras.Model):
             setattr(self, name, loss_scaled(optimizer or defaults[name]))
         self.build_optimizers()
 
+    def get_compile_config(self):
+        # With compile overridden, Keras needs these two methods to restore the four
+        # optimizers (schedules included; their state comes from the weights file) on load.
+        if not self.compiled:
+            return {}
+        return {
+            name: keras.saving.serialize_keras_object(getattr(self, name))
+            for name in OPTIMIZER_NAMES
+        }
+
+    def compile_from_config(self, config):
+        # A LossScaleOptimizer comes back as one; loss_scaled does not wrap it a second time.
+        self.compile(
+            **{
+                name: keras.saving.deserialize_keras_object(config[name])
+                for name in OPTIMIZER_NAMES
+            }
+        )
+
     @property
     def optimizers(self):
         """The four optimizers, for checkpointing, in ``OPTIMIZER_NAMES`` order."""
@@ -379,16 +431,19 @@ class CycleGAN(keras.Model):
             fake_a = self.generator_ba(real_b, training=True)
             cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=True))
             cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=True))
-            identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=True))
-            identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=True))
+            # Decided at trace time: with weight 0 the two identity generator passes would
+            # only cost time (the authors' code skips them too).
+            if self.identity_weight:
+                identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=True))
+                identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=True))
             adversarial = losses.least_squares_generator_loss(
                 self.discriminator_b(fake_b, training=True)
             ) + losses.least_squares_generator_loss(self.discriminator_a(fake_a, training=True))
-            g_loss = (
-                adversarial
-                + self.lambda_cycle * cycle
-                + self.identity_weight * self.lambda_cycle * identity
-            )
+            g_loss = adversarial + self.lambda_cycle * cycle
+            if self.identity_weight:
+                g_loss += self.identity_weight * self.lambda_cycle * identity
+            else:
+                identity = ops.zeros((), "float32")
             g_loss_replica = losses.scale_for_replicas(g_loss)
             scaled_ab = self.generator_ab_optimizer.scale_loss(g_loss_replica)
             scaled_ba = self.generator_ba_optimizer.scale_loss(g_loss_replica)

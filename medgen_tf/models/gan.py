@@ -86,10 +86,14 @@ def build_discriminator(
     Strided 4x4 convolutions with LeakyReLU(0.2) halve the side down to 4x4, then Flatten and
     Dense(1) in float32. The logit goes to a loss ``from_logits`` (stable, and it is what
     WGAN-GP and hinge need). ``normalization``: None (default; right for every loss),
-    ``"batch"`` (DCGAN paper; not for WGAN-GP: the penalty is per sample) or ``"layer"``
-    (Gulrajani et al.'s choice for a critic). With ``num_classes``, inputs are
-    ``[images, labels]``: an embedding of the label is reshaped to one extra image channel,
-    so the first convolution already sees which class the image claims to be.
+    ``"batch"`` (DCGAN paper; not for WGAN-GP: the penalty is per sample) or ``"layer"``:
+    Keras ``LayerNormalization`` on the channel axis, which standardises each pixel of each
+    image over its channels, with a learned per-channel scale and offset. It is per sample, so
+    the WGAN-GP penalty stays valid, but it is not the layer norm of Gulrajani et al.'s code,
+    which standardises each sample over all its channels, rows and columns at once. With
+    ``num_classes``, inputs are ``[images, labels]``: an embedding of the label is reshaped to
+    one extra image channel, so the first convolution already sees which class the image
+    claims to be.
     """
     if normalization not in (None, "batch", "layer"):
         raise ValueError(f"normalization must be None, 'batch' or 'layer', got {normalization!r}.")
@@ -110,6 +114,8 @@ def build_discriminator(
         if block > 0 and normalization == "batch":
             x = layers.BatchNormalization(name=f"downsample_{block}_bn")(x)
         elif block > 0 and normalization == "layer":
+            # Over the channels of each pixel (axis -1), not over C, H, W as in Gulrajani et
+            # al.'s code; kept because trained critics and notebook 01's results depend on it.
             x = layers.LayerNormalization(name=f"downsample_{block}_ln")(x)
         # maximum(x, 0.2 x), not keras LeakyReLU: TF 2.21's grappler fails on the fused
         # Conv2D+BiasAdd+LeakyRelu of a training graph ("remapper failed" on every trace).
@@ -122,10 +128,17 @@ def build_discriminator(
     return keras.Model(inputs if num_classes else images, logits, name=name)
 
 
+def _loss_key(loss):
+    # The spelling get_adversarial_loss accepts: "WGAN-GP" must turn on the penalty too.
+    return str(loss).lower().replace("-", "_")
+
+
 def default_optimizers(loss="non_saturating"):
     """``(d_optimizer, g_optimizer)``: Adam(2e-4, beta_1=0.5) (Radford et al. 2015), or for
-    WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017)."""
-    if str(loss).replace("-", "_") == "wgan_gp":
+    WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017). ``loss`` is matched
+    as :func:`medgen_tf.losses.get_adversarial_loss` matches it: any case, dashes or
+    underscores."""
+    if _loss_key(loss) == "wgan_gp":
         settings = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
     else:
         settings = dict(learning_rate=2e-4, beta_1=0.5)
@@ -150,10 +163,10 @@ class GAN(keras.Model):
     Args:
         generator, discriminator: Keras models (see ``build_generator``/``build_discriminator``).
         latent_dim: noise size; read from the generator when None.
-        loss: "non_saturating", "least_squares", "hinge" or "wgan_gp".
+        loss: "non_saturating", "least_squares", "hinge" or "wgan_gp" (any case, "-" or "_").
         label_smoothing: one-sided smoothing of the real target (0.1 -> 0.9); not for wgan_gp.
-        n_critic: D updates per G update (default 5 for wgan_gp, else 1). The critic steps reuse
-            the step's real batch, as the keras.io WGAN-GP example does.
+        n_critic: D updates per G update, None or at least 1 (None: 5 for wgan_gp, else 1).
+            The critic steps reuse the step's real batch, as the keras.io WGAN-GP example does.
         gradient_penalty_weight: lambda of WGAN-GP (10, Gulrajani et al. 2017).
         seed: seed of the noise SeedGenerator.
 
@@ -180,13 +193,19 @@ class GAN(keras.Model):
     ):
         super().__init__(**kwargs)
         self.generator, self.discriminator = generator, discriminator
-        noise_input = generator.inputs[0]
-        self.latent_dim = int(latent_dim or noise_input.shape[-1])
-        self.loss_name = str(loss).replace("-", "_")
+        noise_size = generator.inputs[0].shape[-1]
+        if latent_dim is not None and noise_size is not None and int(latent_dim) != noise_size:
+            raise ValueError(
+                f"latent_dim={latent_dim} differs from the generator's noise input ({noise_size})."
+            )
+        self.latent_dim = int(latent_dim or noise_size)
+        self.loss_name = _loss_key(loss)
         self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
         self.is_wasserstein = self.loss_name == "wgan_gp"
         self.label_smoothing = float(label_smoothing)
-        self.n_critic = int(n_critic or (5 if self.is_wasserstein else 1))
+        if n_critic is not None and int(n_critic) < 1:
+            raise ValueError(f"n_critic must be None or at least 1, got {n_critic}.")
+        self.n_critic = int(n_critic) if n_critic is not None else (5 if self.is_wasserstein else 1)
         self.gradient_penalty_weight = float(gradient_penalty_weight)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
@@ -215,6 +234,23 @@ class GAN(keras.Model):
         # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
         # variables there, and a restore needs them to exist or Adam's moments restart.
         self.build_optimizers()
+
+    def get_compile_config(self):
+        # With compile overridden, Keras needs these two methods to restore both optimizers
+        # (and, from the weights file, their state) when a .keras file is loaded.
+        if not self.compiled:
+            return {}
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        # A LossScaleOptimizer comes back as one; loss_scaled does not wrap it a second time.
+        self.compile(
+            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+        )
 
     @property
     def optimizers(self):
@@ -397,6 +433,12 @@ class ConditionalGAN(GAN):
     def generate(self, num_samples, seed=0, labels=None):
         if labels is None:
             raise ValueError("ConditionalGAN.generate needs labels (one per sample).")
+        labels = ops.convert_to_tensor(labels, dtype="int32")
+        if len(labels.shape) != 1 or labels.shape[0] != int(num_samples):
+            raise ValueError(
+                f"ConditionalGAN.generate needs one label per sample: num_samples={num_samples}, "
+                f"labels of shape {tuple(labels.shape)}."
+            )
         return super().generate(num_samples, seed=seed, labels=labels)
 
     def get_config(self):
