@@ -130,3 +130,112 @@ def test_tfds_catalog_dataset_with_mock_data():
     assert data["images"].min() >= -1.0 and data["images"].max() <= 1.0
     assert data["labels"].shape == (6,) and set(data["labels"]) <= {0, 1}
     assert [name.lower() for name in data["label_names"]] == ["normal", "pneumonia"]
+
+
+def _flip_byte(path, offset):
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_corrupt_archive_is_a_one_line_data_error(tmp_path, compressed):
+    path = tmp_path / "damaged.npz"
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8),
+        "train_labels": np.zeros((10, 1), np.uint8),
+    }
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    # One flipped byte inside train_images' data: the zip directory still opens, the member
+    # fails its CRC (stored) or its deflate stream (compressed) only when read.
+    _flip_byte(path, path.stat().st_size // 3)
+    with pytest.raises(DataError, match="corrupt .npz archive") as error:
+        medmnist.load_medmnist(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def _arrays_npz(path, images, labels):
+    np.savez(path, train_images=images, train_labels=labels)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "problem"),
+    [
+        (np.zeros((0, 28, 28), np.uint8), np.zeros((0, 1), np.uint8), "has 0 images"),
+        (np.zeros((3, 28, 28), np.uint8), np.zeros((3, 0), np.uint8), "no label column"),
+        (np.zeros((3, 28, 40), np.uint8), np.zeros((3, 1), np.uint8), "28x40, not square"),
+        (np.linspace(0, 2, 3 * 28 * 28).reshape(3, 28, 28), np.zeros((3, 1)), r"in \[0, 2\]"),
+        (np.full((3, 28, 28), np.nan, np.float32), np.zeros((3, 1)), "NaN or Inf"),
+        (np.full((3, 28, 28), 300, np.int64), np.zeros((3, 1)), "expected 0..255"),
+        (np.zeros((3, 28, 28), np.uint8), np.full((3, 1), np.nan), "labels has NaN"),
+        (np.zeros((3, 28, 28), np.uint8), np.array([["a"], ["b"], ["c"]]), "expected integers"),
+    ],
+    ids=[
+        "empty",
+        "no-label-column",
+        "non-square",
+        "float>1",
+        "nan",
+        "int>255",
+        "nan-labels",
+        "text-labels",
+    ],
+)
+def test_malformed_arrays_are_one_line_data_errors(tmp_path, images, labels, problem):
+    path = _arrays_npz(tmp_path / "odd.npz", images, labels)
+    with pytest.raises(DataError, match=problem) as error:
+        medmnist.load_medmnist(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_float_images_in_unit_range_are_not_divided_again(tmp_path):
+    pixels = np.random.default_rng(1).random((4, 28, 28)).astype(np.float32)
+    path = _arrays_npz(tmp_path / "floats.npz", pixels, np.zeros((4, 1)))
+    data = medmnist.load_medmnist(path, value_range=(-1.0, 1.0))
+    np.testing.assert_allclose(data["images"][..., 0], pixels * 2 - 1, atol=1e-6)
+
+
+def _cached_official(monkeypatch, tmp_path, name="breastmnist", size=28):
+    import keras
+
+    def no_network(**kwargs):
+        raise AssertionError("a cached file must not be downloaded again")
+
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    local = tmp_path / "cache" / "medmnist" / medmnist.file_name(name, size)
+    local.parent.mkdir(parents=True)
+    return _write_npz(local)
+
+
+def _expect_md5(monkeypatch, name, size, md5):
+    md5s, label_names, terms = medmnist.DATASETS[name]
+    monkeypatch.setitem(medmnist.DATASETS, name, ({**md5s, size: md5}, label_names, terms))
+
+
+def test_cached_file_md5_is_checked_locally(monkeypatch, tmp_path):
+    import hashlib
+
+    local = _cached_official(monkeypatch, tmp_path)
+    _expect_md5(monkeypatch, "breastmnist", 28, hashlib.md5(local.read_bytes()).hexdigest())
+    data = medmnist.load_medmnist("breastmnist")
+    assert data["images"].shape == (10, 28, 28, 1)
+    # The same file, altered after it was cached (here: the published md5 no longer matches).
+    _expect_md5(monkeypatch, "breastmnist", 28, "0" * 32)
+    with pytest.raises(DataError, match="md5 mismatch.*delete it") as error:
+        medmnist.load_medmnist("breastmnist")
+    assert str(local) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cached_file_changed_on_disk_is_rehashed(monkeypatch, tmp_path):
+    import hashlib
+
+    local = _cached_official(monkeypatch, tmp_path, size=64)
+    _expect_md5(monkeypatch, "breastmnist", 64, hashlib.md5(local.read_bytes()).hexdigest())
+    medmnist.load_medmnist("breastmnist", size=64)
+    _write_npz(local, seed=1)  # a different file now sits where the verified one was
+    with pytest.raises(DataError, match="md5 mismatch"):
+        medmnist.load_medmnist("breastmnist", size=64)

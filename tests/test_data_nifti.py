@@ -8,7 +8,13 @@ import pytest
 
 from medgen_tf import DataError
 from medgen_tf.data import load_nifti_slices, load_volume
-from medgen_tf.data.nifti import extract_slices, normalize_intensity, resize_slices, sha256_of
+from medgen_tf.data.nifti import (
+    extract_slices,
+    foreground_mask,
+    normalize_intensity,
+    resize_slices,
+    sha256_of,
+)
 
 
 def _volume(shape=(12, 14, 10), seed=0):
@@ -61,15 +67,25 @@ def test_flipped_and_permuted_orientations_load_identically(tmp_path):
 def test_four_d_needs_an_explicit_volume(tmp_path):
     volumes = np.stack([_volume(seed=s) * (s + 1) for s in range(3)], axis=-1)
     path = _save(volumes, tmp_path / "bold.nii.gz")
-    with pytest.raises(DataError, match="3 volumes; pass volume_index") as error:
+    with pytest.raises(DataError, match="3 volumes; pick one") as error:
         load_volume(path)
     _one_line_naming(error, path)
+    # The message tells the user the spec syntax that picks a volume.
+    assert f"nifti:{path}#N" in str(error.value)
     second, _ = load_volume(path, volume_index=1)
     np.testing.assert_allclose(second, volumes[..., 1])
     with pytest.raises(DataError, match="out of range"):
         load_volume(path, volume_index=3)
     single, _ = load_volume(_save(volumes[..., :1], tmp_path / "one.nii.gz"))
     assert single.shape == volumes.shape[:3]
+
+
+def test_volume_index_on_a_3d_file_is_refused(tmp_path):
+    path = _save(_volume(), tmp_path / "t1.nii.gz")
+    load_volume(path, volume_index=0)  # a 3-D file is its own volume 0
+    with pytest.raises(DataError, match="volume_index 2 given, but the image is 3-D") as error:
+        load_volume(path, volume_index=2)
+    _one_line_naming(error, path)
 
 
 def _bad_files(tmp_path):
@@ -188,3 +204,52 @@ def test_simulated_subject_round_trips_through_nifti(tmp_path):
     np.testing.assert_allclose(affine, volumes["affine"])
     images = load_nifti_slices(path, image_size=28)
     assert images.shape[1:] == (28, 28, 1) and len(images) > 5
+
+
+def _sphere(path, zooms, field_mm=40.0, radius_mm=6.0):
+    """A bright ball (2) of ``radius_mm`` inside a dimmer box (1) on air (0), in a cube of
+    ``field_mm`` sampled with voxel sizes ``zooms`` (x, y, z) in mm."""
+    shape = [round(field_mm / zoom) for zoom in zooms]
+    centres = [
+        (np.arange(n) + 0.5) * zoom - field_mm / 2 for n, zoom in zip(shape, zooms, strict=True)
+    ]
+    x, y, z = np.meshgrid(*centres, indexing="ij")
+    inside_box = np.max(np.abs(np.stack([x, y, z])), axis=0) < 0.4 * field_mm
+    volume = inside_box.astype(np.float32) + (x**2 + y**2 + z**2 < radius_mm**2)
+    return _save(volume.astype(np.float32), path, np.diag([*zooms, 1.0]))
+
+
+def _ball_extent(images):
+    """Rows and columns covered by the ball (values above the box's -1) in its widest slice."""
+    ball = images[..., 0] > 0.0
+    widest = ball[np.argmax(ball.sum(axis=(1, 2)))]
+    return int(widest.any(axis=1).sum()), int(widest.any(axis=0).sum())
+
+
+def test_anisotropic_voxels_keep_a_sphere_round_isotropic_unchanged(tmp_path):
+    # 2 x 1 x 1 mm voxels: 20 samples across x, 40 across y, for the same 40 mm.
+    images = load_nifti_slices(_sphere(tmp_path / "aniso.nii.gz", (2.0, 1.0, 1.0)), image_size=40)
+    rows, columns = _ball_extent(images)
+    # 40 mm field on 40 pixels: the 12 mm ball is ~12 px across in both directions.
+    assert abs(rows - columns) <= 2, (rows, columns)
+    assert 10 <= rows <= 14 and 10 <= columns <= 14, (rows, columns)
+    isotropic = load_nifti_slices(_sphere(tmp_path / "iso.nii.gz", (1.0, 1.0, 1.0)), 40)
+    assert abs(np.array(_ball_extent(isotropic)) - (rows, columns)).max() <= 2
+    # Square pixels of any size must give exactly the pad-and-resize slices (no resampling).
+    path = _sphere(tmp_path / "iso15.nii.gz", (1.5, 1.5, 1.5), field_mm=48.0)
+    volume, _ = load_volume(path)
+    mask = foreground_mask(volume)
+    slices, _ = extract_slices(normalize_intensity(volume, mask=mask), mask=mask)
+    expected = np.clip(resize_slices(slices, 24, fill_value=-1.0), -1.0, 1.0)
+    np.testing.assert_array_equal(load_nifti_slices(path, image_size=24), expected)
+
+
+def test_constant_foreground_is_refused(tmp_path):
+    # A binary mask (or a label file) has one foreground value: normalising it would give
+    # all-background slices, silently.
+    mask = (_volume() > 1.0).astype(np.float32)
+    for name, array in {"mask.nii.gz": mask, "labels.nii.gz": mask * 5.0}.items():
+        path = _save(array, tmp_path / name)
+        with pytest.raises(DataError, match="foreground intensity is constant") as error:
+            load_nifti_slices(path, image_size=16)
+        _one_line_naming(error, path)

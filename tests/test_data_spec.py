@@ -55,7 +55,7 @@ def test_nifti_and_medmnist_specs(tmp_path):
     nib.save(nib.Nifti1Image(volumes["pd"], volumes["affine"]), str(folder / "s2.nii.gz"))
     data = load_spec(f"nifti:{folder}", image_size=28)
     assert data["images"].shape[1:] == (28, 28, 1) and data["label_names"] == ["s2.nii.gz"]
-    with pytest.raises(DataError, match="folder not found|file not found"):
+    with pytest.raises(DataError, match="does not exist"):
         load_spec(f"nifti:{tmp_path / 'absent'}")
 
     path = _npz(tmp_path / "toy.npz")
@@ -87,3 +87,58 @@ def test_preview_grid_writes_png(tmp_path):
     path = _npz(tmp_path / "toy.npz")
     other = preview_grid(f"medmnist:{path}", tmp_path / "sub" / "toy.png", image_size=28)
     assert other.exists()
+
+
+def _four_d(path, count=3):
+    """Volumes that differ: ball v is shifted by 3 v voxels along x, so slices tell them apart."""
+    grid = np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij")).astype(np.float32)
+    volumes = []
+    for index in range(count):
+        distance = np.sqrt((grid[0] - 5 - 3 * index) ** 2 + (grid[1] - 8) ** 2 + (grid[2] - 8) ** 2)
+        volumes.append(np.where(distance < 5, 2.0 + grid[1] / 16, 0.0))
+    nib.save(nib.Nifti1Image(np.stack(volumes, axis=-1).astype(np.float32), np.eye(4)), str(path))
+    return path
+
+
+def test_nifti_spec_picks_a_volume_of_a_4d_file(tmp_path):
+    from medgen_tf.data import load_nifti_slices
+
+    path = _four_d(tmp_path / "bold.nii.gz")
+    with pytest.raises(DataError, match="3 volumes") as error:
+        load_spec(f"nifti:{path}", image_size=16)
+    assert f"nifti:{path}#N" in str(error.value) and "\n" not in str(error.value)
+    first = load_spec(f"nifti:{path}#0", image_size=16)
+    last = load_spec(f"nifti:{path}#2", image_size=16)
+    np.testing.assert_array_equal(
+        last["images"], load_nifti_slices(path, image_size=16, volume_index=2)
+    )
+    assert first["label_names"] == ["bold.nii.gz"] and first["name"] == f"nifti:{path}#0"
+    assert not np.array_equal(first["images"], last["images"])
+    with pytest.raises(DataError, match="out of range for 3 volumes"):
+        load_spec(f"nifti:{path}#3", image_size=16)
+    with pytest.raises(DataError, match="whole number"):
+        load_spec(f"nifti:{path}#last", image_size=16)
+
+
+@pytest.mark.parametrize(
+    "make_spec",
+    [
+        lambda path: f"nifti:{path}.nii.gz",
+        lambda path: f"nifti:{path}.nii.gz#0",
+        lambda path: f"nifti:{path}/",
+        lambda path: f"medmnist:{path}.npz",
+        lambda path: f"{path}.nii.gz",  # a bare path: no kind prefix
+    ],
+    ids=["nifti", "nifti#0", "nifti-folder", "medmnist", "bare"],
+)
+def test_missing_path_says_it_does_not_exist(tmp_path, make_spec):
+    missing = tmp_path / "missing"
+    with pytest.raises(DataError, match="does not exist") as error:
+        load_spec(make_spec(missing))
+    assert str(missing) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bare_existing_path_names_the_kind_to_use(tmp_path):
+    path = _npz(tmp_path / "toy.npz")
+    with pytest.raises(DataError, match=f"medmnist:{path}"):
+        parse_spec(str(path))

@@ -13,6 +13,9 @@ Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023).
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +99,13 @@ TFDS_IMAGE_KEY = "image"
 TFDS_LABEL_KEY = "label"
 
 _licences_shown: set[str] = set()
+#: path -> (size, mtime_ns, expected md5) of cached files whose md5 matched: hashing a 224 px
+#: file takes seconds, so each file is hashed once per process unless it changes on disk.
+_md5_verified: dict[str, tuple[int, int, str]] = {}
+
+#: What reading a damaged archive member can raise: a bad CRC or zip structure, a corrupt
+#: deflate stream, a file cut short, a read error, a member listed but unreadable, a bad header.
+_CORRUPT_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, ValueError)
 
 
 def file_name(name: str, size: int = 28) -> str:
@@ -139,8 +149,39 @@ def download(name: str, size: int = 28, cache_dir=None) -> Path:
     return Path(path)
 
 
+def md5_of(path) -> str:
+    """Hex md5 of a file, read in 1 MiB blocks (the checksum MedMNIST publishes)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_cached(path, name: str, size: int) -> Path:
+    """Verify a cached official file against its published md5 (local only, no network).
+
+    A file cut short by an interrupted copy or altered on disk would otherwise be trusted
+    forever, because a cached file is never downloaded again.
+    """
+    path = Path(path)
+    stat = path.stat()
+    expected = DATASETS[name][0][size]
+    key, stamp = str(path.resolve()), (stat.st_size, stat.st_mtime_ns, expected)
+    if _md5_verified.get(key) == stamp:
+        return path
+    if md5_of(path) != expected:
+        raise DataError(
+            f"{path}: md5 mismatch with the official {name}@{size} file (corrupted or altered); "
+            "delete it to download it again"
+        )
+    _md5_verified[key] = stamp
+    return path
+
+
 def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, s, s, c) uint8 and labels (n, k) from a MedMNIST-layout ``.npz``."""
+    """Images (n, s, s, c) as stored (uint8 in official files) and labels (n, k) from a
+    MedMNIST-layout ``.npz``; DataError naming the file for a damaged or malformed one."""
     path = Path(path)
     if split not in SPLITS:
         raise DataError(f"{path}: unknown split {split!r}; choose from {SPLITS}")
@@ -149,7 +190,7 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise DataError(f"{path}: not a readable .npz archive ({error})") from error
+        raise DataError(f"{path}: not a readable .npz archive ({_one_line(error)})") from error
     with archive:
         missing = [key for key in (f"{split}_images", f"{split}_labels") if key not in archive]
         if missing:
@@ -159,15 +200,67 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             )
         try:
             images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
-        except ValueError as error:  # object arrays would need pickle: refused
+        except ValueError as error:
+            if "pickle" not in str(error):
+                raise DataError(f"{path}: corrupt .npz archive ({_one_line(error)})") from error
+            # Object arrays would need pickle, which can run code: refused.
             raise DataError(f"{path}: array needs pickle to load; refused ({error})") from error
+        except _CORRUPT_ERRORS as error:
+            raise DataError(f"{path}: corrupt .npz archive ({_one_line(error)})") from error
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataError(f"{path}: {split}_images has shape {images.shape}, expected (n, s, s[, 3])")
+    if images.shape[1] != images.shape[2]:
+        raise DataError(
+            f"{path}: {split}_images are {images.shape[1]}x{images.shape[2]}, not square "
+            "(MedMNIST images are s x s)"
+        )
+    if len(images) == 0:
+        raise DataError(f"{path}: split {split} has 0 images")
     if len(labels) != len(images):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels in split {split}")
-    return images, labels.reshape(len(labels), -1)
+    labels = labels.reshape(len(labels), -1)
+    if labels.shape[1] == 0:
+        raise DataError(f"{path}: {split}_labels has no label column (shape {labels.shape})")
+    if labels.dtype.kind not in "iubf":
+        raise DataError(f"{path}: {split}_labels have dtype {labels.dtype}, expected integers")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise DataError(f"{path}: {split}_labels has NaN or Inf values")
+    return images, labels
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text or type(error).__name__
+
+
+def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
+    """Images as float32 in [0, 1]: integers 0..255 are divided by 255, floats in [0, 1] kept.
+
+    Dividing float images already in [0, 1] by 255 would give blank images, and guessing a
+    scale for any other range would hide a real problem, so those are refused.
+    """
+    kind = images.dtype.kind
+    if kind in "iu":
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise DataError(
+                f"{path}: {split}_images are integers in [{low}, {high}], expected 0..255"
+            )
+        return images.astype(np.float32) / 255.0
+    if kind == "f":
+        if not np.all(np.isfinite(images)):
+            count = int(images.size - np.count_nonzero(np.isfinite(images)))
+            raise DataError(f"{path}: {split}_images has {count} NaN or Inf values")
+        low, high = float(images.min()), float(images.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"{path}: float {split}_images are in [{low:g}, {high:g}], expected [0, 1] "
+                "(or uint8 0..255)"
+            )
+        return images.astype(np.float32)
+    raise DataError(f"{path}: {split}_images have dtype {images.dtype}, expected uint8 or float")
 
 
 def load_medmnist(
@@ -180,12 +273,13 @@ def load_medmnist(
     """A MedMNIST split as float32 images in ``value_range`` and integer labels.
 
     Args:
-        name_or_path: a dataset name from :data:`DATASETS` (downloaded and md5-checked when
-            missing) or a local ``.npz`` file in the MedMNIST layout.
+        name_or_path: a dataset name from :data:`DATASETS` (downloaded when missing; the
+            cached file is md5-checked either way) or a local ``.npz`` in the MedMNIST layout.
         split: ``"train"``, ``"val"`` or ``"test"``.
         size: official file size (28, 64, 128, 224) when downloading by name.
         image_size: resize to this side (antialiased) when it differs from the file's.
-        value_range: output intensity range; uint8 0..255 maps linearly onto it.
+        value_range: output intensity range; uint8 0..255 (or float 0..1) maps linearly
+            onto it.
 
     Returns:
         dict with ``images`` (n, s, s, c) float32, ``labels`` (n,) int32 (first column for
@@ -202,12 +296,12 @@ def load_medmnist(
                 "(or give a .npz path)"
             )
         local = config.cache_dir() / "medmnist" / file_name(name, size)
-        path = local if local.exists() else download(name, size)
+        path = check_cached(local, name, size) if local.exists() else download(name, size)
         label_names = DATASETS[name][1]
         show_licence(name)
     images, labels = read_npz(path, split)
     low, high = value_range
-    images = low + images.astype(np.float32) / 255.0 * (high - low)
+    images = low + to_unit_range(images, path, split) * (high - low)
     if image_size is not None and image_size != images.shape[1]:
         import tensorflow as tf
 

@@ -45,8 +45,9 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     Args:
         path: a ``.nii`` or ``.nii.gz`` file.
         volume_index: for 4-D files (e.g. fMRI, multi-echo, DWI), which volume along the
-            fourth axis to return. Required when that axis has more than one volume: choosing
-            silently would hide a real decision from the user.
+            fourth axis to return (0-based; ``nifti:PATH#N`` in a data spec). Required when
+            that axis has more than one volume: choosing silently would hide a real decision
+            from the user. A 3-D file is one volume: only 0 (or -1) is accepted.
         expected_sha256: when given, the file's sha256 must match (tamper/corruption check).
 
     Returns:
@@ -93,7 +94,8 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
         if volume_index is None:
             if shape[3] != 1:
                 raise DataError(
-                    f"{path}: 4-D image with {shape[3]} volumes; pass volume_index to pick one"
+                    f"{path}: 4-D image with {shape[3]} volumes; pick one with the spec "
+                    f"nifti:{path}#N (N from 0 to {shape[3] - 1}) or volume_index=N"
                 )
             volume_index = 0
         if not -shape[3] <= volume_index < shape[3]:
@@ -103,6 +105,9 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
         data = data[..., volume_index]
     elif data.ndim != 3:
         raise DataError(f"{path}: expected a 3-D (or 4-D) image, got {data.ndim}-D shape {shape}")
+    elif volume_index not in (None, 0, -1):
+        # Ignoring the index would hand back the one volume the user did not ask for.
+        raise DataError(f"{path}: volume_index {volume_index} given, but the image is 3-D")
     check_volume(data, str(path))
     return np.ascontiguousarray(data), affine
 
@@ -129,6 +134,7 @@ def normalize_intensity(
     value_range: tuple[float, float] = (-1.0, 1.0),
     percentiles: tuple[float, float] = (0.5, 99.5),
     mask: np.ndarray | None = None,
+    name: str | None = None,
 ) -> np.ndarray:
     """Clip to robust foreground percentiles, then scale linearly into ``value_range``.
 
@@ -137,6 +143,10 @@ def normalize_intensity(
     inside ``mask`` (default :func:`foreground_mask`) so the air around the head, often half
     the volume, does not drag the lower percentile to zero. Background ends up at
     ``value_range[0]``.
+
+    Raises:
+        DataError (naming ``name``, e.g. the file): the foreground is (almost) one value, as in
+        a binary mask or a label file; scaling it would give all-background images.
     """
     volume = np.asarray(volume, dtype=np.float32)
     if mask is None:
@@ -144,7 +154,10 @@ def normalize_intensity(
     values = volume[mask] if np.any(mask) else volume.ravel()
     low, high = np.percentile(values, percentiles)
     if high <= low:
-        high = low + 1e-6
+        raise DataError(
+            f"{name or 'volume'}: foreground intensity is constant ({low:g}); a mask or label "
+            "file? nothing to learn from it"
+        )
     scaled = (np.clip(volume, low, high) - low) / (high - low)
     scaled = np.where(mask, scaled, 0.0)
     out_low, out_high = value_range
@@ -187,13 +200,35 @@ def pad_to_square(slices: np.ndarray, fill_value: float) -> np.ndarray:
     )
 
 
+def in_plane_spacing(affine: np.ndarray, axis: int = 2) -> tuple[float, float]:
+    """Pixel size in mm, (rows, columns), of :func:`extract_slices` slices along ``axis``.
+
+    ``affine`` is that of the RAS-reoriented volume (:func:`load_volume`), so its column norms
+    are the voxel sizes in RAS order. After extract_slices' rot90, rows run along the second
+    in-plane axis and columns along the first.
+    """
+    import nibabel as nib
+
+    zooms = nib.affines.voxel_sizes(np.asarray(affine, dtype=np.float64))
+    first, second = (index for index in range(3) if index != axis)
+    return float(zooms[second]), float(zooms[first])
+
+
 def resize_slices(
-    slices: np.ndarray, image_size: int, fill_value: float | None = None
+    slices: np.ndarray,
+    image_size: int,
+    fill_value: float | None = None,
+    spacing: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Pad (n, h, w) slices to squares and resize to (n, image_size, image_size, 1).
 
     Bilinear with ``antialias=True``: when shrinking, TensorFlow widens the kernel to the
     output pixel footprint, so thin structures (cortex, vessels) do not alias into moire.
+
+    ``spacing`` (mm per row, mm per column; see :func:`in_plane_spacing`): for non-square
+    pixels each slice is resized so that a millimetre spans the same number of output pixels
+    along rows and columns, then padded, so a sphere scanned with 2x1 mm pixels stays round.
+    Square pixels (or ``None``) take the plain pad-and-resize path, unchanged.
     """
     if image_size < 4:
         raise ValueError(f"image_size must be at least 4, got {image_size}")
@@ -202,6 +237,18 @@ def resize_slices(
     slices = np.asarray(slices, dtype=np.float32)
     if fill_value is None:
         fill_value = float(slices.min()) if slices.size else 0.0
+    if spacing is not None and not np.isclose(spacing[0], spacing[1], rtol=1e-3, atol=0.0):
+        # Straight to the output grid (no intermediate upsampling): the field of view's long
+        # side in mm spans image_size pixels, the short side proportionally fewer.
+        _, height, width = slices.shape
+        height_mm, width_mm = height * spacing[0], width * spacing[1]
+        side_mm = max(height_mm, width_mm)
+        target = (
+            max(1, round(height_mm / side_mm * image_size)),
+            max(1, round(width_mm / side_mm * image_size)),
+        )
+        resampled = tf.image.resize(slices[..., None], target, method="bilinear", antialias=True)
+        return pad_to_square(resampled.numpy()[..., 0], fill_value)[..., None].astype(np.float32)
     square = pad_to_square(slices, fill_value)[..., None]
     if square.shape[1] == image_size:
         return square
@@ -232,7 +279,9 @@ def load_nifti_slices(
     """Slices of a NIfTI file or of every NIfTI file in a folder, ready for a model.
 
     Each volume is normalised on its own (:func:`normalize_intensity`) before slicing, so
-    scanners with different gains land in the same ``value_range``.
+    scanners with different gains land in the same ``value_range``. Slices are resized with
+    the file's voxel sizes (:func:`in_plane_spacing`), so anisotropic voxels keep anatomy's
+    shape; isotropic files take the plain pad-and-resize path.
 
     Returns:
         float32 array (n, image_size, image_size, 1); with ``return_sources=True`` also an
@@ -242,13 +291,14 @@ def load_nifti_slices(
     files = list_nifti_files(path) if path.is_dir() else [path]
     all_slices, sources = [], []
     for file_index, file in enumerate(files):
-        volume, _ = load_volume(file, volume_index=volume_index)
+        volume, affine = load_volume(file, volume_index=volume_index)
         mask = foreground_mask(volume)
-        volume = normalize_intensity(volume, value_range=value_range, mask=mask)
+        volume = normalize_intensity(volume, value_range=value_range, mask=mask, name=str(file))
         slices, _ = extract_slices(volume, axis=axis, min_foreground=min_foreground, mask=mask)
         if len(slices) == 0:
             raise DataError(f"{file}: no slice with enough foreground along axis {axis}")
-        resized = resize_slices(slices, image_size, fill_value=value_range[0])
+        spacing = in_plane_spacing(affine, axis)
+        resized = resize_slices(slices, image_size, fill_value=value_range[0], spacing=spacing)
         all_slices.append(np.clip(resized, *value_range))
         sources.append(np.full(len(resized), file_index, dtype=np.int32))
     images = np.concatenate(all_slices, axis=0)

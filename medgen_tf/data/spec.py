@@ -9,6 +9,8 @@ spec                           meaning
                                1 middle, 2 superior)
 ``nifti:PATH``                 a ``.nii``/``.nii.gz`` file or a folder of them; label = index
                                of the source file (sorted names); the split is ignored
+``nifti:PATH#N``               volume N (0-based) of 4-D files (fMRI, DWI, multi-echo), e.g.
+                               ``nifti:bold.nii.gz#0``; 4-D files need it
 ``medmnist:NAME[@SIZE]``       an official MedMNIST dataset (downloaded, md5-checked), e.g.
                                ``medmnist:pneumoniamnist@64``; NAME may instead be a local
                                ``.npz`` path in the MedMNIST layout (``medmnist:data/x.npz``)
@@ -42,6 +44,13 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         )
     kind, _, argument = spec.strip().partition(":")
     kind = kind.lower()
+    if kind not in ("brain", "nifti", "medmnist", "tfds") and _looks_like_path(spec):
+        # A bare path is a common slip; say whether the file is there and which prefix to use.
+        path = Path(spec.strip())
+        prefix = "medmnist" if path.name.lower().endswith(".npz") else "nifti"
+        if not path.exists():
+            raise DataError(f"{path}: does not exist (data spec {spec!r})")
+        raise DataError(f"data spec {spec!r}: a path needs its kind, e.g. {prefix}:{path}")
     if kind not in ("brain", "nifti", "medmnist", "tfds"):
         raise DataError(
             f"data spec {spec!r}: unknown kind {kind!r}; use brain[:t1|t2|pd], "
@@ -50,6 +59,32 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if kind != "brain" and not argument:
         raise DataError(f"data spec {spec!r}: {kind} needs an argument after the colon")
     return kind, (argument or None)
+
+
+def _looks_like_path(spec: str) -> bool:
+    text = spec.strip()
+    return "/" in text or "\\" in text or text.lower().endswith((".nii", ".nii.gz", ".npz"))
+
+
+def split_volume_index(spec: str, argument: str) -> tuple[Path, int | None]:
+    """``PATH#N`` -> (PATH, N); plain ``PATH`` -> (PATH, None). A path that exists as written
+    (a ``#`` in a real file name) is taken literally."""
+    if "#" not in argument or Path(argument).exists():
+        return Path(argument), None
+    path_text, _, index_text = argument.rpartition("#")
+    if not index_text.isdigit():
+        raise DataError(
+            f"data spec {spec!r}: volume index after '#' must be a whole number >= 0, "
+            f"e.g. nifti:{path_text}#0"
+        )
+    return Path(path_text), int(index_text)
+
+
+def _must_exist(path: Path, spec: str) -> Path:
+    # Checked here so the message says the path is missing, not what a loader failed to parse.
+    if not path.exists():
+        raise DataError(f"{path}: does not exist (data spec {spec!r})")
+    return path
 
 
 def load_spec(
@@ -74,16 +109,23 @@ def load_spec(
     if kind == "brain":
         return _load_brain(spec, argument, image_size, split, value_range, seed, num_subjects)
     if kind == "nifti":
+        path, volume_index = split_volume_index(spec, argument)
+        _must_exist(path, spec)
         images, sources = nifti.load_nifti_slices(
-            argument, image_size=image_size, value_range=value_range, return_sources=True
+            path,
+            image_size=image_size,
+            value_range=value_range,
+            volume_index=volume_index,
+            return_sources=True,
         )
-        path = Path(argument)
         names = (
             [file.name for file in nifti.list_nifti_files(path)] if path.is_dir() else [path.name]
         )
         return {"images": images, "labels": sources, "label_names": names, "name": spec}
     if kind == "medmnist":
         name, _, size_text = argument.partition("@")
+        if name.lower().endswith(".npz"):
+            _must_exist(Path(name), spec)
         size = 28
         if size_text:
             if not size_text.isdigit() or int(size_text) not in medmnist.SIZES:
