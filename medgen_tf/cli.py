@@ -16,6 +16,28 @@ GAN_MODELS = ("dcgan", "cgan", "wgan-gp")
 MODELS = GAN_MODELS + ("vae", "cyclegan")
 
 
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum``, else argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive = _int_at_least(1, "must be a positive integer")
+_seed = _int_at_least(0, "must be a non-negative integer")
+# The smallest side every model can build (GAN generators start at 4 to 7 pixels and double
+# at least twice); the builders refuse other unsupported sizes themselves.
+_image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medgen-tf", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -28,33 +50,35 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
     )
     preview.add_argument("--out", default="data_preview.png")
-    preview.add_argument("--image-size", type=int, default=64)
+    preview.add_argument("--image-size", type=_image_size, default=64)
 
     train = commands.add_parser("train", help="train a model and write a run folder")
     train.add_argument("model", choices=MODELS)
     train.add_argument("--data", default="brain", help="data spec (GANs, VAE)")
     train.add_argument("--data-a", default="brain:t1", help="domain A spec (CycleGAN)")
     train.add_argument("--data-b", default="brain:t2", help="domain B spec (CycleGAN)")
-    train.add_argument("--image-size", type=int, default=64)
-    train.add_argument("--epochs", dest="num_epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--latent-dim", type=int, default=None)
+    train.add_argument("--image-size", type=_image_size, default=64)
+    train.add_argument("--epochs", dest="num_epochs", type=_positive, default=10)
+    train.add_argument("--batch-size", type=_positive, default=32)
+    train.add_argument("--latent-dim", type=_positive, default=None)
     train.add_argument("--out", dest="run_dir", required=True, help="run folder")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy")
     train.add_argument("--strategy", choices=("default", "mirrored"), default="default")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir")
-    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--n", type=_positive, default=64)
     sample.add_argument("--out", default="samples.png")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=_seed, default=0)
 
     evaluate = commands.add_parser("evaluate", help="score a run's samples (FD-medgen, KID, ...)")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--n", type=int, default=500, help="samples (and real slices) per score")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--n", type=_positive, default=500, help="samples (and real slices) per score"
+    )
+    evaluate.add_argument("--seed", type=_seed, default=0)
 
     translate = commands.add_parser("translate", help="translate images with a CycleGAN run")
     translate.add_argument("run_dir")

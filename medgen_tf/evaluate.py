@@ -20,6 +20,7 @@ import numpy as np
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 
 __all__ = [
     "compare_feature_sets",
@@ -40,8 +41,19 @@ def _read_config(run_dir: Path) -> dict:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    except ValueError:  # binary junk: not even text
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    if not isinstance(raw, dict) or not all(
+        isinstance(raw.get(section, {}), dict) for section in ("config", "engine")
+    ):
+        raise DataError(f"{path}: not a run config (expected a JSON object)")
     # training.fit writes {"config": caller's settings, "engine": ...}; accept a flat file too.
-    return {**raw.get("engine", {}), **raw, **raw.get("config", {})}
+    caller = {**raw, **raw.get("config", {})}
+    settings = {**raw.get("engine", {}), **caller}
+    # The cohort seed is the caller's "seed" (the recipes load their data with it); the
+    # engine's own seed only shuffled the batches of whatever data it was given.
+    settings["data_seed"] = int(caller.get("seed") or 0)
+    return settings
 
 
 def _num_classes(generator) -> int | None:
@@ -278,22 +290,43 @@ def evaluate_run(
     """Sample a run's generator and write ``RUN_DIR/metrics.json`` and ``RUN_DIR/evaluation.png``.
 
     The real slices come from the run's ``config.json`` (``data`` spec, ``image_size``,
-    ``num_subjects``) unless given; generated and real images are compared at the run's
-    ``image_size`` (features are computed at 64x64). A conditional generator gets labels
-    drawn from the training labels, so its class mix matches the data.
+    ``num_subjects``, and its training ``seed``, which chose the simulated cohort) unless given;
+    generated and real images are compared at the run's ``image_size`` (features are computed
+    at 64x64). A conditional generator gets labels drawn from the training labels, so its class
+    mix matches the data. ``seed`` chooses the samples and subsets, not the cohort. A
+    ``nifti:`` spec is refused with a ``DataError``: it has no held-out subjects for the floor.
 
     Returns:
         the path of ``metrics.json``.
     """
     from medgen_tf.data import load_spec
+    from medgen_tf.data.spec import parse_spec
 
     run_dir = Path(run_dir)
     sample, kind, num_classes = load_sampler(run_dir)
     config = _read_config(run_dir)
     data = data or config.get("data") or config.get("data_spec") or "brain"
+    if parse_spec(data)[0] == "nifti":
+        # A nifti: spec has no held-out subjects (every split is all of its slices), so the
+        # "floor" would be train against train and the memorisation threshold would collapse to
+        # zero: numbers that look like an evaluation but are not one. Refusing says so; a
+        # warning beside them would be skipped, and the numbers copied into a report anyway.
+        raise DataError(
+            f"data spec {data!r}: nifti: data have no held-out split, so evaluate has no "
+            "real-vs-real floor (it would be train vs train); evaluate needs brain, medmnist "
+            "or tfds data"
+        )
     image_size = int(config.get("image_size") or 64)
     num_subjects = int(num_subjects or config.get("num_subjects") or 32)
-    options = dict(image_size=image_size, value_range=VALUE_RANGE, num_subjects=num_subjects)
+    # The training cohort: a brain run trained with --seed 5 simulated subjects from seed 5,
+    # so its real slices (and the held-out subjects of the floor) come from that cohort.
+    data_seed = int(config.get("data_seed") or 0)
+    options = dict(
+        image_size=image_size,
+        value_range=VALUE_RANGE,
+        num_subjects=num_subjects,
+        seed=data_seed,
+    )
     train = load_spec(data, split="train", **options)
     test = load_spec(data, split="test", **options)
     size = min(int(num_samples), len(test["images"]))
@@ -314,6 +347,7 @@ def evaluate_run(
         "data": data,
         "image_size": image_size,
         "num_subjects": num_subjects,
+        "data_seed": data_seed,
         "seed": seed,
         "feature_extractor": {
             "name": "FD-medgen (not FID)",
@@ -324,7 +358,9 @@ def evaluate_run(
     }
     _check_finite(report)
     path = run_dir / "metrics.json"
-    path.write_text(json.dumps(report, indent=2))
+    # Replaced in one rename, so an earlier evaluation survives a crash mid-write.
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(report, indent=2))
     title = (
         f"{run_dir.name}: FD-medgen {results['fd_medgen']['generated']:.2f} "
         f"(real floor {results['fd_medgen']['real_floor']:.2f}), n = {results['num_samples']}"

@@ -33,6 +33,7 @@ import numpy as np
 
 from medgen_tf.config import QUICK
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
 
@@ -153,8 +154,15 @@ def _gan_samples(model, config, num_samples=64):
     )
 
 
+def _save_model(model, path) -> None:
+    # A finished run's export replaces the previous one in one rename (a resumed run exports
+    # again): a crash mid-save leaves the old file, never a truncated one.
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
 def _export_generator(model, run_dir):
-    model.generator.save(Path(run_dir) / "generator.keras")
+    _save_model(model.generator, Path(run_dir) / "generator.keras")
 
 
 def _draw_generator(run_dir, config, num_samples, seed):
@@ -249,7 +257,7 @@ def _vae_samples(model, config, num_samples=64):
 
 
 def _export_vae(model, run_dir):
-    model.save(Path(run_dir) / "vae.keras")
+    _save_model(model, Path(run_dir) / "vae.keras")
 
 
 def _draw_vae(run_dir, config, num_samples, seed):
@@ -346,8 +354,19 @@ def train(
         "quick": QUICK,
     }
     arrays = recipe.load_data(config)  # may add keys (e.g. num_classes) that build needs
+
+    def build():
+        try:
+            return recipe.build(config)
+        except DataError:
+            raise
+        except ValueError as error:
+            # The builders refuse settings they cannot build (an --image-size the generator
+            # cannot reach by doubling, ...) in one line: for the command line, bad input.
+            raise DataError(f"model {model!r}: {error}") from None
+
     history = fit(
-        lambda: recipe.build(config),
+        build,
         arrays,
         run_dir,
         num_epochs=config["num_epochs"],
@@ -372,7 +391,15 @@ def _read_config(run_dir) -> dict:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise DataError(f"run folder {run_dir}: no config.json (not a medgen-tf run folder?)")
-    return json.loads(path.read_text())["config"]
+    try:
+        config = json.loads(path.read_text())["config"]
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    except (ValueError, KeyError, TypeError):  # binary junk, or JSON without a "config" object
+        raise DataError(f'{path}: not a medgen-tf run config (no "config" object)') from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise DataError(f'{path}: not a medgen-tf run config (no model name in "config")')
+    return config
 
 
 def sample(run_dir, num_samples: int = 64, out="samples.png", seed: int = 0) -> Path:
@@ -447,6 +474,7 @@ def demo(out_dir="outputs/demo") -> list[Path]:
         "history": history,
     }
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2))
+    with atomic_path(metrics_path) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2))
     paths += [metrics_path, run_dir / "loss_curves.png"]
     return paths

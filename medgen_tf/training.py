@@ -49,6 +49,7 @@ import re
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -58,6 +59,7 @@ from tensorflow.core.framework import summary_pb2
 
 from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 
 __all__ = [
     "TimeBudget",
@@ -187,27 +189,71 @@ def latest_checkpoint(checkpoint_dir) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+def _unreadable_checkpoint(checkpoint: Path, file: Path, error) -> DataError:
+    # The checkpoint before this one was complete before this one was started, so the way out
+    # of a damaged one (disk error, a copy cut short) is to drop it and fall back on that.
+    checkpoints = _complete_checkpoints(checkpoint.parent)
+    match = _CHECKPOINT_PATTERN.match(checkpoint.name)
+    epoch = int(match.group(1)) if match else math.inf
+    earlier = [path for path in checkpoints if int(path.name.split("_")[1]) < epoch]
+    fallback = f"resume from {earlier[-1].name}" if earlier else "start the run over"
+    problem = " ".join(str(error).split()) or type(error).__name__
+    if "pickled" in problem:  # numpy's advice to allow pickles is wrong for a damaged file
+        problem = "not a .npz archive"
+    return DataError(
+        f"{file}: unreadable checkpoint ({problem}); delete the folder {checkpoint} to {fallback}"
+    )
+
+
+def _read_checkpoint(checkpoint: Path) -> tuple[dict, dict]:
+    file = checkpoint / "meta.json"
+    try:
+        meta = json.loads(file.read_text())
+        if not (
+            isinstance(meta, dict)
+            and isinstance(meta.get("epoch"), int)
+            and isinstance(meta.get("history"), dict)
+        ):
+            raise ValueError("no epoch and history")
+        file = checkpoint / "state.npz"
+        state = np.load(file)  # allow_pickle stays False: a checkpoint holds numbers only
+        if not hasattr(state, "files"):  # a bare .npy array
+            raise ValueError("not a .npz archive")
+        with state:
+            arrays = {key: state[key] for key in state.files}
+    except json.JSONDecodeError as error:
+        raise _unreadable_checkpoint(checkpoint, file, f"not valid JSON: {error.msg}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # np.load answers junk with "pickled data" (ValueError), and a cut-off archive with
+        # BadZipFile or EOFError; a damaged member fails on reading (BadZipFile: bad CRC).
+        raise _unreadable_checkpoint(checkpoint, file, error) from None
+    return meta, arrays
+
+
 def load_checkpoint(model, checkpoint) -> dict:
     """Restore ``model`` and its optimizers from a checkpoint folder; return its metadata
-    (``{"epoch": completed_epochs, "history": {...}}``)."""
+    (``{"epoch": completed_epochs, "history": {...}}``).
+
+    Raises:
+        DataError: one line naming the unreadable file, or the variable that does not fit.
+    """
     checkpoint = Path(checkpoint)
-    meta = json.loads((checkpoint / "meta.json").read_text())
-    with np.load(checkpoint / "state.npz") as state:
-        for group, variables in _state_variables(model).items():
-            stored = sorted(key for key in state.files if key.startswith(f"{group}/"))
-            if len(stored) != len(variables):
+    meta, state = _read_checkpoint(checkpoint)
+    for group, variables in _state_variables(model).items():
+        stored = sorted(key for key in state if key.startswith(f"{group}/"))
+        if len(stored) != len(variables):
+            raise DataError(
+                f"checkpoint {checkpoint}: {group} has {len(stored)} variables, "
+                f"the model {len(variables)} (a different model or configuration?)"
+            )
+        for key, variable in zip(stored, variables, strict=True):
+            value = state[key]
+            if tuple(value.shape) != tuple(variable.shape):
                 raise DataError(
-                    f"checkpoint {checkpoint}: {group} has {len(stored)} variables, "
-                    f"the model {len(variables)} (a different model or configuration?)"
+                    f"checkpoint {checkpoint}: {variable.path} has shape {value.shape}, "
+                    f"the model {tuple(variable.shape)}"
                 )
-            for key, variable in zip(stored, variables, strict=True):
-                value = state[key]
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise DataError(
-                        f"checkpoint {checkpoint}: {variable.path} has shape {value.shape}, "
-                        f"the model {tuple(variable.shape)}"
-                    )
-                variable.assign(value)
+            variable.assign(value)
     return meta
 
 
@@ -391,6 +437,55 @@ def _num_examples(data) -> int:
     return len(data)
 
 
+# Settings a resumed run may change: its total epochs (that is how a run is extended) and what
+# follows from them alone (the length of CycleGAN's learning-rate schedule).
+_EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs", "total_steps"})
+
+
+def _as_json(value):
+    # What config.json will hold, so a tuple or numpy number compares equal to its stored form.
+    return json.loads(json.dumps(value, default=float))
+
+
+def _short(value, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
+    """Refuse to resume a run with other data or settings than those in its ``config.json``."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return  # removed by hand: the checkpoint's variable shapes are all there is to check
+    try:
+        stored = json.loads(path.read_text())
+        if not (
+            isinstance(stored, dict)
+            and all(isinstance(stored.get(part, {}), dict) for part in ("config", "engine"))
+        ):
+            raise ValueError("not a JSON object with config and engine objects")
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
+        problem = error.msg if isinstance(error, json.JSONDecodeError) else error
+        raise DataError(
+            f"{path}: not a valid run config ({problem}); resuming needs it to check the settings"
+        ) from None
+    differences = []
+    for current, recorded in (
+        (_as_json(dict(config)), stored.get("config") or {}),
+        (_as_json(engine), stored.get("engine") or {}),
+    ):
+        # Keys on one side only come from another version of the package, not from a setting.
+        for key in sorted(set(current) & set(recorded) - _EXTENSIBLE_SETTINGS):
+            if current[key] != recorded[key]:
+                differences.append(f"{key} {_short(current[key])} (run: {_short(recorded[key])})")
+    if differences:
+        raise DataError(
+            f"{path}: resuming with other settings than the run's: {', '.join(differences)}; "
+            "resume with the run's settings (only the number of epochs may change) or use a "
+            "new folder"
+        )
+
+
 def fit(
     model,
     data,
@@ -423,7 +518,10 @@ def fit(
         batch_size: global batch size (required with arrays).
         seed: shuffle seed, and the global seed before building a model from a callable.
         resume: restore the newest complete checkpoint of ``run_dir`` and continue from its
-            epoch (from scratch when there is none).
+            epoch (from scratch when there is none). The settings recorded in ``config.json``
+            (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
+            must be the same; only ``num_epochs`` may change, which extends a run. Without
+            ``resume``, a ``run_dir`` that already has checkpoints is refused.
         sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
             ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
         config: JSON-serialisable settings recorded in ``config.json``.
@@ -437,6 +535,10 @@ def fit(
     Returns:
         The :class:`TrainingHistory` of all epochs so far (resumed ones included), with
         ``.model`` and ``.stopped_reason`` (set when the NaN guard stopped training).
+
+    Raises:
+        DataError: checkpoints of an earlier run without ``resume``; a resume with other
+            settings; an unreadable checkpoint or ``config.json``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -451,6 +553,26 @@ def fit(
     is_dataset = isinstance(data, tf.data.Dataset)
     if not is_dataset and batch_size is None:
         raise ValueError("batch_size is required when data are arrays")
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is not None and not resume:
+        # Starting over here would let the keep-newest-two rule delete the new run's first
+        # checkpoints and keep the old run's later ones, which a later resume would restore.
+        raise DataError(
+            f"run folder {run_dir} has checkpoints of an earlier run (up to {checkpoint.name}); "
+            "pass resume=True to continue it, or use a new folder"
+        )
+    num_examples = None if is_dataset else _num_examples(data)
+    if checkpoint is not None:
+        # Checked before anything is built or written: a refused resume changes nothing. These
+        # decide the batches and the numerics; the strategy and the number of replicas may
+        # change (resuming on another machine), since the global batch size stays the same.
+        engine_settings = {
+            "batch_size": batch_size,
+            "seed": seed,
+            "num_examples": num_examples,
+            "mixed_precision": bool(mixed_precision),
+        }
+        _check_resume_settings(run_dir, config or {}, engine_settings)
 
     previous_policy = keras.mixed_precision.global_policy()
     scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
@@ -465,7 +587,6 @@ def fit(
                     raise ValueError("the model function must return a compiled keras.Model")
             history = TrainingHistory(model=model)
             initial_epoch = 0
-            checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
             if checkpoint is not None:
                 meta = load_checkpoint(model, checkpoint)
                 initial_epoch = int(meta["epoch"])
@@ -476,9 +597,7 @@ def fit(
             steps = None
             if is_dataset:
                 dataset = data
-                num_examples = None
             else:
-                num_examples = _num_examples(data)
                 steps = steps_per_epoch(num_examples, batch_size)
                 if initial_epoch < num_epochs:
                     dataset = make_dataset(
@@ -540,5 +659,7 @@ def fit(
             )
         )
     if history.stopped_reason is None:
-        model.save_weights(run_dir / "model.weights.h5")
+        # Replaced in one rename: a kill mid-save must not leave a truncated file in its place.
+        with atomic_path(run_dir / "model.weights.h5") as temporary:
+            model.save_weights(temporary)
     return history

@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from medgen_tf.files import atomic_path
+
 
 def to_display(images, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Map images to [0, 1] for display; ``value_range`` defaults to (-1, 1) if any value < 0."""
@@ -112,8 +114,14 @@ def plot_history(history: Mapping[str, Sequence[float]], path=None, title: str =
 
 def _save(figure, path, close: bool = True) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    if not path.suffix:
+        # matplotlib appends its default format's extension to a bare name: name that file.
+        path = path.with_name(f"{path.name}.{plt.rcParams['savefig.format']}")
+    # Written beside the target and renamed over it, so a crash (or a kill mid-epoch) never
+    # leaves a truncated PNG where a good one was. The format is given because the temporary
+    # name is not the one matplotlib would read it from.
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, bbox_inches="tight", format=path.suffix[1:])
     if close:
         plt.close(figure)
     return path

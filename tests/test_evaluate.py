@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -105,3 +106,73 @@ def test_compare_feature_sets_scores_each_set_against_one_reference():
     table = format_score_table(scores).splitlines()
     assert len(table) == 4 and "FD-medgen" in table[0] and "KID x 1e3" in table[0]
     assert table[2].startswith("shifted") and f"{shifted['fd_medgen']:.3f}" in table[2]
+
+
+def _vae_run(run_dir, **config):
+    build_decoder(32, latent_dim=4, base_filters=8).save(run_dir / "decoder.keras")
+    (run_dir / "config.json").write_text(json.dumps({"config": {"model": "vae", **SPEC, **config}}))
+
+
+def test_evaluate_scores_against_the_cohort_the_run_was_trained_on(tmp_path, monkeypatch):
+    import medgen_tf.data
+
+    _vae_run(tmp_path, seed=5)  # trained with --seed 5: its cohort was simulated from seed 5
+    calls = []
+
+    class Loaded(Exception):
+        pass
+
+    def recording_load_spec(spec, **options):
+        calls.append(options)
+        if options["split"] == "test":
+            raise Loaded  # both splits chosen: the rest of the evaluation is not the point
+        return load_spec(spec, **options)
+
+    monkeypatch.setattr(medgen_tf.data, "load_spec", recording_load_spec)
+    with pytest.raises(Loaded):
+        evaluate_run(tmp_path, num_samples=20, seed=1)
+    assert [(call["split"], call["seed"]) for call in calls] == [("train", 5), ("test", 5)]
+
+
+def test_evaluate_refuses_nifti_data_which_have_no_held_out_split(tmp_path, capsys):
+    import nibabel as nib
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    volume = np.zeros((32, 32, 16), np.float32)
+    volume[6:26, 6:26, 2:14] = np.random.default_rng(0).uniform(100, 400, (20, 20, 12))
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(scans / "subject.nii.gz"))
+    _vae_run(tmp_path, data=f"nifti:{scans}")
+    assert cli.main(["evaluate", str(tmp_path), "--n", "8"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no held-out split" in error[0] and "nifti:" in error[0]
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_crash_while_writing_the_report_keeps_the_previous_one(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    _vae_run(tmp_path)
+    evaluate_run(tmp_path, num_samples=20)
+    report = (tmp_path / "metrics.json").read_bytes()
+    figure = (tmp_path / "evaluation.png").read_bytes()
+
+    def write_text_then_crash(path, text, *args, **kwargs):
+        path.write_bytes(text[:20].encode())
+        raise OSError("disk full")
+
+    def savefig_then_crash(figure, path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89PNG and no more")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_text", write_text_then_crash)
+        with pytest.raises(OSError, match="disk full"):
+            evaluate_run(tmp_path, num_samples=20, seed=1)
+    assert (tmp_path / "metrics.json").read_bytes() == report
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        evaluate_run(tmp_path, num_samples=20, seed=1)
+    assert (tmp_path / "evaluation.png").read_bytes() == figure
+    assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 1  # this one finished
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]

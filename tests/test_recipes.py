@@ -2,6 +2,7 @@
 narrow networks; see medgen_tf.recipes)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,18 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys):
     # a second `train` into the same folder must not silently start over
     assert main(arguments + ["--epochs", "2"]) == 2
     assert "--resume" in capsys.readouterr().err
+    # nor continue on other data or settings (the later flag wins in argparse)
+    written = (run_dir / "config.json").read_text()
+    for flags, difference in (
+        (["--batch-size", "8"], "batch_size 8 (run: 16)"),
+        (["--seed", "5"], "seed 5 (run: 0)"),
+        (["--data", "brain:t2"], "data 'brain:t2' (run: 'brain')"),
+        (["--image-size", "16"], "image_size 16 (run: 32)"),
+    ):
+        assert main(arguments + ["--epochs", "2", "--resume", *flags]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and difference in error[0] and "config.json" in error[0]
+    assert (run_dir / "config.json").read_text() == written
     assert main(arguments + ["--epochs", "2", "--resume"]) == 0
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["d_loss"]) == 2 and np.isfinite(history["g_loss"]).all()
@@ -98,3 +111,36 @@ def test_demo_writes_preview_samples_and_metrics(tmp_path):
     assert {"data_preview.png", "gan_samples.png", "metrics.json"} <= names
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["training_seconds"] > 0 and np.isfinite(metrics["final"]["d_loss"])
+
+
+def test_a_damaged_checkpoint_through_the_cli_names_it_and_the_way_out(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "dcgan", "--data", "brain:t1", "--image-size", "16", "--batch-size"]
+    arguments += ["64", "--latent-dim", "8", "--out", str(run_dir)]
+    assert main(arguments + ["--epochs", "2"]) == 0
+    capsys.readouterr()
+    state = run_dir / "checkpoints" / "epoch_0002" / "state.npz"
+    state.write_bytes(b"junk")
+    assert main(arguments + ["--epochs", "3", "--resume"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(state) in error[0]
+    assert f"delete the folder {state.parent} to resume from epoch_0001" in error[0]
+
+
+def test_an_export_replaces_the_model_only_when_complete(tmp_path, monkeypatch):
+    import keras
+
+    config = {"image_size": 16, "latent_dim": 8, "seed": 0, "base_filters": 8}
+    recipe = recipes.RECIPES["dcgan"]
+    recipe.export(recipe.build(config), tmp_path)
+    exported = (tmp_path / "generator.keras").read_bytes()
+
+    def crash_mid_write(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"the first bytes of a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        recipe.export(recipe.build(config), tmp_path)
+    assert (tmp_path / "generator.keras").read_bytes() == exported
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.keras"]

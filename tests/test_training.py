@@ -6,17 +6,21 @@ noise every step, BatchNorm statistics, and loss scaling under mixed precision.
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from medgen_tf.errors import DataError
 from medgen_tf.models.layers import loss_scaled
 from medgen_tf.training import fit, latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -375,3 +379,107 @@ def test_time_limit_stops_mid_epoch_once_the_time_has_passed(tmp_path):
     )
     # Batches end at 1, 2, 3 s: the third passes 2.5 s and training stops there.
     assert len(batches) == 3 and limit.stopped_early
+
+
+QUIET = dict(batch_size=8, verbose=0, tensorboard=False)
+
+
+def _junk(path):
+    path.write_bytes(b"not what was written here")
+
+
+def _cut_in_half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "name, damage, problem",
+    [
+        ("state.npz", _junk, "not a .npz archive"),
+        ("state.npz", _cut_in_half, ""),
+        ("meta.json", _cut_in_half, "not valid JSON"),
+    ],
+)
+def test_a_damaged_newest_checkpoint_is_one_line_naming_the_file_and_the_way_out(
+    tmp_path, name, damage, problem
+):
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, **QUIET)
+    newest = latest_checkpoint(tmp_path / "checkpoints")
+    damage(newest / name)
+    with pytest.raises(DataError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=3, resume=True, **QUIET)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and str(newest / name) in message
+    assert problem in message and f"delete the folder {newest} to resume from epoch_0001" in message
+    # The way out works: without the damaged folder the run continues from epoch 1.
+    shutil.rmtree(newest)
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
+
+
+def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
+    config = {"data": "brain:t1", "num_epochs": 1}
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, config=config, **QUIET)
+    written = (tmp_path / "config.json").read_text()
+    refused = [
+        (dict(batch_size=4), "batch_size 4 (run: 8)"),
+        (dict(seed=5), "seed 5 (run: 0)"),
+        (dict(config={**config, "data": "brain:t2"}), "data 'brain:t2' (run: 'brain:t1')"),
+        (dict(data=IMAGES[:16]), "num_examples 16 (run: 24)"),
+    ]
+    for change, difference in refused:
+        options = {"data": IMAGES, **QUIET, "seed": 0, "config": config, **change}
+        with pytest.raises(DataError, match=re.escape(difference)):
+            fit(build_toy, options.pop("data"), tmp_path, num_epochs=2, resume=True, **options)
+    assert (tmp_path / "config.json").read_text() == written
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0001"
+    # More epochs (in the config too) is how a run is extended: allowed.
+    extended = {**config, "num_epochs": 2}
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, config=extended, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
+
+
+def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):
+    fit(build_toy, IMAGES, tmp_path, num_epochs=3, **QUIET)
+    with pytest.raises(DataError, match="checkpoints of an earlier run.*resume=True"):
+        fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    # The earlier run is intact: no fresh epoch_0001 beside (or instead of) its checkpoints.
+    names = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch_0002", "epoch_0003"]
+    assert len(json.loads((tmp_path / "history.json").read_text())["first_loss"]) == 3
+
+
+def _crash_mid_write(self, path, *args, **kwargs):
+    Path(path).write_bytes(b"the first bytes of a file")
+    raise OSError("disk full")
+
+
+def test_a_crash_while_saving_final_files_keeps_the_previous_ones(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from medgen_tf import viz
+
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    weights = (tmp_path / "model.weights.h5").read_bytes()
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save_weights", _crash_mid_write)
+        with pytest.raises(OSError, match="disk full"):
+            fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert (tmp_path / "model.weights.h5").read_bytes() == weights
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+    grid = viz.save_image_grid(IMAGES[:4], tmp_path / "grid.png")
+    picture = grid.read_bytes()
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", _crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        viz.save_image_grid(IMAGES[4:8], grid)
+    assert grid.read_bytes() == picture
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_a_figure_saved_under_a_bare_name_reports_the_file_matplotlib_writes(tmp_path):
+    from medgen_tf import viz
+
+    path = viz.save_image_grid(IMAGES[:4], tmp_path / "grid")
+    assert path == tmp_path / "grid.png" and path.read_bytes().startswith(b"\x89PNG")

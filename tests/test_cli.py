@@ -1,0 +1,58 @@
+"""The command line's own checks: numbers out of range and damaged run folders are one-line
+errors, never tracebacks, and write nothing."""
+
+import pytest
+
+from medgen_tf.cli import main
+
+
+@pytest.mark.parametrize(
+    "arguments, option",
+    [
+        (["train", "dcgan", "--image-size", "2", "--out", "RUN"], "--image-size"),
+        (["train", "dcgan", "--batch-size", "0", "--out", "RUN"], "--batch-size"),
+        (["train", "vae", "--epochs", "0", "--out", "RUN"], "--epochs"),
+        (["train", "vae", "--latent-dim", "-8", "--out", "RUN"], "--latent-dim"),
+        (["train", "dcgan", "--seed", "-1", "--out", "RUN"], "--seed"),
+        (["evaluate", "RUN", "--n", "0"], "--n"),
+        (["sample", "RUN", "--n", "-3", "--out", "RUN/grid.png"], "--n"),
+        (["data", "preview", "--image-size", "0", "--out", "RUN/grid.png"], "--image-size"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, capsys, arguments, option):
+    run_dir = tmp_path / "run"
+    arguments = [argument.replace("RUN", str(run_dir)) for argument in arguments]
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert f"error: argument {option}:" in error.strip().splitlines()[-1]
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"config": {"model": "dcg', b"\x00\xff\xfe binary", b"[1, 2]", b'{"config": 3}']
+)
+@pytest.mark.parametrize("command", ["sample", "translate"])
+def test_a_damaged_run_config_is_one_line_naming_it(tmp_path, capsys, command, content):
+    (tmp_path / "config.json").write_bytes(content)
+    out = tmp_path / "out"
+    arguments = {
+        "sample": ["sample", str(tmp_path), "--out", str(out / "grid.png")],
+        "translate": ["translate", str(tmp_path), "--input", "brain:t1", "--out", str(out)],
+    }[command]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "config.json") in error[0]
+    assert not out.exists()
+
+
+def test_an_image_size_the_model_cannot_build_is_one_line(tmp_path, capsys):
+    # 18 halves once, to 9: the generator cannot reach it by doubling a 4-7 pixel start.
+    run_dir = tmp_path / "run"
+    arguments = ["train", "dcgan", "--data", "brain:t1", "--image-size", "18", "--epochs", "1"]
+    assert main([*arguments, "--out", str(run_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "dcgan" in error[0] and "18" in error[0]
+    assert not (run_dir / "checkpoints").exists()
