@@ -423,6 +423,9 @@ def run_experiment(
     Returns:
         A list of rows ``{"condition", "seed", "balanced_accuracy", "auroc",
         "num_train", "num_synthetic"}`` (``num_synthetic``: slices added to the real ones).
+
+    Raises:
+        DataError: a balancing condition is asked for but ``train`` has no positive slice.
     """
     unknown = [name for name in conditions if name not in CONDITIONS]
     if unknown:
@@ -430,6 +433,14 @@ def run_experiment(
     gans = {} if gans is None else gans
     images, labels = np.asarray(train["images"], np.float32), np.asarray(train["labels"], np.int32)
     num_synthetic = int((labels == 0).sum() - (labels == 1).sum())
+    balancing = [name for name in conditions if CONDITIONS[name][0] is not None]
+    if balancing and num_synthetic > 0 and not (labels == 1).any():
+        # Checked before any training: np.resize of no positives would repeat zeros, i.e. copy
+        # negative slice 0 as "positives", and a cGAN would draw a class it never saw.
+        raise DataError(
+            f"run_experiment: train has no positive slice, so {balancing} cannot balance the "
+            "classes; use a training split with lesions"
+        )
     rows = []
     for seed in seeds:
         for name in conditions:

@@ -1,8 +1,8 @@
-"""An offline feature extractor for brain MRI slices, and the FID option when online.
+"""An offline feature extractor for brain MRI slices, and ImageNet InceptionV3 features when online.
 
-FID scores images with InceptionV3 trained on ImageNet photographs: a download, three colour
-channels for grey MRI, and features tuned to dogs and cars. Here a small CNN is trained in the
-repository on the embedded simulated cohort (:mod:`medgen_tf.data`) to predict each 64x64
+FID scores images with an Inception network trained on ImageNet photographs: a download, three
+colour channels for grey MRI, and features tuned to dogs and cars. Here a small CNN is trained in
+the repository on the embedded simulated cohort (:mod:`medgen_tf.data`) to predict each 64x64
 slice's contrast (T1, T2, PD) and its axial position; its penultimate layer is the feature
 space. The weights are committed (``medgen_tf/weights/``, 1.3 MB) with their sha256, so
 the score is reproducible offline. The Frechet distance in this space is called
@@ -13,8 +13,10 @@ the score is reproducible offline. The Frechet distance in this space is called
 - :func:`extract_features`: images -> (n, 64) features.
 - :func:`train_feature_extractor`: how the shipped weights were made
   (``python -m medgen_tf.features --train``).
-- :func:`inception_features`: InceptionV3 pool features for a standard FID, when the ImageNet
-  weights can be downloaded; offline, a one-line :class:`~medgen_tf.DataError`.
+- :func:`inception_features`: Keras' ImageNet InceptionV3 pool features, when its weights can
+  be downloaded; offline, a one-line :class:`~medgen_tf.DataError`. Their Frechet distance is
+  FID-like but NOT comparable with published FIDs either: those use the 2015 TensorFlow
+  Inception graph of the TTUR code (ported by pytorch-fid), whose weights differ from Keras'.
 
 Used by ``medgen-tf evaluate`` and ``notebooks/04_evaluating_generative_models.ipynb``.
 """
@@ -227,12 +229,15 @@ def train_feature_extractor(
 
 
 def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, timeout: float = 5.0):
-    """InceptionV3 ImageNet pool features (n, 2048) for a standard FID, when online.
+    """Keras InceptionV3 ImageNet pool features (n, 2048), when online.
 
     Grey images are repeated to three channels and resized to 299x299 (the usual FID recipe;
-    ImageNet features on MRI are exactly the pitfall FD-medgen avoids). Needs the ImageNet
-    weights: from the Keras cache, or downloaded; if neither works within ``timeout`` seconds,
-    raises a one-line DataError instead of hanging.
+    ImageNet features on MRI are exactly the pitfall FD-medgen avoids). The network is
+    ``keras.applications.InceptionV3``, not the 2015 Inception graph of the TTUR / pytorch-fid
+    reference code, so a Frechet distance of these features is FID-like but its values are not
+    comparable with published FIDs (name it as such, e.g. "FD-InceptionV3 (Keras)").
+    Needs the ImageNet weights: from the Keras cache, or downloaded; if neither works within
+    ``timeout`` seconds, raises a one-line DataError instead of hanging.
     """
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]

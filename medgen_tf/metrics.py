@@ -10,7 +10,8 @@ Two families, both free of any model:
 - **Distribution metrics** on feature vectors (samples of a generator against real images):
   :func:`frechet_distance`, :func:`kid`, :func:`precision_recall` and the privacy check
   :func:`memorization`. Features come from :mod:`medgen_tf.features` (the offline extractor,
-  whose Frechet distance is called "FD-medgen"; it is not FID, which needs InceptionV3).
+  whose Frechet distance is called "FD-medgen"; it is not FID, which needs the TTUR Inception
+  network of Heusel et al.).
 
 Image inputs are numpy arrays or tensors of shape ``(n, h, w, c)`` or ``(h, w, c)``; per-image
 values come back as a numpy array ``(n,)`` (a float for a single ``(h, w, c)`` image), or their
@@ -35,6 +36,7 @@ __all__ = [
     "psnr",
     "ssim",
     "ms_ssim",
+    "ms_ssim_weights",
     "mae",
     "frechet_distance",
     "frechet_distance_from_moments",
@@ -51,6 +53,9 @@ SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+#: Wang et al. 2003's MS-SSIM exponents, finest scale (the original resolution) first, as in
+#: ``tf.image.ssim_multiscale``, whose index 0 is the unscaled image.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 # --------------------------------------------------------------------------- paired images
@@ -180,32 +185,50 @@ def ssim(a, b, data_range, mask=None, reduce=None):
     return _finish(values, single, reduce)
 
 
+def ms_ssim_weights(num_scales=5):
+    """The paper's exponents for the ``num_scales`` finest scales, renormalised to sum to 1.
+
+    A small image cannot be halved four times, so the scales that exist are the original
+    resolution and its first halvings: the paper's scales 1 to ``num_scales``, whose weights
+    are the FIRST ``num_scales`` of :data:`MS_SSIM_WEIGHTS` (index 0 = finest, as
+    ``tf.image.ssim_multiscale`` expects). Renormalising keeps the exponents summing to 1 as in
+    the paper, so an image pair with the same SSIM terms at every scale scores that value
+    whatever the number of scales (the paper's five sum to 1.0001, so they move by < 1e-4).
+    ``ms_ssim_weights(3)`` is about (0.0711, 0.4530, 0.4760).
+    """
+    if not 1 <= num_scales <= len(MS_SSIM_WEIGHTS):
+        raise ValueError(f"num_scales must be 1 to {len(MS_SSIM_WEIGHTS)}, got {num_scales}")
+    kept = np.asarray(MS_SSIM_WEIGHTS[:num_scales], np.float64)
+    return tuple(float(weight) for weight in kept / kept.sum())
+
+
 def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, reduce=None):
     """Multi-scale SSIM (Wang et al. 2003) per image, via ``tf.image.ssim_multiscale``.
 
     The image is halved ``len(power_factors) - 1`` times, and the coarsest scale must still
     hold the filter: the side must be at least ``(filter_size - 1) * 2**(scales - 1) + 1``,
     i.e. 161 pixels with the paper's 5 scales and 11x11 window. For 64x64 slices pass 3 scales,
-    e.g. ``power_factors=(0.2096, 0.4659, 0.3245)`` (the paper's last three, renormalised;
+    ``power_factors=ms_ssim_weights(3)`` (the paper's three finest-scale weights, renormalised;
     minimum side 41). No mask: the coarse scales mix brain and background anyway.
 
     Args:
         a, b: images (n, h, w, c) or (h, w, c).
         data_range: max - min of the intensity scale; explicit, never inferred.
-        power_factors: weights per scale; default the paper's 5.
+        power_factors: weights per scale, index 0 the finest (the original resolution);
+            default the paper's 5, :data:`MS_SSIM_WEIGHTS`.
         filter_size: Gaussian window side.
         reduce: None for per-image values, "mean" for their mean.
     """
     data_range = _check_data_range(data_range)
     if power_factors is None:
-        power_factors = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+        power_factors = MS_SSIM_WEIGHTS
     a, b, _, single = _as_images(a, b)
     minimum = (filter_size - 1) * 2 ** (len(power_factors) - 1) + 1
     if min(a.shape[1], a.shape[2]) < minimum:
         raise ValueError(
             f"ms_ssim with {len(power_factors)} scales and filter_size {filter_size} needs "
             f"images of at least {minimum}x{minimum} pixels, got {tuple(a.shape[1:3])}; "
-            "pass fewer power_factors"
+            "pass fewer power_factors, e.g. ms_ssim_weights(3)"
         )
     values = tf.image.ssim_multiscale(
         a,
@@ -268,9 +291,11 @@ def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b, ep
 def frechet_distance(features_a, features_b, eps=1e-6):
     """Frechet distance between Gaussians fitted to two feature sets (n, d).
 
-    With the offline extractor of :mod:`medgen_tf.features` this is "FD-medgen" (with
-    InceptionV3 pool features it would be FID). Biased upwards at small n: compare scores only
-    at the same n, next to the real-vs-real floor at that n.
+    With the offline extractor of :mod:`medgen_tf.features` this is "FD-medgen". With
+    :func:`medgen_tf.features.inception_features` it is an FID-style distance, but not FID as
+    published: those use the TTUR Inception graph, not Keras' ImageNet InceptionV3, and the
+    two give different values. Biased upwards at small n: compare scores only at the same n,
+    next to the real-vs-real floor at that n.
     """
     features_a = _as_features(features_a, "features_a")
     features_b = _as_features(features_b, "features_b")
@@ -372,12 +397,27 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
     test image gets (the bare minimum would flag about 1 in ``n_test + 1`` honest samples by
     chance). Works on feature vectors (n, d) or on images (n, h, w, c), flattened.
 
+    Test samples that are themselves in the training set (distance 0 up to round-off, e.g. a
+    blank slice above the head that every subject shares) are left out of that minimum: they
+    are not unseen images, and would make the threshold 0, so that nothing, not even an exact
+    copy, could be flagged. The minimum of the remaining distances is kept rather than a low
+    percentile: a percentile sits inside the honest distances by construction (the 1st has 1%
+    of held-out images below it), and it would move the threshold, and the flags, of every
+    data set without duplicates, as in the notebooks. A NEAR-duplicate (an almost
+    blank test slice) still lowers the threshold: drop such slices from all three sets first.
+    Generated samples equal to such a shared training image are flagged, as exact copies.
+
     Returns:
         dict: ``generated_to_train`` and ``test_to_train`` summaries (min, 5th percentile,
-        median, mean), ``distance_ratio`` (median generated / median test; well below 1 hints
-        at memorisation), ``threshold`` (``threshold_factor`` x minimum test-to-train distance),
-        ``flagged_indices`` (generated rows below it), ``fraction_flagged``, and
-        ``closest_pairs``: the ``num_pairs`` closest (generated index, train index, distance).
+        median, mean; over all test samples), ``distance_ratio`` (median generated / median
+        test; well below 1 hints at memorisation), ``test_duplicates`` (test samples found in
+        train, left out of the threshold), ``threshold`` (``threshold_factor`` x the smallest
+        other test-to-train distance), ``flagged_indices`` (generated rows below it),
+        ``fraction_flagged``, and ``closest_pairs``: the ``num_pairs`` closest (generated
+        index, train index, distance).
+
+    Raises:
+        ValueError: every test sample is also in train, so there is no reference distance.
     """
     generated = _as_features(generated, "generated")
     train = _as_features(train, "train")
@@ -397,7 +437,16 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
             "mean": float(values.mean()),
         }
 
-    threshold = float(threshold_factor * test_nearest.min())
+    # pairwise_distances expands |x - y|^2, so identical rows come out up to ~1e-7 x their norm
+    # apart rather than exactly 0; 1e-5 x the largest norm is above that and far below any
+    # difference between two real images.
+    largest_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", train, train))))
+    duplicates = test_nearest <= 1e-5 * largest_norm
+    if duplicates.all():
+        raise ValueError(
+            "every test sample is also in train: no unseen image to set the threshold with"
+        )
+    threshold = float(threshold_factor * test_nearest[~duplicates].min())
     flagged = np.flatnonzero(generated_nearest < threshold)
     order = np.argsort(generated_nearest, kind="stable")[:num_pairs]
     median_test = float(np.median(test_nearest))
@@ -407,6 +456,7 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
         "distance_ratio": float(np.median(generated_nearest) / median_test)
         if median_test > 0
         else float("nan"),
+        "test_duplicates": int(duplicates.sum()),
         "threshold": threshold,
         "flagged_indices": [int(i) for i in flagged],
         "fraction_flagged": float(len(flagged) / len(generated)),

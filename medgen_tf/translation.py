@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "build_cyclegan",
     "build_pix2pix",
     "load_generator",
+    "normalize_for_model",
+    "run_intensity",
     "train_cyclegan",
     "translate_nifti",
     "translate_run",
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 GENERATOR_FILES = {"a2b": "generator_ab.keras", "b2a": "generator_ba.keras"}
+#: How translate_nifti scales a volume to [-1, 1]; it must match the generator's training data.
+INTENSITY_MODES = ("cohort", "percentiles")
 
 
 def _brain_contrast(spec):
@@ -185,11 +190,19 @@ def train_cyclegan(
         verbose=verbose,
         callbacks=callbacks,
     )
-    run_dir.joinpath("domains.json").write_text(json.dumps(info, indent=2))
-    model = history.model
-    model.generator_ab.save(run_dir / GENERATOR_FILES["a2b"])
-    model.generator_ba.save(run_dir / GENERATOR_FILES["b2a"])
+    with atomic_path(run_dir / "domains.json") as temporary:
+        temporary.write_text(json.dumps(info, indent=2))
+    _save_generators(history.model, run_dir)
     return history
+
+
+def _save_generators(model, run_dir):
+    """Both generators as ``.keras`` files, each written whole or not at all: a run killed
+    mid-save must not leave a truncated file that ``translate`` then fails to load."""
+    for direction, name in GENERATOR_FILES.items():
+        generator = model.generator_ab if direction == "a2b" else model.generator_ba
+        with atomic_path(Path(run_dir) / name) as temporary:
+            generator.save(temporary)
 
 
 def load_generator(run_dir, direction="a2b"):
@@ -214,40 +227,89 @@ def _predict_in_full_batches(generator, images, batch_size):
     return np.concatenate(outputs, axis=0)
 
 
-def _translate_slices(generator, slices, image_size, batch_size=16):
-    """(n, h, w) slices in [-1, 1] -> translated (n, h, w), resized to the model and back."""
+def _translate_slices(generator, slices, image_size, batch_size=16, spacing=None):
+    """(n, h, w) slices in [-1, 1] -> translated (n, h, w), resized to the model and back.
+
+    The way in is training's (:func:`~medgen_tf.data.nifti.resize_slices`, with the pixel size
+    ``spacing`` in mm per row and column), so anatomy reaches the model with the shape it
+    learned; the way back crops the padding and resizes to the input's grid.
+    """
     import tensorflow as tf
 
-    from medgen_tf.data.nifti import pad_to_square
+    from medgen_tf.data.nifti import resize_slices
 
     _, height, width = slices.shape
-    square = pad_to_square(slices, -1.0)[..., None]
-    side = square.shape[1]
-    resized = tf.image.resize(square, (image_size, image_size), antialias=True).numpy()
+    resized = resize_slices(slices, image_size, fill_value=-1.0, spacing=spacing)
     translated = _predict_in_full_batches(generator, np.clip(resized, -1, 1), batch_size)
-    back = tf.image.resize(translated, (side, side), method="bilinear").numpy()[..., 0]
-    top, left = (side - height) // 2, (side - width) // 2
-    return back[:, top : top + height, left : left + width]
+    if spacing is None or np.isclose(spacing[0], spacing[1], rtol=1e-3, atol=0.0):
+        # Square pixels: the slices were padded to a square, then resized.
+        side = max(height, width)
+        back = tf.image.resize(translated, (side, side), method="bilinear").numpy()[..., 0]
+        top, left = (side - height) // 2, (side - width) // 2
+        return back[:, top : top + height, left : left + width]
+    # Non-square pixels: resized to the millimetre aspect on the model's grid, then padded.
+    height_mm, width_mm = height * spacing[0], width * spacing[1]
+    side_mm = max(height_mm, width_mm)
+    inner_height = max(1, round(height_mm / side_mm * image_size))
+    inner_width = max(1, round(width_mm / side_mm * image_size))
+    top, left = (image_size - inner_height) // 2, (image_size - inner_width) // 2
+    inner = translated[:, top : top + inner_height, left : left + inner_width]
+    return tf.image.resize(inner, (height, width), method="bilinear").numpy()[..., 0]
 
 
-def translate_nifti(generator, path, out_path):
+def normalize_for_model(volume, intensity, name=None):
+    """Scale a volume to [-1, 1] the way the generator's training images were scaled.
+
+    ``"cohort"``: as the built-in cohort (``brain:`` specs, ``data.brain._unit_scale``): zero
+    signal stays -1 and the 99.5th percentile of the foreground goes to 1, clipped. A plain
+    NIfTI has no brain mask, so the head (:func:`~medgen_tf.data.nifti.foreground_mask`) stands
+    in for the cohort's brain. ``"percentiles"``: as ``nifti:`` specs,
+    :func:`~medgen_tf.data.nifti.normalize_intensity` (foreground 0.5th..99.5th percentiles to
+    [-1, 1]). The two differ most for dark tissue: percentiles put the darkest foreground at
+    the air's -1, so a cohort-trained model would read CSF as background. ``name`` (the file)
+    goes into the DataError raised for a constant foreground (a mask or label file).
+    """
+    from medgen_tf.data.nifti import foreground_mask, normalize_intensity
+
+    if intensity not in INTENSITY_MODES:
+        raise DataError(f"intensity {intensity!r}: use one of {list(INTENSITY_MODES)}")
+    volume = np.asarray(volume, np.float32)
+    mask = foreground_mask(volume)
+    if intensity == "percentiles":
+        return normalize_intensity(volume, (-1.0, 1.0), mask=mask, name=name)
+    values = volume[mask] if mask.any() else volume.ravel()
+    if float(values.min()) == float(values.max()):
+        raise DataError(
+            f"{name or 'volume'}: foreground intensity is constant ({values.min():g}); a mask or "
+            "label file? nothing to translate"
+        )
+    high = max(float(np.percentile(values, 99.5)), 1e-8)
+    return (2.0 * np.clip(volume / high, 0.0, 1.0) - 1.0).astype(np.float32)
+
+
+def translate_nifti(generator, path, out_path, intensity="percentiles"):
     """Translate a NIfTI volume slice by slice; the result has the INPUT's grid and affine.
 
-    Intensities are normalised as in training (robust foreground percentiles to [-1, 1]); the
-    volume is reoriented to RAS and cut into axial slices in display orientation (as the
-    training slices were), translated at the model's size, resized back, reassembled, turned
-    back to the input's orientation and written as float32 in [0, 1] (MR has no unit).
+    ``intensity`` must be the normalisation of the generator's training data (see
+    :func:`normalize_for_model`): ``"cohort"`` for a model trained on ``brain:`` specs,
+    ``"percentiles"`` (the default) for one trained on ``nifti:`` specs;
+    :func:`translate_run` reads it from the run folder. The volume is reoriented to RAS and cut
+    into axial slices in display orientation (as the training slices were), translated at the
+    model's size, resized back, reassembled, turned back to the input's orientation and written
+    as float32 in [0, 1] (MR has no unit), with the header's display range set to [0, 1].
     """
     import nibabel as nib
 
-    from medgen_tf.data.nifti import foreground_mask, load_volume, normalize_intensity
+    from medgen_tf.data.nifti import in_plane_spacing, load_volume
 
     image_size = int(generator.inputs[0].shape[1])
-    volume, _ = load_volume(path)
-    volume = normalize_intensity(volume, (-1.0, 1.0), mask=foreground_mask(volume))
+    volume, affine = load_volume(path)
+    volume = normalize_for_model(volume, intensity, name=str(path))
     # Axial slices, rot90 as in data.nifti.extract_slices, so the model sees training's layout.
     slices = np.rot90(np.moveaxis(volume, 2, 0), axes=(1, 2))
-    translated = _translate_slices(generator, np.ascontiguousarray(slices), image_size)
+    translated = _translate_slices(
+        generator, np.ascontiguousarray(slices), image_size, spacing=in_plane_spacing(affine, 2)
+    )
     canonical = np.moveaxis(np.rot90(translated, k=-1, axes=(1, 2)), 0, 2)
     canonical = ((np.clip(canonical, -1.0, 1.0) + 1.0) / 2.0).astype(np.float32)
     original = nib.load(str(path))
@@ -259,18 +321,52 @@ def translate_nifti(generator, path, out_path):
     header = original.header.copy()
     header.set_data_dtype(np.float32)
     header.set_data_shape(data.shape)
+    # The input's display window (e.g. 0..1000) would show the [0, 1] output as black.
+    header["cal_min"], header["cal_max"] = 0.0, 1.0
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(data, original.affine, header), str(out_path))
+    with atomic_path(out_path) as temporary:
+        nib.save(nib.Nifti1Image(data, original.affine, header), str(temporary))
     return out_path, slices, np.rot90(np.moveaxis(canonical * 2 - 1, 2, 0), axes=(1, 2))
 
 
-def translate_run(run_dir, source, direction="a2b", out_dir="translated", num_images=16):
+def run_intensity(run_dir, direction="a2b"):
+    """The :func:`normalize_for_model` mode of a run's source domain, from its ``config.json``.
+
+    The source of ``"a2b"`` is ``data_a``, of ``"b2a"`` ``data_b``: a ``brain`` spec means
+    ``"cohort"``, a ``nifti`` spec ``"percentiles"``. Anything else (no config.json, a 2-D
+    data set) raises DataError: guessing would feed the model intensities it never saw.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; pass intensity='cohort' or 'percentiles'")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    # training.fit writes {"config": the caller's settings, "engine": ...}.
+    config = raw.get("config", raw) if isinstance(raw, dict) else {}
+    key = "data_a" if direction == "a2b" else "data_b"
+    kind = str(config.get(key, "")).strip().partition(":")[0].lower()
+    if kind == "brain":
+        return "cohort"
+    if kind == "nifti":
+        return "percentiles"
+    raise DataError(
+        f"{path}: {key} {config.get(key)!r} is neither a brain: nor a nifti: spec, so its "
+        "intensity scaling is unknown; pass intensity='cohort' or 'percentiles'"
+    )
+
+
+def translate_run(
+    run_dir, source, direction="a2b", out_dir="translated", num_images=16, intensity=None
+):
     """``medgen-tf translate``: translate a NIfTI file, a folder of them, or a data spec.
 
     NIfTI inputs give one translated volume each (``<name>_<direction>.nii.gz``, the input's
     affine) plus a PNG of its middle slices; a data spec (e.g. ``brain:t1``, test split) gives a
-    PNG grid of inputs above their translations. Returns the written paths.
+    PNG grid of inputs above their translations. NIfTI volumes are scaled as the source
+    domain's training data (``intensity``; default :func:`run_intensity`). Returns the written
+    paths.
     """
     from medgen_tf import viz
     from medgen_tf.data import load_spec
@@ -283,12 +379,14 @@ def translate_run(run_dir, source, direction="a2b", out_dir="translated", num_im
     written = []
     if source_path.exists():
         files = list_nifti_files(source_path) if source_path.is_dir() else [source_path]
+        if intensity is None:
+            intensity = run_intensity(run_dir, direction)
         for file in files:
             if not is_nifti_path(file):
                 raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
             stem = file.name.removesuffix(".gz").removesuffix(".nii")
             out_path, inputs, outputs = translate_nifti(
-                generator, file, out_dir / f"{stem}_{direction}.nii.gz"
+                generator, file, out_dir / f"{stem}_{direction}.nii.gz", intensity=intensity
             )
             middle = np.linspace(len(inputs) * 0.3, len(inputs) * 0.7, 6).astype(int)
             grid = out_dir / f"{stem}_{direction}.png"
@@ -377,8 +475,7 @@ def recipe_samples(model, config):
 
 def recipe_export(model, run_dir):
     """Recipe hook: both generators as ``.keras`` files, which ``translate`` loads."""
-    model.generator_ab.save(Path(run_dir) / GENERATOR_FILES["a2b"])
-    model.generator_ba.save(Path(run_dir) / GENERATOR_FILES["b2a"])
+    _save_generators(model, run_dir)
 
 
 def recipe_translate(run_dir, config, source, direction="a2b", out_dir="translated"):

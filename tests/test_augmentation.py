@@ -164,6 +164,18 @@ def test_runner_gives_finite_metrics_for_every_condition(splits):
         run_experiment(splits["train"], splits["test"], conditions=("mixup",))
 
 
+def test_balancing_without_training_positives_is_refused(splits):
+    negative = splits["train"]["labels"] == 0
+    train = {name: splits["train"][name][negative] for name in ("images", "labels")}
+    small = dict(seeds=(0,), num_epochs=1, gan_epochs=1, batch_size=8)
+    small.update(gan_kwargs=dict(latent_dim=8), classifier_kwargs=dict(base_filters=4))
+    # Repeating no positives used to pad the set with copies of a negative slice, silently.
+    for condition in ("real, positives repeated", "real + cGAN", "both"):
+        with pytest.raises(DataError, match="no positive slice") as raised:
+            run_experiment(train, splits["test"], conditions=("real only", condition), **small)
+        assert "\n" not in str(raised.value)
+
+
 def test_summary_reports_mean_and_sample_std_over_seeds():
     rows = [
         {"condition": "real only", "seed": seed, "balanced_accuracy": value, "auroc": value}

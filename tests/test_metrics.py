@@ -99,7 +99,7 @@ def test_ms_ssim_orders_noise_levels():
     generator = np.random.default_rng(1)
     clean = ndimage.gaussian_filter(generator.random((2, 48, 48, 1)), sigma=(0, 2, 2, 0))
     clean = ((clean - clean.min()) / (clean.max() - clean.min())).astype(np.float32)
-    factors = (0.2096, 0.4659, 0.3245)
+    factors = metrics.ms_ssim_weights(3)
     slightly = clean + 0.02 * generator.standard_normal(clean.shape).astype(np.float32)
     strongly = clean + 0.2 * generator.standard_normal(clean.shape).astype(np.float32)
     assert metrics.ms_ssim(
@@ -108,6 +108,25 @@ def test_ms_ssim_orders_noise_levels():
     high = metrics.ms_ssim(clean, slightly, 1.0, power_factors=factors, reduce="mean")
     low = metrics.ms_ssim(clean, strongly, 1.0, power_factors=factors, reduce="mean")
     assert 1.0 > high > low
+
+
+def test_ms_ssim_weights_are_the_papers_finest_scales_renormalised():
+    paper = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, scale 1 (finest) first
+    # The paper's five sum to 1.0001, so even all five move slightly when renormalised.
+    assert metrics.ms_ssim_weights() == pytest.approx(paper, abs=1e-4)
+    three = metrics.ms_ssim_weights(3)
+    assert three == pytest.approx((0.0711, 0.4530, 0.4760), abs=1e-4)
+    assert sum(three) == pytest.approx(1.0)
+    # Index 0 is the finest scale: pixel noise, which halving averages away, costs most there.
+    generator = np.random.default_rng(8)
+    a = ndimage.gaussian_filter(generator.random((2, 48, 48, 1)), sigma=(0, 2, 2, 0))
+    a = ((a - a.min()) / (a.max() - a.min())).astype(np.float32)
+    b = a + 0.1 * generator.standard_normal(a.shape).astype(np.float32)
+    finest = metrics.ms_ssim(a, b, 1.0, power_factors=(1.0, 0.0, 0.0), reduce="mean")
+    coarsest = metrics.ms_ssim(a, b, 1.0, power_factors=(0.0, 0.0, 1.0), reduce="mean")
+    assert finest < coarsest - 0.1
+    with pytest.raises(ValueError, match="num_scales"):
+        metrics.ms_ssim_weights(6)
 
 
 def test_frechet_distance_from_moments_closed_form():
@@ -200,3 +219,26 @@ def test_memorization_flags_a_copied_training_image():
     fresh = metrics.memorization(generator.random((30, 16, 16, 1)), train, test)
     assert fresh["flagged_indices"] == []
     assert 0.8 < fresh["distance_ratio"] < 1.2
+    assert fresh["test_duplicates"] == 0
+
+
+def test_memorization_still_flags_copies_when_a_blank_slice_is_in_train_and_test():
+    generator = np.random.default_rng(9)
+    blank = np.full((16, 16, 1), -1.0)  # air above the head: the same in every subject
+    train = generator.uniform(-1, 1, (50, 16, 16, 1))
+    train[[3, 17]] = blank
+    test = generator.uniform(-1, 1, (20, 16, 16, 1))
+    test[[0, 5]] = blank
+    generated = generator.uniform(-1, 1, (30, 16, 16, 1))
+    planted = [2, 11, 25]
+    generated[planted] = train[[42, 7, 30]]
+    result = metrics.memorization(generated, train, test)
+    assert result["test_duplicates"] == 2
+    # The threshold comes from the test images that are not in train, not from the blanks' 0.
+    unseen = np.delete(test, [0, 5], axis=0)
+    closest_unseen = metrics.pairwise_distances(unseen, train).min()
+    assert result["threshold"] == pytest.approx(0.5 * closest_unseen)
+    assert result["flagged_indices"] == planted
+    assert result["fraction_flagged"] == pytest.approx(3 / 30)
+    with pytest.raises(ValueError, match="every test sample is also in train"):
+        metrics.memorization(generated, train, train[:5])

@@ -1,0 +1,197 @@
+"""medgen_tf.translation on NIfTI files: intensity scaling as in training, header, atomic writes.
+
+A stand-in identity generator makes the output the model's input, rescaled to [0, 1], so each
+test reads off what the model was fed.
+"""
+
+import json
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.data.brain import _unit_scale
+from medgen_tf.data.nifti import foreground_mask
+from medgen_tf.translation import (
+    GENERATOR_FILES,
+    normalize_for_model,
+    recipe_export,
+    run_intensity,
+    translate_nifti,
+    translate_run,
+)
+
+SIZE = 32
+AIR, CSF, WM = 0.0, 150.0, 1000.0
+CSF_VOXEL = (16, 20, 2)  # the middle of the CSF block, far from any edge
+
+
+def _identity_generator():
+    inputs = keras.Input((SIZE, SIZE, 1))
+    return keras.Model(inputs, keras.layers.Identity()(inputs))
+
+
+def _toy_volume():
+    """Air around a white-matter block holding a dark CSF block: uniform regions, so resizing
+    to the model's side and back leaves their middles unchanged."""
+    volume = np.full((40, 40, 4), AIR, np.float32)
+    volume[4:36, 4:36, :] = WM
+    volume[10:22, 10:30, :] = CSF
+    return volume
+
+
+def _write_volume(path, volume):
+    image = nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0]))
+    image.header["cal_min"], image.header["cal_max"] = 0.0, 1000.0  # a scanner's display window
+    nib.save(image, str(path))
+    return path
+
+
+def test_cohort_scaling_is_the_cohorts_and_keeps_dark_tissue_off_the_air_value():
+    volume = _toy_volume()
+    cohort = normalize_for_model(volume, "cohort")
+    # What data.brain does to the built-in cohort, mapped to [-1, 1] as brain: specs are.
+    expected = 2.0 * _unit_scale(volume, foreground_mask(volume)) - 1.0
+    np.testing.assert_allclose(cohort, expected, atol=1e-6)
+    assert cohort[0, 0, 0] == -1.0 and cohort[CSF_VOXEL] == pytest.approx(2 * CSF / WM - 1)
+    # Percentiles send the darkest foreground (CSF here) to the air's -1.
+    assert normalize_for_model(volume, "percentiles")[CSF_VOXEL] == pytest.approx(-1.0)
+    with pytest.raises(DataError, match="intensity 'zscore'"):
+        normalize_for_model(volume, "zscore")
+
+
+def test_translate_nifti_feeds_the_training_scaling_and_sets_the_display_range(tmp_path):
+    path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    generator = _identity_generator()
+    outputs = {}
+    for intensity in ("cohort", "percentiles"):
+        out_path, _, _ = translate_nifti(
+            generator, path, tmp_path / f"{intensity}.nii.gz", intensity=intensity
+        )
+        output = nib.load(str(out_path))
+        outputs[intensity] = output.get_fdata()
+        assert (output.header["cal_min"], output.header["cal_max"]) == (0.0, 1.0)
+        assert 0.0 <= outputs[intensity].min() and outputs[intensity].max() <= 1.0
+    # The identity model returns its input: CSF at CSF / WM for cohort, at the air's 0 else.
+    assert outputs["cohort"][CSF_VOXEL] == pytest.approx(CSF / WM, abs=0.02)
+    assert outputs["percentiles"][CSF_VOXEL] == pytest.approx(0.0, abs=0.02)
+    assert outputs["cohort"][0, 0, 0] == pytest.approx(0.0, abs=1e-6)
+
+
+def _run_folder(path, data_a, data_b="nifti:/data/t2"):
+    path.mkdir()
+    generator = _identity_generator()
+    for name in GENERATOR_FILES.values():
+        generator.save(path / name)
+    config = {"config": {"model": "cyclegan", "data_a": data_a, "data_b": data_b}}
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_translate_run_scales_as_the_source_domain_of_the_run(tmp_path):
+    volume_path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    assert run_intensity(run_dir, "a2b") == "cohort"
+    assert run_intensity(run_dir, "b2a") == "percentiles"
+
+    def csf_value(direction, **options):
+        written = translate_run(
+            run_dir, str(volume_path), direction, out_dir=tmp_path / direction, **options
+        )
+        return nib.load(str(written[0])).get_fdata()[CSF_VOXEL]
+
+    assert csf_value("a2b") == pytest.approx(CSF / WM, abs=0.02)  # data_a is brain:t1
+    assert csf_value("b2a") == pytest.approx(0.0, abs=0.02)  # data_b is a nifti: spec
+    assert csf_value("b2a", intensity="cohort") == pytest.approx(CSF / WM, abs=0.02)
+
+    other = _run_folder(tmp_path / "other", data_a="medmnist:organamnist")
+    with pytest.raises(DataError, match="intensity='cohort' or 'percentiles'") as raised:
+        translate_run(other, str(volume_path), "a2b", out_dir=tmp_path / "other_out")
+    assert "\n" not in str(raised.value)
+    (other / "config.json").unlink()
+    with pytest.raises(DataError, match="config.json: not found"):
+        run_intensity(other, "a2b")
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    out_path = tmp_path / "out" / "toy_a2b.nii.gz"
+    out_path.parent.mkdir()
+    out_path.write_bytes(b"previous result")
+
+    def crash_midway(image, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"half a volume")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        translate_nifti(_identity_generator(), path, out_path, intensity="cohort")
+    assert out_path.read_bytes() == b"previous result"
+    assert [file.name for file in out_path.parent.iterdir()] == [out_path.name]
+
+    class CrashingGenerator:
+        def save(self, filename):
+            with open(filename, "wb") as handle:
+                handle.write(b"half a model")
+            raise OSError("disk full")
+
+    class StandIn:
+        generator_ab = generator_ba = CrashingGenerator()
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / GENERATOR_FILES["a2b"]).write_bytes(b"previous model")
+    with pytest.raises(OSError, match="disk full"):
+        recipe_export(StandIn(), run_dir)
+    assert (run_dir / GENERATOR_FILES["a2b"]).read_bytes() == b"previous model"
+    assert [file.name for file in run_dir.iterdir()] == [GENERATOR_FILES["a2b"]]
+
+
+class _RecordingIdentity:
+    """An identity 'generator' that keeps what it was fed, to look at the model's view."""
+
+    inputs = [keras.KerasTensor((None, SIZE, SIZE, 1))]
+
+    def __init__(self):
+        self.fed = []
+
+    def __call__(self, images, training=False):
+        self.fed.append(np.asarray(images))
+        return images
+
+
+def test_anisotropic_voxels_reach_the_model_as_training_shapes_them_and_come_back(tmp_path):
+    # A 24 mm ball scanned with 2 x 1 x 1 mm voxels: 12 voxels across along x, 24 along y.
+    x, y, z = np.meshgrid(
+        (np.arange(20) - 9.5) * 2.0, np.arange(40) - 19.5, np.arange(4) - 1.5, indexing="ij"
+    )
+    # A gentle gradient inside: a constant foreground would be refused as a mask file.
+    volume = np.where(x**2 + y**2 < 12.0**2, WM + 10.0 * y, AIR).astype(np.float32)
+    path = tmp_path / "aniso.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.diag([2.0, 1.0, 1.0, 1.0])), str(path))
+    generator = _RecordingIdentity()
+    out_path, _, _ = translate_nifti(generator, path, tmp_path / "out.nii.gz", intensity="cohort")
+
+    fed = np.concatenate(generator.fed)[2, ..., 0] > 0.0  # a middle slice, as the model saw it
+    rows, columns = np.nonzero(fed)
+    height, width = np.ptp(rows) + 1, np.ptp(columns) + 1
+    assert abs(int(height) - int(width)) <= 1, (height, width)  # round, not a 2:1 ellipse
+    assert height >= 0.5 * SIZE  # the ball's 24 mm of the 40 mm field of view
+    back = nib.load(str(out_path)).get_fdata()
+    assert back.shape == volume.shape
+    inside, returned = volume > 0, back > 0.5
+    assert (inside & returned).sum() / (inside | returned).sum() > 0.9
+
+
+def test_a_constant_volume_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "mask.nii.gz"
+    mask = np.zeros((16, 16, 4), np.float32)
+    mask[4:12, 4:12] = 1.0
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), str(path))
+    for intensity in ("cohort", "percentiles"):
+        with pytest.raises(DataError, match="mask.nii.gz: foreground intensity is constant"):
+            translate_nifti(_identity_generator(), path, tmp_path / "out.nii.gz", intensity)
+    assert not (tmp_path / "out.nii.gz").exists()
