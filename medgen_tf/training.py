@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -60,6 +61,10 @@ from tensorflow.core.framework import summary_pb2
 from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
 from medgen_tf.files import atomic_path
+
+logger = logging.getLogger(__name__)
+#: Where ``fit(resume=False)`` sets an earlier run's checkpoints aside (one generation kept).
+REPLACED_CHECKPOINTS = "checkpoints.replaced"
 
 __all__ = [
     "TimeBudget",
@@ -521,7 +526,8 @@ def fit(
             epoch (from scratch when there is none). The settings recorded in ``config.json``
             (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
             must be the same; only ``num_epochs`` may change, which extends a run. Without
-            ``resume``, a ``run_dir`` that already has checkpoints is refused.
+            ``resume``, a new run starts: an earlier run's checkpoints in ``run_dir`` are moved
+            to ``checkpoints.replaced/`` (replacing the one before), never mixed with the new.
         sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
             ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
         config: JSON-serialisable settings recorded in ``config.json``.
@@ -537,8 +543,8 @@ def fit(
         ``.model`` and ``.stopped_reason`` (set when the NaN guard stopped training).
 
     Raises:
-        DataError: checkpoints of an earlier run without ``resume``; a resume with other
-            settings; an unreadable checkpoint or ``config.json``.
+        DataError: a resume with other settings; an unreadable checkpoint or
+            ``config.json``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -555,12 +561,22 @@ def fit(
         raise ValueError("batch_size is required when data are arrays")
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is not None and not resume:
-        # Starting over here would let the keep-newest-two rule delete the new run's first
-        # checkpoints and keep the old run's later ones, which a later resume would restore.
-        raise DataError(
-            f"run folder {run_dir} has checkpoints of an earlier run (up to {checkpoint.name}); "
-            "pass resume=True to continue it, or use a new folder"
+        # A new run must not share the folder's checkpoints with an earlier one: keep-newest-two
+        # would delete the new run's first checkpoints and keep the old run's later ones, which a
+        # resume would then restore. Refusing would break re-running a notebook cell (same
+        # folder, by design), so the earlier checkpoints are set aside, not deleted; the command
+        # line refuses instead (recipes.train), where a run folder is a deliberate choice.
+        replaced = run_dir / REPLACED_CHECKPOINTS
+        if replaced.exists():
+            shutil.rmtree(replaced)
+        os.replace(run_dir / "checkpoints", replaced)
+        logger.warning(
+            "%s: new run (resume=False); the earlier run's checkpoints (up to %s) were moved to %s",
+            run_dir,
+            checkpoint.name,
+            replaced.name,
         )
+        checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
     if checkpoint is not None:
         # Checked before anything is built or written: a refused resume changes nothing. These

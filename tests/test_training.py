@@ -440,14 +440,25 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     assert len(history["first_loss"]) == 2
 
 
-def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):
+def test_a_fresh_run_into_a_folder_with_checkpoints_starts_over_and_sets_the_old_aside(
+    tmp_path, caplog
+):
     fit(build_toy, IMAGES, tmp_path, num_epochs=3, **QUIET)
-    with pytest.raises(DataError, match="checkpoints of an earlier run.*resume=True"):
-        fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
-    # The earlier run is intact: no fresh epoch_0001 beside (or instead of) its checkpoints.
+    old_state = (tmp_path / "checkpoints" / "epoch_0003" / "state.npz").read_bytes()
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        history = fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    assert "moved to checkpoints.replaced" in caplog.text
+    # Only the new run's checkpoint, so a resume continues the new run, not the old one.
     names = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
-    assert names == ["epoch_0002", "epoch_0003"]
-    assert len(json.loads((tmp_path / "history.json").read_text())["first_loss"]) == 3
+    assert names == ["epoch_0001"]
+    assert len(history["first_loss"]) == 1
+    assert len(json.loads((tmp_path / "history.json").read_text())["first_loss"]) == 1
+    # The earlier run is still there, whole, beside it.
+    replaced = tmp_path / "checkpoints.replaced"
+    assert sorted(path.name for path in replaced.iterdir()) == ["epoch_0002", "epoch_0003"]
+    assert (replaced / "epoch_0003" / "state.npz").read_bytes() == old_state
+    resumed = fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert len(resumed["first_loss"]) == 2  # from the new run's epoch 1
 
 
 def _crash_mid_write(self, path, *args, **kwargs):
