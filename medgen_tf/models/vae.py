@@ -145,13 +145,14 @@ class VAE(keras.Model):
     Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014; beta weighting from
     Higgins et al., "beta-VAE", ICLR 2017; KL warm-up from Bowman et al., CoNLL 2016.
 
-    Loss per image (the negative ELBO in nats, exactly for ``"bernoulli"`` and less a constant
-    for ``"gaussian"``, see below; all terms summed over pixels or latent dims, then averaged
-    over the batch): ``reconstruction_loss + kl_weight * kl_loss`` where
+    Loss per image (the negative ELBO in nats, less a constant for ``"gaussian"``, see below;
+    all terms summed over pixels or latent dims, then averaged over the batch): ``reconstruction_loss + kl_weight * kl_loss`` where
     ``kl_loss = KL(q(z|x) || N(0, I))`` in closed form and ``reconstruction_loss`` is
     ``-log p(x|z)`` with one z sampled per image:
 
-    - ``"bernoulli"``: binary cross-entropy on the decoder's logits (data in [0, 1]).
+    - ``"bernoulli"``: binary cross-entropy on the decoder's logits (data in [0, 1]). On grey
+      levels between 0 and 1 a Bernoulli is not a normalised density, so this "ELBO" does not
+      bound log p(x) (Loaiza-Ganem & Cunningham 2019, the continuous Bernoulli).
     - ``"gaussian"``: fixed variance ``gaussian_sigma**2``, i.e.
       ``sum((x - mean)**2) / (2 * gaussian_sigma**2)``, leaving out the constant
       ``D/2 * log(2 pi sigma^2)`` for ``D`` pixel values per image (no effect on gradients).
