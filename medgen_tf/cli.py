@@ -50,7 +50,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
     )
     preview.add_argument("--out", default="data_preview.png")
-    preview.add_argument("--image-size", type=_image_size, default=64)
+    # A preview builds no model: any side the resize can make will do.
+    preview.add_argument(
+        "--image-size", type=_int_at_least(4, "must be an integer of at least 4"), default=64
+    )
 
     train = commands.add_parser("train", help="train a model and write a run folder")
     train.add_argument("model", choices=MODELS)
@@ -85,6 +88,13 @@ def _build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--input", required=True, help="NIfTI file, folder or data spec")
     translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
     translate.add_argument("--out", required=True, help="output folder")
+    translate.add_argument(
+        "--intensity",
+        choices=("cohort", "percentiles"),
+        default=None,
+        help="how NIfTI inputs are scaled; default: as the run's training data (brain: cohort, "
+        "nifti: percentiles); needed for runs trained on other data",
+    )
 
     demo = commands.add_parser("demo", help="quick tour: data preview and a short GAN run")
     demo.add_argument("--out", default="outputs/demo")
@@ -117,7 +127,11 @@ def _run(args: argparse.Namespace) -> None:
         from medgen_tf import recipes
 
         paths = recipes.translate(
-            args.run_dir, args.input, direction=args.direction, out_dir=args.out
+            args.run_dir,
+            args.input,
+            direction=args.direction,
+            out_dir=args.out,
+            intensity=args.intensity,
         )
         for path in paths:
             print(f"wrote {path}")

@@ -8,13 +8,25 @@ import tempfile
 from pathlib import Path
 
 
+def _umask():
+    # Linux reports it without changing it; os.umask can only read it by setting it, which
+    # another thread could observe for an instant.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def _plain_file_mode(path):
     """The replaced file's mode, or for a new file 0o666 less the process umask."""
     if path.exists():
         return path.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -31,6 +43,9 @@ def atomic_path(path, suffix=None):
         ...     temporary.write_text("{}")
     """
     path = Path(path)
+    if path.is_symlink():
+        # Write through the link, as open() would, instead of replacing the link by a file.
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"

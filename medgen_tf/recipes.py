@@ -419,8 +419,13 @@ def sample(run_dir, num_samples: int = 64, out="samples.png", seed: int = 0) -> 
     )
 
 
-def translate(run_dir, input, direction: str = "a2b", out_dir="translated") -> list[Path]:
-    """Translate images with an image-to-image run (CycleGAN); the recipe does the work."""
+def translate(
+    run_dir, input, direction: str = "a2b", out_dir="translated", intensity=None
+) -> list[Path]:
+    """Translate images with an image-to-image run (CycleGAN); the recipe does the work.
+
+    ``intensity``: how NIfTI inputs are scaled (``"cohort"`` or ``"percentiles"``); None reads
+    it from the run (:func:`medgen_tf.translation.run_intensity`)."""
     config = _read_config(run_dir)
     recipe = get_recipe(config["model"])
     if recipe.translate is None:
@@ -428,7 +433,12 @@ def translate(run_dir, input, direction: str = "a2b", out_dir="translated") -> l
             f"run folder {run_dir}: model {config['model']!r} does not translate images"
         )
     return recipe.translate(
-        Path(run_dir), config, input, direction=direction, out_dir=Path(out_dir)
+        Path(run_dir),
+        config,
+        input,
+        direction=direction,
+        out_dir=Path(out_dir),
+        intensity=intensity,
     )
 
 

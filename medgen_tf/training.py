@@ -442,6 +442,29 @@ def _num_examples(data) -> int:
     return len(data)
 
 
+def _set_aside_checkpoints(run_dir: Path, newest: Path) -> None:
+    """Move an earlier run's ``checkpoints/`` to ``checkpoints.replaced/`` for a new run.
+
+    A new run must not share the folder's checkpoints with an earlier one: keep-newest-two would
+    delete the new run's first checkpoints and keep the old run's later ones, which a resume
+    would then restore. Refusing would break re-running a notebook cell (same folder, by
+    design), so they are set aside, one generation deep; the command line refuses instead
+    (``recipes.train``), where a run folder is a deliberate choice.
+    """
+    replaced = run_dir / REPLACED_CHECKPOINTS
+    dropped = replaced.exists()
+    if dropped:
+        shutil.rmtree(replaced)
+    os.replace(run_dir / "checkpoints", replaced)
+    logger.warning(
+        "%s: new run (resume=False); the earlier run's checkpoints (up to %s) were moved to %s%s",
+        run_dir,
+        newest.name,
+        replaced.name,
+        ", replacing the ones set aside before" if dropped else "",
+    )
+
+
 # Settings a resumed run may change: its total epochs (that is how a run is extended) and what
 # follows from them alone (the length of CycleGAN's learning-rate schedule).
 _EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs", "total_steps"})
@@ -560,22 +583,10 @@ def fit(
     if not is_dataset and batch_size is None:
         raise ValueError("batch_size is required when data are arrays")
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is not None and not resume:
-        # A new run must not share the folder's checkpoints with an earlier one: keep-newest-two
-        # would delete the new run's first checkpoints and keep the old run's later ones, which a
-        # resume would then restore. Refusing would break re-running a notebook cell (same
-        # folder, by design), so the earlier checkpoints are set aside, not deleted; the command
-        # line refuses instead (recipes.train), where a run folder is a deliberate choice.
-        replaced = run_dir / REPLACED_CHECKPOINTS
-        if replaced.exists():
-            shutil.rmtree(replaced)
-        os.replace(run_dir / "checkpoints", replaced)
-        logger.warning(
-            "%s: new run (resume=False); the earlier run's checkpoints (up to %s) were moved to %s",
-            run_dir,
-            checkpoint.name,
-            replaced.name,
-        )
+    # An earlier run's checkpoints, when this call starts a new run: set aside once the model is
+    # built (below), so a builder that fails leaves the folder as it was.
+    earlier_run = checkpoint if not resume else None
+    if earlier_run is not None:
         checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
     if checkpoint is not None:
@@ -601,6 +612,8 @@ def fit(
                 model = model()
                 if not isinstance(model, keras.Model):
                     raise ValueError("the model function must return a compiled keras.Model")
+            if earlier_run is not None:
+                _set_aside_checkpoints(run_dir, earlier_run)
             history = TrainingHistory(model=model)
             initial_epoch = 0
             if checkpoint is not None:

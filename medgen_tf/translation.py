@@ -338,13 +338,19 @@ def run_intensity(run_dir, direction="a2b"):
     """
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise DataError(f"{path}: not found; pass intensity='cohort' or 'percentiles'")
+        raise DataError(
+            f"{path}: not found; choose intensity='cohort' or 'percentiles' (--intensity)"
+        )
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    except ValueError:  # binary junk: not even text
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
     # training.fit writes {"config": the caller's settings, "engine": ...}.
-    config = raw.get("config", raw) if isinstance(raw, dict) else {}
+    config = raw.get("config", raw) if isinstance(raw, dict) else None
+    if not isinstance(config, dict):
+        raise DataError(f"{path}: not a run config (expected a JSON object)")
     key = "data_a" if direction == "a2b" else "data_b"
     kind = str(config.get(key, "")).strip().partition(":")[0].lower()
     if kind == "brain":
@@ -353,7 +359,8 @@ def run_intensity(run_dir, direction="a2b"):
         return "percentiles"
     raise DataError(
         f"{path}: {key} {config.get(key)!r} is neither a brain: nor a nifti: spec, so its "
-        "intensity scaling is unknown; pass intensity='cohort' or 'percentiles'"
+        "intensity scaling is unknown; choose one: intensity='cohort' or 'percentiles' "
+        "(command line: --intensity)"
     )
 
 
@@ -478,6 +485,8 @@ def recipe_export(model, run_dir):
     _save_generators(model, run_dir)
 
 
-def recipe_translate(run_dir, config, source, direction="a2b", out_dir="translated"):
+def recipe_translate(
+    run_dir, config, source, direction="a2b", out_dir="translated", intensity=None
+):
     """Recipe hook for ``medgen-tf translate``."""
-    return translate_run(run_dir, source, direction=direction, out_dir=out_dir)
+    return translate_run(run_dir, source, direction=direction, out_dir=out_dir, intensity=intensity)

@@ -11,6 +11,7 @@ from medgen_tf.data import load_nifti_slices, load_volume
 from medgen_tf.data.nifti import (
     extract_slices,
     foreground_mask,
+    list_nifti_files,
     normalize_intensity,
     resize_slices,
     sha256_of,
@@ -253,3 +254,14 @@ def test_constant_foreground_is_refused(tmp_path):
         with pytest.raises(DataError, match="foreground intensity is constant") as error:
             load_nifti_slices(path, image_size=16)
         _one_line_naming(error, path)
+
+
+def test_hidden_files_in_a_folder_are_not_scans(tmp_path):
+    import nibabel as nib
+
+    volume = np.zeros((8, 8, 8), np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "scan.nii.gz"))
+    # What an interrupted atomic write or a macOS copy leaves behind.
+    (tmp_path / ".scan_a2b.nii.abc123.nii.gz").write_bytes(b"truncated")
+    (tmp_path / "._scan.nii.gz").write_bytes(b"resource fork")
+    assert [path.name for path in list_nifti_files(tmp_path)] == ["scan.nii.gz"]

@@ -142,3 +142,10 @@ def test_bare_existing_path_names_the_kind_to_use(tmp_path):
     path = _npz(tmp_path / "toy.npz")
     with pytest.raises(DataError, match=f"medmnist:{path}"):
         parse_spec(str(path))
+
+
+@pytest.mark.parametrize("spec", ["nifit:/data/scan.nii.gz", "medmnst:data/x.npz", "brian:t1"])
+def test_a_mistyped_kind_is_named_as_such_not_as_a_missing_file(spec):
+    with pytest.raises(DataError, match="unknown kind") as error:
+        parse_spec(spec)
+    assert "does not exist" not in str(error.value)

@@ -42,3 +42,13 @@ def test_atomic_path_gives_new_files_the_usual_mode_and_keeps_an_existing_ones(t
         assert existing.stat().st_mode & 0o777 == 0o664
     finally:
         os.umask(umask)
+
+
+def test_atomic_path_writes_through_a_symlink(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    with atomic_path(link) as temporary:
+        temporary.write_text("new")
+    assert link.is_symlink() and real.read_text() == "new"

@@ -461,6 +461,21 @@ def test_a_fresh_run_into_a_folder_with_checkpoints_starts_over_and_sets_the_old
     assert len(resumed["first_loss"]) == 2  # from the new run's epoch 1
 
 
+def test_a_new_run_whose_model_fails_to_build_leaves_the_old_checkpoints_in_place(tmp_path):
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, **QUIET)
+
+    def broken_builder():
+        raise ValueError("a typo in the model")
+
+    with pytest.raises(ValueError, match="a typo"):
+        fit(broken_builder, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch_0001",
+        "epoch_0002",
+    ]
+    assert not (tmp_path / "checkpoints.replaced").exists()
+
+
 def _crash_mid_write(self, path, *args, **kwargs):
     Path(path).write_bytes(b"the first bytes of a file")
     raise OSError("disk full")

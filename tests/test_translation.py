@@ -109,7 +109,18 @@ def test_translate_run_scales_as_the_source_domain_of_the_run(tmp_path):
     other = _run_folder(tmp_path / "other", data_a="medmnist:organamnist")
     with pytest.raises(DataError, match="intensity='cohort' or 'percentiles'") as raised:
         translate_run(other, str(volume_path), "a2b", out_dir=tmp_path / "other_out")
-    assert "\n" not in str(raised.value)
+    assert "\n" not in str(raised.value) and "--intensity" in str(raised.value)
+    # What the command line's --intensity passes: the run on other data translates.
+    from medgen_tf import recipes
+
+    written = recipes.translate(
+        other, str(volume_path), "a2b", out_dir=tmp_path / "other_out", intensity="percentiles"
+    )
+    assert nib.load(str(written[0])).get_fdata()[CSF_VOXEL] == pytest.approx(0.0, abs=0.02)
+    for junk in (b"\xff\xfe binary", b'{"config": 3}'):
+        (other / "config.json").write_bytes(junk)
+        with pytest.raises(DataError, match="config.json: not"):
+            run_intensity(other, "a2b")
     (other / "config.json").unlink()
     with pytest.raises(DataError, match="config.json: not found"):
         run_intensity(other, "a2b")

@@ -257,11 +257,19 @@ def resize_slices(
 
 
 def list_nifti_files(folder) -> list[Path]:
-    """Sorted ``.nii``/``.nii.gz`` files directly inside ``folder``; DataError if none."""
+    """Sorted ``.nii``/``.nii.gz`` files directly inside ``folder``; DataError if none.
+
+    Hidden files are skipped: macOS ``._`` resource forks and the temporary files of an
+    interrupted atomic write (:func:`medgen_tf.files.atomic_path`) are not scans.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
-    files = sorted(path for path in folder.iterdir() if path.is_file() and is_nifti_path(path))
+    files = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and is_nifti_path(path) and not path.name.startswith(".")
+    )
     if not files:
         raise DataError(f"{folder}: no .nii or .nii.gz files in this folder")
     return files

@@ -24,6 +24,7 @@ None, label_names=list[str], name=str)``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def _looks_like_path(spec: str) -> bool:
     text = spec.strip()
+    if re.match(r"^[A-Za-z]\w+:", text):
+        return False  # "nifit:x.nii" is a mistyped kind; a one-letter "C:" is a Windows path
     return "/" in text or "\\" in text or text.lower().endswith((".nii", ".nii.gz", ".npz"))
 
 
