@@ -20,7 +20,7 @@ import numpy as np
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path
+from medgen_tf.files import atomic_path, read_run_config
 
 __all__ = [
     "compare_feature_sets",
@@ -34,25 +34,12 @@ VALUE_RANGE = (-1.0, 1.0)
 
 
 def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
-    except ValueError:  # binary junk: not even text
-        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    if not isinstance(raw, dict) or not all(
-        isinstance(raw.get(section, {}), dict) for section in ("config", "engine")
-    ):
-        raise DataError(f"{path}: not a run config (expected a JSON object)")
-    # training.fit writes {"config": caller's settings, "engine": ...}; accept a flat file too.
-    caller = {**raw, **raw.get("config", {})}
-    settings = {**raw.get("engine", {}), **caller}
+    run = read_run_config(run_dir, required=False) or {"config": {}, "engine": {}}
+    # The caller's settings win over the engine's where both have one (e.g. "seed").
+    settings = {**run["engine"], **run["config"]}
     # The cohort seed is the caller's "seed" (the recipes load their data with it); the
     # engine's own seed only shuffled the batches of whatever data it was given.
-    settings["data_seed"] = int(caller.get("seed") or 0)
+    settings["data_seed"] = int(run["config"].get("seed") or 0)
     return settings
 
 

@@ -1,11 +1,15 @@
-"""Writing files so that a crash never leaves a half-written one where a good one was."""
+"""The files of a run folder: written so that a crash never leaves a half-written one where a
+good one was, and ``config.json`` read back in one place, with one-line errors."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+
+from medgen_tf.errors import DataError
 
 
 def _umask():
@@ -60,3 +64,33 @@ def atomic_path(path, suffix=None):
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def read_run_config(run_dir, required=True):
+    """``RUN_DIR/config.json`` as ``{"config": {...}, "engine": {...}}``; None when the file is
+    missing and not ``required``.
+
+    :func:`medgen_tf.training.fit` writes the caller's settings under ``"config"`` and its own
+    under ``"engine"``; a flat file (settings only) reads as ``{"config": file, "engine": {}}``.
+    A damaged file is a one-line DataError naming it. Kept free of TensorFlow, so the command
+    line can read a run before importing it.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        if required:
+            raise DataError(f"run folder {run_dir}: no config.json (not a medgen-tf run folder?)")
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
+    except ValueError:  # UnicodeDecodeError: binary junk, not even text
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: not a run config (expected a JSON object)")
+    if "config" not in raw and "engine" not in raw:
+        raw = {"config": raw}
+    sections = {part: raw.get(part, {}) for part in ("config", "engine")}
+    if not all(isinstance(section, dict) for section in sections.values()):
+        raise DataError(f'{path}: not a run config ("config" and "engine" must be JSON objects)')
+    return sections

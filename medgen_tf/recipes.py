@@ -33,7 +33,7 @@ import numpy as np
 
 from medgen_tf.config import QUICK
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path
+from medgen_tf.files import atomic_path, read_run_config
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
 
@@ -388,17 +388,12 @@ def train(
 
 
 def _read_config(run_dir) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise DataError(f"run folder {run_dir}: no config.json (not a medgen-tf run folder?)")
-    try:
-        config = json.loads(path.read_text())["config"]
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
-    except (ValueError, KeyError, TypeError):  # binary junk, or JSON without a "config" object
-        raise DataError(f'{path}: not a medgen-tf run config (no "config" object)') from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise DataError(f'{path}: not a medgen-tf run config (no model name in "config")')
+    config = read_run_config(run_dir)["config"]
+    if "model" not in config:
+        raise DataError(
+            f"{Path(run_dir) / 'config.json'}: not a medgen-tf run config (no model name in "
+            '"config")'
+        )
     return config
 
 

@@ -60,7 +60,7 @@ from tensorflow.core.framework import summary_pb2
 
 from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path
+from medgen_tf.files import atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
 #: Where ``fit(resume=False)`` sets an earlier run's checkpoints aside (one generation kept).
@@ -482,25 +482,13 @@ def _short(value, width: int = 40) -> str:
 
 def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
     """Refuse to resume a run with other data or settings than those in its ``config.json``."""
-    path = run_dir / "config.json"
-    if not path.is_file():
+    stored = read_run_config(run_dir, required=False)
+    if stored is None:
         return  # removed by hand: the checkpoint's variable shapes are all there is to check
-    try:
-        stored = json.loads(path.read_text())
-        if not (
-            isinstance(stored, dict)
-            and all(isinstance(stored.get(part, {}), dict) for part in ("config", "engine"))
-        ):
-            raise ValueError("not a JSON object with config and engine objects")
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
-        problem = error.msg if isinstance(error, json.JSONDecodeError) else error
-        raise DataError(
-            f"{path}: not a valid run config ({problem}); resuming needs it to check the settings"
-        ) from None
     differences = []
     for current, recorded in (
-        (_as_json(dict(config)), stored.get("config") or {}),
-        (_as_json(engine), stored.get("engine") or {}),
+        (_as_json(dict(config)), stored["config"]),
+        (_as_json(engine), stored["engine"]),
     ):
         # Keys on one side only come from another version of the package, not from a setting.
         for key in sorted(set(current) & set(recorded) - _EXTENSIBLE_SETTINGS):
@@ -508,7 +496,7 @@ def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
                 differences.append(f"{key} {_short(current[key])} (run: {_short(recorded[key])})")
     if differences:
         raise DataError(
-            f"{path}: resuming with other settings than the run's: {', '.join(differences)}; "
+            f"{run_dir / 'config.json'}: resuming with other settings than the run's: {', '.join(differences)}; "
             "resume with the run's settings (only the number of epochs may change) or use a "
             "new folder"
         )

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path
+from medgen_tf.files import atomic_path, read_run_config
 from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
 __all__ = [
@@ -341,16 +341,7 @@ def run_intensity(run_dir, direction="a2b"):
         raise DataError(
             f"{path}: not found; choose intensity='cohort' or 'percentiles' (--intensity)"
         )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error.msg})") from None
-    except ValueError:  # binary junk: not even text
-        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    # training.fit writes {"config": the caller's settings, "engine": ...}.
-    config = raw.get("config", raw) if isinstance(raw, dict) else None
-    if not isinstance(config, dict):
-        raise DataError(f"{path}: not a run config (expected a JSON object)")
+    config = read_run_config(run_dir)["config"]
     key = "data_a" if direction == "a2b" else "data_b"
     kind = str(config.get(key, "")).strip().partition(":")[0].lower()
     if kind == "brain":

@@ -52,3 +52,24 @@ def test_atomic_path_writes_through_a_symlink(tmp_path):
     with atomic_path(link) as temporary:
         temporary.write_text("new")
     assert link.is_symlink() and real.read_text() == "new"
+
+
+def test_read_run_config_reads_both_layouts_and_names_a_damaged_file(tmp_path):
+    import json
+
+    from medgen_tf import DataError
+    from medgen_tf.files import read_run_config
+
+    assert read_run_config(tmp_path, required=False) is None
+    with pytest.raises(DataError, match="no config.json"):
+        read_run_config(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"config": {"model": "vae"}, "engine": {"seed": 3}}))
+    assert read_run_config(tmp_path) == {"config": {"model": "vae"}, "engine": {"seed": 3}}
+    path.write_text(json.dumps({"model": "vae", "seed": 5}))  # flat: settings only
+    assert read_run_config(tmp_path) == {"config": {"model": "vae", "seed": 5}, "engine": {}}
+    for junk in (b"\xff\xfe binary", b"{not json", b"[1, 2]", b'{"config": 3}'):
+        path.write_bytes(junk)
+        with pytest.raises(DataError) as error:
+            read_run_config(tmp_path)
+        assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
