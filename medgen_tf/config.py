@@ -31,5 +31,8 @@ def data_dir() -> Path:
 
 def cache_dir() -> Path:
     """Folder for derived data such as the synthetic cohort (``MEDGEN_CACHE_DIR`` overrides)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medgen_tf"
-    return Path(os.environ.get("MEDGEN_CACHE_DIR", default))
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says to ignore an empty or relative value: it would put the cache wherever
+    # the process happens to run.
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return Path(os.environ.get("MEDGEN_CACHE_DIR") or base / "medgen_tf")

@@ -304,7 +304,15 @@ def evaluate_run(
             "or tfds data"
         )
     image_size = int(config.get("image_size") or 64)
-    num_subjects = int(num_subjects or config.get("num_subjects") or 32)
+    trained_subjects = config.get("num_subjects")
+    if num_subjects and trained_subjects and int(num_subjects) != int(trained_subjects):
+        # The held-out subjects are the last ids of a cohort (data.brain.split_subjects): in a
+        # cohort of another size the "test" subjects would include ones the run trained on.
+        raise DataError(
+            f"num_subjects={num_subjects}: the run was trained on a {trained_subjects}-subject "
+            "cohort; its held-out subjects exist only in a cohort of that size"
+        )
+    num_subjects = int(num_subjects or trained_subjects or 32)
     # The training cohort: a brain run trained with --seed 5 simulated subjects from seed 5,
     # so its real slices (and the held-out subjects of the floor) come from that cohort.
     data_seed = int(config.get("data_seed") or 0)

@@ -1,6 +1,8 @@
 """The simulated brain cohort: physics, splits, determinism, cache and data integrity."""
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +142,26 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
     np.testing.assert_allclose(again["t1"], first["t1"], atol=1e-4)
 
 
+def test_a_cache_that_cannot_be_written_costs_a_rebuild_not_the_load(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(blocker / "cache"))
+    with caplog.at_level("WARNING", logger="medgen_tf.data.brain"):
+        slices = brain_slices(("t1",), split="all", **SMALL)
+    assert len(slices["t1"]) > 0 and "not written" in caplog.text
+
+
+def test_the_cache_file_gets_the_usual_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    umask = os.umask(0o022)
+    try:
+        brain_slices(("t1",), split="all", **SMALL)
+    finally:
+        os.umask(umask)
+    (cached,) = (tmp_path / "cache").glob("brain_cohort_*.npz")
+    assert cached.stat().st_mode & 0o777 == 0o644  # readable by the other users of a shared cache
+
+
 def test_tampered_template_is_refused(tmp_path, monkeypatch):
     copy = tmp_path / "data"
     shutil.copytree(config.data_dir(), copy)
@@ -174,3 +196,12 @@ def test_bias_field_is_smooth_and_near_one():
     assert 0.6 < field.min() < 1.0 < field.max() < 1.6
     # Slowly varying: neighbouring voxels 6 mm apart differ by a few percent at most.
     assert np.abs(np.diff(field, axis=0)).max() < 0.05
+
+
+@pytest.mark.parametrize("xdg", ["", "relative/cache"])
+def test_an_empty_or_relative_xdg_cache_home_is_ignored(monkeypatch, xdg):
+    monkeypatch.delenv("MEDGEN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert config.cache_dir() == Path.home() / ".cache" / "medgen_tf"
+    monkeypatch.setenv("XDG_CACHE_HOME", "/srv/cache")
+    assert str(config.cache_dir()) == "/srv/cache/medgen_tf"

@@ -134,6 +134,14 @@ def test_evaluate_scores_against_the_cohort_the_run_was_trained_on(tmp_path, mon
     assert [(call["split"], call["seed"]) for call in calls] == [("train", 5), ("test", 5)]
 
 
+def test_evaluate_refuses_a_cohort_size_other_than_the_runs(tmp_path):
+    _vae_run(tmp_path)  # an 8-subject cohort: subjects 0-5 train, 6 val, 7 test
+    # In a 16-subject cohort the run's test subject 7 is training data and 14-15 are "test".
+    with pytest.raises(DataError, match="num_subjects=16: the run was trained on a 8-subject"):
+        evaluate_run(tmp_path, num_samples=20, num_subjects=16)
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_evaluate_refuses_nifti_data_which_have_no_held_out_split(tmp_path, capsys):
     import nibabel as nib
 

@@ -35,8 +35,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ import numpy as np
 from medgen_tf import config
 from medgen_tf.data.nifti import load_volume
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +392,12 @@ def _check_contrasts(contrasts) -> tuple[str, ...]:
 
 
 def split_subjects(num_subjects: int) -> dict[str, np.ndarray]:
-    """Subject ids per split: 75% / 12.5% / 12.5% (24/4/4 for 32), by subject, never by slice."""
+    """Subject ids per split: 75% / 12.5% / 12.5% (24/4/4 for 32), by subject, never by slice.
+
+    The held-out subjects are the last ids, so the split depends on ``num_subjects``: subject i
+    is the same in every cohort of a seed, and a test subject of a small cohort is a training
+    subject of a larger one. Train, evaluate and compare within one cohort size.
+    """
     if num_subjects < 3:
         raise ValueError(f"num_subjects must be at least 3 (one per split), got {num_subjects}")
     held_out = max(1, round(num_subjects / 8))
@@ -472,18 +476,17 @@ def _read_cache(path: Path, key: str, expected_keys) -> dict | None:
 
 
 def _write_cache(path: Path, key: str, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a private temporary file, then rename: several processes may build the same
-    # cohort at once, and a reader must never see a half-written archive.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    # Written beside the target and renamed (files.atomic_path): several processes may build
+    # the same cohort at once, and a reader must never see a half-written archive. A cache that
+    # cannot be written (read-only disk, a file where the folder should be) only costs a rebuild
+    # next time, so it is a warning, not a failure.
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with atomic_path(path, suffix=".tmp") as temporary, open(temporary, "wb") as stream:
             np.savez_compressed(stream, cache_key=np.array(key), **data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    except OSError as error:
+        logger.warning(
+            "cohort cache %s not written (%s); it will be rebuilt next time", path, error
+        )
 
 
 def load_cohort(
@@ -511,7 +514,8 @@ def load_cohort(
     path = config.cache_dir() / f"brain_cohort_{key}.npz"
     names = (*CONTRASTS, "mask", "subject", "position")
     if use_cache and path.exists():
-        # The template is still verified: a tampered data folder must fail even when cached.
+        # The template is verified (sha256) at its first load in a process, cached or not, so a
+        # tampered data folder fails here too; later loads in the same process reuse it.
         load_template()
         cached = _read_cache(path, key, names)
         if cached is not None:
