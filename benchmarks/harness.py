@@ -15,6 +15,11 @@ fit (its Python loop, callbacks dispatch, metric trackers) and leaves out only f
 per-call start and end, reported separately as ``fit_call_overhead_s``. The stamp is taken at
 batch begin so that the timer itself does not make Keras turn the logs into numpy every step
 (a callback with ``on_train_batch_end`` does, see ``keras.callbacks.CallbackList``).
+
+On a GPU, where kernels run after the Python that launched them returns, every window starts
+and ends with ``tf.test.experimental.sync_devices()`` on both sides (at fit's two stamps, and
+around a hand loop's steps): one sync per stamp, none per step. On a CPU there is nothing to
+wait for, and nothing is added.
 """
 
 from __future__ import annotations
@@ -138,7 +143,9 @@ def make_batches(arrays, batch_size, seed=0):
     """The package's ``make_dataset`` when it exists, else the same recipe written here.
 
     Returns ``(dataset, source)``; the dataset repeats forever and yields one array or a
-    tuple of arrays per element, in batches of ``batch_size``.
+    tuple of arrays per element, in batches of ``batch_size``. Several arrays go into one
+    ``make_dataset`` call as a tuple, as ``medgen_tf.training.fit`` passes a recipe's
+    ``(images_a, images_b)``.
     """
     import tensorflow as tf
 
@@ -146,15 +153,8 @@ def make_batches(arrays, batch_size, seed=0):
     try:
         from medgen_tf.data.pipeline import make_dataset
 
-        if single:
-            dataset = make_dataset(arrays[0], batch_size=batch_size, seed=seed)
-        else:
-            dataset = tf.data.Dataset.zip(
-                tuple(
-                    make_dataset(a, batch_size=batch_size, seed=seed + i)
-                    for i, a in enumerate(arrays)
-                )
-            )
+        data = arrays[0] if single else tuple(arrays)
+        dataset = make_dataset(data, batch_size=batch_size, seed=seed)
         return dataset.repeat(), "medgen_tf.data.pipeline.make_dataset"
     except ImportError:
         pass
@@ -169,6 +169,19 @@ def make_batches(arrays, batch_size, seed=0):
 
 # ---- contenders --------------------------------------------------------------------------------
 
+_GPU = None
+
+
+def device_sync():
+    """Wait for the kernels already launched, on a GPU; nothing on a CPU-only machine."""
+    global _GPU
+    import tensorflow as tf
+
+    if _GPU is None:
+        _GPU = bool(tf.config.list_physical_devices("GPU"))
+    if _GPU:
+        tf.test.experimental.sync_devices()
+
 
 class FitContender:
     """The package's path: ``model.fit`` on the dataset, timed between batch-begin stamps."""
@@ -177,22 +190,27 @@ class FitContender:
         import keras
 
         self.name, self.model, self.dataset = name, model, dataset
+        # The model's resolved setting: "auto" is True or False once compiled.
+        self.xla = bool(model.jit_compile)
         self.call_overheads = []
 
         class BatchStamps(keras.callbacks.Callback):
             async_safe = True
 
-            def __init__(self):
+            def __init__(self, sync_at):
                 super().__init__()
                 self.stamps = []
+                self.sync_at = sync_at
 
             def on_train_batch_begin(self, batch, logs=None):
+                if batch in self.sync_at:
+                    device_sync()
                 self.stamps.append((time.perf_counter(), time.process_time()))
 
         self._stamps_class = BatchStamps
 
     def run(self, steps):
-        stamps = self._stamps_class()
+        stamps = self._stamps_class(sync_at=(1, steps + 1))
         start = time.perf_counter()
         self.model.fit(
             self.dataset, epochs=1, steps_per_epoch=steps + 2, verbose=0, callbacks=[stamps]
@@ -207,16 +225,18 @@ class FitContender:
 class LoopContender:
     """A hand-written loop: ``for batch in dataset: step(batch)``, as the tutorials write it."""
 
-    def __init__(self, name, step, dataset):
-        self.name, self.step = name, step
+    def __init__(self, name, step, dataset, xla=False):
+        self.name, self.step, self.xla = name, step, bool(xla)
         self.iterator = iter(dataset)
 
     def run(self, steps):
+        device_sync()
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(steps):
             logs = self.step(next(self.iterator))
         # One host sync per window, so any asynchrony cannot flatter the loop.
         float(np.asarray(next(iter(logs.values()))))
+        device_sync()
         return time.perf_counter() - start, time.process_time() - cpu_start
 
 
@@ -236,8 +256,16 @@ def interleaved_throughput(
         contender.run(warmup_steps)
         warmup_s = time.perf_counter() - start
         probe = contender.run(1)[0]
+        if isinstance(contender, FitContender):
+            # The warm-up (with tracing) and the probe are not timed calls.
+            contender.call_overheads.clear()
         steps[contender.name] = int(min(max_steps, max(1, round(window_seconds / probe))))
-        results[contender.name] = {"warmup_s": round(warmup_s, 2), "windows": [], "cpu_windows": []}
+        results[contender.name] = {
+            "warmup_s": round(warmup_s, 2),
+            "windows": [],
+            "cpu_windows": [],
+            "xla": getattr(contender, "xla", None),
+        }
     for _ in range(windows):
         for contender in contenders:
             n = steps[contender.name]
@@ -383,7 +411,7 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
     contenders = []
     for name in names:
         # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
-        base_name, xla = name.removesuffix("_xla"), name.endswith("_xla") or jit_compile is True
+        base_name, forced = name.removesuffix("_xla"), name.endswith("_xla")
         controls = {
             "ours_simultaneous": simultaneous_gan_class,
             "ours_fresh_noise": fresh_noise_gan_class,
@@ -393,11 +421,13 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
                 config["image_size"],
                 config["latent_dim"],
                 config["base_filters"],
-                jit_compile=True if xla else jit_compile,
+                jit_compile=True if forced else jit_compile,
                 cls=controls[base_name](),
             )
         else:
-            gan = package_model("dcgan", config, True if xla else jit_compile)
+            gan = package_model("dcgan", config, True if forced else jit_compile)
+        # What the compiled model resolved ("auto" is XLA on a GPU): the loops use the same.
+        xla = bool(gan.jit_compile)
         if base_name == "ours" or base_name in controls:
             contenders.append(FitContender(name, gan, dataset))
             continue
@@ -416,7 +446,7 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
             step = reference_loops.dcgan_alternating_step(*arguments, seed=0, compiled=False)
         else:
             raise ValueError(f"unknown DCGAN contender {name!r}")
-        contenders.append(LoopContender(name, step, dataset))
+        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
     return contenders
 
 
@@ -426,6 +456,7 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
     contenders = []
     for name in names:
         vae = package_model("vae", config, jit_compile)
+        xla = bool(vae.jit_compile)
         if name == "ours":
             contenders.append(FitContender(name, vae, dataset))
             continue
@@ -438,9 +469,10 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
             beta=vae.beta,
             seed=0,
             compiled=name != "eager",
-            jit_compile=jit_compile is True,
+            # What the compiled model resolved ("auto" is XLA on a GPU).
+            jit_compile=xla,
         )
-        contenders.append(LoopContender(name, step, dataset))
+        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
     return contenders
 
 
@@ -450,6 +482,7 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
     contenders = []
     for name in names:
         model = package_model("cyclegan", config, jit_compile)
+        xla = bool(model.jit_compile)
         if name == "ours":
             contenders.append(FitContender(name, model, dataset))
             continue
@@ -462,9 +495,10 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
             cycle_weight=model.lambda_cycle,
             identity_weight=model.identity_weight,
             compiled=name != "eager",
-            jit_compile=jit_compile is True,
+            # What the compiled model resolved ("auto" is XLA on a GPU).
+            jit_compile=xla,
         )
-        contenders.append(LoopContender(name, step, dataset))
+        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
     return contenders
 
 
@@ -508,9 +542,7 @@ def task_throughput(
     _setup_precision(mixed_precision)
     config, source = model_defaults(model)
     config.update({k: v for k, v in overrides.items() if v is not None})
-    value_range = (0.0, 1.0) if model == "vae" else (-1.0, 1.0)
-    contrasts = ("t1", "t2") if model == "cyclegan" else ("t1",)
-    arrays = load_images(config["image_size"], value_range, contrasts)
+    arrays = model_arrays(model, config["image_size"])
     dataset, data_source = make_batches(arrays, config["batch_size"])
     build, default_names = CONTENDERS[model]
     names = contenders or default_names
@@ -532,24 +564,44 @@ def task_throughput(
     }
 
 
-def task_pipeline(image_size=64, batch_size=64, batches=200):
-    """Slices/s the input pipeline delivers on its own (no model), after one warm pass."""
-    arrays = load_images(image_size)
+def model_arrays(model, image_size):
+    """The arrays ``model`` trains on: one contrast, or the (T1, T2) pair of the CycleGAN."""
+    value_range = (0.0, 1.0) if model == "vae" else (-1.0, 1.0)
+    contrasts = ("t1", "t2") if model == "cyclegan" else ("t1",)
+    return load_images(image_size, value_range, contrasts)
+
+
+def task_pipeline(model="dcgan", batches=200, image_size=None, batch_size=None):
+    """Slices/s the input pipeline of ``model``'s training delivers on its own (no model),
+    after a warm pass: the same arrays (one, or the CycleGAN's pair) and the same batch size as
+    its throughput task, through the same ``make_batches``. A slice is one example (for the
+    pair, one image of each domain), as an image is in the throughput figures.
+
+    Each of the three rounds reads at least ``batches * 64`` slices, so a batch of 1 is timed
+    over as many slices as a batch of 64.
+    """
+    config, _ = model_defaults(model)
+    config.update({k: v for k, v in (("image_size", image_size), ("batch_size", batch_size)) if v})
+    batch_size = config["batch_size"]
+    arrays = model_arrays(model, config["image_size"])
     dataset, source = make_batches(arrays, batch_size)
+    count = max(batches, -(-batches * 64 // batch_size))
     iterator = iter(dataset)
-    for _ in range(20):
+    for _ in range(max(1, count // 10)):
         next(iterator)
     rates = []
     for _ in range(3):
         start = time.perf_counter()
-        for _ in range(batches):
+        for _ in range(count):
             batch = next(iterator)
         np.asarray(batch[0] if isinstance(batch, tuple) else batch)
-        rates.append(batches * batch_size / (time.perf_counter() - start))
+        rates.append(count * batch_size / (time.perf_counter() - start))
     return {
+        "model": model,
         "slices_per_s": statistics.median(rates),
         "source": source,
-        "image_size": image_size,
+        "structure": "single array" if len(arrays) == 1 else f"tuple of {len(arrays)} arrays",
+        "image_size": config["image_size"],
         "batch_size": batch_size,
     }
 

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
 CONTENDER_LABELS = {
     "ours": "ours: `model.fit` (compiled `train_step`)",
     "ours_xla": "ours, `jit_compile=True` (XLA)",
-    "tutorial": "TF tutorial's own step: `@tf.function`, two tapes, one forward pass for both updates",
+    "tutorial": "TF tutorial's own step (`@tf.function`)",
     "tutorial_xla": "TF tutorial, `tf.function(jit_compile=True)`",
     "tutorial_alternating": "tutorial-style `@tf.function`, two tapes, the package's update (D, then G on the same fakes)",
     "eager": "article style, eager (no `tf.function`)",
     "ours_simultaneous": "control: `fit` running the tutorial's update (not the package's)",
     "ours_fresh_noise": "control: `fit`, alternating update with a second generator pass on new noise (keras.io's DCGAN)",
 }
+
+# The TF tutorial's step is written differently for each model (benchmarks/reference_loops.py).
+TUTORIAL_LABELS = {
+    "dcgan": "TF tutorial's own step: `@tf.function`, two tapes, one forward pass for both updates",
+    "vae": "TF tutorial's own step (CVAE): `@tf.function`, one tape",
+    "cyclegan": "TF tutorial's own step: `@tf.function`, one persistent tape for the four networks",
+}
+
+
+def contender_label(model, name):
+    if name == "tutorial" and model in TUTORIAL_LABELS:
+        return TUTORIAL_LABELS[model]
+    return CONTENDER_LABELS.get(name, name)
 
 
 def _number(value, digits=1):
@@ -33,20 +48,32 @@ def window_ratios(ours, other):
 
 
 def verdict(ours, other):
-    """In how many of the interleaved windows ours was the faster: one disturbed window can
-    reverse a single ratio, so the count says more than a yes or no."""
+    """In how many of the interleaved windows ours was not slower (a tie counts with the
+    faster): one disturbed window can reverse a single ratio, so the count says more than a
+    yes or no."""
     ratios = window_ratios(ours, other)
     if not ratios:
         return "n/a"
-    faster = sum(ratio > 1.0 for ratio in ratios)
-    if faster in (0, len(ratios)):
-        return f"{'faster' if faster else 'slower'} in every window ({len(ratios)})"
-    return f"faster in {faster} of {len(ratios)} windows"
+    not_slower = sum(ratio >= 1.0 for ratio in ratios)
+    if not_slower in (0, len(ratios)):
+        return f"{'faster or equal' if not_slower else 'slower'} in every window ({len(ratios)})"
+    return f"faster or equal in {not_slower} of {len(ratios)} windows"
+
+
+def _floor2(value):
+    # round() first so that 1.1 * 100 = 110.00000000000001 does not become 1.11
+    return math.floor(round(value * 100, 6)) / 100
+
+
+def _ceil2(value):
+    return math.ceil(round(value * 100, 6)) / 100
 
 
 def _window_range(ours, other):
+    """Lowest and highest window ratio, rounded outwards (down and up) so that a window below
+    1 never shows as 1.00 and one above 1 never as 1.00."""
     ratios = window_ratios(ours, other)
-    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "n/a"
+    return f"{_floor2(min(ratios)):.2f}-{_ceil2(max(ratios)):.2f}" if ratios else "n/a"
 
 
 def _ratio_with_range(ours, other):
@@ -115,7 +142,7 @@ def render_throughput_model(model, result):
     ]
     for name, entry in contenders.items():
         lines.append(
-            f"| {CONTENDER_LABELS.get(name, name)} | {_number(entry['images_per_s'], 2)} | "
+            f"| {contender_label(model, name)} | {_number(entry['images_per_s'], 2)} | "
             f"{', '.join(_number(w, 1) for w in entry['windows'])} "
             f"({entry['steps_per_window']} steps each) | "
             f"{_number(entry.get('images_per_cpu_s'), 2)} | "
@@ -126,11 +153,23 @@ def render_throughput_model(model, result):
     if "fit_call_overhead_s" in ours:
         lines.append("")
         lines.append(
-            f"fit's per-call start/stop (outside the timed steps; paid once per epoch): "
+            f"fit's per-call start/stop (outside the timed steps; paid once per fit call): "
             f"{ours['fit_call_overhead_s']} s; warm-up (trace + first steps): "
             + ", ".join(f"{n} {e['warmup_s']} s" for n, e in contenders.items())
         )
     return lines + [""]
+
+
+def _auto_mode(entry):
+    """What ``jit_compile="auto"`` resolved to for ``entry`` (runs before the field existed
+    were all on a CPU: graph mode)."""
+    return "XLA" if entry.get("xla") else "graph mode"
+
+
+def _auto_row_label(entry):
+    if "xla" not in entry:
+        return 'graph mode (`jit_compile="auto"` resolves to this on CPU)'
+    return f'`jit_compile="auto"`, resolved to {_auto_mode(entry)} on this machine'
 
 
 def render_cpu(cpu):
@@ -142,10 +181,11 @@ def render_cpu(cpu):
     else:
         c = xla["contenders"]
         base = c["ours"]["images_per_s"]
+        mode = _auto_mode(c["ours"])
         lines += [
-            "| DCGAN, ours (fit) | images/s | images per CPU-s | vs graph mode (wall) | warm-up s |",
+            f"| DCGAN, ours (fit) | images/s | images per CPU-s | vs {mode} (wall) | warm-up s |",
             "|---|---:|---:|---:|---:|",
-            f'| graph mode (`jit_compile="auto"` resolves to this on CPU) | '
+            f"| {_auto_row_label(c['ours'])} | "
             f"{_number(base, 2)} | {_number(c['ours']['images_per_cpu_s'], 2)} | 1.00x | "
             f"{c['ours']['warmup_s']} |",
             f"| XLA (`jit_compile=True`), same process, interleaved | "
@@ -170,9 +210,19 @@ def render_cpu(cpu):
     return lines + [""]
 
 
+def _pipelines(pipeline):
+    """``{model: result}`` of a run, or None for a run that measured one pipeline for all."""
+    if _error(pipeline) or "slices_per_s" in pipeline:
+        return None
+    return pipeline
+
+
 def render_pipeline(pipeline, throughput):
     if _error(pipeline):
         return [f"Input pipeline: not measured ({pipeline['error']})", ""]
+    per_model = _pipelines(pipeline)
+    if per_model is not None:
+        return render_model_pipelines(per_model, throughput)
     rate = pipeline["slices_per_s"]
     lines = [
         f"Pipeline alone ({pipeline['source']}, {pipeline['image_size']} px, batch "
@@ -186,6 +236,33 @@ def render_pipeline(pipeline, throughput):
             continue
         consumed = result["contenders"]["ours"]["images_per_s"]
         lines.append(f"| {model} | {_number(consumed, 2)} | {_ratio(rate, consumed)} |")
+    return lines + [""]
+
+
+def render_model_pipelines(pipelines, throughput):
+    """Each model's own pipeline (its arrays, its batch size) against what its fit consumes."""
+    lines = [
+        "Each model's own pipeline, alone (no model): the arrays and batch size its training "
+        "uses, through the same `make_dataset`.",
+        "",
+        "| Consumer (ours, fit) | pipeline | batch | pipeline slices/s | images/s consumed "
+        "| pipeline / consumption |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for model, result in pipelines.items():
+        if _error(result):
+            lines.append(f"| {model} | not measured: {result['error'][:80]} | | | | |")
+            continue
+        rate = result["slices_per_s"]
+        consumed = None
+        measured = (throughput or {}).get(model)
+        if measured and not _error(measured) and "ours" in measured.get("contenders", {}):
+            consumed = measured["contenders"]["ours"]["images_per_s"]
+        lines.append(
+            f"| {model} | {result['source']}, {result.get('structure', '')}, "
+            f"{result['image_size']} px | {result['batch_size']} | {rate:,.0f} | "
+            f"{_number(consumed, 2)} | {_ratio(rate, consumed)} |"
+        )
     return lines + [""]
 
 
@@ -398,7 +475,21 @@ def render_headline(results):
             )
     pipeline = results.get("pipeline")
     throughput = results.get("throughput") or {}
-    if pipeline and not _error(pipeline):
+    per_model = _pipelines(pipeline) if pipeline else None
+    if per_model is not None:
+        parts = []
+        for model, result in per_model.items():
+            measured = throughput.get(model)
+            if _error(result) or not measured or _error(measured):
+                continue
+            fastest = max(e["images_per_s"] for e in measured["contenders"].values())
+            parts.append(
+                f"{model} (batch {result['batch_size']}) {result['slices_per_s']:,.0f} "
+                f"slices/s = {_ratio(result['slices_per_s'], fastest)} its fastest train step"
+            )
+        if parts:
+            lines.append("- Input pipeline, each model's own: " + "; ".join(parts) + ".")
+    elif pipeline and not _error(pipeline):
         rates = [
             entry["images_per_s"]
             for result in throughput.values()
@@ -414,8 +505,8 @@ def render_headline(results):
     if xla and not _error(xla):
         c = xla["contenders"]
         lines.append(
-            f"- XLA on this CPU (DCGAN, fit): {_ratio(c['ours_xla']['images_per_s'], c['ours']['images_per_s'])}"
-            " the graph-mode speed."
+            f"- XLA on this machine (DCGAN, fit): {_ratio(c['ours_xla']['images_per_s'], c['ours']['images_per_s'])}"
+            f' the speed of `jit_compile="auto"` ({_auto_mode(c["ours"])}).'
         )
     return ["## Headline ratios", ""] + lines + [""] if lines else []
 

@@ -173,8 +173,14 @@ def section_profile(options):
 
 
 def section_pipeline(options):
-    log("input pipeline")
-    return run_worker({"task": "pipeline", "batches": 40 if options.smoke else 200})
+    """Each model's own input pipeline (its arrays, its batch size), one process each."""
+    results = {}
+    for model in ("dcgan", "vae", "cyclegan"):
+        log(f"input pipeline {model}")
+        results[model] = run_worker(
+            {"task": "pipeline", "model": model, "batches": 40 if options.smoke else 200}
+        )
+    return results
 
 
 SCALING_BATCH_SIZES = (16, 32, 64, 128)

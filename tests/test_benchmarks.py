@@ -126,3 +126,89 @@ def test_cyclegan_loop_matches_train_step():
         for a, b in zip(network.get_weights(), twin.get_weights(), strict=True):
             if a.ndim > 1:
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ---- the harness's timing and pipeline (no speed measured) ---------------------------------
+
+from benchmarks import harness  # noqa: E402
+
+
+class _FakeFit(harness.FitContender):
+    def __init__(self):
+        self.name, self.call_overheads, self.xla = "ours", [], False
+
+    def run(self, steps):
+        self.call_overheads.append(0.5)
+        return 1.0, 1.0
+
+
+def test_fit_call_overhead_is_the_median_of_timed_calls_only():
+    fake = _FakeFit()
+    result = harness.interleaved_throughput([fake], 4, windows=3, window_seconds=1.0)
+    # warm-up and probe left out: one overhead per timed window
+    assert len(fake.call_overheads) == 3
+    assert result["ours"]["fit_call_overhead_s"] == 0.5
+    assert result["ours"]["xla"] is False
+
+
+def test_windows_sync_the_device_at_start_and_end_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(harness, "_GPU", True)
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", lambda: calls.append(1))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = tf.data.Dataset.from_tensors((tf.zeros((4, 2)), tf.zeros((4, 1)))).repeat()
+    harness.FitContender("ours", model, data).run(5)
+    assert len(calls) == 2
+    calls.clear()
+    harness.LoopContender("loop", lambda batch: {"loss": tf.reduce_sum(batch[0])}, data).run(5)
+    assert len(calls) == 2
+
+
+def test_no_device_sync_on_a_cpu(monkeypatch):
+    monkeypatch.setattr(harness, "_GPU", None)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+
+    def fail():
+        raise AssertionError("synced on a CPU-only machine")
+
+    monkeypatch.setattr(tf.test.experimental, "sync_devices", fail)
+    harness.device_sync()
+
+
+@pytest.mark.parametrize("resolved", [True, False])
+def test_loops_use_xla_when_the_compiled_model_resolved_to_it(monkeypatch, resolved):
+    def tiny_vae(model, config, jit_compile="auto"):
+        vae = build_vae(SIZE, 1, 4, 8, seed=0)
+        vae.compile(keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+        vae.jit_compile = resolved  # what "auto" gives on a GPU (True) or a CPU (False)
+        return vae
+
+    seen = {}
+
+    def fake_step(*args, **kwargs):
+        seen["jit_compile"] = kwargs["jit_compile"]
+        return lambda batch: {"loss": tf.constant(0.0)}
+
+    monkeypatch.setattr(harness, "package_model", tiny_vae)
+    monkeypatch.setattr(reference_loops, "vae_step", fake_step)
+    data = tf.data.Dataset.from_tensors(tf.zeros((BATCH, SIZE, SIZE, 1))).repeat()
+    ours, tutorial = harness.vae_contenders({}, data, ["ours", "tutorial"], jit_compile="auto")
+    assert seen["jit_compile"] is resolved
+    assert ours.xla is resolved and tutorial.xla is resolved
+
+
+def test_pipeline_is_each_models_own(monkeypatch):
+    def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
+        return [np.zeros((40, 8, 8, 1), "float32") for _ in contrasts]
+
+    monkeypatch.setattr(harness, "load_images", fake_images)
+    gan = harness.task_pipeline("dcgan", batches=2, image_size=8)
+    pair = harness.task_pipeline("cyclegan", batches=2, image_size=8)
+    assert gan["batch_size"] == harness.model_defaults("dcgan")[0]["batch_size"]
+    assert gan["structure"] == "single array"
+    assert pair["batch_size"] == 1 and pair["structure"] == "tuple of 2 arrays"
+    assert pair["source"] == "medgen_tf.data.pipeline.make_dataset"
+    dataset, _ = harness.make_batches(fake_images(8, contrasts=("t1", "t2")), 4)
+    a, b = next(iter(dataset))
+    assert a.shape == b.shape == (4, 8, 8, 1)
