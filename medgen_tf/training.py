@@ -127,12 +127,11 @@ def _state_variables(model):
 
 
 def _write_json(path: Path, payload) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w") as file:
+    # fsync before the rename: a checkpoint's meta.json must be on disk before it is complete.
+    with atomic_path(path) as temporary, open(temporary, "w") as file:
         json.dump(payload, file, indent=2, default=float)
         file.flush()
         os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def save_checkpoint(model, checkpoint_dir, epoch: int, history=None, keep: int = 2) -> Path:

@@ -236,7 +236,7 @@ def _translate_slices(generator, slices, image_size, batch_size=16, spacing=None
     """
     import tensorflow as tf
 
-    from medgen_tf.data.nifti import resize_slices
+    from medgen_tf.data.nifti import millimetre_true_size, resize_slices
 
     _, height, width = slices.shape
     resized = resize_slices(slices, image_size, fill_value=-1.0, spacing=spacing)
@@ -248,10 +248,7 @@ def _translate_slices(generator, slices, image_size, batch_size=16, spacing=None
         top, left = (side - height) // 2, (side - width) // 2
         return back[:, top : top + height, left : left + width]
     # Non-square pixels: resized to the millimetre aspect on the model's grid, then padded.
-    height_mm, width_mm = height * spacing[0], width * spacing[1]
-    side_mm = max(height_mm, width_mm)
-    inner_height = max(1, round(height_mm / side_mm * image_size))
-    inner_width = max(1, round(width_mm / side_mm * image_size))
+    inner_height, inner_width = millimetre_true_size((height, width), spacing, image_size)
     top, left = (image_size - inner_height) // 2, (image_size - inner_width) // 2
     inner = translated[:, top : top + inner_height, left : left + inner_width]
     return tf.image.resize(inner, (height, width), method="bilinear").numpy()[..., 0]

@@ -13,7 +13,6 @@ Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023).
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medgen_tf import config
+from medgen_tf.data.nifti import file_digest
 from medgen_tf.errors import DataError
 
 ZENODO = "https://zenodo.org/records/10519652/files"
@@ -150,12 +150,8 @@ def download(name: str, size: int = 28, cache_dir=None) -> Path:
 
 
 def md5_of(path) -> str:
-    """Hex md5 of a file, read in 1 MiB blocks (the checksum MedMNIST publishes)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex md5 of a file (the checksum MedMNIST publishes)."""
+    return file_digest(path, "md5")
 
 
 def check_cached(path, name: str, size: int) -> Path:

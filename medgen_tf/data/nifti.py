@@ -30,13 +30,18 @@ def is_nifti_path(path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def sha256_of(path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file (``"sha256"``, ``"md5"``, ...), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    return file_digest(path, "sha256")
 
 
 def load_volume(path, volume_index: int | None = None, expected_sha256: str | None = None):
@@ -214,6 +219,18 @@ def in_plane_spacing(affine: np.ndarray, axis: int = 2) -> tuple[float, float]:
     return float(zooms[second]), float(zooms[first])
 
 
+def millimetre_true_size(shape, spacing, image_size: int) -> tuple[int, int]:
+    """(rows, columns) that a (height, width) slice with ``spacing`` mm pixels takes on an
+    ``image_size`` grid when its long side in mm spans the grid and a millimetre spans the
+    same number of pixels both ways (:func:`resize_slices`, and its inverse in translation)."""
+    height_mm, width_mm = shape[0] * spacing[0], shape[1] * spacing[1]
+    side_mm = max(height_mm, width_mm)
+    return (
+        max(1, round(height_mm / side_mm * image_size)),
+        max(1, round(width_mm / side_mm * image_size)),
+    )
+
+
 def resize_slices(
     slices: np.ndarray,
     image_size: int,
@@ -240,13 +257,7 @@ def resize_slices(
     if spacing is not None and not np.isclose(spacing[0], spacing[1], rtol=1e-3, atol=0.0):
         # Straight to the output grid (no intermediate upsampling): the field of view's long
         # side in mm spans image_size pixels, the short side proportionally fewer.
-        _, height, width = slices.shape
-        height_mm, width_mm = height * spacing[0], width * spacing[1]
-        side_mm = max(height_mm, width_mm)
-        target = (
-            max(1, round(height_mm / side_mm * image_size)),
-            max(1, round(width_mm / side_mm * image_size)),
-        )
+        target = millimetre_true_size(slices.shape[1:], spacing, image_size)
         resampled = tf.image.resize(slices[..., None], target, method="bilinear", antialias=True)
         return pad_to_square(resampled.numpy()[..., 0], fill_value)[..., None].astype(np.float32)
     square = pad_to_square(slices, fill_value)[..., None]
