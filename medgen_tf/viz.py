@@ -18,18 +18,33 @@ from medgen_tf.files import atomic_path
 
 
 def to_display(images, value_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Map images to [0, 1] for display; ``value_range`` defaults to (-1, 1) if any value < 0."""
-    images = np.asarray(images, dtype=np.float32)
-    if value_range is None:
-        value_range = (-1.0, 1.0) if images.min() < 0 else (0.0, 1.0)
+    """Map images to [0, 1] for display.
+
+    ``value_range`` defaults to the range the data were stored in: (0, 255) for ``uint8``,
+    otherwise (-1, 1) if any value is below 0, else (0, 1). Values outside it are clipped.
+    """
+    value_range = value_range or default_value_range(images)
     low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range!r}.")
+    images = np.asarray(images, dtype=np.float32)
     return np.clip((images - low) / (high - low), 0.0, 1.0)
+
+
+def default_value_range(*image_sets) -> tuple[float, float]:
+    """One display range for all of ``image_sets``, so they are shown on the same scale."""
+    arrays = [np.asarray(images) for images in image_sets]
+    if arrays and all(array.dtype == np.uint8 for array in arrays):
+        return (0.0, 255.0)
+    if any(array.size and np.nanmin(array) < 0 for array in arrays):
+        return (-1.0, 1.0)
+    return (0.0, 1.0)
 
 
 def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1) -> np.ndarray:
     """Tile (n, h, w[, 1]) images into one 2-D array in [0, 1], row by row."""
     images = to_display(images, value_range)
-    if images.ndim == 4:
+    if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim != 3:
         raise ValueError(f"image_grid expects (n, h, w) or (n, h, w, 1) images, got {images.shape}")
@@ -64,9 +79,14 @@ def compare_rows(
 ):
     """One labelled row per entry (e.g. input / translation / ground truth), columns aligned.
 
-    Returns the matplotlib figure; also saves it when ``path`` is given.
+    Every row is shown on the same scale: ``value_range``, or by default one range chosen
+    for all rows (see :func:`to_display`). Returns the matplotlib figure; also saves it when
+    ``path`` is given.
     """
     labels = list(rows)
+    # One range for every row: chosen row by row, an early generator's output that happens to
+    # be all >= 0 would be shown as if it were in [0, 1], brighter than the real row under it.
+    value_range = value_range or default_value_range(*rows.values())
     num_columns = max(len(np.asarray(rows[label])) for label in labels)
     figure, axes = plt.subplots(
         len(labels),

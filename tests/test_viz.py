@@ -1,0 +1,58 @@
+"""medgen_tf.viz: display ranges, grids and comparison figures."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+from medgen_tf import viz
+
+matplotlib.use("Agg")
+
+
+def test_to_display_picks_the_range_the_data_were_stored_in():
+    signed = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
+    unit = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+    raw = np.array([0, 51, 255], dtype=np.uint8)
+    np.testing.assert_allclose(viz.to_display(signed), [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(viz.to_display(unit), [0.0, 0.5, 1.0])
+    # Raw MedMNIST bytes used to be clipped to an all-white picture.
+    np.testing.assert_allclose(viz.to_display(raw), [0.0, 0.2, 1.0])
+
+
+def test_to_display_clips_to_an_explicit_range_and_refuses_an_empty_one():
+    np.testing.assert_allclose(viz.to_display([-2.0, 0.5, 3.0], (0.0, 1.0)), [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="high > low"):
+        viz.to_display([0.0, 1.0], (1.0, 1.0))
+
+
+def test_image_grid_tiles_row_by_row_with_white_padding():
+    images = np.stack([np.full((2, 3, 1), value) for value in (-1.0, 0.0, 1.0)])
+    grid = viz.image_grid(images, num_columns=2)
+    assert grid.shape == (2 * 2 + 1, 2 * 3 + 1)
+    np.testing.assert_allclose(grid[:2, :3], 0.0)  # first image, top left
+    np.testing.assert_allclose(grid[:2, 4:], 0.5)  # second, top right
+    np.testing.assert_allclose(grid[3:, :3], 1.0)  # third starts the second row
+    np.testing.assert_allclose(grid[2, :], 1.0)  # padding between rows
+    with pytest.raises(ValueError, match="expects"):
+        viz.image_grid(np.zeros((2, 4, 4, 3)))
+
+
+def test_compare_rows_shows_every_row_on_one_scale():
+    # A row that happens to be all >= 0 (an untrained generator's output, say) sits beside a
+    # row in [-1, 1]: both must be read as [-1, 1], or 0.5 would be drawn at two grey levels.
+    rows = {"real": np.full((2, 4, 4, 1), -1.0), "generated": np.full((2, 4, 4, 1), 0.5)}
+    figure = viz.compare_rows(rows)
+    shown = [axis.get_images()[0].get_array() for axis in figure.axes]
+    np.testing.assert_allclose(shown[0], 0.0)
+    np.testing.assert_allclose(shown[2], 0.75)
+    figure = viz.compare_rows(rows, value_range=(0.0, 1.0))
+    np.testing.assert_allclose(figure.axes[2].get_images()[0].get_array(), 0.5)
+    matplotlib.pyplot.close("all")
+
+
+def test_plot_history_draws_one_panel_per_metric_and_saves(tmp_path):
+    figure = viz.plot_history({"d_loss": [1.0, 0.8], "g_loss": [2.0, 1.5], "empty": []},
+                              path=tmp_path / "curves.png")
+    assert [axis.get_title() for axis in figure.axes] == ["d_loss", "g_loss"]
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    matplotlib.pyplot.close("all")
