@@ -122,6 +122,20 @@ def _bad_files(tmp_path):
     with_inf[2, 2, 2] = np.inf
     cases["inf"] = (_save(with_inf, tmp_path / "inf.nii.gz"), "NaN or Inf")
     cases["missing"] = (tmp_path / "absent.nii.gz", "file not found")
+    # A flipped byte in the gzip trailer's CRC: every voxel decodes, only the end check fails
+    # (nibabel alone never reads that far and loaded such files).
+    bad_crc = bytearray(gzip.compress(nib.Nifti1Image(_volume(), np.eye(4)).to_bytes()))
+    bad_crc[-8] ^= 0xFF
+    (tmp_path / "bad_crc.nii.gz").write_bytes(bytes(bad_crc))
+    cases["crc"] = (tmp_path / "bad_crc.nii.gz", "corrupt NIfTI \\(gzip: CRC check failed")
+    complex_volume = (_volume() + 1j * _volume(seed=1)).astype(np.complex64)
+    cases["complex"] = (_save(complex_volume, tmp_path / "complex.nii"), "complex-valued")
+    rgb = np.zeros((6, 6, 6), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    cases["rgb"] = (_save(rgb, tmp_path / "rgb.nii"), "RGB or structured")
+    empty = nib.Nifti1Image(np.zeros((6, 6, 6), np.float32), np.eye(4))
+    empty.header.set_data_shape((6, 0, 6))
+    (tmp_path / "empty.nii").write_bytes(empty.header.binaryblock + b"\0" * 4)
+    cases["empty"] = (tmp_path / "empty.nii", "empty image")
     return cases
 
 
@@ -161,6 +175,27 @@ def test_normalisation_is_robust_to_a_hot_voxel():
     assert abs(np.median(robust[robust > 0]) - np.median(plain[plain > 0])) < 0.05
     symmetric = normalize_intensity(volume)
     assert symmetric.min() == -1.0 and symmetric.max() == 1.0
+
+
+def test_a_few_padding_voxels_do_not_make_the_whole_volume_foreground():
+    volume = _volume()
+    padded = volume.copy()
+    padded[0, 0, 0] = -32768.0  # an int16 export's padding value
+    np.testing.assert_array_equal(foreground_mask(padded)[1:], foreground_mask(volume)[1:])
+    assert foreground_mask(volume).mean() < 0.5
+
+
+def test_one_volume_of_a_4d_file_equals_that_volume_saved_alone(tmp_path):
+    series = np.stack([_volume(seed=index) for index in range(3)], axis=-1)
+    affine = np.diag([-2.0, 1.0, 1.5, 1.0])  # LAS: reoriented after the volume is cut out
+    _save(series, tmp_path / "series.nii.gz", affine)
+    _save(series[..., 1], tmp_path / "one.nii.gz", affine)
+    from_series, series_affine = load_volume(tmp_path / "series.nii.gz", volume_index=1)
+    alone, alone_affine = load_volume(tmp_path / "one.nii.gz")
+    np.testing.assert_array_equal(from_series, alone)
+    np.testing.assert_array_equal(series_affine, alone_affine)
+    last, _ = load_volume(tmp_path / "series.nii.gz", volume_index=-1)
+    np.testing.assert_array_equal(last, load_volume(tmp_path / "series.nii.gz", 2)[0])
 
 
 def test_slicing_drops_empty_slices_and_orients_for_display():

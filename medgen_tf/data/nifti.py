@@ -80,13 +80,49 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
         raise DataError(
             f"{path}: sha256 mismatch (file altered or corrupted; restore the original)"
         )
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_stream(path)
     try:
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise DataError(f"{path}: not a NIfTI image ({type(image).__name__})")
+        shape, kind = image.shape, image.get_data_dtype().kind
+        if kind == "c":
+            raise DataError(
+                f"{path}: complex-valued voxels ({image.get_data_dtype()}); save the magnitude "
+                "image (e.g. numpy.abs) and load that"
+            )
+        if kind not in "biuf":
+            raise DataError(
+                f"{path}: voxel type {image.get_data_dtype()} (RGB or structured) is not "
+                "supported; save one grey-level channel"
+            )
+        if len(shape) not in (3, 4):
+            raise DataError(
+                f"{path}: expected a 3-D (or 4-D) image, got {len(shape)}-D shape {shape}"
+            )
+        if 0 in shape:
+            raise DataError(f"{path}: empty image (shape {shape})")
+        if len(shape) == 4:
+            if volume_index is None:
+                if shape[3] != 1:
+                    raise DataError(
+                        f"{path}: 4-D image with {shape[3]} volumes; pick one with the spec "
+                        f"nifti:{path}#N (N from 0 to {shape[3] - 1}) or volume_index=N"
+                    )
+                volume_index = 0
+            if not -shape[3] <= volume_index < shape[3]:
+                raise DataError(
+                    f"{path}: volume_index {volume_index} out of range for {shape[3]} volumes"
+                )
+            # The one volume is cut out before any voxel is read: a DWI or fMRI series would
+            # otherwise be read whole (in float64 when scaled) to keep a hundredth of it.
+            image = image.slicer[..., volume_index % shape[3]]
+        elif volume_index not in (None, 0, -1):
+            # Ignoring the index would hand back the one volume the user did not ask for.
+            raise DataError(f"{path}: volume_index {volume_index} given, but the image is 3-D")
         image = nib.as_closest_canonical(image)
-        shape = image.shape
-        # Reading the data is where truncated or corrupt gzip streams fail.
+        # Reading the data is where truncated or corrupt streams fail.
         data = np.asarray(image.dataobj, dtype=np.float32)
         affine = np.asarray(image.affine, dtype=np.float64)
     except DataError:
@@ -94,27 +130,26 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     except Exception as error:  # nibabel, gzip, zlib and OS errors all mean "unreadable"
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: unreadable or corrupt NIfTI ({problem})") from error
-
-    if data.ndim == 4:
-        if volume_index is None:
-            if shape[3] != 1:
-                raise DataError(
-                    f"{path}: 4-D image with {shape[3]} volumes; pick one with the spec "
-                    f"nifti:{path}#N (N from 0 to {shape[3] - 1}) or volume_index=N"
-                )
-            volume_index = 0
-        if not -shape[3] <= volume_index < shape[3]:
-            raise DataError(
-                f"{path}: volume_index {volume_index} out of range for {shape[3]} volumes"
-            )
-        data = data[..., volume_index]
-    elif data.ndim != 3:
-        raise DataError(f"{path}: expected a 3-D (or 4-D) image, got {data.ndim}-D shape {shape}")
-    elif volume_index not in (None, 0, -1):
-        # Ignoring the index would hand back the one volume the user did not ask for.
-        raise DataError(f"{path}: volume_index {volume_index} given, but the image is 3-D")
     check_volume(data, str(path))
     return np.ascontiguousarray(data), affine
+
+
+def _check_gzip_stream(path: Path) -> None:
+    """Read a .gz file to its end: only there is its CRC checked.
+
+    nibabel stops reading once it has the voxels it needs, so a flipped byte in the stream can
+    load as wrong voxel values without any error.
+    """
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path}: unreadable or corrupt NIfTI (gzip: {problem})") from error
 
 
 def check_volume(volume: np.ndarray, name: str) -> None:
@@ -128,9 +163,13 @@ def check_volume(volume: np.ndarray, name: str) -> None:
 
 
 def foreground_mask(volume: np.ndarray) -> np.ndarray:
-    """Voxels above 10% of the robust maximum: a cheap head/brain mask that excludes air."""
-    high = np.percentile(volume, 99.5)
-    low = float(volume.min())
+    """Voxels 10% of the way from the air level up to the bright level: a cheap head mask.
+
+    Both levels are robust percentiles (0.5 and 99.5), not the minimum and maximum: a few
+    padding voxels (-32768 in some int16 exports) would otherwise make the whole field of
+    view "foreground", and no blank slice would be dropped.
+    """
+    low, high = np.percentile(volume, (0.5, 99.5))
     return volume > low + 0.1 * (high - low)
 
 
