@@ -85,7 +85,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     translate = commands.add_parser("translate", help="translate images with a CycleGAN run")
     translate.add_argument("run_dir")
-    translate.add_argument("--input", required=True, help="NIfTI file, folder or data spec")
+    translate.add_argument(
+        "--input",
+        required=True,
+        help="NIfTI file (PATH#N: volume N of a 4-D file), folder or data spec",
+    )
     translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument(

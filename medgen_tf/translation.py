@@ -284,7 +284,7 @@ def normalize_for_model(volume, intensity, name=None):
     return (2.0 * np.clip(volume / high, 0.0, 1.0) - 1.0).astype(np.float32)
 
 
-def translate_nifti(generator, path, out_path, intensity="percentiles"):
+def translate_nifti(generator, path, out_path, intensity="percentiles", volume_index=None):
     """Translate a NIfTI volume slice by slice; the result has the INPUT's grid and affine.
 
     ``intensity`` must be the normalisation of the generator's training data (see
@@ -294,13 +294,14 @@ def translate_nifti(generator, path, out_path, intensity="percentiles"):
     into axial slices in display orientation (as the training slices were), translated at the
     model's size, resized back, reassembled, turned back to the input's orientation and written
     as float32 in [0, 1] (MR has no unit), with the header's display range set to [0, 1].
+    ``volume_index`` picks one volume of a 4-D file (the output is that one 3-D volume).
     """
     import nibabel as nib
 
     from medgen_tf.data.nifti import in_plane_spacing, load_volume
 
     image_size = int(generator.inputs[0].shape[1])
-    volume, affine = load_volume(path)
+    volume, affine = load_volume(path, volume_index=volume_index)
     volume = normalize_for_model(volume, intensity, name=str(path))
     # Axial slices, rot90 as in data.nifti.extract_slices, so the model sees training's layout.
     slices = np.rot90(np.moveaxis(volume, 2, 0), axes=(1, 2))
@@ -317,7 +318,7 @@ def translate_nifti(generator, path, out_path, intensity="percentiles"):
     data = nib.orientations.apply_orientation(canonical, to_input).astype(np.float32)
     header = original.header.copy()
     header.set_data_dtype(np.float32)
-    header.set_data_shape(data.shape)
+    header.set_data_shape(data.shape)  # 3-D, also when one volume of a 4-D file was picked
     # The input's display window (e.g. 0..1000) would show the [0, 1] output as black.
     header["cal_min"], header["cal_max"] = 0.0, 1.0
     out_path = Path(out_path)
@@ -358,7 +359,8 @@ def translate_run(
     """``medgen-tf translate``: translate a NIfTI file, a folder of them, or a data spec.
 
     NIfTI inputs give one translated volume each (``<name>_<direction>.nii.gz``, the input's
-    affine) plus a PNG of its middle slices; a data spec (e.g. ``brain:t1``, test split) gives a
+    affine) plus a PNG of its middle slices; ``PATH#N`` picks volume N of 4-D files
+    (``<name>_vol<N>_<direction>.nii.gz``), as ``nifti:PATH#N`` does in a data spec; a data spec (e.g. ``brain:t1``, test split) gives a
     PNG grid of inputs above their translations. NIfTI volumes are scaled as the source
     domain's training data (``intensity``; default :func:`run_intensity`). Returns the written
     paths.
@@ -366,11 +368,17 @@ def translate_run(
     from medgen_tf import viz
     from medgen_tf.data import load_spec
     from medgen_tf.data.nifti import is_nifti_path, list_nifti_files
+    from medgen_tf.data.spec import split_volume_index
 
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    source_path = Path(str(source))
+    source_path, volume_index = Path(str(source)), None
+    if not source_path.exists() and "#" in str(source):
+        # PATH#N: the form load_volume's 4-D message asks for (taken literally if it exists).
+        candidate, index = split_volume_index(str(source), str(source))
+        if candidate.exists():
+            source_path, volume_index = candidate, index
     written = []
     if source_path.exists():
         files = list_nifti_files(source_path) if source_path.is_dir() else [source_path]
@@ -380,8 +388,14 @@ def translate_run(
             if not is_nifti_path(file):
                 raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
             stem = file.name.removesuffix(".gz").removesuffix(".nii")
+            if volume_index is not None:
+                stem = f"{stem}_vol{volume_index}"
             out_path, inputs, outputs = translate_nifti(
-                generator, file, out_dir / f"{stem}_{direction}.nii.gz", intensity=intensity
+                generator,
+                file,
+                out_dir / f"{stem}_{direction}.nii.gz",
+                intensity=intensity,
+                volume_index=volume_index,
             )
             middle = np.linspace(len(inputs) * 0.3, len(inputs) * 0.7, 6).astype(int)
             grid = out_dir / f"{stem}_{direction}.png"

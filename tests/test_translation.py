@@ -206,3 +206,20 @@ def test_a_constant_volume_is_refused_naming_the_file(tmp_path):
         with pytest.raises(DataError, match="mask.nii.gz: foreground intensity is constant"):
             translate_nifti(_identity_generator(), path, tmp_path / "out.nii.gz", intensity)
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_one_volume_of_a_4d_file_translates_as_that_volume_alone(tmp_path):
+    volume = _toy_volume()
+    series_path = tmp_path / "series.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([volume, 0.5 * volume], -1), np.eye(4)), str(series_path))
+    alone_path = _write_volume(tmp_path / "alone.nii.gz", 0.5 * volume)
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    # What load_volume's message asks for: the 4-D file alone is refused, PATH#N is taken.
+    with pytest.raises(DataError, match="4-D image with 2 volumes"):
+        translate_run(run_dir, str(series_path), "a2b", out_dir=tmp_path / "out")
+    written = translate_run(run_dir, f"{series_path}#1", "a2b", out_dir=tmp_path / "out")
+    assert written[0] == tmp_path / "out" / "series_vol1_a2b.nii.gz"
+    picked = nib.load(str(written[0])).get_fdata()
+    alone = nib.load(str(translate_run(run_dir, str(alone_path), "a2b", tmp_path / "b")[0]))
+    assert picked.shape == volume.shape
+    np.testing.assert_allclose(picked, alone.get_fdata(), atol=1e-6)
