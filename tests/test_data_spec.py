@@ -149,3 +149,43 @@ def test_a_mistyped_kind_is_named_as_such_not_as_a_missing_file(spec):
     with pytest.raises(DataError, match="unknown kind") as error:
         parse_spec(spec)
     assert "does not exist" not in str(error.value)
+
+
+def _paired_subject(folder, shift):
+    """T1-like and T2-like volumes of one subject on one grid; the T2's head lies ``shift``
+    slices higher, so slices chosen per volume would start at different positions."""
+    folder.mkdir(exist_ok=True)
+    texture = np.random.default_rng(0).uniform(0.0, 50.0, (8, 8, 8)).astype(np.float32)
+    t1 = np.zeros((16, 16, 16), np.float32)
+    t2 = np.zeros_like(t1)
+    t1[4:12, 4:12, 3:11] = 100.0 + texture
+    t2[4:12, 4:12, 3 + shift : 11 + shift] = 300.0 - texture
+    nib.save(nib.Nifti1Image(t1, np.eye(4)), str(folder / "t1.nii.gz"))
+    nib.save(nib.Nifti1Image(t2, np.eye(4)), str(folder / "t2.nii.gz"))
+    return folder / "t1.nii.gz", folder / "t2.nii.gz"
+
+
+def test_paired_nifti_domains_are_cut_on_the_same_slices(tmp_path):
+    t1, t2 = _paired_subject(tmp_path / "subject", shift=1)
+    domain_a, domain_b = load_domains(f"nifti:{t1}", f"nifti:{t2}", image_size=16, paired=True)
+    assert domain_a["images"].shape == domain_b["images"].shape
+    # Row by row, both are the same axial position: both are blank, or both hold the head.
+    head_a = (domain_a["images"] > -1.0).any(axis=(1, 2, 3))
+    head_b = (domain_b["images"] > -1.0).any(axis=(1, 2, 3))
+    assert head_a[:-1].all() and head_b[1:].all()  # the union of the two heads: 9 slices
+    assert len(head_a) == 9 and not head_a[-1] and not head_b[0]
+    # Unpaired, each volume keeps its own slices: 8 each, one position apart.
+    unpaired_a, unpaired_b = load_domains(f"nifti:{t1}", f"nifti:{t2}", image_size=16)
+    assert len(unpaired_a["images"]) == len(unpaired_b["images"]) == 8
+
+    moved = tmp_path / "moved.nii.gz"
+    nib.save(
+        nib.Nifti1Image(np.asarray(nib.load(str(t2)).dataobj), np.diag([2.0, 1, 1, 1])), str(moved)
+    )
+    with pytest.raises(DataError, match="not on the voxel grid of its pair") as error:
+        load_domains(f"nifti:{t1}", f"nifti:{moved}", image_size=16, paired=True)
+    assert "\n" not in str(error.value) and str(moved) in str(error.value)
+    folder = tmp_path / "two"
+    _paired_subject(folder, shift=0)
+    with pytest.raises(DataError, match="1 vs 2 NIfTI files"):
+        load_domains(f"nifti:{t1}", f"nifti:{folder}", image_size=16, paired=True)

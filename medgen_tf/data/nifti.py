@@ -10,7 +10,8 @@ with one line naming the file and the problem. The steps, in the order a pipelin
 3. :func:`extract_slices` cuts 2-D slices along an axis and drops near-empty ones.
 4. :func:`resize_slices` pads each slice to a square and resizes it with antialiasing.
 
-:func:`load_nifti_slices` chains the four for a file or a folder.
+:func:`load_nifti_slices` chains the four for a file or a folder;
+:func:`load_paired_nifti_slices` does it for co-registered pairs, on the same slices.
 """
 
 from __future__ import annotations
@@ -349,17 +350,85 @@ def load_nifti_slices(
     files = list_nifti_files(path) if path.is_dir() else [path]
     all_slices, sources = [], []
     for file_index, file in enumerate(files):
-        volume, affine = load_volume(file, volume_index=volume_index)
-        mask = foreground_mask(volume)
-        volume = normalize_intensity(volume, value_range=value_range, mask=mask, name=str(file))
-        slices, _ = extract_slices(volume, axis=axis, min_foreground=min_foreground, mask=mask)
-        if len(slices) == 0:
-            raise DataError(f"{file}: no slice with enough foreground along axis {axis}")
-        spacing = in_plane_spacing(affine, axis)
-        resized = resize_slices(slices, image_size, fill_value=value_range[0], spacing=spacing)
-        all_slices.append(np.clip(resized, *value_range))
-        sources.append(np.full(len(resized), file_index, dtype=np.int32))
+        volume, mask, affine = _prepared_volume(file, volume_index, value_range)
+        all_slices.append(
+            _volume_slices(
+                volume, mask, affine, file, image_size, axis, value_range, min_foreground
+            )
+        )
+        sources.append(np.full(len(all_slices[-1]), file_index, dtype=np.int32))
     images = np.concatenate(all_slices, axis=0)
     if return_sources:
         return images, np.concatenate(sources)
     return images
+
+
+def load_paired_nifti_slices(
+    path_a,
+    path_b,
+    image_size: int = 64,
+    axis: int = 2,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    volume_indices: tuple[int | None, int | None] = (None, None),
+    min_foreground: float = 0.25,
+):
+    """Slices of co-registered pairs (e.g. a subject's T1 and T2), row i of A matching row i of B.
+
+    ``path_a`` and ``path_b`` are two files, or two folders whose sorted files pair up one to
+    one. The two volumes of a pair must share one voxel grid (shape and affine): register and
+    resample first. Each volume is normalised on its own, but the slices kept are chosen once
+    for the pair, from the union of the two foreground masks; chosen per volume, the T2's
+    range of slices could start one slice later than the T1's and shift every pair.
+
+    Returns:
+        ``(images_a, images_b, sources)``: two float32 arrays (n, image_size, image_size, 1)
+        and, for each row, the index of its pair in the sorted lists.
+    """
+    path_a, path_b = Path(path_a), Path(path_b)
+    files_a = list_nifti_files(path_a) if path_a.is_dir() else [path_a]
+    files_b = list_nifti_files(path_b) if path_b.is_dir() else [path_b]
+    if len(files_a) != len(files_b):
+        raise DataError(
+            f"{path_a} and {path_b}: {len(files_a)} vs {len(files_b)} NIfTI files; paired data "
+            "need one file per subject on each side"
+        )
+    images_a, images_b, sources = [], [], []
+    for pair_index, (file_a, file_b) in enumerate(zip(files_a, files_b, strict=True)):
+        volume_a, mask_a, affine = _prepared_volume(file_a, volume_indices[0], value_range)
+        volume_b, mask_b, affine_b = _prepared_volume(file_b, volume_indices[1], value_range)
+        if volume_a.shape != volume_b.shape or not np.allclose(affine, affine_b, atol=1e-3):
+            raise DataError(
+                f"{file_b}: not on the voxel grid of its pair {file_a} (shapes {volume_b.shape} "
+                f"and {volume_a.shape}, or the affines differ); register and resample it first"
+            )
+        both = mask_a | mask_b
+        for images, volume in ((images_a, volume_a), (images_b, volume_b)):
+            images.append(
+                _volume_slices(
+                    volume, both, affine, file_a, image_size, axis, value_range, min_foreground
+                )
+            )
+        sources.append(np.full(len(images_a[-1]), pair_index, dtype=np.int32))
+    return (
+        np.concatenate(images_a, axis=0),
+        np.concatenate(images_b, axis=0),
+        np.concatenate(sources),
+    )
+
+
+def _prepared_volume(file, volume_index, value_range):
+    """A file's volume, normalised into ``value_range``, with its foreground mask and affine."""
+    volume, affine = load_volume(file, volume_index=volume_index)
+    mask = foreground_mask(volume)
+    volume = normalize_intensity(volume, value_range=value_range, mask=mask, name=str(file))
+    return volume, mask, affine
+
+
+def _volume_slices(volume, mask, affine, file, image_size, axis, value_range, min_foreground):
+    """Slices with enough foreground in ``mask``, resized with the file's voxel sizes."""
+    slices, _ = extract_slices(volume, axis=axis, min_foreground=min_foreground, mask=mask)
+    if len(slices) == 0:
+        raise DataError(f"{file}: no slice with enough foreground along axis {axis}")
+    spacing = in_plane_spacing(affine, axis)
+    resized = resize_slices(slices, image_size, fill_value=value_range[0], spacing=spacing)
+    return np.clip(resized, *value_range)

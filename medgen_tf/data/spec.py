@@ -194,8 +194,12 @@ def load_domains(
     """Images of two domains (e.g. for CycleGAN); DataError if their image shapes differ.
 
     With ``paired=True`` the domains must also hold the same number of images (row i of A
-    corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``).
+    corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``). Two ``nifti:`` specs are
+    then cut on the same slices (:func:`~medgen_tf.data.nifti.load_paired_nifti_slices`: same
+    voxel grid, files paired in sorted order).
     """
+    if paired and parse_spec(spec_a)[0] == parse_spec(spec_b)[0] == "nifti":
+        return _load_paired_nifti(spec_a, spec_b, image_size, value_range)
     domain_a = load_spec(spec_a, image_size, split, value_range, seed, num_subjects)
     domain_b = load_spec(spec_b, image_size, split, value_range, seed, num_subjects)
     shape_a, shape_b = domain_a["images"].shape, domain_b["images"].shape
@@ -210,6 +214,27 @@ def load_domains(
             "images; paired domains need the same count"
         )
     return domain_a, domain_b
+
+
+def _load_paired_nifti(spec_a, spec_b, image_size, value_range):
+    (path_a, index_a), (path_b, index_b) = (
+        split_volume_index(spec, parse_spec(spec)[1]) for spec in (spec_a, spec_b)
+    )
+    _must_exist(path_a, spec_a)
+    _must_exist(path_b, spec_b)
+    images_a, images_b, sources = nifti.load_paired_nifti_slices(
+        path_a,
+        path_b,
+        image_size=image_size,
+        value_range=value_range,
+        volume_indices=(index_a, index_b),
+    )
+    domains = []
+    for spec, path, images in ((spec_a, path_a, images_a), (spec_b, path_b, images_b)):
+        files = nifti.list_nifti_files(path) if path.is_dir() else [path]
+        names = [file.name for file in files]
+        domains.append({"images": images, "labels": sources, "label_names": names, "name": spec})
+    return tuple(domains)
 
 
 def preview_grid(
