@@ -172,6 +172,10 @@ def _arrays_npz(path, images, labels):
         (np.full((3, 28, 28), 300, np.int64), np.zeros((3, 1)), "expected 0..255"),
         (np.zeros((3, 28, 28), np.uint8), np.full((3, 1), np.nan), "labels has NaN"),
         (np.zeros((3, 28, 28), np.uint8), np.array([["a"], ["b"], ["c"]]), "expected integers"),
+        (np.zeros((3, 28, 28), np.uint8), np.array(5), "labels is a single value"),
+        (np.zeros((3, 28, 28), np.uint8), np.array([[0.7], [1.9], [-0.5]]), "fractional"),
+        (np.zeros((3, 28, 28), np.uint8), np.array([[-3], [1], [7]]), r"in \[-3, 7\]"),
+        (np.zeros((3, 28, 28), np.uint8), np.array([[2**40], [1], [7]]), r"0\.\.2\*\*31-1"),
     ],
     ids=[
         "empty",
@@ -182,6 +186,10 @@ def _arrays_npz(path, images, labels):
         "int>255",
         "nan-labels",
         "text-labels",
+        "0-d-labels",
+        "fractional-labels",
+        "negative-labels",
+        "labels>=2**31",
     ],
 )
 def test_malformed_arrays_are_one_line_data_errors(tmp_path, images, labels, problem):
@@ -189,6 +197,33 @@ def test_malformed_arrays_are_one_line_data_errors(tmp_path, images, labels, pro
     with pytest.raises(DataError, match=problem) as error:
         medmnist.load_medmnist(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_npy_renamed_npz_is_a_one_line_data_error(tmp_path):
+    path = tmp_path / "renamed.npz"
+    with open(path, "wb") as file:  # np.save would append .npy to the name
+        np.save(file, np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="single .npy array") as error:
+        medmnist.load_medmnist(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_upper_case_npz_suffix_is_a_path_and_names_keep_their_case(tmp_path):
+    path = _write_npz(tmp_path / "scans.npz").rename(tmp_path / "Scans.NPZ")
+    data = medmnist.load_medmnist(path)
+    assert data["images"].shape == (10, 28, 28, 1) and data["name"] == "Scans"
+    with pytest.raises(DataError, match="medmnist:MnistMNIST: unknown dataset"):
+        medmnist.load_medmnist("MnistMNIST")
+
+
+def test_multi_label_and_whole_float_labels_load(tmp_path):
+    images = np.zeros((3, 28, 28), np.uint8)
+    multi = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 1]], np.uint8)  # ChestMNIST-style (n, k)
+    data = medmnist.load_medmnist(_arrays_npz(tmp_path / "multi.npz", images, multi))
+    np.testing.assert_array_equal(data["labels"], [0, 1, 0])
+    whole = np.array([[0.0], [1.0], [6.0]])
+    data = medmnist.load_medmnist(_arrays_npz(tmp_path / "whole.npz", images, whole))
+    np.testing.assert_array_equal(data["labels"], [0, 1, 6])
 
 
 def test_float_images_in_unit_range_are_not_divided_again(tmp_path):

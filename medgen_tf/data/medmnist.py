@@ -187,6 +187,9 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
         raise DataError(f"{path}: not a readable .npz archive ({_one_line(error)})") from error
+    # np.load goes by the file's content, not its name: a .npy renamed .npz is one bare array.
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not a .npz archive of named arrays")
     with archive:
         missing = [key for key in (f"{split}_images", f"{split}_labels") if key not in archive]
         if missing:
@@ -214,6 +217,8 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         )
     if len(images) == 0:
         raise DataError(f"{path}: split {split} has 0 images")
+    if labels.ndim == 0:
+        raise DataError(f"{path}: {split}_labels is a single value, expected one row per image")
     if len(labels) != len(images):
         raise DataError(f"{path}: {len(images)} images but {len(labels)} labels in split {split}")
     labels = labels.reshape(len(labels), -1)
@@ -223,6 +228,14 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: {split}_labels have dtype {labels.dtype}, expected integers")
     if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
         raise DataError(f"{path}: {split}_labels has NaN or Inf values")
+    # The labels become int32 class indices: a cast would truncate 1.9 to 1 and wrap 2**40 to 0.
+    if labels.dtype.kind == "f" and not np.all(labels == np.floor(labels)):
+        raise DataError(f"{path}: {split}_labels has fractional values, expected class indices")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= 2**31:
+        raise DataError(
+            f"{path}: {split}_labels are in [{low}, {high}], expected class indices 0..2**31-1"
+        )
     return images, labels
 
 
@@ -282,13 +295,13 @@ def load_medmnist(
         multi-label files), ``label_names`` and ``name``.
     """
     path = Path(str(name_or_path))
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         name, label_names = path.stem, []
     else:
         name = str(name_or_path).lower()
         if name not in DATASETS:
             raise DataError(
-                f"medmnist:{name}: unknown dataset; known: {', '.join(sorted(DATASETS))} "
+                f"medmnist:{name_or_path}: unknown dataset; known: {', '.join(sorted(DATASETS))} "
                 "(or give a .npz path)"
             )
         local = config.cache_dir() / "medmnist" / file_name(name, size)
