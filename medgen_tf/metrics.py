@@ -69,6 +69,11 @@ def _as_images(a, b, mask=None):
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     if a.shape.rank not in (3, 4):
         raise ValueError(f"images must be (n, h, w, c) or (h, w, c), got shape {a.shape}")
+    # One NaN pixel turns every score into NaN (and Inf into inf), which reads as a result.
+    for name, images in (("a", a), ("b", b)):
+        count = int(tf.math.count_nonzero(~tf.math.is_finite(images)))
+        if count:
+            raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
     single = a.shape.rank == 3
     if single:
         a, b = a[None], b[None]

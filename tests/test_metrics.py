@@ -95,6 +95,34 @@ def test_image_metrics_reject_bad_input(image_pair):
         metrics.mae(a, b, mask=np.zeros_like(a))
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_image_metrics_refuse_non_finite_pixels(image_pair, value):
+    from medgen_tf.evaluation import translation_metrics
+
+    a, b, mask = image_pair
+    b = b.copy()
+    b[0, 3, 3, 0] = b[2, 20, 9, 0] = value
+    calls = {
+        "mae": lambda: metrics.mae(a, b),
+        "psnr": lambda: metrics.psnr(a, b, 1.0),
+        "masked psnr": lambda: metrics.psnr(a, b, 1.0, mask=mask),
+        "ssim": lambda: metrics.ssim(a, b, 1.0),
+        "masked ssim": lambda: metrics.ssim(a, b, 1.0, mask=mask),
+        "ms_ssim": lambda: metrics.ms_ssim(a, b, 1.0, power_factors=metrics.ms_ssim_weights(2)),
+        "translation_metrics": lambda: translation_metrics(2 * a - 1, 2 * b - 1, mask),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="2 NaN or Inf values") as error:
+            call()
+        assert "\n" not in str(error.value), name
+    with pytest.raises(ValueError, match="^a: 2 NaN or Inf values; did training diverge"):
+        metrics.mae(b, a)
+    # A diverged model's predictions are named as such, Inf included (a clip to the value range
+    # would otherwise score it).
+    with pytest.raises(ValueError, match="^predicted: 2 NaN or Inf values"):
+        translation_metrics(2 * b - 1, 2 * a - 1, mask)
+
+
 def test_ms_ssim_orders_noise_levels():
     generator = np.random.default_rng(1)
     clean = ndimage.gaussian_filter(generator.random((2, 48, 48, 1)), sigma=(0, 2, 2, 0))
