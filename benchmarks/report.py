@@ -431,7 +431,7 @@ WORK_DIFFERENCE = {
 
 
 def render_headline(results):
-    """The ratios the issue asks for, in one list, each with its window-by-window range."""
+    """The headline ratios (ours against each other contender), each with its window-by-window range."""
     lines = []
     for model, result in (results.get("throughput") or {}).items():
         if _error(result):
