@@ -63,6 +63,10 @@ def test_nifti_and_medmnist_specs(tmp_path):
     assert data["images"].shape == (8, 32, 32, 1) and set(data["labels"]) == {0, 1}
     with pytest.raises(DataError, match="size must be one of"):
         load_spec("medmnist:pneumoniamnist@100")
+    # A size on a file used to be dropped without a word.
+    with pytest.raises(DataError, match="own size") as error:
+        load_spec(f"medmnist:{path}@64")
+    assert "\n" not in str(error.value)
 
 
 def test_domains_of_different_sizes_are_refused(tmp_path):

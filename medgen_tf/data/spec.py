@@ -129,6 +129,11 @@ def load_spec(
         name, _, size_text = argument.partition("@")
         if name.lower().endswith(".npz"):
             _must_exist(Path(name), spec)
+            if size_text:
+                raise DataError(
+                    f"data spec {spec!r}: @{size_text} picks the size of a named MedMNIST "
+                    "dataset; a .npz file's images have their own size (use image_size)"
+                )
         size = 28
         if size_text:
             if not size_text.isdigit() or int(size_text) not in medmnist.SIZES:
