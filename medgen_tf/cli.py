@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"medgen-tf: error: {error}", file=sys.stderr)
         return 2
-    except FileNotFoundError as error:
+    except OSError as error:
+        # A missing file, an --out that is a file, a full or read-only disk: the message names
+        # the path, which is all a command-line user needs (a traceback would bury it).
         print(f"medgen-tf: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -56,3 +56,13 @@ def test_an_image_size_the_model_cannot_build_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "dcgan" in error[0] and "18" in error[0]
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_an_output_path_through_a_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    out = blocker / "grid.png"
+    assert main(["data", "preview", "--image-size", "16", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Traceback" not in error[0] and str(blocker) in error[0]
+    assert blocker.read_text() == "not a folder"
