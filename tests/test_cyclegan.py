@@ -3,6 +3,7 @@
 import doctest
 import warnings
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -287,6 +288,73 @@ def test_compiled_keras_round_trip_restores_the_four_optimizers_and_schedules(tm
             np.testing.assert_array_equal(restored_variable.numpy(), variable.numpy())
     restored.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
     assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [2, 2, 2, 2]
+
+
+def test_evaluate_and_validation_report_the_training_losses_and_change_nothing():
+    model = _small_cyclegan(pool_size=2)
+    model.compile()
+    history = model.fit(
+        _unpaired_dataset(), validation_data=_unpaired_dataset(), epochs=1, verbose=0
+    ).history
+    names = set(model.trackers)
+    assert set(history) == names | {f"val_{name}" for name in names}
+    # The pools and their seed states included: evaluation draws nothing from them.
+    state = model.variables + [v for optimizer in model.optimizers for v in optimizer.variables]
+    before = [variable.numpy().copy() for variable in state]
+    results = model.evaluate(_unpaired_dataset(), verbose=0, return_dict=True)
+    assert set(results) == names
+    assert all(np.isfinite(value) for value in results.values())
+    assert results["identity_loss"] > 0 and results["d_a_loss"] > 0
+    for variable, old in zip(state, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), old, err_msg=variable.path)
+    batches = list(_unpaired_dataset().as_numpy_iterator())
+    images_a = np.concatenate([batch_a for batch_a, _ in batches])
+    images_b = np.concatenate([batch_b for _, batch_b in batches])
+    cycled_a = model.translate(model.translate(images_a, "a2b"), "b2a")
+    cycled_b = model.translate(model.translate(images_b, "b2a"), "a2b")
+    cycle = np.abs(cycled_a - images_a).mean() + np.abs(cycled_b - images_b).mean()
+    assert results["cycle_loss"] == pytest.approx(cycle, rel=1e-5)
+
+
+def _delete_seed_states(weights_path):
+    # What a weights file written before the seed states were saved looks like.
+    with h5py.File(weights_path, "a") as file:
+        names = []
+        file.visit(names.append)
+        stale = [name for name in names if name.endswith("seed_generator_state")]
+        for name in stale:
+            del file[name]
+    return stale
+
+
+def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_load(tmp_path):
+    model = _small_cyclegan(pool_size=2, seed=0)
+    images = np.random.default_rng(2).uniform(-1, 1, (3, SIZE, SIZE, 1)).astype("float32")
+    for _ in range(2):  # fills the pools, then swaps: both draw from the seed generators
+        model.pool_a(images)
+        model.pool_b(images)
+    pools = (model.pool_a, model.pool_b)
+    states = [pool.seed_generator.state.numpy().copy() for pool in pools]
+    model.save(tmp_path / "cyclegan.keras")
+    model.save_weights(tmp_path / "cyclegan.weights.h5")
+    restored = keras.saving.load_model(tmp_path / "cyclegan.keras")
+    other = _small_cyclegan(pool_size=2, seed=0)
+    other.load_weights(tmp_path / "cyclegan.weights.h5")
+    for loaded in (restored, other):
+        for pool, original, state in zip(
+            (loaded.pool_a, loaded.pool_b), pools, states, strict=True
+        ):
+            np.testing.assert_array_equal(pool.seed_generator.state.numpy(), state)
+            np.testing.assert_array_equal(pool.images.numpy(), original.images.numpy())
+            assert int(pool.num_stored.numpy()) == 2
+    # The next random choices are the same as the original pool's.
+    np.testing.assert_array_equal(restored.pool_a(images), model.pool_a(images))
+    assert len(_delete_seed_states(tmp_path / "cyclegan.weights.h5")) == 2
+    fresh = _small_cyclegan(pool_size=2, seed=0)
+    initial = fresh.pool_a.seed_generator.state.numpy().copy()
+    fresh.load_weights(tmp_path / "cyclegan.weights.h5")
+    np.testing.assert_array_equal(fresh.pool_a.seed_generator.state.numpy(), initial)
+    np.testing.assert_array_equal(fresh.pool_b.images.numpy(), other.pool_b.images.numpy())
 
 
 def test_mixed_precision_step_is_finite_and_outputs_float32():

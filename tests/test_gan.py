@@ -5,6 +5,7 @@ import sys
 import textwrap
 import warnings
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -111,6 +112,23 @@ def test_bad_settings_are_refused_with_a_clear_message():
     assert gan.generate(2, labels=np.array([0, 2])).shape == (2, 32, 32, 1)
 
 
+def test_label_smoothing_and_num_classes_are_checked():
+    for smoothing in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+            tiny_gan(label_smoothing=smoothing)
+    with pytest.raises(ValueError, match="label_smoothing must be 0 with loss='wgan_gp'"):
+        tiny_gan(loss="wgan_gp", label_smoothing=0.1)
+    assert tiny_gan(loss="wgan_gp", label_smoothing=0.0).label_smoothing == 0.0
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS, num_classes=3)
+    discriminator = build_discriminator(32, base_filters=FILTERS, num_classes=3)
+    with pytest.raises(ValueError, match="num_classes=7 but the generator was built for 3"):
+        ConditionalGAN(generator, discriminator, num_classes=7)
+    four_classes = build_discriminator(32, base_filters=FILTERS, num_classes=4)
+    with pytest.raises(ValueError, match="num_classes=3 but the discriminator was built for 4"):
+        ConditionalGAN(generator, four_classes, num_classes=3)
+    assert ConditionalGAN(generator, discriminator, num_classes=3).num_classes == 3
+
+
 def test_discriminator_learns_against_a_frozen_generator():
     keras.utils.set_random_seed(0)
     gan = tiny_gan()
@@ -187,6 +205,62 @@ def test_wrapper_keras_round_trip(tmp_path):
     restored = keras.models.load_model(path)
     assert isinstance(restored, GAN) and restored.loss_name == "hinge"
     np.testing.assert_array_equal(gan.generate(4), restored.generate(4))
+
+
+def _delete_seed_states(weights_path):
+    # What a weights file written before the seed states were saved looks like.
+    with h5py.File(weights_path, "a") as file:
+        names = []
+        file.visit(names.append)
+        stale = [name for name in names if name.endswith("seed_generator_state")]
+        for name in stale:
+            del file[name]
+    return stale
+
+
+def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(tmp_path):
+    gan = tiny_gan(seed=0)
+    gan.compile()
+    gan.fit(square_images(16), batch_size=8, epochs=1, verbose=0)
+    state = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    gan.save(tmp_path / "gan.keras")
+    gan.save_weights(tmp_path / "gan.weights.h5")
+    restored = keras.models.load_model(tmp_path / "gan.keras")
+    other = tiny_gan(seed=0)
+    other.load_weights(tmp_path / "gan.weights.h5")
+    for model in (restored, other):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.seed_generator.state), state)
+    # The next training noise continues the sequence.
+    np.testing.assert_array_equal(restored.sample_noise(4), gan.sample_noise(4))
+    assert _delete_seed_states(tmp_path / "gan.weights.h5")
+    fresh = tiny_gan(seed=0)
+    initial = keras.ops.convert_to_numpy(fresh.seed_generator.state).copy()
+    fresh.load_weights(tmp_path / "gan.weights.h5")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh.seed_generator.state), initial)
+    np.testing.assert_array_equal(fresh.generate(2), gan.generate(2))
+
+
+@pytest.mark.parametrize(("loss", "num_classes"), [("non_saturating", None), ("wgan_gp", 3)])
+def test_evaluate_and_validation_report_the_training_metrics_without_any_update(loss, num_classes):
+    gan = tiny_gan(loss=loss, num_classes=num_classes, n_critic=1)
+    gan.compile()
+    images = square_images(16)
+    data = (images,) if num_classes is None else (images, np.arange(16) % 3)
+    history = gan.fit(*data, batch_size=8, validation_data=data, epochs=1, verbose=0).history
+    names = set(gan.trackers)
+    assert set(history) == names | {f"val_{name}" for name in names}
+    state = gan.weights + [v for optimizer in gan.optimizers for v in optimizer.variables]
+    before = [keras.ops.convert_to_numpy(variable).copy() for variable in state]
+    noise_state = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    results = gan.evaluate(*data, batch_size=8, verbose=0, return_dict=True)
+    assert set(results) == names
+    assert all(np.isfinite(value) for value in results.values())
+    if loss == "wgan_gp":
+        assert results["gradient_penalty"] > 0
+    # Batch-norm statistics and optimizer steps included; only the noise moved on.
+    for variable, old in zip(state, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), old, variable.path)
+    assert not np.array_equal(keras.ops.convert_to_numpy(gan.seed_generator.state), noise_state)
 
 
 @pytest.mark.parametrize("num_classes", [None, 3])

@@ -1,5 +1,7 @@
 """Tests for medgen_tf.models.layers: reflection padding, instance norm, loss_scaled."""
 
+import doctest
+
 import keras
 import numpy as np
 import pytest
@@ -26,6 +28,18 @@ def test_reflection_padding_shape_inference_and_round_trip():
     assert layer(inputs).shape == (None, 70, 70, 2)
     restored = ReflectionPadding2D.from_config(layer.get_config())
     assert restored.padding == (3, 3)
+
+
+def test_reflection_padding_refuses_a_padding_as_large_as_the_side():
+    # Symbolic inputs: Keras would have inferred a shape that tf.pad cannot produce.
+    with pytest.raises(ValueError, match=r"padding \(4, 4\) must be smaller .* \(None, 4, 8, 1\)"):
+        ReflectionPadding2D(4)(keras.Input((4, 8, 1)))
+    # Eager inputs: TensorFlow's own error came from inside the op.
+    with pytest.raises(ValueError, match=r"padding \(1, 3\) must be smaller"):
+        ReflectionPadding2D((1, 3))(np.zeros((1, 8, 3, 1), "float32"))
+    # One pixel less than the side is the most a reflection can add.
+    assert tuple(ReflectionPadding2D(3)(np.zeros((1, 4, 4, 1), "float32")).shape) == (1, 10, 10, 1)
+    assert ReflectionPadding2D(3)(keras.Input((None, None, 1))).shape == (None, None, None, 1)
 
 
 def test_instance_normalization_equals_per_image_per_channel_standardisation():
@@ -84,3 +98,10 @@ def test_maximum_leaky_relu_equals_keras_leaky_relu_values_and_gradients():
     assert MaximumLeakyReLU.from_config(MaximumLeakyReLU(0.1).get_config()).negative_slope == 0.1
     with pytest.raises(ValueError, match="negative_slope"):
         MaximumLeakyReLU(1.5)
+
+
+def test_docstring_examples_run_as_written():
+    from medgen_tf.models import layers
+
+    failed, attempted = doctest.testmod(layers)
+    assert (failed, attempted) == (0, 4)

@@ -1,5 +1,7 @@
 """Tests for medgen_tf.models.pix2pix: the paired upper reference."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -45,3 +47,64 @@ def test_keras_file_round_trip(tmp_path):
     images = np.random.default_rng(2).uniform(-1, 1, (2, SIZE, SIZE, 1)).astype("float32")
     assert restored.l1_weight == 100.0 and restored.discriminator is not None
     np.testing.assert_allclose(restored.translate(images), model.translate(images), atol=1e-6)
+
+
+def test_a_discriminator_built_for_the_wrong_channels_is_refused():
+    generator = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1)
+    # Built for the target alone, not for the input and target stacked.
+    with pytest.raises(ValueError, match=r"channel count \(1\) differs .* target \(2\)"):
+        Pix2Pix(generator, build_patchgan_discriminator(SIZE, 1, filters=4))
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_compiled_keras_round_trip_restores_the_optimizers_and_trains_on(tmp_path, adversarial):
+    model = _model(adversarial)
+    model.compile(
+        generator_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.3),
+        discriminator_optimizer=keras.optimizers.Adam(5e-5, beta_1=0.4) if adversarial else None,
+    )
+    model.fit(_paired_dataset(), epochs=1, verbose=0)
+    path = tmp_path / "pix2pix.keras"
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.saving.load_model(path)
+    # Keras warns "compile() was not called as part of model loading" without the fix.
+    assert not [w for w in caught if "compile()" in str(w.message)]
+    assert restored.discriminator_optimizer is None or adversarial
+    settings = [(1e-3, 0.3), (5e-5, 0.4)][: len(model.optimizers)]
+    pairs = zip(restored.optimizers, model.optimizers, settings, strict=True)
+    for ours, theirs, (learning_rate, beta_1) in pairs:
+        assert type(ours) is keras.optimizers.Adam
+        assert ours.get_config()["learning_rate"] == pytest.approx(learning_rate)
+        assert ours.get_config()["beta_1"] == pytest.approx(beta_1)
+        # The state comes back too: step count and Adam's moments.
+        assert int(ours.iterations) == 1
+        for restored_variable, variable in zip(ours.variables, theirs.variables, strict=True):
+            np.testing.assert_array_equal(restored_variable.numpy(), variable.numpy())
+    history = restored.fit(_paired_dataset(), epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
+    assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [2] * len(settings)
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_evaluate_reports_the_training_losses_and_changes_nothing(adversarial):
+    model = _model(adversarial)
+    model.compile()
+    history = model.fit(
+        _paired_dataset(), validation_data=_paired_dataset(), epochs=1, verbose=0
+    ).history
+    names = set(model.trackers)
+    assert set(history) == names | {f"val_{name}" for name in names}
+    state = model.variables + [v for optimizer in model.optimizers for v in optimizer.variables]
+    before = [variable.numpy().copy() for variable in state]
+    results = model.evaluate(_paired_dataset(), verbose=0, return_dict=True)
+    assert set(results) == names
+    assert all(np.isfinite(value) for value in results.values())
+    for variable, old in zip(state, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), old, err_msg=variable.path)
+    images_a, images_b = next(iter(_paired_dataset()))
+    l1 = np.abs(model.translate(images_a.numpy()) - images_b.numpy()).mean()
+    assert results["l1_loss"] == pytest.approx(l1, rel=1e-5)
+    adversarial_loss = results.get("g_adversarial_loss", 0.0)
+    assert results["g_loss"] == pytest.approx(100.0 * l1 + adversarial_loss, rel=1e-5)

@@ -65,6 +65,24 @@ def test_mismatched_decoder_is_refused():
     assert VAE(encoder, matching).latent_dim == LATENT_DIM
 
 
+def test_decoder_of_another_image_shape_is_refused():
+    # A 3-channel encoder with a 1-channel decoder trained without error: the loss broadcast.
+    encoder = build_encoder(32, channels=3, latent_dim=LATENT_DIM, base_filters=2)
+    for likelihood in ("bernoulli", "gaussian"):
+        decoder = build_decoder(
+            32, channels=1, latent_dim=LATENT_DIM, base_filters=2, likelihood=likelihood
+        )
+        with pytest.raises(
+            ValueError, match=r"input shape \(32, 32, 3\) differs .* output shape \(32, 32, 1\)"
+        ):
+            VAE(encoder, decoder, likelihood=likelihood)
+    larger = build_decoder(64, channels=3, latent_dim=LATENT_DIM, base_filters=2)
+    with pytest.raises(ValueError, match=r"output shape \(64, 64, 3\)"):
+        VAE(encoder, larger)
+    matching = build_decoder(32, channels=3, latent_dim=LATENT_DIM, base_filters=2)
+    assert VAE(encoder, matching).latent_dim == LATENT_DIM
+
+
 def test_gradients_reach_mean_and_log_variance_through_sampling():
     z_mean = tf.Variable(np.full((4, LATENT_DIM), 0.3, np.float32))
     z_log_var = tf.Variable(np.full((4, LATENT_DIM), -0.5, np.float32))

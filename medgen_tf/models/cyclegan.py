@@ -188,10 +188,11 @@ class ImagePool(keras.layers.Layer):
     While the pool fills, each image is stored and returned unchanged. Once full, each image is,
     with probability 1/2, swapped for a random stored one (which is returned; the new image takes
     its slot), otherwise returned as is. D thus sees older fakes too, which damps oscillation.
-    The buffer is a non-trainable weight (saved with checkpoints) updated with tensor ops, so it
-    works inside a compiled ``train_step``. Two images of one batch that draw the same slot both
-    return its old image and one of them is kept (which one is not defined: scatter updates
-    with duplicate indices have no guaranteed order on GPU).
+    The buffer is a non-trainable weight (saved with checkpoints, as is the state of the random
+    choices) updated with tensor ops, so it works inside a compiled ``train_step``. Two images
+    of one batch that draw the same slot both return its old image and one of them is kept
+    (which one is not defined: scatter updates with duplicate indices have no guaranteed order
+    on GPU).
 
     Under ``tf.distribute`` each replica keeps its own pool, filled with its own share of the
     fakes; reading the weights (and so a checkpoint) gives replica 0's pool only.
@@ -264,6 +265,21 @@ class ImagePool(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    # Keras saves no SeedGenerator state with a layer's weights (.keras, save_weights); saving
+    # it here makes a reloaded pool continue its sequence of random choices, as a training
+    # checkpoint (which holds model.variables) already did.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["seed_generator_state"] = ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        # Files written before the state was saved hold only the two weights.
+        if "seed_generator_state" in store:
+            self.seed_generator.state.assign(store["seed_generator_state"])
+        super().load_own_variables(
+            {key: store[key] for key in store.keys() if key != "seed_generator_state"}
+        )
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -283,7 +299,8 @@ class CycleGAN(keras.Model):
     |G_ba(a) - a|)``; each D minimises ``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))`` on
     fakes drawn through an :class:`ImagePool`. G is updated first, then both D, every step, each
     network by its own Adam. Batches are ``(images_a, images_b)``: unrelated images, no pairs.
-    Calling the model translates A -> B.
+    ``evaluate`` and ``fit(validation_data=...)`` report the same losses without any update
+    (each D judging the current fakes, not the pool's). Calling the model translates A -> B.
 
     Args:
         generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).
@@ -494,6 +511,45 @@ class CycleGAN(keras.Model):
             "d_a_loss": d_a_loss,
             "d_b_loss": d_b_loss,
         }
+        return self._update_trackers(values)
+
+    def test_step(self, data):
+        # train_step's losses without any update. Each D judges the current fakes, not the
+        # pool's: drawing from the pool would change it, and its old fakes say nothing of
+        # the generators now.
+        real_a, real_b = data[0], data[1]
+        fake_b = self.generator_ab(real_a, training=False)
+        fake_a = self.generator_ba(real_b, training=False)
+        cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=False))
+        cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=False))
+        fake_a_logits = self.discriminator_a(fake_a, training=False)
+        fake_b_logits = self.discriminator_b(fake_b, training=False)
+        adversarial = losses.least_squares_generator_loss(fake_b_logits)
+        adversarial += losses.least_squares_generator_loss(fake_a_logits)
+        g_loss = adversarial + self.lambda_cycle * cycle
+        if self.identity_weight:
+            identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=False))
+            identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=False))
+            g_loss += self.identity_weight * self.lambda_cycle * identity
+        else:
+            identity = ops.zeros((), "float32")
+        d_a_loss = 0.5 * losses.least_squares_discriminator_loss(
+            self.discriminator_a(real_a, training=False), fake_a_logits
+        )
+        d_b_loss = 0.5 * losses.least_squares_discriminator_loss(
+            self.discriminator_b(real_b, training=False), fake_b_logits
+        )
+        values = {
+            "g_loss": g_loss,
+            "g_adversarial_loss": adversarial,
+            "cycle_loss": cycle,
+            "identity_loss": identity,
+            "d_a_loss": d_a_loss,
+            "d_b_loss": d_b_loss,
+        }
+        return self._update_trackers(values)
+
+    def _update_trackers(self, values):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}

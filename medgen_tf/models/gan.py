@@ -158,13 +158,17 @@ class GAN(keras.Model):
     Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
     ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
     give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
-    every step and is checkpointed). Calling the model maps noise to images.
+    every step; its state is saved with the weights, in training checkpoints, ``.keras`` files
+    and ``save_weights`` alike). ``evaluate`` and ``fit(validation_data=...)`` report the same
+    losses and accuracies on held-out images, without any update. Calling the model maps
+    noise to images.
 
     Args:
         generator, discriminator: Keras models (see ``build_generator``/``build_discriminator``).
         latent_dim: noise size; read from the generator when None.
         loss: "non_saturating", "least_squares", "hinge" or "wgan_gp" (any case, "-" or "_").
-        label_smoothing: one-sided smoothing of the real target (0.1 -> 0.9); not for wgan_gp.
+        label_smoothing: one-sided smoothing of the real target (0.1 -> 0.9), in [0, 1); not
+            for wgan_gp (a critic has no target), ignored by hinge.
         n_critic: D updates per G update, None or at least 1 (None: 5 for wgan_gp, else 1).
             The critic steps reuse the step's real batch, as the keras.io WGAN-GP example does.
         gradient_penalty_weight: lambda of WGAN-GP (10, Gulrajani et al. 2017).
@@ -202,6 +206,13 @@ class GAN(keras.Model):
         self.loss_name = _loss_key(loss)
         self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
         self.is_wasserstein = self.loss_name == "wgan_gp"
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+        if self.is_wasserstein and float(label_smoothing):
+            raise ValueError(
+                f"label_smoothing must be 0 with loss='wgan_gp' (a critic's scores have no "
+                f"target to smooth), got {label_smoothing}."
+            )
         self.label_smoothing = float(label_smoothing)
         if n_critic is not None and int(n_critic) < 1:
             raise ValueError(f"n_critic must be None or at least 1, got {n_critic}.")
@@ -265,6 +276,18 @@ class GAN(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    # Keras saves no SeedGenerator state with the weights (.keras, save_weights); saving it
+    # here makes a reloaded model continue the noise sequence, as a training checkpoint
+    # (which holds model.variables) already did.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["seed_generator_state"] = keras.ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        # Files written before the state was saved lack it: their noise starts from the seed.
+        if "seed_generator_state" in store:
+            self.seed_generator.state.assign(store["seed_generator_state"])
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
@@ -349,6 +372,38 @@ class GAN(keras.Model):
                 real_images, tf.stop_gradient(fake_images), labels
             )
         g_loss = self._generator_step(generator_tape, fake_images, labels)
+        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits, extra)
+
+    def test_step(self, data):
+        # train_step's losses and accuracies on fresh noise, without any update. D does not
+        # change in between here, so G's loss reuses the logits D gave the fakes.
+        real_images, labels = self._unpack(data)
+        noise = self.sample_noise(ops.shape(real_images)[0])
+        fake_images = self.generator(self._generator_inputs(noise, labels), training=False)
+        real_logits = self.discriminator(
+            self._discriminator_inputs(real_images, labels), training=False
+        )
+        fake_logits = self.discriminator(
+            self._discriminator_inputs(fake_images, labels), training=False
+        )
+        d_loss = self.d_loss_fn(real_logits, fake_logits, self.label_smoothing)
+        extra = {}
+        if self.is_wasserstein:
+            # Computed, not skipped, so d_loss means what it means in training. It needs only
+            # D's gradient with respect to its input; D stays in inference mode.
+            penalty = losses.gradient_penalty(
+                lambda inputs, training: self.discriminator(inputs, training=False),
+                real_images,
+                fake_images,
+                seed=self.seed_generator,
+                critic_inputs=None if labels is None else [labels],
+            )
+            extra = {"gradient_penalty": penalty, "wasserstein_distance": -d_loss}
+            d_loss = d_loss + self.gradient_penalty_weight * penalty
+        g_loss = self.g_loss_fn(fake_logits)
+        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits, extra)
+
+    def _update_trackers(self, d_loss, g_loss, real_logits, fake_logits, extra):
         threshold = self.decision_threshold
         values = {
             "d_loss": d_loss,
@@ -395,6 +450,14 @@ class GAN(keras.Model):
         return cls(**config)
 
 
+def _embedded_classes(network):
+    # The size of the label Embedding (build_generator/build_discriminator have one each).
+    for layer in network.layers:
+        if isinstance(layer, layers.Embedding):
+            return int(layer.input_dim)
+    return None
+
+
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class ConditionalGAN(GAN):
     """Class-conditional GAN (Mirza & Osindero 2014): batches are ``(images, labels)``.
@@ -416,6 +479,15 @@ class ConditionalGAN(GAN):
                 "ConditionalGAN needs networks built with num_classes "
                 "(inputs [noise, labels] and [images, labels])."
             )
+        # Sampling and evaluation draw labels below num_classes: it must be the networks'.
+        if num_classes is not None:
+            for network in (generator, discriminator):
+                built_for = _embedded_classes(network)
+                if built_for is not None and built_for != int(num_classes):
+                    raise ValueError(
+                        f"num_classes={num_classes} but the {network.name} was built for "
+                        f"{built_for} classes."
+                    )
         self.num_classes = num_classes
         super().__init__(generator, discriminator, **kwargs)
 

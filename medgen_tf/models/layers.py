@@ -35,7 +35,7 @@ class ReflectionPadding2D(keras.layers.Layer):
             than the side it pads.
 
     Example:
-        >>> ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape
+        >>> tuple(ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape)
         (1, 70, 70, 1)
     """
 
@@ -44,6 +44,20 @@ class ReflectionPadding2D(keras.layers.Layer):
         if isinstance(padding, int):
             padding = (padding, padding)
         self.padding = tuple(int(p) for p in padding)
+
+    def _check_padding(self, input_shape):
+        # REFLECT mirrors without repeating the border, so it needs more pixels than it adds;
+        # checked where the sides are first known, not left to a failure inside the graph.
+        for pad, side in zip(self.padding, input_shape[1:3], strict=True):
+            if side is not None and pad >= side:
+                raise ValueError(
+                    f"padding {self.padding} must be smaller than the input's height and width, "
+                    f"got an input of shape {tuple(input_shape)}."
+                )
+
+    def build(self, input_shape):
+        self._check_padding(input_shape)
+        super().build(input_shape)
 
     def call(self, inputs):
         pad_height, pad_width = self.padding
@@ -54,6 +68,7 @@ class ReflectionPadding2D(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
+        self._check_padding(input_shape)
         batch, height, width, channels = input_shape
         pad_height, pad_width = self.padding
         return (
@@ -82,7 +97,7 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         center, scale: learn a per-channel offset / scale (off by default, as in CycleGAN).
 
     Example:
-        >>> InstanceNormalization()(keras.ops.ones((2, 8, 8, 4))).shape
+        >>> tuple(InstanceNormalization()(keras.ops.ones((2, 8, 8, 4))).shape)
         (2, 8, 8, 4)
     """
 
@@ -106,7 +121,9 @@ class MaximumLeakyReLU(keras.layers.Layer):
     the fused pattern. Only valid for ``0 <= negative_slope <= 1``.
 
     Example:
-        >>> MaximumLeakyReLU(0.2)(keras.ops.convert_to_tensor([-1.0, 2.0]))  # [-0.2, 2.0]
+        >>> x = keras.ops.convert_to_tensor([-1.0, 2.0])
+        >>> keras.ops.convert_to_numpy(MaximumLeakyReLU(0.2)(x))
+        array([-0.2,  2. ], dtype=float32)
     """
 
     def __init__(self, negative_slope=0.2, **kwargs):

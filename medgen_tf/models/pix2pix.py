@@ -25,6 +25,7 @@ class Pix2Pix(keras.Model):
     of a conditional PatchGAN that sees ``[a, G(a)]`` against ``[a, b]``, Isola et al. 2017,
     lambda_L1 = 100). With ``discriminator=None`` it is plain L1 regression. Batches are
     ``(images_a, images_b)`` of the SAME subjects and slices: the paired data CycleGAN lacks.
+    ``evaluate`` and ``fit(validation_data=...)`` report the same losses, without any update.
 
     Args:
         generator: image-to-image model (``cyclegan.build_resnet_generator``).
@@ -40,6 +41,19 @@ class Pix2Pix(keras.Model):
 
     def __init__(self, generator, discriminator=None, l1_weight=100.0, **kwargs):
         super().__init__(**kwargs)
+        if discriminator is not None:
+            # D judges an input stacked with its target: a D built for the target's channels
+            # alone fails at the first step, inside the traced graph.
+            a_channels = generator.inputs[0].shape[-1]
+            b_channels = generator.outputs[0].shape[-1]
+            d_channels = discriminator.inputs[0].shape[-1]
+            known = None not in (a_channels, b_channels, d_channels)
+            if known and d_channels != a_channels + b_channels:
+                raise ValueError(
+                    f"The discriminator's channel count ({d_channels}) differs from that of an "
+                    f"input stacked with its target ({a_channels + b_channels}): build it with "
+                    f"channels={a_channels + b_channels}."
+                )
         self.generator, self.discriminator = generator, discriminator
         self.l1_weight = float(l1_weight)
         names = ["g_loss", "l1_loss"] + (["g_adversarial_loss", "d_loss"] if discriminator else [])
@@ -62,6 +76,30 @@ class Pix2Pix(keras.Model):
                 discriminator_optimizer or adam("discriminator_adam")
             )
             self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        # With compile overridden, Keras needs these two methods to restore both optimizers
+        # (and, from the weights file, their state) when a .keras file is loaded.
+        if not self.compiled:
+            return {}
+        return {
+            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
+            # None without a discriminator; it deserializes back to None.
+            "discriminator_optimizer": keras.saving.serialize_keras_object(
+                self.discriminator_optimizer
+            ),
+        }
+
+    def compile_from_config(self, config):
+        # A LossScaleOptimizer comes back as one; loss_scaled does not wrap it a second time.
+        self.compile(
+            generator_optimizer=keras.saving.deserialize_keras_object(
+                config["generator_optimizer"]
+            ),
+            discriminator_optimizer=keras.saving.deserialize_keras_object(
+                config["discriminator_optimizer"]
+            ),
+        )
 
     @property
     def optimizers(self):
@@ -115,7 +153,28 @@ class Pix2Pix(keras.Model):
             gradients = tape.gradient(scaled, d_variables)
             self.discriminator_optimizer.apply_gradients(zip(gradients, d_variables, strict=True))
             values["d_loss"] = d_loss
+        return self._update_trackers(values)
 
+    def test_step(self, data):
+        # train_step's losses without any update: with no step in between, one D pass on the
+        # fakes serves both G's adversarial loss and D's loss.
+        real_a, real_b = data[0], data[1]
+        fake_b = self.generator(real_a, training=False)
+        l1 = ops.mean(ops.abs(ops.cast(real_b, "float32") - fake_b))
+        values = {"g_loss": self.l1_weight * l1, "l1_loss": l1}
+        if self.discriminator is not None:
+            real_pair = ops.concatenate([real_a, real_b], axis=-1)
+            fake_pair = ops.concatenate([ops.cast(real_a, fake_b.dtype), fake_b], axis=-1)
+            fake_logits = self.discriminator(fake_pair, training=False)
+            adversarial = losses.non_saturating_generator_loss(fake_logits)
+            values["g_loss"] = values["g_loss"] + adversarial
+            values["g_adversarial_loss"] = adversarial
+            values["d_loss"] = 0.5 * losses.non_saturating_discriminator_loss(
+                self.discriminator(real_pair, training=False), fake_logits
+            )
+        return self._update_trackers(values)
+
+    def _update_trackers(self, values):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -213,6 +213,18 @@ class VAE(keras.Model):
                 f"The encoder's latent size ({encoder_latent_dim}) differs from the decoder's "
                 f"input size ({decoder_latent_dim})."
             )
+        # Checked up front: a 1-channel output broadcasts against 3-channel images and trains
+        # without error; other mismatches fail only inside the first step.
+        image_shape = tuple(encoder.inputs[0].shape[1:])
+        output_shape = tuple(decoder.outputs[0].shape[1:])
+        if len(image_shape) != len(output_shape) or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(image_shape, output_shape, strict=True)
+        ):
+            raise ValueError(
+                f"The encoder's input shape {image_shape} differs from the decoder's output "
+                f"shape {output_shape}."
+            )
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
