@@ -9,6 +9,7 @@
     RUN_DIR/logs/              TensorBoard scalars
     RUN_DIR/loss_curves.png    medgen_tf.viz.plot_history of history.json
     RUN_DIR/model.weights.h5   final weights
+    RUN_DIR/replaced/          an earlier run's outputs, set aside by a new run in the folder
 
 The contract with models (GAN, VAE and CycleGAN follow it):
 
@@ -63,8 +64,22 @@ from medgen_tf.errors import DataError
 from medgen_tf.files import atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
-#: Where ``fit(resume=False)`` sets an earlier run's checkpoints aside (one generation kept).
-REPLACED_CHECKPOINTS = "checkpoints.replaced"
+#: Where ``fit(resume=False)`` sets an earlier run's outputs aside (one generation kept).
+REPLACED_RUN = "replaced"
+#: What ``fit``, the recipes' exports (also ``*.keras``) and ``medgen_tf.evaluate`` write into a
+#: run folder: a new run sets all of them aside, so none of them describes another run.
+_RUN_OUTPUTS = (
+    "checkpoints",
+    "config.json",
+    "history.json",
+    "samples",
+    "logs",
+    "loss_curves.png",
+    "model.weights.h5",
+    "domains.json",
+    "metrics.json",
+    "evaluation.png",
+)
 
 __all__ = [
     "TimeBudget",
@@ -187,6 +202,16 @@ def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def _remove_unfinished(run_dir: Path) -> None:
+    # What a kill mid-write (.tmp_epoch_*) or mid-removal (.trash_*) leaves: never a checkpoint,
+    # and never reused, since the names hold the writer's PID.
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.name.startswith((".tmp_epoch_", ".trash_")) and path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+
+
 def latest_checkpoint(checkpoint_dir) -> Path | None:
     """The newest complete checkpoint folder, or None."""
     checkpoints = _complete_checkpoints(Path(checkpoint_dir))
@@ -265,7 +290,11 @@ def load_checkpoint(model, checkpoint) -> dict:
 
 
 class _RunFolderCallback(keras.callbacks.Callback):
-    """NaN guard, history.json, checkpoint and sample grid at the end of every epoch."""
+    """NaN guard, history.json, checkpoint and sample grid at the end of every complete epoch.
+
+    An epoch stopped part-way (:class:`TimeLimit`) gets none of them: its checkpoint would claim
+    batches that never ran, which a resume would then skip. The NaN guard still looks at it.
+    """
 
     def __init__(self, run_dir, history, sample_fn=None, sample_value_range=None):
         super().__init__()
@@ -274,6 +303,23 @@ class _RunFolderCallback(keras.callbacks.Callback):
         self.sample_fn = sample_fn
         self.sample_value_range = sample_value_range
         self.stopped_reason = None
+        self.steps_run = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps_run = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # A group of steps_per_execution steps that starts runs whole before the epoch ends (or
+        # its error ends fit), so it is counted here: a batch-end hook would make Keras call
+        # every callback in line, waiting for each step's metrics.
+        self.steps_run = batch + self.model.steps_per_execution
+
+    def _stopped_mid_epoch(self):
+        steps = self.params.get("steps")
+        if steps:
+            return self.steps_run < steps
+        # A dataset of unknown length: a stop during the epoch may have cut it short.
+        return bool(self.model.stop_training)
 
     def _first_non_finite(self, logs):
         for name, value in logs.items():
@@ -297,6 +343,8 @@ class _RunFolderCallback(keras.callbacks.Callback):
             )
             print(self.stopped_reason, flush=True)
             self.model.stop_training = True
+            return
+        if self._stopped_mid_epoch():
             return
         for name, value in logs.items():
             self.history.setdefault(name, []).append(float(value))
@@ -399,8 +447,10 @@ class TimeLimit(keras.callbacks.Callback):
 
     A safety net for time-boxed runs whose ``num_epochs`` was chosen to fit the budget (so a
     learning-rate decay completes); it only stops a run that a busy machine made slower, in
-    the middle of an epoch if need be. :class:`TimeBudget` instead ends at an epoch boundary.
-    ``stopped_early`` says whether it fired.
+    the middle of an epoch if need be. That partial epoch is not checkpointed nor recorded in
+    the history (a resume runs it again, whole); only the final ``model.weights.h5`` includes
+    it. :class:`TimeBudget` instead ends at an epoch boundary. ``stopped_early`` says whether
+    it fired.
     """
 
     def __init__(self, seconds, clock=time.monotonic):
@@ -441,32 +491,42 @@ def _num_examples(data) -> int:
     return len(data)
 
 
-def _set_aside_checkpoints(run_dir: Path, newest: Path) -> None:
-    """Move an earlier run's ``checkpoints/`` to ``checkpoints.replaced/`` for a new run.
+def _set_aside_earlier_run(run_dir: Path, newest: Path) -> None:
+    """Move an earlier run's outputs (checkpoints, samples, history, weights, exported models,
+    ...) into ``replaced/`` for a new run.
 
     A new run must not share the folder's checkpoints with an earlier one: keep-newest-two would
     delete the new run's first checkpoints and keep the old run's later ones, which a resume
-    would then restore. Refusing would break re-running a notebook cell (same folder, by
-    design), so they are set aside, one generation deep; the command line refuses instead
-    (``recipes.train``), where a run folder is a deliberate choice.
+    would then restore. Nor its other files: the old run's later sample grids, history and
+    weights would sit beside the new run's config.json as if the new run had made them.
+    Refusing would break re-running a notebook cell (same folder, by design), so they are set
+    aside, one generation deep; the command line refuses instead (``recipes.train``), where a
+    run folder is a deliberate choice.
     """
-    replaced = run_dir / REPLACED_CHECKPOINTS
+    replaced = run_dir / REPLACED_RUN
     dropped = replaced.exists()
     if dropped:
-        shutil.rmtree(replaced)
-    os.replace(run_dir / "checkpoints", replaced)
+        _discard(replaced)
+    replaced.mkdir()
+    # The checkpoints first: once they are moved, a resume can no longer continue the old run.
+    for path in [run_dir / name for name in _RUN_OUTPUTS] + sorted(run_dir.glob("*.keras")):
+        if path.exists():
+            os.replace(path, replaced / path.name)
     logger.warning(
-        "%s: new run (resume=False); the earlier run's checkpoints (up to %s) were moved to %s%s",
+        "%s: new run (resume=False); the earlier run (checkpoints up to %s, samples, history, "
+        "weights) was moved to %s%s",
         run_dir,
         newest.name,
         replaced.name,
-        ", replacing the ones set aside before" if dropped else "",
+        ", replacing the one set aside before" if dropped else "",
     )
 
 
-# Settings a resumed run may change: its total epochs (that is how a run is extended) and what
-# follows from them alone (the length of CycleGAN's learning-rate schedule).
-_EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs", "total_steps"})
+# Settings a resumed run may change: its total epochs (that is how a run is extended).
+_EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs"})
+# A learning-rate schedule planned over the whole run (CycleGAN's decay), recorded as this
+# config key, fixes the epochs: another length would restart the decay part-way through.
+_PLANNED_STEPS = "total_steps"
 
 
 def _as_json(value):
@@ -490,7 +550,7 @@ def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
         (_as_json(engine), stored["engine"]),
     ):
         # Keys on one side only come from another version of the package, not from a setting.
-        for key in sorted(set(current) & set(recorded) - _EXTENSIBLE_SETTINGS):
+        for key in sorted(set(current) & set(recorded) - _EXTENSIBLE_SETTINGS - {_PLANNED_STEPS}):
             if current[key] != recorded[key]:
                 differences.append(f"{key} {_short(current[key])} (run: {_short(recorded[key])})")
     if differences:
@@ -498,6 +558,14 @@ def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
             f"{run_dir / 'config.json'}: resuming with other settings than the run's: {', '.join(differences)}; "
             "resume with the run's settings (only the number of epochs may change) or use a "
             "new folder"
+        )
+    planned, asked = stored["config"].get(_PLANNED_STEPS), _as_json(config.get(_PLANNED_STEPS))
+    if planned is not None and asked is not None and asked != planned:
+        raise DataError(
+            f"{run_dir / 'config.json'}: the run's learning-rate decay is planned over its "
+            f"{stored['engine'].get('num_epochs', '?')} epochs ({planned} steps), so a resume "
+            f"cannot change them (asked: {asked} steps); to train longer, start a new run "
+            "(another folder) with the longer --epochs"
         )
 
 
@@ -535,9 +603,11 @@ def fit(
         resume: restore the newest complete checkpoint of ``run_dir`` and continue from its
             epoch (from scratch when there is none). The settings recorded in ``config.json``
             (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
-            must be the same; only ``num_epochs`` may change, which extends a run. Without
-            ``resume``, a new run starts: an earlier run's checkpoints in ``run_dir`` are moved
-            to ``checkpoints.replaced/`` (replacing the one before), never mixed with the new.
+            must be the same; only ``num_epochs`` may change, which extends a run, unless
+            ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as
+            CycleGAN's). Without ``resume``, a new run starts: an earlier run's outputs in
+            ``run_dir`` (checkpoints, samples, history, weights, exported models) are moved to
+            ``replaced/`` (replacing the one before), never mixed with the new.
         sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
             ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
         config: JSON-serialisable settings recorded in ``config.json``.
@@ -555,6 +625,8 @@ def fit(
     Raises:
         DataError: a resume with other settings; an unreadable checkpoint or
             ``config.json``.
+        ValueError: ``steps_per_execution`` (of the model's ``compile``) does not divide the
+            steps of an epoch.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -576,6 +648,7 @@ def fit(
     if earlier_run is not None:
         checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
+    steps = None if is_dataset else steps_per_epoch(num_examples, batch_size)
     if checkpoint is not None:
         # Checked before anything is built or written: a refused resume changes nothing. These
         # decide the batches and the numerics; the strategy and the number of replicas may
@@ -587,6 +660,7 @@ def fit(
             "mixed_precision": bool(mixed_precision),
         }
         _check_resume_settings(run_dir, config or {}, engine_settings)
+    _remove_unfinished(run_dir)
 
     previous_policy = keras.mixed_precision.global_policy()
     scope = strategy.scope() if strategy is not None else tf.distribute.get_strategy().scope()
@@ -599,8 +673,17 @@ def fit(
                 model = model()
                 if not isinstance(model, keras.Model):
                     raise ValueError("the model function must return a compiled keras.Model")
+            execution = model.steps_per_execution
+            if steps is not None and steps % execution:
+                # Keras runs whole groups of steps across epoch ends: the epochs would drift
+                # from the dataset's, and checkpoints with them.
+                raise ValueError(
+                    f"steps_per_execution {execution} does not divide the {steps} steps of an "
+                    f"epoch; compile with a divisor of {steps}, or pick a batch size that makes "
+                    f"{execution} one"
+                )
             if earlier_run is not None:
-                _set_aside_checkpoints(run_dir, earlier_run)
+                _set_aside_earlier_run(run_dir, earlier_run)
             history = TrainingHistory(model=model)
             initial_epoch = 0
             if checkpoint is not None:
@@ -610,20 +693,17 @@ def fit(
             elif resume and verbose != 0:
                 print(f"no checkpoint in {run_dir / 'checkpoints'}; starting from epoch 0")
 
-            steps = None
             if is_dataset:
                 dataset = data
-            else:
-                steps = steps_per_epoch(num_examples, batch_size)
-                if initial_epoch < num_epochs:
-                    dataset = make_dataset(
-                        data,
-                        batch_size=batch_size,
-                        shuffle=True,
-                        seed=seed,
-                        initial_epoch=initial_epoch,
-                        num_epochs=num_epochs,
-                    )
+            elif initial_epoch < num_epochs:
+                dataset = make_dataset(
+                    data,
+                    batch_size=batch_size,
+                    shuffle=True,
+                    seed=seed,
+                    initial_epoch=initial_epoch,
+                    num_epochs=num_epochs,
+                )
             _write_json(
                 run_dir / "config.json",
                 {

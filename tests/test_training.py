@@ -150,6 +150,31 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert len(history_file["second_loss"]) == 2
 
 
+def _build_toy_running(steps_per_execution):
+    def build():
+        model = ToyAdversary(seed=1)
+        model.compile(steps_per_execution=steps_per_execution)
+        return model
+
+    return build
+
+
+def test_steps_per_execution_must_divide_an_epoch_and_a_divisor_resumes_exactly(tmp_path):
+    # 3 steps an epoch at batch 8: Keras would run 2 + 2 steps in the first epoch, so the
+    # epochs (and their checkpoints) would drift from the dataset's.
+    with pytest.raises(ValueError, match="steps_per_execution 2 does not divide the 3 steps"):
+        fit(_build_toy_running(2), IMAGES, tmp_path / "refused", num_epochs=2, **QUIET)
+    assert not (tmp_path / "refused" / "config.json").exists()
+    build = _build_toy_running(3)
+    straight = fit(build, IMAGES, tmp_path / "straight", num_epochs=2, **QUIET)
+    fit(build, IMAGES, tmp_path / "split", num_epochs=1, **QUIET)
+    resumed = fit(build, IMAGES, tmp_path / "split", num_epochs=2, resume=True, **QUIET)
+    assert resumed.model.optimizers[0].iterations.numpy() == 6
+    np.testing.assert_allclose(resumed["first_loss"], straight["first_loss"], rtol=1e-5)
+    for expected, actual in zip(_all_state(straight.model), _all_state(resumed.model), strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
 def test_checkpoint_restores_optimizer_moments_and_seed_state(tmp_path):
     model = build_toy()
     model.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
@@ -176,6 +201,23 @@ def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
         "epoch_0003",
     ]
     assert latest_checkpoint(tmp_path).name == "epoch_0003"
+
+
+def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    # Left by a kill while writing a checkpoint, while deleting an old one, and while deleting
+    # the run set aside before: with another process's PID, so no later write reuses them.
+    leftovers = [
+        tmp_path / "checkpoints" / ".tmp_epoch_0002_99999",
+        tmp_path / "checkpoints" / ".trash_epoch_0001_99999",
+        tmp_path / ".trash_replaced_99999",
+    ]
+    for folder in leftovers:
+        folder.mkdir()
+        (folder / "state.npz").write_bytes(b"half a checkpoint")
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert [folder for folder in leftovers if folder.exists()] == []
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
 
 
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path, capsys):
@@ -381,6 +423,60 @@ def test_time_limit_stops_mid_epoch_once_the_time_has_passed(tmp_path):
     assert len(batches) == 3 and limit.stopped_early
 
 
+class _OneSecondBatches(keras.callbacks.Callback):
+    def __init__(self, now):
+        super().__init__()
+        self.now = now
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.now[0] += 1.0
+
+
+def test_a_stop_mid_epoch_keeps_the_last_complete_epoch_and_the_resume_is_exact(tmp_path):
+    from medgen_tf.training import TimeLimit
+
+    grids = dict(sample_fn=lambda model: IMAGES[:4])
+    straight = fit(build_toy, IMAGES, tmp_path / "straight", num_epochs=3, **grids, **QUIET)
+    now = [0.0]
+    # 3 steps an epoch: the fifth batch ends at 5 s > 4.5 s, one step before epoch 2 ends.
+    limit = TimeLimit(4.5, clock=lambda: now[0])
+    run_dir = tmp_path / "limited"
+    callbacks = [_OneSecondBatches(now), limit]
+    stopped = fit(build_toy, IMAGES, run_dir, num_epochs=3, callbacks=callbacks, **grids, **QUIET)
+    assert limit.stopped_early and stopped.model.optimizers[0].iterations.numpy() == 5
+    # Epoch 2 ran 2 of its 3 steps: no checkpoint, history or grid claims it.
+    assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0001"
+    assert len(stopped["first_loss"]) == 1
+    assert len(json.loads((run_dir / "history.json").read_text())["first_loss"]) == 1
+    assert sorted(path.name for path in (run_dir / "samples").iterdir()) == ["epoch_001.png"]
+    keras.utils.set_random_seed(123)
+    resumed = fit(build_toy, IMAGES, run_dir, num_epochs=3, resume=True, **QUIET)
+    assert resumed.model.optimizers[0].iterations.numpy() == 9
+    np.testing.assert_allclose(resumed["first_loss"], straight["first_loss"], rtol=1e-5)
+    for expected, actual in zip(_all_state(straight.model), _all_state(resumed.model), strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_a_stop_mid_epoch_of_a_dataset_of_unknown_length_is_not_checkpointed(tmp_path):
+    from medgen_tf.training import TimeLimit
+
+    dataset = tf.data.Dataset.from_tensor_slices(IMAGES).filter(lambda image: True).batch(8)
+    assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    now = [0.0]
+    limit = TimeLimit(1.5, clock=lambda: now[0])  # stops after batch 2 of 3
+    history = fit(
+        build_toy,
+        dataset,
+        tmp_path,
+        num_epochs=2,
+        callbacks=[_OneSecondBatches(now), limit],
+        verbose=0,
+        tensorboard=False,
+    )
+    assert limit.stopped_early and history.model.optimizers[0].iterations.numpy() == 2
+    assert latest_checkpoint(tmp_path / "checkpoints") is None and not history
+
+
 QUIET = dict(batch_size=8, verbose=0, tensorboard=False)
 
 
@@ -440,25 +536,108 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     assert len(history["first_loss"]) == 2
 
 
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
+
+
+def test_a_run_whose_schedule_is_planned_over_its_epochs_resumes_only_with_those_epochs(tmp_path):
+    # As CycleGAN records it: the learning rate decays to zero at total_steps (2 epochs of 3).
+    planned = {"model": "cyclegan", "num_epochs": 2, "total_steps": 6}
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            build_toy,
+            IMAGES,
+            tmp_path,
+            num_epochs=2,
+            config=planned,
+            callbacks=[_InterruptAfterFirstEpoch()],
+            **QUIET,
+        )
+    written = (tmp_path / "config.json").read_text()
+    longer = {**planned, "num_epochs": 4, "total_steps": 12}
+    with pytest.raises(DataError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=4, config=longer, resume=True, **QUIET)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and "config.json" in message
+    assert "planned over its 2 epochs (6 steps)" in message and "asked: 12 steps" in message
+    assert "start a new run (another folder) with the longer --epochs" in message
+    assert (tmp_path / "config.json").read_text() == written
+    # With the run's own epochs, the interrupted run finishes.
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, config=planned, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
+
+
+def _files(folder, but=()):
+    """``{relative path: bytes}`` of every file under ``folder``, less the top-level ``but``."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and path.relative_to(folder).parts[0] not in but
+    }
+
+
+def _an_earlier_run(run_dir):
+    """A finished 3-epoch run with an exported model and an evaluation, as the recipes leave."""
+    fit(build_toy, IMAGES, run_dir, num_epochs=3, sample_fn=lambda model: IMAGES[:4], **QUIET)
+    (run_dir / "generator.keras").write_bytes(b"the earlier run's model")
+    (run_dir / "metrics.json").write_text('{"fd_medgen": 1.0}')
+    return _files(run_dir)
+
+
 def test_a_fresh_run_into_a_folder_with_checkpoints_starts_over_and_sets_the_old_aside(
     tmp_path, caplog
 ):
-    fit(build_toy, IMAGES, tmp_path, num_epochs=3, **QUIET)
-    old_state = (tmp_path / "checkpoints" / "epoch_0003" / "state.npz").read_bytes()
+    run_dir = tmp_path / "run"
+    earlier = _an_earlier_run(run_dir)
+    grids = dict(sample_fn=lambda model: IMAGES[:4])
     with caplog.at_level("WARNING", logger="medgen_tf.training"):
-        history = fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
-    assert "moved to checkpoints.replaced" in caplog.text
-    # Only the new run's checkpoint, so a resume continues the new run, not the old one.
-    names = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+        history = fit(build_toy, IMAGES, run_dir, num_epochs=1, **grids, **QUIET)
+    # Only the files a run into an empty folder writes (no later sample grids, exported model
+    # or metrics of the old run), and only the new run's checkpoint, so a resume continues the
+    # new run, not the old one.
+    fit(build_toy, IMAGES, tmp_path / "fresh", num_epochs=1, **grids, **QUIET)
+    assert sorted(_files(run_dir, but={"replaced"})) == sorted(_files(tmp_path / "fresh"))
+    names = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
     assert names == ["epoch_0001"]
     assert len(history["first_loss"]) == 1
-    assert len(json.loads((tmp_path / "history.json").read_text())["first_loss"]) == 1
-    # The earlier run is still there, whole, beside it.
-    replaced = tmp_path / "checkpoints.replaced"
-    assert sorted(path.name for path in replaced.iterdir()) == ["epoch_0002", "epoch_0003"]
-    assert (replaced / "epoch_0003" / "state.npz").read_bytes() == old_state
-    resumed = fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert len(json.loads((run_dir / "history.json").read_text())["first_loss"]) == 1
+    # The earlier run is still there, whole, set aside.
+    assert "(checkpoints up to epoch_0003, samples, history, weights) was moved to replaced" in (
+        caplog.text
+    )
+    assert _files(run_dir / "replaced") == earlier
+    resumed = fit(build_toy, IMAGES, run_dir, num_epochs=2, resume=True, **QUIET)
     assert len(resumed["first_loss"]) == 2  # from the new run's epoch 1
+    # One generation is kept: the next new run replaces the earlier one in replaced/.
+    newer = _files(run_dir, but={"replaced"})
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
+    assert "replacing the one set aside before" in caplog.text
+    assert _files(run_dir / "replaced") == newer
+
+
+def test_a_new_run_stopped_after_its_first_epoch_has_none_of_the_earlier_runs_files(tmp_path):
+    run_dir = tmp_path / "run"
+    earlier = _an_earlier_run(run_dir)
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            build_toy,
+            IMAGES,
+            run_dir,
+            num_epochs=3,
+            sample_fn=lambda model: IMAGES[:4],
+            callbacks=[_InterruptAfterFirstEpoch()],
+            **QUIET,
+        )
+    assert sorted(_files(run_dir, but={"replaced"})) == [
+        "checkpoints/epoch_0001/meta.json",
+        "checkpoints/epoch_0001/state.npz",
+        "config.json",
+        "history.json",
+        "samples/epoch_001.png",
+    ]
+    assert _files(run_dir / "replaced") == earlier
 
 
 def test_a_new_run_whose_model_fails_to_build_leaves_the_old_checkpoints_in_place(tmp_path):
@@ -473,7 +652,7 @@ def test_a_new_run_whose_model_fails_to_build_leaves_the_old_checkpoints_in_plac
         "epoch_0001",
         "epoch_0002",
     ]
-    assert not (tmp_path / "checkpoints.replaced").exists()
+    assert not (tmp_path / "replaced").exists()
 
 
 def _crash_mid_write(self, path, *args, **kwargs):

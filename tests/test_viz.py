@@ -51,8 +51,9 @@ def test_compare_rows_shows_every_row_on_one_scale():
 
 
 def test_plot_history_draws_one_panel_per_metric_and_saves(tmp_path):
-    figure = viz.plot_history({"d_loss": [1.0, 0.8], "g_loss": [2.0, 1.5], "empty": []},
-                              path=tmp_path / "curves.png")
+    figure = viz.plot_history(
+        {"d_loss": [1.0, 0.8], "g_loss": [2.0, 1.5], "empty": []}, path=tmp_path / "curves.png"
+    )
     assert [axis.get_title() for axis in figure.axes] == ["d_loss", "g_loss"]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
     matplotlib.pyplot.close("all")
