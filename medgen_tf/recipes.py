@@ -15,8 +15,9 @@ few lines::
         draw=lambda run_dir, config, num_samples, seed: ...,   # images for `sample`
     ))
 
-The config dict every recipe receives: ``model, data, data_a, data_b, image_size,
-num_epochs, batch_size, latent_dim, seed, num_subjects, base_filters`` (recorded in
+The config dict every recipe receives: ``model``, its data (``data``, or ``data_a`` and
+``data_b`` for a two-domain recipe), ``image_size, num_epochs, batch_size``, ``latent_dim``
+(recipes that have one), ``seed, num_subjects, base_filters`` (recorded in
 ``RUN_DIR/config.json``). Quick mode (``MEDGEN_QUICK=1``) trains on an 8-subject cohort with
 narrower networks; that is the only speed switch.
 """
@@ -51,6 +52,8 @@ class Recipe:
     draw: Callable[[Path, dict, int, int], np.ndarray] | None = None
     translate: Callable[..., list] | None = None
     default_latent_dim: int | None = None
+    #: Trains on two domains (``data_a``, ``data_b``) instead of one ``data`` spec.
+    two_domains: bool = False
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -307,6 +310,7 @@ register(
         sample_fn=_cyclegan_hook("recipe_samples"),
         export=_cyclegan_hook("recipe_export"),
         translate=_cyclegan_hook("recipe_translate"),
+        two_domains=True,
     )
 )
 
@@ -315,9 +319,9 @@ register(
 
 def train(
     model: str,
-    data: str = "brain",
-    data_a: str = "brain:t1",
-    data_b: str = "brain:t2",
+    data: str | None = None,
+    data_a: str | None = None,
+    data_b: str | None = None,
     image_size: int = 64,
     num_epochs: int = 10,
     batch_size: int = 32,
@@ -330,10 +334,25 @@ def train(
     verbose="auto",
 ) -> Path:
     """Train the model named ``model`` through :func:`medgen_tf.training.fit`; return the run
-    folder (config.json, history.json, samples/, checkpoints/, the exported model)."""
+    folder (config.json, history.json, samples/, checkpoints/, the exported model).
+
+    ``data`` (default ``"brain"``) and ``latent_dim`` are for the GANs and the VAE;
+    ``data_a`` and ``data_b`` (default ``"brain:t1"``, ``"brain:t2"``) for CycleGAN. Giving one
+    the model does not use is a DataError: it would be recorded, and then compared on resume,
+    as if it had shaped the run."""
     from medgen_tf.training import fit, latest_checkpoint
 
     recipe = get_recipe(model)
+    if recipe.two_domains:
+        settings = {"data_a": data_a or "brain:t1", "data_b": data_b or "brain:t2"}
+        unused = {"data (--data)": data, "latent_dim (--latent-dim)": latent_dim}
+    else:
+        settings = {"data": data or "brain", "latent_dim": latent_dim or recipe.default_latent_dim}
+        unused = {"data_a (--data-a)": data_a, "data_b (--data-b)": data_b}
+    given = [name for name, value in unused.items() if value is not None]
+    if given:
+        takes = "data_a and data_b" if recipe.two_domains else "data"
+        raise DataError(f"model {model!r} does not use {' or '.join(given)}; it takes {takes}")
     run_dir = Path(run_dir)
     if not resume and latest_checkpoint(run_dir / "checkpoints") is not None:
         raise DataError(
@@ -341,13 +360,10 @@ def train(
         )
     config = {
         "model": model,
-        "data": data,
-        "data_a": data_a,
-        "data_b": data_b,
+        **settings,
         "image_size": int(image_size),
         "num_epochs": int(num_epochs),
         "batch_size": int(batch_size),
-        "latent_dim": latent_dim or recipe.default_latent_dim,
         "seed": int(seed),
         "num_subjects": _brain_subjects(),
         "base_filters": 16 if QUICK else 64,

@@ -44,6 +44,9 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys):
     assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0001"
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert config["model"] == "dcgan" and config["image_size"] == 32
+    # Only what shaped the run: CycleGAN's two domains are not a DCGAN's settings.
+    assert config["data"] == "brain" and config["latent_dim"] == 128
+    assert "data_a" not in config and "data_b" not in config
 
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run_dir), "--n", "16", "--out", str(grid)]) == 0
@@ -144,3 +147,21 @@ def test_an_export_replaces_the_model_only_when_complete(tmp_path, monkeypatch):
         recipe.export(recipe.build(config), tmp_path)
     assert (tmp_path / "generator.keras").read_bytes() == exported
     assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.keras"]
+
+
+@pytest.mark.parametrize(
+    "model, flags, named",
+    [
+        ("cyclegan", ["--latent-dim", "7"], "latent_dim (--latent-dim)"),
+        ("cyclegan", ["--data", "brain:pd"], "data (--data)"),
+        ("dcgan", ["--data-a", "brain:t2"], "data_a (--data-a)"),
+        ("vae", ["--data-b", "brain:t1"], "data_b (--data-b)"),
+    ],
+)
+def test_an_option_the_model_does_not_use_is_refused(tmp_path, capsys, model, flags, named):
+    # It used to run and be recorded in config.json (and compared on resume) as if used.
+    run_dir = tmp_path / "run"
+    assert main(["train", model, *flags, "--epochs", "1", "--out", str(run_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and named in error[0] and model in error[0]
+    assert not run_dir.exists()
