@@ -289,6 +289,10 @@ class ImagePool(keras.layers.Layer):
         }
 
 
+# The generators' loss and its terms, tracked as metrics (train_step and test_step alike).
+_GENERATOR_TERMS = ("g_loss", "g_adversarial_loss", "cycle_loss", "identity_loss")
+
+
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class CycleGAN(keras.Model):
     """Unpaired image-to-image translation with cycle consistency (Zhu et al. 2017).
@@ -347,14 +351,7 @@ class CycleGAN(keras.Model):
         self.pool_b = ImagePool(
             pool_size, image_shape_b, seed=None if seed is None else seed + 1, name="pool_b"
         )
-        names = [
-            "g_loss",
-            "g_adversarial_loss",
-            "cycle_loss",
-            "identity_loss",
-            "d_a_loss",
-            "d_b_loss",
-        ]
+        names = [*_GENERATOR_TERMS, "d_a_loss", "d_b_loss"]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.generator_ab_optimizer = self.generator_ba_optimizer = None
         self.discriminator_a_optimizer = self.discriminator_b_optimizer = None
@@ -444,23 +441,8 @@ class CycleGAN(keras.Model):
         g_ab_variables = self.generator_ab.trainable_variables
         g_ba_variables = self.generator_ba.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
-            fake_b = self.generator_ab(real_a, training=True)
-            fake_a = self.generator_ba(real_b, training=True)
-            cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=True))
-            cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=True))
-            # Decided at trace time: with weight 0 the two identity generator passes would
-            # only cost time (the authors' code skips them too).
-            if self.identity_weight:
-                identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=True))
-                identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=True))
-            adversarial = losses.least_squares_generator_loss(
-                self.discriminator_b(fake_b, training=True)
-            ) + losses.least_squares_generator_loss(self.discriminator_a(fake_a, training=True))
-            g_loss = adversarial + self.lambda_cycle * cycle
-            if self.identity_weight:
-                g_loss += self.identity_weight * self.lambda_cycle * identity
-            else:
-                identity = ops.zeros((), "float32")
+            objective = self._generator_objective(real_a, real_b, training=True)
+            g_loss = objective["g_loss"]
             g_loss_replica = losses.scale_for_replicas(g_loss)
             scaled_ab = self.generator_ab_optimizer.scale_loss(g_loss_replica)
             scaled_ba = self.generator_ba_optimizer.scale_loss(g_loss_replica)
@@ -479,8 +461,8 @@ class CycleGAN(keras.Model):
             self._apply(self.generator_ba_optimizer, tape, scaled_ba, g_ba_variables)
         del tape
 
-        pooled_a = self.pool_a(ops.stop_gradient(fake_a))
-        pooled_b = self.pool_b(ops.stop_gradient(fake_b))
+        pooled_a = self.pool_a(ops.stop_gradient(objective["fake_a"]))
+        pooled_b = self.pool_b(ops.stop_gradient(objective["fake_b"]))
         d_a_variables = self.discriminator_a.trainable_variables
         d_b_variables = self.discriminator_b.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
@@ -503,53 +485,55 @@ class CycleGAN(keras.Model):
         self._apply(self.discriminator_b_optimizer, tape, scaled_b, d_b_variables)
         del tape
 
-        values = {
-            "g_loss": g_loss,
-            "g_adversarial_loss": adversarial,
-            "cycle_loss": cycle,
-            "identity_loss": identity,
-            "d_a_loss": d_a_loss,
-            "d_b_loss": d_b_loss,
-        }
-        return self._update_trackers(values)
+        return self._update_trackers(objective, d_a_loss, d_b_loss)
 
     def test_step(self, data):
         # train_step's losses without any update. Each D judges the current fakes, not the
         # pool's: drawing from the pool would change it, and its old fakes say nothing of
         # the generators now.
         real_a, real_b = data[0], data[1]
-        fake_b = self.generator_ab(real_a, training=False)
-        fake_a = self.generator_ba(real_b, training=False)
-        cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=False))
-        cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=False))
-        fake_a_logits = self.discriminator_a(fake_a, training=False)
-        fake_b_logits = self.discriminator_b(fake_b, training=False)
+        objective = self._generator_objective(real_a, real_b, training=False)
+        d_a_loss = 0.5 * losses.least_squares_discriminator_loss(
+            self.discriminator_a(real_a, training=False), objective["fake_a_logits"]
+        )
+        d_b_loss = 0.5 * losses.least_squares_discriminator_loss(
+            self.discriminator_b(real_b, training=False), objective["fake_b_logits"]
+        )
+        return self._update_trackers(objective, d_a_loss, d_b_loss)
+
+    def _generator_objective(self, real_a, real_b, training):
+        """Both generators' loss and its terms, the fakes and D's logits on them."""
+        fake_b = self.generator_ab(real_a, training=training)
+        fake_a = self.generator_ba(real_b, training=training)
+        cycle = losses.cycle_loss(real_a, self.generator_ba(fake_b, training=training))
+        cycle += losses.cycle_loss(real_b, self.generator_ab(fake_a, training=training))
+        fake_a_logits = self.discriminator_a(fake_a, training=training)
+        fake_b_logits = self.discriminator_b(fake_b, training=training)
         adversarial = losses.least_squares_generator_loss(fake_b_logits)
         adversarial += losses.least_squares_generator_loss(fake_a_logits)
         g_loss = adversarial + self.lambda_cycle * cycle
+        # Decided at trace time: with weight 0 the two identity generator passes would only
+        # cost time (the authors' code skips them too).
         if self.identity_weight:
-            identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=False))
-            identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=False))
+            identity = losses.identity_loss(real_b, self.generator_ab(real_b, training=training))
+            identity += losses.identity_loss(real_a, self.generator_ba(real_a, training=training))
             g_loss += self.identity_weight * self.lambda_cycle * identity
         else:
             identity = ops.zeros((), "float32")
-        d_a_loss = 0.5 * losses.least_squares_discriminator_loss(
-            self.discriminator_a(real_a, training=False), fake_a_logits
-        )
-        d_b_loss = 0.5 * losses.least_squares_discriminator_loss(
-            self.discriminator_b(real_b, training=False), fake_b_logits
-        )
-        values = {
+        return {
             "g_loss": g_loss,
             "g_adversarial_loss": adversarial,
             "cycle_loss": cycle,
             "identity_loss": identity,
-            "d_a_loss": d_a_loss,
-            "d_b_loss": d_b_loss,
+            "fake_a": fake_a,
+            "fake_b": fake_b,
+            "fake_a_logits": fake_a_logits,
+            "fake_b_logits": fake_b_logits,
         }
-        return self._update_trackers(values)
 
-    def _update_trackers(self, values):
+    def _update_trackers(self, objective, d_a_loss, d_b_loss):
+        values = {name: objective[name] for name in _GENERATOR_TERMS}
+        values.update(d_a_loss=d_a_loss, d_b_loss=d_b_loss)
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
