@@ -3,7 +3,6 @@
 import doctest
 import warnings
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -316,18 +315,9 @@ def test_evaluate_and_validation_report_the_training_losses_and_change_nothing()
     assert results["cycle_loss"] == pytest.approx(cycle, rel=1e-5)
 
 
-def _delete_seed_states(weights_path):
-    # What a weights file written before the seed states were saved looks like.
-    with h5py.File(weights_path, "a") as file:
-        names = []
-        file.visit(names.append)
-        stale = [name for name in names if name.endswith("seed_generator_state")]
-        for name in stale:
-            del file[name]
-    return stale
-
-
-def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_load(tmp_path):
+def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_load(
+    tmp_path, strip_seed_states
+):
     model = _small_cyclegan(pool_size=2, seed=0)
     images = np.random.default_rng(2).uniform(-1, 1, (3, SIZE, SIZE, 1)).astype("float32")
     for _ in range(2):  # fills the pools, then swaps: both draw from the seed generators
@@ -349,7 +339,7 @@ def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_
             assert int(pool.num_stored.numpy()) == 2
     # The next random choices are the same as the original pool's.
     np.testing.assert_array_equal(restored.pool_a(images), model.pool_a(images))
-    assert len(_delete_seed_states(tmp_path / "cyclegan.weights.h5")) == 2
+    assert len(strip_seed_states(tmp_path / "cyclegan.weights.h5")) == 2
     fresh = _small_cyclegan(pool_size=2, seed=0)
     initial = fresh.pool_a.seed_generator.state.numpy().copy()
     fresh.load_weights(tmp_path / "cyclegan.weights.h5")

@@ -5,7 +5,6 @@ import sys
 import textwrap
 import warnings
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -207,18 +206,9 @@ def test_wrapper_keras_round_trip(tmp_path):
     np.testing.assert_array_equal(gan.generate(4), restored.generate(4))
 
 
-def _delete_seed_states(weights_path):
-    # What a weights file written before the seed states were saved looks like.
-    with h5py.File(weights_path, "a") as file:
-        names = []
-        file.visit(names.append)
-        stale = [name for name in names if name.endswith("seed_generator_state")]
-        for name in stale:
-            del file[name]
-    return stale
-
-
-def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(tmp_path):
+def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(
+    tmp_path, strip_seed_states
+):
     gan = tiny_gan(seed=0)
     gan.compile()
     gan.fit(square_images(16), batch_size=8, epochs=1, verbose=0)
@@ -232,7 +222,7 @@ def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(t
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.seed_generator.state), state)
     # The next training noise continues the sequence.
     np.testing.assert_array_equal(restored.sample_noise(4), gan.sample_noise(4))
-    assert _delete_seed_states(tmp_path / "gan.weights.h5")
+    assert strip_seed_states(tmp_path / "gan.weights.h5")
     fresh = tiny_gan(seed=0)
     initial = keras.ops.convert_to_numpy(fresh.seed_generator.state).copy()
     fresh.load_weights(tmp_path / "gan.weights.h5")
