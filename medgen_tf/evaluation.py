@@ -68,10 +68,8 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     target = (np.asarray(target, np.float32) - low) / (high - low)
     mask = np.asarray(mask, np.float32)
     # Checked before the clip, which would turn an Inf from a diverged model into a score.
-    for name, images in (("predicted", predicted), ("target", target)):
-        count = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
-        if count:
-            raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
+    metrics.check_finite(predicted, "predicted")
+    metrics.check_finite(target, "target")
     predicted = np.clip(predicted, 0.0, 1.0)
     results = {}
     for where, region in (("brain", mask), ("image", None)):

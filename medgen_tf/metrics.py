@@ -33,6 +33,7 @@ import scipy.linalg
 import tensorflow as tf
 
 __all__ = [
+    "check_finite",
     "psnr",
     "ssim",
     "ms_ssim",
@@ -61,6 +62,17 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # --------------------------------------------------------------------------- paired images
 
 
+def check_finite(images, name: str) -> None:
+    """One-line ValueError naming ``name`` when ``images`` hold NaN or Inf values.
+
+    One NaN pixel turns every score into NaN (and an Inf into inf), which reads as a result.
+    """
+    finite = tf.math.is_finite(tf.convert_to_tensor(images, dtype=tf.float32))
+    count = int(tf.size(finite)) - int(tf.math.count_nonzero(finite))
+    if count:
+        raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
+
+
 def _as_images(a, b, mask=None):
     """Float32 tensors of rank 4, and whether the caller passed one (h, w, c) image."""
     a = tf.convert_to_tensor(a, dtype=tf.float32)
@@ -69,11 +81,8 @@ def _as_images(a, b, mask=None):
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     if a.shape.rank not in (3, 4):
         raise ValueError(f"images must be (n, h, w, c) or (h, w, c), got shape {a.shape}")
-    # One NaN pixel turns every score into NaN (and Inf into inf), which reads as a result.
-    for name, images in (("a", a), ("b", b)):
-        count = int(tf.math.count_nonzero(~tf.math.is_finite(images)))
-        if count:
-            raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
+    check_finite(a, "a")
+    check_finite(b, "b")
     single = a.shape.rank == 3
     if single:
         a, b = a[None], b[None]

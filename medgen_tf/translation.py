@@ -367,7 +367,7 @@ def translate_run(
     """
     from medgen_tf import viz
     from medgen_tf.data import load_spec
-    from medgen_tf.data.nifti import is_nifti_path, list_nifti_files
+    from medgen_tf.data.nifti import is_nifti_path, nifti_files
     from medgen_tf.data.spec import split_volume_index
 
     generator = load_generator(run_dir, direction)
@@ -381,7 +381,7 @@ def translate_run(
             source_path, volume_index = candidate, index
     written = []
     if source_path.exists():
-        files = list_nifti_files(source_path) if source_path.is_dir() else [source_path]
+        files = nifti_files(source_path)
         if intensity is None:
             intensity = run_intensity(run_dir, direction)
         for file in files:

@@ -326,6 +326,12 @@ def list_nifti_files(folder) -> list[Path]:
     return files
 
 
+def nifti_files(path) -> list[Path]:
+    """``[path]`` for a file, the folder's NIfTI files (:func:`list_nifti_files`) for a folder."""
+    path = Path(path)
+    return list_nifti_files(path) if path.is_dir() else [path]
+
+
 def load_nifti_slices(
     path,
     image_size: int = 64,
@@ -346,8 +352,7 @@ def load_nifti_slices(
         float32 array (n, image_size, image_size, 1); with ``return_sources=True`` also an
         int32 array (n,) giving, for each slice, the index of its file in the sorted list.
     """
-    path = Path(path)
-    files = list_nifti_files(path) if path.is_dir() else [path]
+    files = nifti_files(path)
     all_slices, sources = [], []
     for file_index, file in enumerate(files):
         volume, mask, affine = _prepared_volume(file, volume_index, value_range)
@@ -384,9 +389,7 @@ def load_paired_nifti_slices(
         ``(images_a, images_b, sources)``: two float32 arrays (n, image_size, image_size, 1)
         and, for each row, the index of its pair in the sorted lists.
     """
-    path_a, path_b = Path(path_a), Path(path_b)
-    files_a = list_nifti_files(path_a) if path_a.is_dir() else [path_a]
-    files_b = list_nifti_files(path_b) if path_b.is_dir() else [path_b]
+    files_a, files_b = nifti_files(path_a), nifti_files(path_b)
     if len(files_a) != len(files_b):
         raise DataError(
             f"{path_a} and {path_b}: {len(files_a)} vs {len(files_b)} NIfTI files; paired data "

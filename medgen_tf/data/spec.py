@@ -121,9 +121,7 @@ def load_spec(
             volume_index=volume_index,
             return_sources=True,
         )
-        names = (
-            [file.name for file in nifti.list_nifti_files(path)] if path.is_dir() else [path.name]
-        )
+        names = [file.name for file in nifti.nifti_files(path)]
         return {"images": images, "labels": sources, "label_names": names, "name": spec}
     if kind == "medmnist":
         name, _, size_text = argument.partition("@")
@@ -236,8 +234,7 @@ def _load_paired_nifti(spec_a, spec_b, image_size, value_range):
     )
     domains = []
     for spec, path, images in ((spec_a, path_a, images_a), (spec_b, path_b, images_b)):
-        files = nifti.list_nifti_files(path) if path.is_dir() else [path]
-        names = [file.name for file in files]
+        names = [file.name for file in nifti.nifti_files(path)]
         domains.append({"images": images, "labels": sources, "label_names": names, "name": spec})
     return tuple(domains)
 
