@@ -360,10 +360,10 @@ def translate_run(
 
     NIfTI inputs give one translated volume each (``<name>_<direction>.nii.gz``, the input's
     affine) plus a PNG of its middle slices; ``PATH#N`` picks volume N of 4-D files
-    (``<name>_vol<N>_<direction>.nii.gz``), as ``nifti:PATH#N`` does in a data spec; a data spec (e.g. ``brain:t1``, test split) gives a
-    PNG grid of inputs above their translations. NIfTI volumes are scaled as the source
-    domain's training data (``intensity``; default :func:`run_intensity`). Returns the written
-    paths.
+    (``<name>_vol<N>_<direction>.nii.gz``), as ``nifti:PATH#N`` does in a data spec. A data
+    spec (e.g. ``brain:t1``, test split) gives a PNG grid of inputs above their translations.
+    NIfTI volumes are scaled as the source domain's training data (``intensity``; default
+    :func:`run_intensity`). Returns the written paths.
     """
     from medgen_tf import viz
     from medgen_tf.data import load_spec

@@ -146,7 +146,8 @@ class VAE(keras.Model):
     Higgins et al., "beta-VAE", ICLR 2017; KL warm-up from Bowman et al., CoNLL 2016.
 
     Loss per image (the negative ELBO in nats, less a constant for ``"gaussian"``, see below;
-    all terms summed over pixels or latent dims, then averaged over the batch): ``reconstruction_loss + kl_weight * kl_loss`` where
+    all terms summed over pixels or latent dims, then averaged over the batch):
+    ``reconstruction_loss + kl_weight * kl_loss`` where
     ``kl_loss = KL(q(z|x) || N(0, I))`` in closed form and ``reconstruction_loss`` is
     ``-log p(x|z)`` with one z sampled per image:
 
