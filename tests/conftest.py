@@ -32,3 +32,55 @@ def strip_seed_states():
         return stale
 
     return strip
+
+
+@pytest.fixture
+def load_compiled():
+    """``load(path)``: a ``.keras`` file loaded with its compile state. Fails if Keras warns that
+    ``compile()`` was not called: a model that overrides ``compile`` without
+    ``compile_from_config`` comes back without its optimizers."""
+    import warnings
+
+    import keras
+
+    def load(path):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            restored = keras.saving.load_model(path)
+        assert not [w for w in caught if "compile()" in str(w.message)]
+        return restored
+
+    return load
+
+
+@pytest.fixture
+def assert_optimizer_state_equal():
+    """``check(restored, original, iterations)``: the step count, and every optimizer variable
+    (Adam's moments) equal to the original's."""
+    import numpy as np
+
+    def check(restored, original, iterations):
+        assert int(restored.iterations) == iterations
+        for restored_variable, variable in zip(restored.variables, original.variables, strict=True):
+            np.testing.assert_array_equal(restored_variable.numpy(), variable.numpy())
+
+    return check
+
+
+@pytest.fixture
+def unchanged_by():
+    """``run(call, variables)``: ``call()``'s result, after checking that it left every one of
+    ``variables`` as it was."""
+    import keras
+    import numpy as np
+
+    def run(call, variables):
+        before = [keras.ops.convert_to_numpy(variable).copy() for variable in variables]
+        result = call()
+        for variable, old in zip(variables, before, strict=True):
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(variable), old, err_msg=variable.path
+            )
+        return result
+
+    return run
