@@ -110,6 +110,19 @@ def test_bad_settings_are_refused_with_a_clear_message():
     assert gan.generate(2, labels=np.array([0, 2])).shape == (2, 32, 32, 1)
 
 
+def test_networks_of_different_image_sizes_or_channels_are_refused():
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
+    with pytest.raises(ValueError, match=r"makes images of shape \(32, 32, 1\) but the "
+                       r"discriminator takes \(64, 64, 1\)"):
+        GAN(generator, build_discriminator(64, base_filters=FILTERS))
+    with pytest.raises(ValueError, match=r"takes \(32, 32, 3\)"):
+        GAN(generator, build_discriminator(32, channels=3, base_filters=FILTERS))
+    conditional = build_generator(LATENT_DIM, 32, base_filters=FILTERS, num_classes=2)
+    with pytest.raises(ValueError, match="discriminator takes"):
+        ConditionalGAN(conditional, build_discriminator(64, base_filters=FILTERS, num_classes=2))
+    assert GAN(generator, build_discriminator(32, base_filters=FILTERS)).latent_dim == LATENT_DIM
+
+
 def test_label_smoothing_and_num_classes_are_checked():
     for smoothing in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):

@@ -42,6 +42,14 @@ def test_reflection_padding_refuses_a_padding_as_large_as_the_side():
     assert ReflectionPadding2D(3)(keras.Input((None, None, 1))).shape == (None, None, None, 1)
 
 
+def test_reflection_padding_refuses_a_negative_or_malformed_padding():
+    # A negative pad would crop instead of pad, with a shape Keras mis-infers.
+    for padding in (-1, (2, -1), (1, 2, 3)):
+        with pytest.raises(ValueError, match="each at least 0"):
+            ReflectionPadding2D(padding)
+    assert ReflectionPadding2D((0, 2))(np.zeros((1, 4, 4, 1), "float32")).shape == (1, 4, 8, 1)
+
+
 def test_instance_normalization_equals_per_image_per_channel_standardisation():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(3, 5, 6, 4)) * [1.0, 5.0, 0.1, 2.0] + [0.0, 3.0, -2.0, 7.0]

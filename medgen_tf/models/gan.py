@@ -203,6 +203,14 @@ class GAN(keras.Model):
                 f"latent_dim={latent_dim} differs from the generator's noise input ({noise_size})."
             )
         self.latent_dim = int(latent_dim or noise_size)
+        # Caught here rather than at the first train step, deep inside a traced graph.
+        fake_shape = tuple(generator.outputs[0].shape[1:])
+        judged_shape = tuple(discriminator.inputs[0].shape[1:])
+        if None not in fake_shape + judged_shape and fake_shape != judged_shape:
+            raise ValueError(
+                f"The generator makes images of shape {fake_shape} but the discriminator "
+                f"takes {judged_shape}; build both with the same image_size and channels."
+            )
         self.loss_name = _loss_key(loss)
         self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
         self.is_wasserstein = self.loss_name == "wgan_gp"

@@ -31,8 +31,8 @@ class ReflectionPadding2D(keras.layers.Layer):
     content, not a dark frame of zeros, at the border (Zhu et al. 2017; Johnson et al. 2016).
 
     Args:
-        padding: int or ``(pad_height, pad_width)``, added on both sides; must be smaller
-            than the side it pads.
+        padding: int or ``(pad_height, pad_width)``, at least 0, added on both sides; must be
+            smaller than the side it pads.
 
     Example:
         >>> tuple(ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape)
@@ -44,6 +44,11 @@ class ReflectionPadding2D(keras.layers.Layer):
         if isinstance(padding, int):
             padding = (padding, padding)
         self.padding = tuple(int(p) for p in padding)
+        if len(self.padding) != 2 or min(self.padding) < 0:
+            raise ValueError(
+                f"padding must be an int or (pad_height, pad_width), each at least 0, "
+                f"got {padding!r}."
+            )
 
     def _check_padding(self, input_shape):
         # REFLECT mirrors without repeating the border, so it needs more pixels than it adds;
