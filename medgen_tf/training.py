@@ -304,6 +304,7 @@ class _RunFolderCallback(keras.callbacks.Callback):
         self.sample_value_range = sample_value_range
         self.stopped_reason = None
         self.steps_run = 0
+        self.epoch_cut_short = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.steps_run = 0
@@ -334,6 +335,8 @@ class _RunFolderCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        # Before the NaN guard sets stop_training, which would read as a cut epoch.
+        self.epoch_cut_short = self._stopped_mid_epoch()
         problem = self._first_non_finite(logs)
         if problem is not None:
             last = latest_checkpoint(self.run_dir / "checkpoints")
@@ -344,7 +347,7 @@ class _RunFolderCallback(keras.callbacks.Callback):
             print(self.stopped_reason, flush=True)
             self.model.stop_training = True
             return
-        if self._stopped_mid_epoch():
+        if self.epoch_cut_short:
             return
         for name, value in logs.items():
             self.history.setdefault(name, []).append(float(value))
@@ -366,18 +369,23 @@ class _ScalarLogger(keras.callbacks.Callback):
     """Epoch metrics as TensorBoard scalars.
 
     Written with the core ``tf.summary.write`` op, so the ``tensorboard`` package is needed
-    to view the logs (``tensorboard --logdir RUN_DIR/logs``) but not to write them.
+    to view the logs (``tensorboard --logdir RUN_DIR/logs``) but not to write them. An epoch
+    that ``run_callback`` saw cut short is skipped, as in history.json: its means cover only
+    the batches that ran, and a resume runs it again whole.
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir, run_callback):
         super().__init__()
         self.log_dir = str(log_dir)
+        self.run_callback = run_callback
         self.writer = None
         self.metadata = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
         )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.run_callback.epoch_cut_short:
+            return
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(self.log_dir)
         with self.writer.as_default():
@@ -448,8 +456,8 @@ class TimeLimit(keras.callbacks.Callback):
     A safety net for time-boxed runs whose ``num_epochs`` was chosen to fit the budget (so a
     learning-rate decay completes); it only stops a run that a busy machine made slower, in
     the middle of an epoch if need be. That partial epoch is not checkpointed nor recorded in
-    the history (a resume runs it again, whole); only the final ``model.weights.h5`` includes
-    it. :class:`TimeBudget` instead ends at an epoch boundary. ``stopped_early`` says whether
+    the history or the TensorBoard logs (a resume runs it again, whole); only the final
+    ``model.weights.h5`` includes it. :class:`TimeBudget` instead ends at an epoch boundary. ``stopped_early`` says whether
     it fired.
     """
 
@@ -728,7 +736,7 @@ def fit(
             run_callback = _RunFolderCallback(run_dir, history, sample_fn, sample_value_range)
             all_callbacks = [run_callback]
             if tensorboard:
-                all_callbacks.append(_ScalarLogger(run_dir / "logs" / "train"))
+                all_callbacks.append(_ScalarLogger(run_dir / "logs" / "train", run_callback))
             all_callbacks.extend(callbacks)
             if initial_epoch < num_epochs:
                 model.fit(

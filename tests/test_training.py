@@ -432,6 +432,36 @@ class _OneSecondBatches(keras.callbacks.Callback):
         self.now[0] += 1.0
 
 
+def _logged_scalar_steps(log_dir):
+    steps = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(events)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def test_tensorboard_logs_only_the_epochs_that_history_records(tmp_path):
+    from medgen_tf.training import TimeLimit
+
+    now = [0.0]
+    limit = TimeLimit(4.5, clock=lambda: now[0])  # 3 batches an epoch: stops in epoch 2
+    history = fit(
+        build_toy,
+        IMAGES,
+        tmp_path,
+        num_epochs=3,
+        batch_size=8,
+        callbacks=[_OneSecondBatches(now), limit],
+        verbose=0,
+    )
+    assert limit.stopped_early and len(history["first_loss"]) == 1
+    logged = _logged_scalar_steps(tmp_path / "logs")
+    # The cut epoch's means cover two of its three batches: they are not epoch 2's scalars.
+    assert logged == {"epoch_first_loss": [1], "epoch_second_loss": [1]}
+
+
 def test_a_stop_mid_epoch_keeps_the_last_complete_epoch_and_the_resume_is_exact(tmp_path):
     from medgen_tf.training import TimeLimit
 
