@@ -1,5 +1,6 @@
 """MedMNIST .npz layout, checked downloads (wiring only: no network here) and the tfds path."""
 
+import socket
 import sys
 
 import numpy as np
@@ -122,8 +123,56 @@ def test_tfds_missing_is_a_clear_error(monkeypatch):
         medmnist.load_tfds("pneumonia_mnist")
 
 
-def test_tfds_catalog_dataset_with_mock_data():
+class _Connection:
+    def close(self):
+        pass
+
+
+def _no_proxy(monkeypatch):
+    for variable in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(variable.upper(), raising=False)
+
+
+def test_tfds_offline_is_one_line_at_once_naming_the_unreachable_source(monkeypatch, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    _no_proxy(monkeypatch)
+    tried = []
+
+    def unreachable(address, timeout):
+        tried.append(address)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(DataError) as caught:
+        medmnist.load_tfds("pneumonia_mnist", data_dir=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("tfds:pneumonia_mnist: not prepared in")
+    assert "zenodo.org: Name or service not known" in message and "TFDS_DATA_DIR" in message
+    # Every host of the dataset's URLs was tried, each once (not TFDS's ten retries).
+    assert tried == [("zenodo.org", 443)]
+    with pytest.raises(DataError, match="tfds:no_such_dataset_xyz: not a TFDS dataset"):
+        medmnist.load_tfds("no_such_dataset_xyz", data_dir=tmp_path)
+
+
+def test_tfds_behind_a_proxy_is_not_probed_directly(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
+    _no_proxy(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+
+    def unreachable(address, timeout):
+        raise OSError("a direct connection fails behind a proxy")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with tfds.testing.mock_data(num_examples=2):
+        assert medmnist.load_tfds("pneumonia_mnist", image_size=32)["images"].shape[0] == 2
+
+
+def test_tfds_catalog_dataset_with_mock_data(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # mock_data leaves the dataset unprepared, so the source check runs: let it connect.
+    _no_proxy(monkeypatch)
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: _Connection())
     with tfds.testing.mock_data(num_examples=6):
         data = medmnist.load_tfds("pneumonia_mnist", split="train", image_size=32)
     assert data["images"].shape == (6, 32, 32, 1)

@@ -13,6 +13,9 @@ Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023).
 
 from __future__ import annotations
 
+import socket
+import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -323,6 +326,35 @@ def load_medmnist(
     }
 
 
+def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=5.0):
+    """A one-line DataError if no host the dataset downloads from can be reached.
+
+    Offline, TFDS's downloader retries every URL ten times with growing waits, so a missing
+    network showed up only after minutes. Behind a proxy a direct connection says nothing, so
+    nothing is checked then, nor for a builder that lists no URLs.
+    """
+    if urllib.request.getproxies():
+        return
+    hosts = {}
+    for url in url_infos or {}:
+        parts = urllib.parse.urlsplit(url)
+        if parts.hostname:
+            hosts.setdefault(parts.hostname, parts.port or (80 if parts.scheme == "http" else 443))
+    problem = None
+    for host, port in hosts.items():
+        try:
+            socket.create_connection((host, port), timeout=timeout_seconds).close()
+            return
+        except OSError as error:
+            problem = f"{host}: {error.strerror or error}"
+    if problem is not None:
+        raise DataError(
+            f"tfds:{name}: not prepared in {data_dir} and its source cannot be reached "
+            f"({problem}); prepare it on a machine with network and copy it there, or point "
+            f"TFDS_DATA_DIR at a prepared copy"
+        )
+
+
 def load_tfds(
     name: str,
     split: str = "train",
@@ -333,7 +365,9 @@ def load_tfds(
 ):
     """Images and labels of a TFDS catalog image dataset (needs the ``tfds`` extra).
 
-    The dataset must have an ``image`` feature (uint8) and may have a ``label``.
+    The dataset must have an ``image`` feature (uint8) and may have a ``label``. A dataset not
+    yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) is
+    downloaded; when none of its sources can be reached, a one-line DataError says so at once.
     """
     try:
         import tensorflow_datasets as tfds
@@ -343,6 +377,13 @@ def load_tfds(
         ) from error
     import tensorflow as tf
 
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"tfds:{name}: not a TFDS dataset ({problem})") from error
+    if not builder.is_prepared():
+        _check_sources_reachable(name, builder.url_infos, builder.data_dir)
     try:
         dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
     except Exception as error:
