@@ -33,6 +33,11 @@ def _plain_file_mode(path):
     return 0o666 & ~_umask()
 
 
+#: How the temporary file of an :func:`atomic_path` write begins: hidden, and recognisable so
+#: that what a SIGKILL leaves mid-write can be removed by the next run in the same folder.
+PARTIAL_PREFIX = ".partial_"
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside ``path``; when the block ends without an error, the
@@ -53,7 +58,9 @@ def atomic_path(path, suffix=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.stem}.", suffix=suffix
+    )
     os.close(handle)
     temporary = Path(temporary)
     try:

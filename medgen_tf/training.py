@@ -61,7 +61,7 @@ from tensorflow.core.framework import summary_pb2
 
 from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path, read_run_config
+from medgen_tf.files import PARTIAL_PREFIX, atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
 #: Where ``fit(resume=False)`` sets an earlier run's outputs aside (one generation kept).
@@ -203,13 +203,16 @@ def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 
 def _remove_unfinished(run_dir: Path) -> None:
-    # What a kill mid-write (.tmp_epoch_*) or mid-removal (.trash_*) leaves: never a checkpoint,
-    # and never reused, since the names hold the writer's PID.
-    for folder in (run_dir, run_dir / "checkpoints"):
+    # What a kill mid-write (.tmp_epoch_*, or an atomic_path file) or mid-removal (.trash_*)
+    # leaves: never a checkpoint nor a finished file, and never reused, since the names hold
+    # the writer's PID or a random part. One run writes a run folder at a time.
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
         if folder.is_dir():
             for path in folder.iterdir():
                 if path.name.startswith((".tmp_epoch_", ".trash_")) and path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
+                elif path.name.startswith(PARTIAL_PREFIX) and path.is_file():
+                    path.unlink(missing_ok=True)
 
 
 def latest_checkpoint(checkpoint_dir) -> Path | None:

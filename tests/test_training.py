@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 from medgen_tf.models.layers import loss_scaled
 from medgen_tf.training import fit, latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -215,8 +216,21 @@ def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
     for folder in leftovers:
         folder.mkdir()
         (folder / "state.npz").write_bytes(b"half a checkpoint")
+    # Left by a SIGKILL in the middle of atomic_path writes (which then cannot clean up): the
+    # final weights, under the name atomic_path gives, the history and a sample grid.
+    with atomic_path(tmp_path / "model.weights.h5") as temporary:
+        weights_in_progress = temporary
+    half_written = [
+        weights_in_progress,
+        tmp_path / ".partial_history.k2x9_q0a.json",
+        tmp_path / "samples" / ".partial_epoch_002.abcdefgh.png",
+    ]
+    for path in half_written:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half a file")
     fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
     assert [folder for folder in leftovers if folder.exists()] == []
+    assert [path for path in half_written if path.exists()] == []
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
 
 
