@@ -185,6 +185,42 @@ def test_schedule_refuses_a_decay_start_outside_the_run_and_its_example_is_true(
     assert runner.summarize(verbose=False) == (0, 2)
 
 
+def test_schedule_needs_the_length_of_the_run():
+    # A default of one step used to make the rate 0 from step 1 on.
+    for total_steps in (None, 0):
+        with pytest.raises(ValueError, match="total_steps .* must be given and >= 1"):
+            LinearDecayAfterHalf(2e-4, total_steps=total_steps)
+    assert float(LinearDecayAfterHalf(2e-4, 4)(1)) == pytest.approx(2e-4)
+
+
+def test_module_examples_run():
+    from medgen_tf.models import cyclegan
+
+    failed, attempted = doctest.testmod(cyclegan)
+    assert (failed, attempted) == (0, 6)
+
+
+def test_generators_of_unknown_image_size_are_refused_with_the_shapes():
+    free_size = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3)])
+    patchgan = build_patchgan_discriminator(None, 1, filters=4)
+    with pytest.raises(ValueError, match=r"fixed image size .* \(None, None, 1\)"):
+        CycleGAN(free_size, free_size, patchgan, patchgan)
+
+
+def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
+    model = _small_cyclegan()
+    model.compile(generator_ab_optimizer="adam")
+    # Keras' default would be an RMSprop no step uses, which LR callbacks would adjust.
+    assert model.optimizer is None
+    assert isinstance(model.generator_ab_optimizer, keras.optimizers.Adam)
+    assert model.generator_ab_optimizer.built
+    with pytest.raises(ValueError, match="four networks: pass generator_ab_optimizer"):
+        model.compile(optimizer="adam")
+    scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        model.fit(_unpaired_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[scheduler])
+
+
 def test_default_optimizers_are_the_papers_adam():
     optimizers = default_optimizers(total_steps=10)
     assert len(optimizers) == 4

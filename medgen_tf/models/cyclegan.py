@@ -131,15 +131,28 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
     same shape is counted in optimizer steps: constant for ``decay_start_step`` steps (half of
     ``total_steps`` by default), then linear to 0 at ``total_steps``, and 0 after.
 
+    Args:
+        initial_learning_rate: the constant rate (2e-4 in the paper).
+        total_steps: optimizer steps of the whole run (epochs x steps per epoch); the rate is
+            0 from there on.
+        decay_start_step: step where the decay starts, in [0, total_steps]; half of
+            ``total_steps`` when None.
+
     Example:
         >>> schedule = LinearDecayAfterHalf(2e-4, total_steps=100)
         >>> round(float(schedule(75)), 10)  # computed in float32
         0.0001
+
+    Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
 
-    def __init__(self, initial_learning_rate=2e-4, total_steps=1, decay_start_step=None):
-        if int(total_steps) < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}.")
+    def __init__(self, initial_learning_rate=2e-4, total_steps=None, decay_start_step=None):
+        # No default: without the run's length the decay would have no end to aim at.
+        if total_steps is None or int(total_steps) < 1:
+            raise ValueError(
+                f"total_steps (the run's optimizer steps) must be given and >= 1, got "
+                f"{total_steps}."
+            )
         self.initial_learning_rate = float(initial_learning_rate)
         self.total_steps = int(total_steps)
         self.decay_start_step = int(
@@ -206,6 +219,8 @@ class ImagePool(keras.layers.Layer):
     Example:
         >>> pool = ImagePool(50, (64, 64, 1))
         >>> shown_to_discriminator = pool(fake_images)  # doctest: +SKIP
+
+    Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
 
     def __init__(self, pool_size=50, image_shape=(64, 64, 1), seed=None, **kwargs):
@@ -322,6 +337,8 @@ class CycleGAN(keras.Model):
         >>> model.compile(**default_optimizers(total_steps=1000))
         >>> model.fit(tf.data.Dataset.zip((t1_batches, t2_batches)), epochs=5)  # doctest: +SKIP
         >>> fake_t2 = model.translate(t1_images, "a2b")  # doctest: +SKIP
+
+    Notebook: ``notebooks/03_cyclegan.ipynb`` (T1w <-> T2w brain MRI, unpaired).
     """
 
     def __init__(
@@ -347,6 +364,12 @@ class CycleGAN(keras.Model):
         self.seed = seed
         image_shape_a = tuple(generator_ab.inputs[0].shape[1:])
         image_shape_b = tuple(generator_ba.inputs[0].shape[1:])
+        if None in image_shape_a + image_shape_b:
+            # The pools are weights of a fixed shape, allocated here.
+            raise ValueError(
+                f"CycleGAN needs generators built for a fixed image size (its image pools hold "
+                f"images of that shape), got inputs {image_shape_a} and {image_shape_b}."
+            )
         self.pool_a = ImagePool(pool_size, image_shape_a, seed=seed, name="pool_a")
         self.pool_b = ImagePool(
             pool_size, image_shape_b, seed=None if seed is None else seed + 1, name="pool_b"
@@ -378,7 +401,11 @@ class CycleGAN(keras.Model):
             discriminator_b_optimizer=discriminator_b_optimizer,
         )
         defaults = default_optimizers()
-        super().compile(jit_compile=jit_compile, **kwargs)
+        # No model.optimizer: Keras' own default would be an RMSprop that trains nothing, yet
+        # LearningRateScheduler and ReduceLROnPlateau would adjust it, silently.
+        if "optimizer" in kwargs:
+            raise ValueError(f"CycleGAN trains four networks: pass {', '.join(OPTIMIZER_NAMES)}.")
+        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         for name, optimizer in given.items():
             setattr(self, name, loss_scaled(optimizer or defaults[name]))
         self.build_optimizers()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import keras
 
 
-def loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+def loss_scaled(optimizer) -> keras.optimizers.Optimizer:
     """Wrap ``optimizer`` in a ``LossScaleOptimizer`` when the global policy computes in float16.
 
     Keras only does this by itself inside the built-in ``compile``; a GAN's overridden
     ``compile`` must do it by hand, and its ``train_step`` must take gradients of
-    ``optimizer.scale_loss(loss)`` (a no-op on a plain optimizer).
+    ``optimizer.scale_loss(loss)`` (a no-op on a plain optimizer). A name such as ``"adam"``
+    is accepted, as by ``keras.Model.compile``.
     """
+    optimizer = keras.optimizers.get(optimizer)
     if keras.mixed_precision.global_policy().compute_dtype == "float16" and not isinstance(
         optimizer, keras.optimizers.LossScaleOptimizer
     ):
@@ -37,6 +39,8 @@ class ReflectionPadding2D(keras.layers.Layer):
     Example:
         >>> tuple(ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape)
         (1, 70, 70, 1)
+
+    Notebook: ``notebooks/03_cyclegan.ipynb`` (the ResNet generator).
     """
 
     def __init__(self, padding=1, **kwargs):
@@ -104,6 +108,8 @@ class InstanceNormalization(keras.layers.GroupNormalization):
     Example:
         >>> tuple(InstanceNormalization()(keras.ops.ones((2, 8, 8, 4))).shape)
         (2, 8, 8, 4)
+
+    Notebook: ``notebooks/03_cyclegan.ipynb`` (the ResNet generator and the PatchGAN).
     """
 
     def __init__(self, epsilon=1e-5, center=False, scale=False, **kwargs):
@@ -118,17 +124,26 @@ class InstanceNormalization(keras.layers.GroupNormalization):
 
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class MaximumLeakyReLU(keras.layers.Layer):
-    """LeakyReLU written as ``maximum(x, negative_slope * x)`` (same values and gradients).
+    """LeakyReLU written as ``maximum(x, negative_slope * x)``.
+
+    Leaky rectifier of Maas et al. (2013), with slope 0.2 as in DCGAN (Radford et al. 2016) and
+    the PatchGAN (Isola et al. 2017). Same values as Keras ``LeakyReLU``, and the same gradient
+    except at exactly 0, where ``maximum`` passes 1 instead of ``negative_slope``.
 
     TF 2.21's grappler "remapper" fails on Conv2D + BiasAdd + LeakyRelu in a gradient graph and
     logs an error on every trace; a Keras ``LeakyReLU`` right after a biased convolution (the
     unnormalised first layer of a PatchGAN) hits it. This form keeps the paper's bias and avoids
-    the fused pattern. Only valid for ``0 <= negative_slope <= 1``.
+    the fused pattern.
+
+    Args:
+        negative_slope: slope for negative inputs, in [0, 1] (where ``maximum`` is LeakyReLU).
 
     Example:
         >>> x = keras.ops.convert_to_tensor([-1.0, 2.0])
         >>> keras.ops.convert_to_numpy(MaximumLeakyReLU(0.2)(x))
         array([-0.2,  2. ], dtype=float32)
+
+    Notebook: ``notebooks/01_gan.ipynb`` (the discriminator) and ``notebooks/03_cyclegan.ipynb``.
     """
 
     def __init__(self, negative_slope=0.2, **kwargs):

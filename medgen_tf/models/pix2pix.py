@@ -34,9 +34,13 @@ class Pix2Pix(keras.Model):
         l1_weight: lambda_L1 (100 in the paper).
 
     Example:
+        >>> from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
         >>> model = Pix2Pix(build_resnet_generator(64), build_patchgan_discriminator(64, 2))
         >>> model.compile()
         >>> model.fit(tf.data.Dataset.from_tensor_slices((t1, t2)).batch(8))  # doctest: +SKIP
+
+    Notebook: ``notebooks/03_cyclegan.ipynb`` (the paired reference that CycleGAN is scored
+    against).
     """
 
     def __init__(self, generator, discriminator=None, l1_weight=100.0, **kwargs):
@@ -64,7 +68,13 @@ class Pix2Pix(keras.Model):
     def compile(
         self, generator_optimizer=None, discriminator_optimizer=None, jit_compile="auto", **kwargs
     ):
-        super().compile(jit_compile=jit_compile, **kwargs)
+        # No model.optimizer: Keras' own default would be an RMSprop that trains nothing, yet
+        # LearningRateScheduler and ReduceLROnPlateau would adjust it, silently.
+        if "optimizer" in kwargs:
+            raise ValueError(
+                "Pix2Pix trains two networks: pass generator_optimizer and discriminator_optimizer."
+            )
+        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
 
         def adam(name):
             return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5, name=name)

@@ -106,7 +106,10 @@ class Sampling(keras.layers.Layer):
             call and is saved with the model, so each step draws new noise).
 
     Example:
-        >>> z = Sampling(seed=0)([ops.zeros((2, 4)), ops.zeros((2, 4))])  # doctest: +SKIP
+        >>> tuple(Sampling(seed=0)([ops.zeros((2, 4)), ops.zeros((2, 4))]).shape)
+        (2, 4)
+
+    Notebook: ``notebooks/02_vae.ipynb`` (the article's VAE had no such step).
     """
 
     def __init__(self, seed=None, **kwargs):
@@ -178,6 +181,9 @@ class VAE(keras.Model):
         >>> vae = VAE(build_encoder(32, latent_dim=8), build_decoder(32, latent_dim=8))
         >>> vae.compile(keras.optimizers.Adam(1e-3))
         >>> vae.fit(images, epochs=1, batch_size=32)  # doctest: +SKIP
+
+    Notebook: ``notebooks/02_vae.ipynb`` (the ELBO, likelihoods and the latent space on brain
+    MRI).
     """
 
     def __init__(
