@@ -122,7 +122,7 @@ def log(message):
 
 def section_facts(options):
     facts = run_worker({"task": "facts"})
-    facts["date_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    facts["date_utc"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     facts["load_at_start"] = machine_load()
     return facts
 

@@ -25,8 +25,15 @@ REPO_DIR = PACKAGE_DIR.parent
 
 
 def data_dir() -> Path:
-    """Folder holding the embedded MNI template files (``MEDGEN_DATA_DIR`` overrides)."""
-    return Path(os.environ.get("MEDGEN_DATA_DIR", REPO_DIR / "data"))
+    """Folder holding the embedded MNI template files (``MEDGEN_DATA_DIR`` overrides).
+
+    An installed wheel carries them in ``medgen_tf/template``; a source checkout (also an
+    editable install) reads the repository's ``data/`` folder, where they live with their notice.
+    """
+    if os.environ.get("MEDGEN_DATA_DIR"):
+        return Path(os.environ["MEDGEN_DATA_DIR"])
+    packaged = PACKAGE_DIR / "template"
+    return packaged if packaged.is_dir() else REPO_DIR / "data"
 
 
 def cache_dir() -> Path:

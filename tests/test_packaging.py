@@ -1,16 +1,15 @@
-"""The package's metadata: pins, extras, the console script and environment.yml agree."""
+"""The package's metadata (pins, extras, the console script, environment.yml) and its wheel."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the dev extra installs tomli
-    import tomli as tomllib
 
 import medgen_tf
 
@@ -58,15 +57,66 @@ def test_environment_yml_lists_the_same_dependencies():
 def test_console_script_answers_help():
     scripts = _pyproject()["project"]["scripts"]
     assert scripts["medgen-tf"] == "medgen_tf.cli:main"
+    # python -m medgen_tf is the same command, for when the script is not on PATH.
     result = subprocess.run(
-        [sys.executable, "-m", "medgen_tf.cli", "--help"],
+        [sys.executable, "-m", "medgen_tf", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0
     assert "train" in result.stdout and "demo" in result.stdout
+    # Written for users: no reStructuredText markup from a developer docstring.
+    assert "Generative models for medical imaging" in result.stdout and "``" not in result.stdout
+    sample_help = subprocess.run(
+        [sys.executable, "-m", "medgen_tf", "sample", "--help"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "PNG to write (samples.png)" in " ".join(sample_help.stdout.split())
 
 
 def test_version_is_exposed():
     assert medgen_tf.__version__ == _pyproject()["project"]["version"]
+
+
+def test_the_wheel_carries_the_template_and_weights_and_finds_them_once_installed(tmp_path):
+    # A source checkout reads data/; an installed wheel has only what it carries. Built from
+    # a clean copy (a build/ folder left in the checkout would leak its files into the wheel),
+    # without build isolation, so no network is needed: the dev extra provides setuptools.
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        source.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("medgen_tf", "data"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("medgen_tf-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "site")
+    shipped = sorted(p.name for p in (ROOT / "data").iterdir() if p.suffix == ".gz")
+    assert len(shipped) == 3
+    for name in [*shipped, "NOTICE", "README.md"]:
+        packed = (tmp_path / "site" / "medgen_tf" / "template" / name).read_bytes()
+        assert packed == (ROOT / "data" / name).read_bytes(), name
+    assert "medgen_tf/weights/feature_extractor.weights.h5" in names
+    # The unpacked wheel, run from elsewhere with no MEDGEN_DATA_DIR, loads the template
+    # (sha256-checked) from inside itself.
+    environment = {k: v for k, v in os.environ.items() if k != "MEDGEN_DATA_DIR"}
+    environment["PYTHONPATH"] = str(tmp_path / "site")
+    found = subprocess.run(
+        [sys.executable, "-c",
+         "import medgen_tf; from medgen_tf import config; from medgen_tf.data import brain; "
+         "maps, _ = brain.load_template(); print(medgen_tf.__file__); print(config.data_dir()); "
+         "print(maps['t1'].shape)"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    package_file, data_dir, shape = found.stdout.split("\n")[:3]
+    assert Path(package_file).is_relative_to(tmp_path / "site")
+    assert Path(data_dir) == tmp_path / "site" / "medgen_tf" / "template"
+    assert shape == "(197, 233, 189)"

@@ -128,7 +128,10 @@ def _load_template_cached(data_dir: str):
     for name in TEMPLATE_FILES:
         path, sha256 = _template_path(name)
         if not path.exists():
-            raise DataError(f"{path}: embedded template file missing (see data/README.md)")
+            raise DataError(
+                f"{path}: embedded template file missing (reinstall medgen-tf, or point "
+                f"MEDGEN_DATA_DIR at a folder holding the three template files)"
+            )
         volume, affine = load_volume(path, expected_sha256=sha256)
         volumes[name] = volume / 255.0
     from scipy import ndimage
