@@ -39,7 +39,11 @@ _image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medgen-tf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medgen-tf",
+        description="Generative models for medical imaging (GAN, VAE, CycleGAN): preview data, "
+        "train, sample, evaluate and translate. Bad input is one line on stderr and exit code 2.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="inspect datasets").add_subparsers(
@@ -49,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
     )
-    preview.add_argument("--out", default="data_preview.png")
+    preview.add_argument("--out", default="data_preview.png", help="PNG to write (%(default)s)")
     # A preview builds no model: any side the resize can make will do.
     preview.add_argument(
         "--image-size", type=_int_at_least(4, "must be an integer of at least 4"), default=64
@@ -73,7 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir")
     sample.add_argument("--n", type=_positive, default=64)
-    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("--out", default="samples.png", help="PNG to write (%(default)s)")
     sample.add_argument("--seed", type=_seed, default=0)
 
     evaluate = commands.add_parser("evaluate", help="score a run's samples (FD-medgen, KID, ...)")
@@ -101,7 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     demo = commands.add_parser("demo", help="quick tour: data preview and a short GAN run")
-    demo.add_argument("--out", default="outputs/demo")
+    demo.add_argument("--out", default="outputs/demo", help="folder to write (%(default)s)")
     return parser
 
 

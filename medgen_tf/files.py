@@ -58,9 +58,12 @@ def atomic_path(path, suffix=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.stem}.", suffix=suffix
-    )
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.stem}.", suffix=suffix
+        )
+    except OSError as error:
+        raise _naming(error, path) from None
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -68,9 +71,18 @@ def atomic_path(path, suffix=None):
         # mkstemp makes the file owner-only; give it the mode a plain open() would have given.
         os.chmod(temporary, _plain_file_mode(path))
         os.replace(temporary, path)
+    except OSError as error:
+        # The user asked for path; the hidden temporary name would only puzzle them.
+        if error.filename not in (str(temporary), temporary):
+            raise
+        raise _naming(error, path) from None
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def read_run_config(run_dir, required=True):

@@ -73,3 +73,19 @@ def test_read_run_config_reads_both_layouts_and_names_a_damaged_file(tmp_path):
         with pytest.raises(DataError) as error:
             read_run_config(tmp_path)
         assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_failed_write_names_the_path_asked_for_not_the_temporary_file(tmp_path):
+    target = tmp_path / "grid.png"
+    with pytest.raises(OSError) as caught, atomic_path(target) as temporary:
+        raise OSError(28, "No space left on device", str(temporary))
+    assert caught.value.filename == str(target) and caught.value.errno == 28
+    # A folder where no file can be created (on Linux, /proc): the temporary file itself fails.
+    with pytest.raises(OSError) as caught, atomic_path("/proc/medgen_preview.png"):
+        pass
+    assert caught.value.filename == "/proc/medgen_preview.png"
+    # Errors about other files pass through unchanged.
+    with pytest.raises(OSError) as caught, atomic_path(target):
+        raise FileNotFoundError(2, "No such file or directory", "/elsewhere/input.nii")
+    assert caught.value.filename == "/elsewhere/input.nii"
+    assert list(tmp_path.iterdir()) == []
