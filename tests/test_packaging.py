@@ -120,3 +120,35 @@ def test_the_wheel_carries_the_template_and_weights_and_finds_them_once_installe
     assert Path(package_file).is_relative_to(tmp_path / "site")
     assert Path(data_dir) == tmp_path / "site" / "medgen_tf" / "template"
     assert shape == "(197, 233, 189)"
+
+
+def test_the_source_distribution_holds_what_its_own_tests_read(tmp_path):
+    import tarfile
+
+    # From the tracked files alone, plus a stray run output: the checkout's own egg-info and
+    # untracked files would hide what the manifest leaves out.
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    source = tmp_path / "source"
+    for name in tracked:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    (source / "notebooks" / "outputs").mkdir()
+    (source / "notebooks" / "outputs" / "run.png").write_bytes(b"a run's picture")
+    subprocess.run(
+        [sys.executable, "-c",
+         f"import setuptools.build_meta as b; b.build_sdist({str(tmp_path)!r})"],
+        cwd=source, check=True, capture_output=True, timeout=300,
+    )
+    (sdist,) = tmp_path.glob("medgen_tf-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    tracked = [
+        name for name in tracked if name.startswith(("tests/", "benchmarks/", "notebooks/",
+                                                     "data/", "docs/"))
+    ]
+    assert set(tracked) <= names, sorted(set(tracked) - names)[:5]
+    assert {"environment.yml", "Makefile", "tests/conftest.py"} <= names
+    # Run outputs a notebook wrote next to itself are not part of the course.
+    assert not [name for name in names if name.startswith("notebooks/outputs/")]
