@@ -39,7 +39,7 @@ from medgen_tf.data.brain import SPLITS, brain_slices
 from medgen_tf.data.pipeline import make_dataset
 from medgen_tf.errors import DataError
 from medgen_tf.evaluation import draw_lesion
-from medgen_tf.metrics import auroc, balanced_accuracy
+from medgen_tf.metrics import auroc, balanced_accuracy, check_finite
 
 __all__ = [
     "CONDITIONS",
@@ -323,8 +323,14 @@ def classifier_logits(model, images, batch_size=256):
 
 
 def evaluate_classifier(model, images, labels):
-    """``{"balanced_accuracy", "auroc"}`` on ``images``; positive when the logit is above 0."""
+    """``{"balanced_accuracy", "auroc"}`` on ``images``; positive when the logit is above 0.
+
+    Raises:
+        ValueError: NaN or Inf logits (a diverged classifier), which would otherwise all read
+            as "negative", i.e. a balanced accuracy of exactly 0.5.
+    """
     logits = classifier_logits(model, images)
+    check_finite(logits, "classifier logits")
     return {
         "balanced_accuracy": balanced_accuracy(labels, (logits > 0).astype(np.int32)),
         "auroc": auroc(labels, logits),

@@ -113,12 +113,20 @@ def load_feature_extractor(weights_path=None, expected_sha256: str | None = WEIG
     return extractor
 
 
-def _prepare(images, value_range):
+def _grey_batch(images):
+    """``images`` as float32 (n, h, w, 1): a single (h, w, 1) slice becomes a batch of one."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
-        images = images[..., None]
+        # (h, w, 1) is one slice, as in medgen_tf.metrics; read as a stack it would be h images
+        # of width w and one pixel. Any other 3-D array is a stack (n, h, w) without channel axis.
+        images = images[None] if images.shape[-1] == 1 else images[..., None]
     if images.ndim != 4 or images.shape[-1] != 1:
         raise DataError(f"feature extractor expects (n, h, w, 1) grey images, got {images.shape}")
+    return images
+
+
+def _prepare(images, value_range):
+    images = _grey_batch(images)
     low, high = value_range
     images = 2.0 * (images - low) / (high - low) - 1.0
     if images.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -132,7 +140,10 @@ def extract_features(images, value_range=(-1.0, 1.0), batch_size: int = 256, ext
     """FD-medgen features (n, FEATURE_DIM) float64 of grey images (n, h, w, 1).
 
     Args:
-        images: slices in ``value_range``; resized to 64x64 when they are another size.
+        images: slices (n, h, w, 1) or (n, h, w) in ``value_range``; resized to 64x64 when they
+            are another size. A single slice (h, w, 1) is one image, as in :mod:`medgen_tf.metrics`,
+            and gives features (1, FEATURE_DIM): they stay 2-D, the shape every distribution
+            metric expects.
         value_range: (low, high) of the images (the cohort's default is (-1, 1)).
         batch_size: images per forward pass.
         extractor: a model from :func:`load_feature_extractor`; default the shipped one.
@@ -237,7 +248,8 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
     reference code, so a Frechet distance of these features is FID-like but its values are not
     comparable with published FIDs (name it as such, e.g. "FD-InceptionV3 (Keras)").
     Needs the ImageNet weights: from the Keras cache, or downloaded; if neither works within
-    ``timeout`` seconds, raises a one-line DataError instead of hanging.
+    ``timeout`` seconds, raises a one-line DataError instead of hanging. ``images`` are read as
+    in :func:`extract_features`: a single (h, w, 1) slice gives features (1, 2048).
     """
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]
@@ -261,9 +273,7 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
             f"InceptionV3 ImageNet weights could not be downloaded ({type(error).__name__}); "
             "use FD-medgen (medgen_tf.features.extract_features)"
         ) from None
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
+    images = _grey_batch(images)
     low, high = value_range
     images = 2.0 * (images - low) / (high - low) - 1.0  # InceptionV3 expects [-1, 1]
     outputs = []

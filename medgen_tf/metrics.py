@@ -26,10 +26,7 @@ References:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import scipy.linalg
 import tensorflow as tf
 
 __all__ = [
@@ -271,38 +268,46 @@ def _as_features(features, name="features"):
     return features
 
 
-def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b, eps=1e-6):
+def _psd_sqrt(matrix):
+    """Symmetric square root of a symmetric positive semi-definite matrix, via ``eigh``."""
+    values, vectors = np.linalg.eigh(matrix)
+    # The zero eigenvalues of a singular covariance (dead features, n <= d) come out as +-round-off
+    # of the largest; left in, each would add its square root, ~1e-8 of the scale, to the trace.
+    floor = len(values) * np.finfo(np.float64).eps * max(values.max(), 0.0)
+    values = np.where(values > floor, values, 0.0)
+    return (vectors * np.sqrt(values)) @ vectors.T
+
+
+def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b):
     """Frechet distance between N(mean_a, covariance_a) and N(mean_b, covariance_b).
 
-    ``||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``, in float64. When the product
-    of (near-)singular covariances has no finite square root, ``eps`` is added to both
-    diagonals (as in the reference FID code); a small imaginary part from round-off is dropped,
-    a large one raises ValueError.
+    ``||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``, in float64. The trace of
+    ``(C_a C_b)^(1/2)`` is computed as the sum of the singular values of ``C_a^(1/2) C_b^(1/2)``
+    (symmetric square roots from ``eigh``), which is the same number, real by construction, with
+    a round-off relative to the features' scale. The reference FID code takes a general matrix
+    square root of ``C_a C_b`` instead, which for the singular covariances of n <= d samples
+    leaves an imaginary part that grows with the features' magnitude, so that its tolerance
+    refuses large features; this form needs no ``eps`` regularisation either.
     """
     mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
     covariance_a = np.atleast_2d(np.asarray(covariance_a, np.float64))
     covariance_b = np.atleast_2d(np.asarray(covariance_b, np.float64))
     if mean_a.shape != mean_b.shape or covariance_a.shape != covariance_b.shape:
         raise ValueError("the two sets of moments must have the same dimension")
-    with warnings.catch_warnings():
-        # Singular products (dead ReLU features, n < d) are handled below, not warned about.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covariance_sqrt = scipy.linalg.sqrtm(covariance_a @ covariance_b)
-        if not np.all(np.isfinite(covariance_sqrt)):
-            offset = np.eye(len(covariance_a)) * eps
-            covariance_sqrt = scipy.linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset))
-    if np.iscomplexobj(covariance_sqrt):
-        imaginary = np.max(np.abs(np.imag(np.diagonal(covariance_sqrt))))
-        if imaginary > 1e-3:
-            raise ValueError(f"matrix square root has a large imaginary part ({imaginary:.3g})")
-        covariance_sqrt = np.real(covariance_sqrt)
+    # With A = C_a^(1/2), B = C_b^(1/2): (A B)(A B)^T = A C_b A has the eigenvalues of
+    # A A C_b = C_a C_b (XY and YX share them), so the singular values of A B are their square
+    # roots; taken directly, not as square roots of eigenvalues, so round-off is not amplified.
+    product = _psd_sqrt(covariance_a) @ _psd_sqrt(covariance_b)
+    trace_sqrt = np.linalg.svd(product, compute_uv=False).sum()
     difference = mean_a - mean_b
-    value = difference @ difference + np.trace(covariance_a + covariance_b - 2.0 * covariance_sqrt)
+    value = (
+        difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2.0 * trace_sqrt
+    )
     # Round-off can give a tiny negative number for identical sets.
     return float(max(value, 0.0))
 
 
-def frechet_distance(features_a, features_b, eps=1e-6):
+def frechet_distance(features_a, features_b):
     """Frechet distance between Gaussians fitted to two feature sets (n, d).
 
     With the offline extractor of :mod:`medgen_tf.features` this is "FD-medgen". With
@@ -318,7 +323,6 @@ def frechet_distance(features_a, features_b, eps=1e-6):
         np.cov(features_a, rowvar=False),
         features_b.mean(axis=0),
         np.cov(features_b, rowvar=False),
-        eps=eps,
     )
 
 
@@ -340,7 +344,8 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     subsets of ``min(subset_size, n_a, n_b)`` rows of each set (without replacement within a
     subset). Unbiased, so it can be slightly negative for two samples of one distribution.
     With ``subset_size`` >= both n every subset is the whole set and the std is 0: for small
-    samples pass e.g. ``subset_size=n // 2``.
+    samples pass e.g. ``subset_size=n // 2``. ``subset_size`` < 2 or ``num_subsets`` < 1 is
+    refused (ValueError): the estimate would be NaN.
 
     Returns:
         (mean, std) over the subsets, as floats.
@@ -349,6 +354,11 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     features_b = _as_features(features_b, "features_b")
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError("features_a and features_b must have the same dimension")
+    # The unbiased estimate divides by m (m - 1), and the mean of no subsets is NaN.
+    if int(subset_size) < 2 or int(num_subsets) < 1:
+        raise ValueError(
+            f"kid needs subset_size >= 2 and num_subsets >= 1, got {subset_size} and {num_subsets}"
+        )
     size = min(int(subset_size), len(features_a), len(features_b))
     generator = np.random.default_rng(seed)
     values = np.empty(int(num_subsets))
@@ -510,7 +520,8 @@ def auroc(labels, scores):
 
     The Mann-Whitney statistic: the probability that a random positive scores above a random
     negative, ties counting one half, computed from mid-ranks in O(n log n). Any monotone
-    transform of the scores (logits or probabilities) gives the same value.
+    transform of the scores (logits or probabilities) gives the same value. NaN or Inf scores
+    are refused (ValueError), as :func:`check_finite` refuses such images.
     """
     from scipy.stats import rankdata
 
@@ -518,6 +529,10 @@ def auroc(labels, scores):
     scores = np.asarray(scores, np.float64).reshape(-1)
     if scores.shape != labels.shape:
         raise ValueError(f"labels and scores differ in shape: {labels.shape} and {scores.shape}")
+    # rankdata propagates NaN, so one NaN logit makes the AUROC NaN, which reads as a result.
+    non_finite = int(np.count_nonzero(~np.isfinite(scores)))
+    if non_finite:
+        raise ValueError(f"scores: {non_finite} NaN or Inf values; did training diverge?")
     num_positive = int(labels.sum())
     num_negative = labels.size - num_positive
     if num_positive == 0 or num_negative == 0:

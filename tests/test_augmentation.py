@@ -13,6 +13,7 @@ from medgen_tf.augmentation import (
     build_augmenter,
     build_classifier,
     classifier_logits,
+    evaluate_classifier,
     format_results,
     lesion_detection_data,
     lesion_detection_splits,
@@ -105,6 +106,27 @@ def test_auroc_matches_brute_force_pairs_with_ties():
         auroc([1, 1], [0.2, 0.3])
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_auroc_refuses_non_finite_scores(bad):
+    # rankdata propagates NaN: one diverged logit used to make the AUROC NaN, silently.
+    scores = np.array([0.1, 0.4, bad, 0.8])
+    with pytest.raises(ValueError, match="scores: 1 NaN or Inf values") as raised:
+        auroc([0, 0, 1, 1], scores)
+    assert "\n" not in str(raised.value)
+
+
+def test_evaluate_classifier_refuses_a_diverged_classifier():
+    model = build_classifier(16, base_filters=4)
+    weights = model.get_weights()
+    weights[-1][:] = np.nan  # the output bias: every logit NaN, as after a diverged training
+    model.set_weights(weights)
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 1)).astype("float32")
+    # NaN > 0 is False: the logits used to read as six "negatives", balanced accuracy 0.5.
+    with pytest.raises(ValueError, match="classifier logits: 6 NaN or Inf values") as raised:
+        evaluate_classifier(model, images, [0, 1, 0, 1, 0, 1])
+    assert "\n" not in str(raised.value)
+
+
 def test_balanced_accuracy_is_the_mean_recall():
     labels = np.array([0] * 90 + [1] * 10)
     assert balanced_accuracy(labels, np.zeros(100)) == 0.5  # 90 % accuracy, no skill
@@ -137,6 +159,12 @@ def test_conditional_gan_samples_have_the_requested_class(splits):
     images, labels = synthetic_lesion_samples(gan, 5, seed=1)
     assert images.shape == (5, 16, 16, 1) and (labels == 1).all()
     assert np.isfinite(images).all() and images.min() >= -1 and images.max() <= 1
+    # `labels` only echoes the argument: the images must come from the generator conditioned on
+    # class 1 (same noise), and differ from class 0's, or a wrong class would pass.
+    lesion = np.clip(gan.generate(5, seed=1, labels=np.ones(5, np.int32)), -1, 1)
+    np.testing.assert_array_equal(images, lesion)
+    normal = np.clip(gan.generate(5, seed=1, labels=np.zeros(5, np.int32)), -1, 1)
+    assert np.abs(images - normal).max() > 1e-3
 
 
 def test_runner_gives_finite_metrics_for_every_condition(splits):

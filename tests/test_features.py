@@ -4,6 +4,7 @@ import socket
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from medgen_tf import DataError, features, metrics
 from medgen_tf.data import brain_slices
@@ -35,6 +36,35 @@ def test_feature_shape_value_range_and_resizing():
     assert features.extract_features(images[:, ::2, ::2]).shape == (5, features.FEATURE_DIM)
     with pytest.raises(DataError, match="grey images"):
         features.extract_features(np.zeros((2, 64, 64, 3)))
+
+
+def test_a_single_slice_is_one_image_as_in_metrics():
+    images = np.random.default_rng(1).uniform(-1, 1, (3, 64, 64, 1)).astype(np.float32)
+    batch = features.extract_features(images)
+    # (h, w, 1) used to be read as 64 images of 64 x 1 pixels: 64 rows of features.
+    single = features.extract_features(images[0])
+    assert single.shape == (1, features.FEATURE_DIM)
+    np.testing.assert_allclose(single, batch[:1], atol=1e-5)
+    assert isinstance(metrics.ssim(images[0], images[0], data_range=2.0), float)  # one image
+    # A stack without the channel axis is still n images.
+    np.testing.assert_allclose(features.extract_features(images[..., 0]), batch, atol=1e-5)
+
+
+def test_inception_features_read_a_single_slice_as_one_image(monkeypatch, tmp_path):
+    # A stand-in network (the ImageNet weights are a download): its input is the mean per image.
+    cached = tmp_path / "models" / features.INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]
+    cached.parent.mkdir()
+    cached.touch()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def fake_inception(**kwargs):
+        return lambda batch, training: tf.reduce_mean(batch, axis=(1, 2))
+
+    monkeypatch.setattr(features.keras.applications, "InceptionV3", fake_inception)
+    image = np.random.default_rng(2).uniform(-1, 1, (64, 64, 1)).astype(np.float32)
+    values = features.inception_features(image)
+    assert values.shape == (1, 3)
+    np.testing.assert_allclose(values, features.inception_features(image[None]), atol=1e-6)
 
 
 def test_features_separate_contrasts_of_unseen_subjects():

@@ -209,6 +209,30 @@ def test_frechet_distance_survives_singular_covariance():
     assert np.isfinite(value) and value > 0
 
 
+def test_frechet_distance_scales_as_the_square_of_the_features_with_fewer_samples_than_dims():
+    # n = 20 <= d = 64: singular covariances. A general matrix square root of their product left
+    # an imaginary part that grew with the features' scale, and c = 100 and 1000 were refused.
+    generator = np.random.default_rng(3)
+    x = np.maximum(generator.normal(size=(20, 64)), 0.0)  # ReLU-like, with dead entries
+    y = np.maximum(generator.normal(0.3, 1.2, size=(20, 64)), 0.0)
+    # Independent value from the samples: Tr (C_x C_y)^(1/2) is the sum of the singular values
+    # of Y X^T / (n - 1) for centred X, Y, as (Y X^T)(X Y^T) has the nonzero eigenvalues of
+    # (X^T X)(Y^T Y) = (n - 1)^2 C_x C_y.
+    centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
+    trace_sqrt = np.linalg.svd(centred_y @ centred_x.T, compute_uv=False).sum() / (len(x) - 1)
+    expected = (
+        np.sum((x.mean(axis=0) - y.mean(axis=0)) ** 2)
+        + np.sum(x.var(axis=0, ddof=1) + y.var(axis=0, ddof=1))
+        - 2 * trace_sqrt
+    )
+    value = metrics.frechet_distance(x, y)
+    for scale in (100, 1000):
+        assert metrics.frechet_distance(scale * x, scale * y) == pytest.approx(
+            scale**2 * value, rel=1e-9
+        )
+    assert value == pytest.approx(expected, rel=1e-9)
+
+
 def test_kid_near_zero_for_one_distribution_positive_for_two():
     generator = np.random.default_rng(5)
     a = generator.normal(size=(400, 16))
@@ -218,6 +242,15 @@ def test_kid_near_zero_for_one_distribution_positive_for_two():
     different_mean, _ = metrics.kid(a, shifted, num_subsets=20, subset_size=200)
     assert abs(same_mean) < 3 * same_std + 1e-3
     assert different_mean > 10 * same_std and different_mean > 0.1
+
+
+@pytest.mark.parametrize("options", [dict(subset_size=1), dict(subset_size=0), dict(num_subsets=0)])
+def test_kid_refuses_subsets_that_give_no_estimate(options):
+    # One row per subset leaves no pair to average (0 / 0); no subsets leave no mean.
+    a = np.random.default_rng(5).normal(size=(20, 4))
+    with pytest.raises(ValueError, match="subset_size >= 2 and num_subsets >= 1") as raised:
+        metrics.kid(a, a + 1.0, **{"num_subsets": 5, "subset_size": 10, **options})
+    assert "\n" not in str(raised.value)
 
 
 def test_precision_recall_identical_and_disjoint():
