@@ -12,7 +12,8 @@ the score is reproducible offline. The Frechet distance in this space is called
   :data:`WEIGHTS_SHA256`.
 - :func:`extract_features`: images -> (n, 64) features.
 - :func:`train_feature_extractor`: how the shipped weights were made
-  (``python -m medgen_tf.features --train``).
+  (``python -m medgen_tf.features --train --out medgen_tf/weights/feature_extractor.weights.h5``
+  in a checkout; then update :data:`WEIGHTS_SHA256`).
 - :func:`inception_features`: Keras' ImageNet InceptionV3 pool features, when its weights can
   be downloaded; offline, a one-line :class:`~medgen_tf.DataError`. Their Frechet distance is
   FID-like but NOT comparable with published FIDs either: those use the 2015 TensorFlow
@@ -175,7 +176,7 @@ def _cohort_arrays(split: str, num_subjects: int, seed: int):
 
 
 def train_feature_extractor(
-    out_path=WEIGHTS_PATH,
+    out_path,
     num_epochs: int = 12,
     batch_size: int = 64,
     seed: int = 0,
@@ -184,6 +185,10 @@ def train_feature_extractor(
     verbose: int = 2,
 ):
     """Train the extractor on the simulated cohort's training subjects and save its weights.
+
+    ``out_path`` has no default: writing over the shipped weights (:data:`WEIGHTS_PATH`) would
+    break every score checked against :data:`WEIGHTS_SHA256`, in an installed package until it
+    is reinstalled.
 
     Targets: the contrast (cross-entropy) and the axial position (mean squared error, x10 so
     both losses start at a similar scale). Light augmentation (random flips and +-10 % intensity
@@ -286,13 +291,17 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the FD-medgen feature extractor.")
     parser.add_argument("--train", action="store_true", help="train and write the weights")
-    parser.add_argument("--out", default=str(WEIGHTS_PATH))
+    parser.add_argument(
+        "--out", help=f"weights file to write (required with --train; shipped: {WEIGHTS_PATH})"
+    )
     parser.add_argument("--epochs", dest="num_epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.train:
         parser.print_help()
         return 0
+    if not args.out:
+        parser.error("--train needs --out FILE.weights.h5")
     result = train_feature_extractor(args.out, num_epochs=args.num_epochs, seed=args.seed)
     for key, value in result.items():
         print(f"{key}: {value}")

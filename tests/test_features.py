@@ -92,3 +92,17 @@ def test_inception_features_fail_cleanly_offline(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="could not be downloaded") as raised:
         features.inception_features(np.zeros((1, 64, 64, 1)), timeout=2.0)
     assert "\n" not in str(raised.value)
+
+
+def test_training_the_extractor_never_defaults_to_the_shipped_weights(capsys):
+    import inspect
+
+    from medgen_tf import features
+
+    # Writing over them would break every score checked against WEIGHTS_SHA256.
+    assert inspect.signature(features.train_feature_extractor).parameters["out_path"].default is (
+        inspect.Parameter.empty
+    )
+    with pytest.raises(SystemExit) as caught:
+        features.main(["--train"])
+    assert caught.value.code == 2 and "--train needs --out" in capsys.readouterr().err
