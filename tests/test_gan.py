@@ -57,9 +57,16 @@ def test_unsupported_image_size_is_refused():
 
 def test_generator_output_is_tanh_in_float32():
     generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
-    images = keras.ops.convert_to_numpy(generator(np.random.normal(size=(4, LATENT_DIM)) * 50))
+    noise = np.random.default_rng(0).normal(size=(4, LATENT_DIM)) * 50
+    images = keras.ops.convert_to_numpy(generator(noise))
     assert images.dtype == np.float32
     assert images.min() >= -1.0 and images.max() <= 1.0
+    # A sigmoid or a clip also stays in [-1, 1]: compare with numpy's tanh of the last
+    # convolution's output, which the * 50 noise drives well past +-1 (into saturation).
+    before_tanh = keras.Model(generator.input, generator.get_layer("to_image").output)
+    pre_activation = keras.ops.convert_to_numpy(before_tanh(noise)).astype(np.float64)
+    assert pre_activation.min() < -2.0 and pre_activation.max() > 2.0
+    np.testing.assert_allclose(images, np.tanh(pre_activation), atol=1e-6)
 
 
 def test_discriminator_outputs_unbounded_logits():
@@ -377,3 +384,40 @@ def test_one_epoch_under_mirrored_strategy_with_distinct_noise_per_replica():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=True
     )
     assert result.stdout.split()[-3:] == ["2", "True", "True"]
+
+
+def test_conditional_gan_reads_num_classes_from_its_networks_so_a_saved_one_samples(tmp_path):
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS, num_classes=3)
+    discriminator = build_discriminator(32, base_filters=FILTERS, num_classes=3)
+    gan = ConditionalGAN(generator, discriminator)
+    assert gan.num_classes == 3
+    gan.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.num_classes == 3
+    four_classes = build_discriminator(32, base_filters=FILTERS, num_classes=4)
+    with pytest.raises(ValueError, match=r"num_classes=3 \(read from the generator\) but the "):
+        ConditionalGAN(generator, four_classes)
+
+
+def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
+    gan = tiny_gan()
+    gan.compile(d_optimizer="adam", g_optimizer="sgd")
+    # Keras' default would be an RMSprop no step uses, which LR callbacks would adjust while
+    # the real optimizers kept their rates.
+    assert gan.optimizer is None
+    assert isinstance(gan.d_optimizer, keras.optimizers.Adam) and gan.d_optimizer.built
+    assert isinstance(gan.g_optimizer, keras.optimizers.SGD) and gan.g_optimizer.built
+    with pytest.raises(ValueError, match="pass d_optimizer and g_optimizer"):
+        gan.compile(optimizer="adam")
+    scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.0)
+    images = np.zeros((4, 32, 32, 1), "float32")
+    with pytest.raises(ValueError, match="learning_rate"):
+        gan.fit(images, batch_size=4, epochs=1, verbose=0, callbacks=[scheduler])
+
+
+def test_module_examples_run():
+    import doctest
+
+    from medgen_tf.models import gan
+
+    assert doctest.testmod(gan) == (0, 6)

@@ -247,7 +247,11 @@ class GAN(keras.Model):
         if d_optimizer is None or g_optimizer is None:
             default_d, default_g = default_optimizers(self.loss_name)
             d_optimizer, g_optimizer = d_optimizer or default_d, g_optimizer or default_g
-        super().compile(jit_compile=jit_compile, **kwargs)
+        # No model.optimizer: Keras' own default would be an RMSprop that trains nothing, yet
+        # LearningRateScheduler and ReduceLROnPlateau would adjust it, silently.
+        if "optimizer" in kwargs:
+            raise ValueError("A GAN trains two networks: pass d_optimizer and g_optimizer.")
+        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         self.d_optimizer = loss_scaled(d_optimizer)
         self.g_optimizer = loss_scaled(g_optimizer)
         # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
@@ -473,12 +477,20 @@ class ConditionalGAN(GAN):
     Both networks take the label (build them with ``num_classes``); fakes are drawn for the
     labels of the real batch, so D judges "is this a real image of this class".
 
+    Args:
+        generator, discriminator: networks built with the same ``num_classes``.
+        num_classes: number of classes; read from the networks' label embeddings when None.
+        **kwargs: the other arguments of :class:`GAN` (loss, label_smoothing, seed, ...).
+
     Example:
         >>> gan = ConditionalGAN(build_generator(64, 32, num_classes=3),
         ...                      build_discriminator(32, num_classes=3), num_classes=3)
         >>> gan.compile()
         >>> gan.generate(3, labels=[0, 1, 2]).shape
         (3, 32, 32, 1)
+
+    Notebook: ``notebooks/01_gan.ipynb`` (section on the conditional GAN) and
+    ``notebooks/05_synthetic_data_augmentation.ipynb``.
     """
 
     def __init__(self, generator, discriminator, num_classes=None, **kwargs):
@@ -488,15 +500,20 @@ class ConditionalGAN(GAN):
                 "(inputs [noise, labels] and [images, labels])."
             )
         # Sampling and evaluation draw labels below num_classes: it must be the networks'.
+        # Omitted, it is read from them, so a saved model can still be sampled.
+        inferred = num_classes is None
+        if inferred:
+            num_classes = _embedded_classes(generator) or _embedded_classes(discriminator)
         if num_classes is not None:
             for network in (generator, discriminator):
                 built_for = _embedded_classes(network)
                 if built_for is not None and built_for != int(num_classes):
+                    source = " (read from the generator)" if inferred else ""
                     raise ValueError(
-                        f"num_classes={num_classes} but the {network.name} was built for "
-                        f"{built_for} classes."
+                        f"num_classes={num_classes}{source} but the {network.name} was built "
+                        f"for {built_for} classes."
                     )
-        self.num_classes = num_classes
+        self.num_classes = None if num_classes is None else int(num_classes)
         super().__init__(generator, discriminator, **kwargs)
 
     def _unpack(self, data):
