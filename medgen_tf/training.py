@@ -555,14 +555,16 @@ def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
     stored = read_run_config(run_dir, required=False)
     if stored is None:
         return  # removed by hand: the checkpoint's variable shapes are all there is to check
-    differences = []
+    differences, reported = [], set()
     for current, recorded in (
         (_as_json(dict(config)), stored["config"]),
         (_as_json(engine), stored["engine"]),
     ):
         # Keys on one side only come from another version of the package, not from a setting.
         for key in sorted(set(current) & set(recorded) - _EXTENSIBLE_SETTINGS - {_PLANNED_STEPS}):
-            if current[key] != recorded[key]:
+            # A setting such as batch_size is both the caller's and the engine's: said once.
+            if current[key] != recorded[key] and key not in reported:
+                reported.add(key)
                 differences.append(f"{key} {_short(current[key])} (run: {_short(recorded[key])})")
     if differences:
         raise DataError(

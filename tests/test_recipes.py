@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medgen_tf import recipes
+from medgen_tf import recipes, viz
 from medgen_tf.cli import main
 from medgen_tf.training import latest_checkpoint
 
@@ -18,7 +18,7 @@ def test_recipe_registry_has_the_gan_family():
     assert all(recipes.RECIPES[name].value_range == (-1.0, 1.0) for name in ("dcgan", "cgan"))
 
 
-def test_train_sample_resume_through_the_cli(tmp_path, capsys):
+def test_train_sample_resume_through_the_cli(tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
     arguments = [
         "train",
@@ -48,9 +48,25 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys):
     assert config["data"] == "brain" and config["latent_dim"] == 128
     assert "data_a" not in config and "data_b" not in config
 
+    # The PNG's std alone proves nothing (the grid's white padding, matplotlib's border and the
+    # title make even all-black tiles vary): record the images the command puts in the grid.
+    gridded = []
+    save_image_grid = viz.save_image_grid
+
+    def recording_save(images, *args, **kwargs):
+        gridded.append(np.asarray(images))
+        return save_image_grid(images, *args, **kwargs)
+
+    monkeypatch.setattr(viz, "save_image_grid", recording_save)
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run_dir), "--n", "16", "--out", str(grid)]) == 0
     assert np.asarray(Image.open(grid)).std() > 0
+    (images,) = gridded
+    assert images.shape == (16, 32, 32, 1)
+    # The default seed-0 draws from the saved generator, each with structure, all different.
+    np.testing.assert_allclose(images, recipes.get_recipe("dcgan").draw(run_dir, config, 16, 0))
+    assert (images.std(axis=(1, 2, 3)) > 0.01).all()
+    assert images.std(axis=0).mean() > 0.01
 
     # a second `train` into the same folder must not silently start over
     assert main(arguments + ["--epochs", "2"]) == 2
@@ -66,6 +82,8 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys):
         assert main(arguments + ["--epochs", "2", "--resume", *flags]) == 2
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and difference in error[0] and "config.json" in error[0]
+        # batch_size is both a recipe and an engine setting: said once.
+        assert error[0].count("batch_size") <= 1
     assert (run_dir / "config.json").read_text() == written
     assert main(arguments + ["--epochs", "2", "--resume"]) == 0
     history = json.loads((run_dir / "history.json").read_text())
