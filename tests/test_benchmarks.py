@@ -134,19 +134,23 @@ from benchmarks import harness  # noqa: E402
 
 
 class _FakeFit(harness.FitContender):
-    def __init__(self):
+    def __init__(self, overheads):
         self.name, self.call_overheads, self.xla = "ours", [], False
+        self.overheads = iter(overheads)
 
     def run(self, steps):
-        self.call_overheads.append(0.5)
+        self.call_overheads.append(next(self.overheads))
         return 1.0, 1.0
 
 
 def test_fit_call_overhead_is_the_median_of_timed_calls_only():
-    fake = _FakeFit()
+    # Calls: warm-up, probe, then 3 timed windows. Distinct values, so that only the median of
+    # the timed three gives 0.5: the mean (2.53), max (7.0), min (0.1), last (7.0) or a median
+    # that kept the warm-up and probe (7.0) all differ.
+    fake = _FakeFit([9.0, 9.0, 0.1, 0.5, 7.0])
     result = harness.interleaved_throughput([fake], 4, windows=3, window_seconds=1.0)
     # warm-up and probe left out: one overhead per timed window
-    assert len(fake.call_overheads) == 3
+    assert fake.call_overheads == [0.1, 0.5, 7.0]
     assert result["ours"]["fit_call_overhead_s"] == 0.5
     assert result["ours"]["xla"] is False
 

@@ -119,15 +119,28 @@ def test_image_sizes(image_size):
 
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    # The simulation is deterministic, so equal arrays alone cannot tell a cache hit from a
+    # rebuild: count the builds.
+    builds = []
+    real_build = brain.build_cohort
+
+    def counting_build(*args, **kwargs):
+        builds.append(args)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(brain, "build_cohort", counting_build)
     first = brain_slices(("t1", "t2"), split="all", **SMALL)
+    assert len(builds) == 1
     files = list((tmp_path / "cache").glob("brain_cohort_*.npz"))
     assert len(files) == 1
     assert not list((tmp_path / "cache").glob("*.tmp"))
     cached = brain_slices(("t1", "t2"), split="all", **SMALL)
+    assert len(builds) == 1, "the second load rebuilt the cohort instead of reading the cache"
     np.testing.assert_allclose(cached["t1"], first["t1"], atol=1e-4)
 
     files[0].write_bytes(b"not an npz at all")
     rebuilt = brain_slices(("t1", "t2"), split="all", **SMALL)
+    assert len(builds) == 2
     np.testing.assert_allclose(rebuilt["t2"], first["t2"], atol=1e-4)
     with np.load(files[0], allow_pickle=False) as archive:
         assert "cache_key" in archive
@@ -139,6 +152,7 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
     contents["t1"] = np.zeros_like(contents["t1"])
     np.savez(files[0], **contents)
     again = brain_slices(("t1",), split="all", **SMALL)
+    assert len(builds) == 3
     np.testing.assert_allclose(again["t1"], first["t1"], atol=1e-4)
 
 

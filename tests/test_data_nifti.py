@@ -202,11 +202,17 @@ def test_slicing_drops_empty_slices_and_orients_for_display():
     volume = np.zeros((10, 12, 8), np.float32)
     volume[2:8, 3:11, 2:6] = 1.0
     volume[2:8, 10, 2:6] = 2.0  # the most anterior row is brighter
+    # The foreground x = 2:8 is symmetric under x -> 9 - x, so a left-right mirror would not
+    # show: mark one column on the right side (x = 7; RAS x grows towards the Right).
+    volume[7, 3:11, 2:6] = 3.0
     slices, kept = extract_slices(volume, axis=2)
     np.testing.assert_array_equal(kept, [2, 3, 4, 5])
     assert slices.shape == (4, 12, 10)
     # Anterior (high y) ends up in the top rows.
     assert slices[0, 1, 5] == 2.0
+    # Neurological display: the patient's Right on the right, i.e. column index equals x.
+    for image in slices:
+        assert (image == 3.0).any(axis=0).nonzero()[0].tolist() == [7]
 
 
 def test_resize_pads_to_square_and_keeps_range():
@@ -214,6 +220,13 @@ def test_resize_pads_to_square_and_keeps_range():
     resized = resize_slices(slices, 16, fill_value=0.0)
     assert resized.shape == (3, 16, 16, 1)
     assert resized.min() >= 0.0 and resized.max() <= 1.0
+    # Shape and range alone cannot tell padding from stretching: a 20x30 slice of ones padded
+    # with 0 to 30x30 and shrunk to 16x16 has ~2.7 zero rows at the top and at the bottom,
+    # about 16 * 20 / 30 = 10.7 bright rows in between, and no padding along the columns.
+    ones = resize_slices(np.ones((1, 20, 30), np.float32), 16, fill_value=0.0)[0, ..., 0]
+    assert (ones[[0, 1, -2, -1]] < 0.01).all()
+    assert (ones[4:12] > 0.99).all()
+    assert (ones[:, 8] > 0.5).sum() in (10, 11)
 
 
 def test_folder_of_volumes_to_slices(tmp_path):

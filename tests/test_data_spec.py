@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medgen_tf import DataError
-from medgen_tf.data import load_domains, load_spec, preview_grid, subject_volumes
+from medgen_tf.data import brain_slices, load_domains, load_spec, preview_grid, subject_volumes
 from medgen_tf.data.spec import parse_spec
 
 
@@ -33,8 +33,12 @@ def test_brain_pools_contrasts_with_contrast_labels():
     counts = np.bincount(data["labels"])
     assert len(counts) == 3 and counts[0] == counts[1] == counts[2]
     assert data["images"].shape == (len(data["labels"]), 32, 32, 1)
-    # Contrast 1 (T2w) is brighter than contrast 0 (T1w) where CSF is: the ventricles.
     assert data["images"].dtype == np.float32 and data["name"] == "brain"
+    # Equal counts cannot catch images and labels out of step: each label must pick exactly the
+    # slices of its contrast, as the cohort itself gives them.
+    cohort = brain_slices(("t1", "t2", "pd"), split="val", image_size=32, num_subjects=8)
+    for label, contrast in enumerate(("t1", "t2", "pd")):
+        np.testing.assert_array_equal(data["images"][data["labels"] == label], cohort[contrast])
 
 
 def test_brain_single_contrast_has_region_labels():
@@ -44,6 +48,18 @@ def test_brain_single_contrast_has_region_labels():
     assert data["label_names"] == ["inferior", "middle", "superior"]
     assert set(data["labels"]) == {0, 1, 2}
     assert data["images"].min() >= 0.0
+    # Each label is the tercile of the slice's axial position (0 inferior, 1 superior), for the
+    # same slices, in the same order, as the cohort returns them.
+    cohort = brain_slices(
+        ("t2",),
+        split="test",
+        image_size=32,
+        value_range=(0.0, 1.0),
+        num_subjects=8,
+        return_labels=True,
+    )
+    np.testing.assert_array_equal(data["images"], cohort["t2"])
+    np.testing.assert_array_equal(data["labels"], np.digitize(cohort["position"], [1 / 3, 2 / 3]))
     with pytest.raises(DataError, match="unknown contrast"):
         load_spec("brain:flair")
 

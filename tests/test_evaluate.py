@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from medgen_tf import DataError, cli
+from medgen_tf import evaluate as evaluate_module
 from medgen_tf.data import load_spec
 from medgen_tf.evaluate import evaluate_run, evaluate_samples
 from medgen_tf.models.gan import GAN, build_discriminator, build_generator
@@ -56,12 +57,29 @@ def test_evaluate_command_on_a_tiny_trained_gan(tmp_path, capsys):
     assert (tmp_path / "evaluation.png").stat().st_size > 1000
 
 
-def test_evaluate_run_samples_a_vae_decoder(tmp_path):
-    build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / "decoder.keras")
+def test_evaluate_run_samples_a_vae_decoder(tmp_path, monkeypatch):
+    decoder = build_decoder(32, latent_dim=4, base_filters=8)  # Bernoulli: outputs logits
+    decoder.save(tmp_path / "decoder.keras")
     _write_config(tmp_path, "vae")
+    scored = []
+    real_evaluate_samples = evaluate_module.evaluate_samples
+
+    def recording(generated, *args, **kwargs):
+        scored.append(np.asarray(generated))
+        return real_evaluate_samples(generated, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate_samples", recording)
     report = json.loads(evaluate_run(tmp_path, num_samples=20).read_text())
     assert report["model"] == "vae" and report["num_samples"] == 20
     assert _all_numbers_finite(report)
+    # What was scored must be the decoder's prior samples as images in [-1, 1]: the logits go
+    # through a sigmoid (pixel means in [0, 1]) and then 2 m - 1. Reference: the same draws
+    # (seed 0 is evaluate_run's default), mapped in numpy.
+    (generated,) = scored
+    z = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    logits = keras.ops.convert_to_numpy(decoder(z)).astype(np.float64)
+    np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-logits)) - 1.0, atol=1e-5)
+    assert generated.min() >= -1.0 and generated.max() <= 1.0
 
 
 def test_copied_training_slices_score_like_real_data_and_are_flagged():

@@ -255,11 +255,18 @@ def test_solutions_path_of_a_main_notebook():
     "plant, expected",
     [
         (lambda nb: nb["cells"].pop(3), "no 'Summary' section"),
+        (lambda nb: nb["cells"][0].__setitem__("source", "## Overview\ntext"), "no title"),
         (
             lambda nb: nb["cells"].__setitem__(
                 4, {**nb["cells"][4], "source": "## Exercises\n1. only"}
             ),
             "1 numbered exercises",
+        ),
+        (
+            lambda nb: nb["cells"].__setitem__(
+                4, {**nb["cells"][4], "source": "## Exercises\n1. a\n2. b\n3. c\n4. d\n5. e\n"}
+            ),
+            "5 numbered exercises",
         ),
         (lambda nb: nb["metadata"].pop("medgen_tf"), "must come from a full run"),
         (
@@ -277,6 +284,18 @@ def test_solutions_path_of_a_main_notebook():
         (
             lambda nb: nb["cells"][2]["outputs"].append(
                 {"output_type": "stream", "name": "stdout", "text": "10/10 - 1s 50ms/step"}
+            ),
+            "timing-only output",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stdout", "text": "3/10 [==>....] - ETA: 4s"}
+            ),
+            "timing-only output",
+        ),
+        (
+            lambda nb: nb["cells"][2]["outputs"].append(
+                {"output_type": "stream", "name": "stdout", "text": "CPU times: user 2 s\n"}
             ),
             "timing-only output",
         ),
@@ -300,11 +319,15 @@ def test_solutions_path_of_a_main_notebook():
     ],
     ids=[
         "section",
+        "title",
         "exercises",
+        "too-many-exercises",
         "mode",
         "stderr",
         "path",
         "timing",
+        "eta",
+        "cpu-times",
         "unexecuted",
         "model",
         "figure",

@@ -315,10 +315,28 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
 
 LONG_RUN_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import io, sys, time
+    from pathlib import Path
+    import numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_training import IMAGES, build_toy
     from medgen_tf.training import fit
+    if len(sys.argv) > 4:
+        # A toy checkpoint is written in well under a millisecond, so a polling kill rarely
+        # lands inside one. Instead, freeze in the middle of the second checkpoint's write
+        # (half of state.npz on disk, no meta.json, not renamed) and touch the marker file
+        # sys.argv[4], so that the kill lands mid-write every time.
+        real_savez = np.savez
+        def savez_then_hang(file, *args, **kwargs):
+            if "epoch_0002" in Path(getattr(file, "name", "")).parent.name:
+                buffer = io.BytesIO()
+                real_savez(buffer, *args, **kwargs)
+                file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                file.flush()
+                Path(sys.argv[4]).touch()
+                time.sleep(600)
+            return real_savez(file, *args, **kwargs)
+        np.savez = savez_then_hang
     fit(build_toy, IMAGES, sys.argv[1], num_epochs=int(sys.argv[3]), batch_size=8, verbose=0,
         resume=True, tensorboard=False)
     """
@@ -330,31 +348,41 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     checkpoints = run_dir / "checkpoints"
     arguments = [sys.executable, "-c", LONG_RUN_SCRIPT, str(run_dir), os.path.dirname(__file__)]
     rng = np.random.default_rng(0)
+    marker = tmp_path / "writing_epoch_2"
     kills = 0
     for attempt in range(2):
+        # First attempt: frozen mid-write of the second checkpoint (see LONG_RUN_SCRIPT) and
+        # killed there. Second attempt: killed at a random moment once a checkpoint exists.
         process = subprocess.Popen(
-            arguments + ["100000"],
+            arguments + ["100000"] + ([str(marker)] if attempt == 0 else []),
             env=_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        # Once a first checkpoint exists, kill while the next one is being written (first
-        # attempt) or at a random moment (second attempt).
         while time.monotonic() < deadline and process.poll() is None:
-            started = latest_checkpoint(checkpoints) is not None
-            writing = any(p.name.startswith(".tmp_epoch") for p in checkpoints.glob(".*"))
-            if started and ((attempt == 0 and writing) or (attempt > 0 and rng.random() < 0.02)):
+            if attempt == 0:
+                if marker.exists():
+                    break
+            elif latest_checkpoint(checkpoints) is not None and rng.random() < 0.02:
                 break
             time.sleep(0.002)
         assert process.poll() is None, "the training process ended before it was killed"
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
+        assert attempt > 0 or marker.exists(), "the second checkpoint's write was never reached"
         last = latest_checkpoint(checkpoints)
         assert last is not None, "no complete checkpoint survived the kill"
         meta = load_checkpoint(build_toy(), last)
         assert len(meta["history"]["first_loss"]) == meta["epoch"]
+        if attempt == 0:
+            # The half-written epoch 2 is left as a temporary folder, not a checkpoint: epoch 1
+            # is the newest complete one.
+            assert last.name == "epoch_0001"
+            (partial,) = checkpoints.glob(".tmp_epoch_0002_*")
+            assert (partial / "state.npz").stat().st_size > 0
+            assert not (partial / "meta.json").exists()
     done_epochs = json.loads((latest_checkpoint(checkpoints) / "meta.json").read_text())["epoch"]
     finished = subprocess.run(
         arguments + [str(done_epochs + 1)],

@@ -150,12 +150,16 @@ def test_gaussian_reconstruction_loss_is_scaled_squared_error():
     vae = tiny_vae("gaussian", gaussian_sigma=0.2)
     images = blob_images(4)
     vae.compile("adam")
-    # With z_log_var pushed to -inf-like values the sample equals the mean; compare by hand.
+    # Push z_log_var to -30 for every image (std exp(-15) ~ 3e-7): the sampled z the loss
+    # decodes then equals the posterior mean, so the hand value below is exact up to float32
+    # rounding, and a wrong scale (e.g. 2.2 * sigma**2, 9 % off) cannot hide in a tolerance.
+    log_var = vae.encoder.get_layer("z_log_var")
+    kernel, bias = log_var.get_weights()
+    log_var.set_weights([np.zeros_like(kernel), np.full_like(bias, -30.0)])
     logs = vae.evaluate(images, batch_size=4, verbose=0, return_dict=True)
     means = keras.ops.convert_to_numpy(vae.reconstruct(images))
     expected = np.mean(np.sum((images - means) ** 2, axis=(1, 2, 3)) / (2 * 0.2**2))
-    # The evaluated loss uses a sampled z, the hand value the mean z: close, not equal.
-    assert abs(logs["reconstruction_loss"] - expected) < 0.1 * expected
+    assert logs["reconstruction_loss"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_brief_training_beats_untrained_on_test_elbo():
@@ -216,14 +220,26 @@ def test_kl_per_dimension_spots_unused_latents():
     kernel, bias = vae.encoder.get_layer("z_mean").get_weights()
     kernel[:, 0] = 0.0  # dimension 0 of the mean ignores the image ...
     bias[0] = 0.0
+    bias[1:] = 0.5  # (the used ones are moved off the prior: KL ~ 0.3, not ~ 1e-4 at init)
     vae.encoder.get_layer("z_mean").set_weights([kernel, bias])
     log_var_kernel, log_var_bias = vae.encoder.get_layer("z_log_var").get_weights()
     log_var_kernel[:, 0] = 0.0  # ... and its variance is 1: q equals the prior there
     log_var_bias[0] = 0.0
+    log_var_bias[1:] = -1.0
     vae.encoder.get_layer("z_log_var").set_weights([log_var_kernel, log_var_bias])
-    per_dimension = keras.ops.convert_to_numpy(vae.kl_per_dimension(blob_images(8)))
+    images = blob_images(8)
+    per_dimension = keras.ops.convert_to_numpy(vae.kl_per_dimension(images))
     assert per_dimension.shape == (LATENT_DIM,)
     assert abs(per_dimension[0]) < 1e-6
+    # The used dimensions must stand out from the unused one, and every entry must be the
+    # batch mean of the closed form, written out here in numpy (both the mean and the
+    # variance term), from the encoder's own posterior parameters.
+    assert (per_dimension[1:] > 0.1).all()
+    z_mean, z_log_var = (
+        keras.ops.convert_to_numpy(t).astype(np.float64) for t in vae.encode(images)
+    )
+    expected = np.mean(-0.5 * (1 + z_log_var - z_mean**2 - np.exp(z_log_var)), axis=0)
+    np.testing.assert_allclose(per_dimension, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_mixed_precision_step_is_finite_with_float32_outputs():
