@@ -34,8 +34,32 @@ def _plain_file_mode(path):
 
 
 #: How the temporary file of an :func:`atomic_path` write begins: hidden, and recognisable so
-#: that what a SIGKILL leaves mid-write can be removed by the next run in the same folder.
+#: that what a SIGKILL leaves mid-write can be removed by the next run in the same folder. The
+#: writer's PID follows (``.partial_<pid>_<name>.``), so that a file still being written by
+#: another process (``medgen-tf evaluate`` into a run folder a resumed run opens) is told apart.
 PARTIAL_PREFIX = ".partial_"
+
+
+def abandoned_partial(path) -> bool:
+    """True when ``path`` is an :func:`atomic_path` temporary file whose writer has exited.
+
+    Only on POSIX systems, where signal 0 asks whether a process exists; elsewhere (on Windows
+    ``os.kill`` would terminate it) such files are kept. A PID reused since keeps a file, never
+    the reverse.
+    """
+    name = Path(path).name
+    if not name.startswith(PARTIAL_PREFIX) or os.name != "posix":
+        return False
+    pid_text = name[len(PARTIAL_PREFIX) :].partition("_")[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -60,7 +84,7 @@ def atomic_path(path, suffix=None):
         suffix = "".join(path.suffixes) or ".tmp"
     try:
         handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.stem}.", suffix=suffix
+            dir=path.parent, prefix=f"{PARTIAL_PREFIX}{os.getpid()}_{path.stem}.", suffix=suffix
         )
     except OSError as error:
         raise _naming(error, path) from None

@@ -61,7 +61,7 @@ from tensorflow.core.framework import summary_pb2
 
 from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
-from medgen_tf.files import PARTIAL_PREFIX, atomic_path, read_run_config
+from medgen_tf.files import abandoned_partial, atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
 #: Where ``fit(resume=False)`` sets an earlier run's outputs aside (one generation kept).
@@ -205,13 +205,14 @@ def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
 def _remove_unfinished(run_dir: Path) -> None:
     # What a kill mid-write (.tmp_epoch_*, or an atomic_path file) or mid-removal (.trash_*)
     # leaves: never a checkpoint nor a finished file, and never reused, since the names hold
-    # the writer's PID or a random part. One run writes a run folder at a time.
+    # the writer's PID or a random part. One run writes a run folder at a time, but evaluate or
+    # sample may be writing into it now: their temporary files go only once their writer has.
     for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
         if folder.is_dir():
             for path in folder.iterdir():
                 if path.name.startswith((".tmp_epoch_", ".trash_")) and path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
-                elif path.name.startswith(PARTIAL_PREFIX) and path.is_file():
+                elif abandoned_partial(path) and path.is_file():
                     path.unlink(missing_ok=True)
 
 
@@ -307,7 +308,8 @@ class _RunFolderCallback(keras.callbacks.Callback):
         self.sample_value_range = sample_value_range
         self.stopped_reason = None
         self.steps_run = 0
-        self.epoch_cut_short = False
+        # Whether the epoch that just ended went into history.json (not cut short, finite).
+        self.epoch_recorded = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.steps_run = 0
@@ -338,8 +340,9 @@ class _RunFolderCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        self.epoch_recorded = False
         # Before the NaN guard sets stop_training, which would read as a cut epoch.
-        self.epoch_cut_short = self._stopped_mid_epoch()
+        cut_short = self._stopped_mid_epoch()
         problem = self._first_non_finite(logs)
         if problem is not None:
             last = latest_checkpoint(self.run_dir / "checkpoints")
@@ -350,10 +353,11 @@ class _RunFolderCallback(keras.callbacks.Callback):
             print(self.stopped_reason, flush=True)
             self.model.stop_training = True
             return
-        if self.epoch_cut_short:
+        if cut_short:
             return
         for name, value in logs.items():
             self.history.setdefault(name, []).append(float(value))
+        self.epoch_recorded = True
         save_checkpoint(self.model, self.run_dir / "checkpoints", epoch + 1, self.history)
         _write_json(self.run_dir / "history.json", self.history)
         if self.sample_fn is not None:
@@ -372,9 +376,9 @@ class _ScalarLogger(keras.callbacks.Callback):
     """Epoch metrics as TensorBoard scalars.
 
     Written with the core ``tf.summary.write`` op, so the ``tensorboard`` package is needed
-    to view the logs (``tensorboard --logdir RUN_DIR/logs``) but not to write them. An epoch
-    that ``run_callback`` saw cut short is skipped, as in history.json: its means cover only
-    the batches that ran, and a resume runs it again whole.
+    to view the logs (``tensorboard --logdir RUN_DIR/logs``) but not to write them. Only the
+    epochs ``run_callback`` recorded in history.json are logged: a cut epoch's means cover only
+    the batches that ran and a resume runs it again whole; a non-finite one stopped the run.
     """
 
     def __init__(self, log_dir, run_callback):
@@ -387,7 +391,7 @@ class _ScalarLogger(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.run_callback.epoch_cut_short:
+        if not self.run_callback.epoch_recorded:
             return
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(self.log_dir)

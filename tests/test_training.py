@@ -204,6 +204,12 @@ def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
     assert latest_checkpoint(tmp_path).name == "epoch_0003"
 
 
+def _exited_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
     fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
     # Left by a kill while writing a checkpoint, while deleting an old one, and while deleting
@@ -217,20 +223,29 @@ def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
         folder.mkdir()
         (folder / "state.npz").write_bytes(b"half a checkpoint")
     # Left by a SIGKILL in the middle of atomic_path writes (which then cannot clean up): the
-    # final weights, under the name atomic_path gives, the history and a sample grid.
+    # final weights, the history and a sample grid, under the names atomic_path gives them,
+    # with the PID of a writer that has exited.
     with atomic_path(tmp_path / "model.weights.h5") as temporary:
-        weights_in_progress = temporary
+        own_name = temporary.name
+    assert own_name.startswith(f".partial_{os.getpid()}_model.weights.")
+    dead_pid = _exited_pid()
     half_written = [
-        weights_in_progress,
-        tmp_path / ".partial_history.k2x9_q0a.json",
-        tmp_path / "samples" / ".partial_epoch_002.abcdefgh.png",
+        tmp_path / own_name.replace(f"_{os.getpid()}_", f"_{dead_pid}_"),
+        tmp_path / f".partial_{dead_pid}_history.k2x9_q0a.json",
+        tmp_path / "samples" / f".partial_{dead_pid}_epoch_002.abcdefgh.png",
     ]
-    for path in half_written:
+    # Being written now by another process (medgen-tf evaluate into the same folder): kept.
+    in_progress = [
+        tmp_path / f".partial_{os.getpid()}_metrics.a1b2c3d4.json",
+        tmp_path / "samples" / f".partial_{os.getpid()}_grid.e5f6g7h8.png",
+    ]
+    for path in half_written + in_progress:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"half a file")
     fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
     assert [folder for folder in leftovers if folder.exists()] == []
     assert [path for path in half_written if path.exists()] == []
+    assert [path for path in in_progress if path.read_bytes() == b"half a file"] == in_progress
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
 
 
@@ -502,6 +517,21 @@ def test_tensorboard_logs_only_the_epochs_that_history_records(tmp_path):
     logged = _logged_scalar_steps(tmp_path / "logs")
     # The cut epoch's means cover two of its three batches: they are not epoch 2's scalars.
     assert logged == {"epoch_first_loss": [1], "epoch_second_loss": [1]}
+
+
+def test_tensorboard_skips_the_epoch_the_nan_guard_stopped_on(tmp_path):
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after epoch 2 is recorded: epoch 3's losses are NaN
+                for variable in self.model.first.trainable_variables:
+                    variable.assign(variable * np.nan)
+
+    history = fit(
+        build_toy, IMAGES, tmp_path, num_epochs=4, batch_size=8, verbose=0, callbacks=[Poison()]
+    )
+    assert history.stopped_reason is not None and len(history["first_loss"]) == 2
+    logged = _logged_scalar_steps(tmp_path / "logs")
+    assert logged == {"epoch_first_loss": [1, 2], "epoch_second_loss": [1, 2]}
 
 
 def test_a_stop_mid_epoch_keeps_the_last_complete_epoch_and_the_resume_is_exact(tmp_path):
