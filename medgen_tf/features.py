@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from medgen_tf.data.nifti import sha256_of
 from medgen_tf.errors import DataError
+from medgen_tf.files import atomic_path
 
 __all__ = [
     "FEATURE_DIM",
@@ -51,8 +52,9 @@ IMAGE_SIZE = 64
 FEATURE_DIM = 64
 CONTRASTS = ("t1", "t2", "pd")
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "feature_extractor.weights.h5"
-#: sha256 of the committed weights, from `python -m medgen_tf.features --train` (12 epochs, seed 0;
-#: validation subjects: contrast accuracy 1.000, position MAE 0.030; a rerun gives this same hash).
+#: sha256 of the committed weights, from `python -m medgen_tf.features --train --out FILE` (12
+#: epochs, seed 0; validation subjects: contrast accuracy 1.000, position MAE 0.030; a rerun
+#: gives this same hash).
 WEIGHTS_SHA256 = "4a0b06e3070e1fbcdaf388e66e2c3a7d9d71dcfc0326e989421e2266fbf7f9a0"
 INCEPTION_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
@@ -198,6 +200,10 @@ def train_feature_extractor(
     Returns:
         dict with the weights path, its sha256 and validation-subject accuracy / position MAE.
     """
+    out_path = Path(out_path)
+    # Checked before training: Keras refuses any other name, only once save_weights is reached.
+    if not out_path.name.endswith(".weights.h5"):
+        raise ValueError(f"{out_path}: the weights file name must end in .weights.h5")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     images, contrast, position = _cohort_arrays("train", num_subjects, seed)
@@ -233,9 +239,8 @@ def train_feature_extractor(
     predictions = model.predict(val_images, batch_size=256, verbose=0)
     accuracy = float(np.mean(predictions["contrast"].argmax(axis=1) == val_contrast))
     position_mae = float(np.mean(np.abs(predictions["position"][:, 0] - val_position)))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_weights(out_path)
+    with atomic_path(out_path) as temporary:
+        model.save_weights(temporary)
     return {
         "weights": str(out_path),
         "sha256": sha256_of(out_path),
@@ -300,7 +305,7 @@ def main(argv=None) -> int:
     if not args.train:
         parser.print_help()
         return 0
-    if not args.out:
+    if not args.out or not args.out.endswith(".weights.h5"):
         parser.error("--train needs --out FILE.weights.h5")
     result = train_feature_extractor(args.out, num_epochs=args.num_epochs, seed=args.seed)
     for key, value in result.items():

@@ -106,3 +106,15 @@ def test_training_the_extractor_never_defaults_to_the_shipped_weights(capsys):
     with pytest.raises(SystemExit) as caught:
         features.main(["--train"])
     assert caught.value.code == 2 and "--train needs --out" in capsys.readouterr().err
+
+
+def test_a_weights_name_keras_would_refuse_is_refused_before_training(tmp_path, capsys):
+    from medgen_tf import features
+
+    with pytest.raises(SystemExit) as caught:
+        features.main(["--train", "--out", str(tmp_path / "extractor.h5")])
+    assert caught.value.code == 2 and "FILE.weights.h5" in capsys.readouterr().err
+    # num_subjects=0 would fail at once inside training: the name check comes first.
+    with pytest.raises(ValueError, match=r"extractor\.h5: .* must end in \.weights\.h5"):
+        features.train_feature_extractor(tmp_path / "extractor.h5", num_subjects=0)
+    assert list(tmp_path.iterdir()) == []
