@@ -44,9 +44,11 @@ def test_reflection_padding_refuses_a_padding_as_large_as_the_side():
 
 def test_reflection_padding_refuses_a_negative_or_malformed_padding():
     # A negative pad would crop instead of pad, with a shape Keras mis-infers.
-    for padding in (-1, (2, -1), (1, 2, 3)):
+    # Nor is a fraction rounded, or Keras' ((top, bottom), (left, right)) form half-read.
+    for padding in (-1, (2, -1), (1, 2, 3), 1.5, (1, 2.5), ((1, 1), (2, 2)), "3", True):
         with pytest.raises(ValueError, match="each at least 0"):
             ReflectionPadding2D(padding)
+    assert ReflectionPadding2D((np.int64(1), 2)).padding == (1, 2)
     assert ReflectionPadding2D((0, 2))(np.zeros((1, 4, 4, 1), "float32")).shape == (1, 4, 8, 1)
 
 

@@ -6,6 +6,8 @@ so copying a model into another project means copying at most three files.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 
 
@@ -45,14 +47,19 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def __init__(self, padding=1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(padding, int):
-            padding = (padding, padding)
-        self.padding = tuple(int(p) for p in padding)
-        if len(self.padding) != 2 or min(self.padding) < 0:
+        pair = (padding, padding) if isinstance(padding, numbers.Integral) else padding
+        # Only whole numbers: int() would quietly round 1.5, and a Keras-style
+        # ((top, bottom), (left, right)) is not what this layer pads.
+        is_pair = isinstance(pair, (tuple, list)) and len(pair) == 2
+        if not is_pair or not all(
+            isinstance(pad, numbers.Integral) and not isinstance(pad, bool) and pad >= 0
+            for pad in pair
+        ):
             raise ValueError(
                 f"padding must be an int or (pad_height, pad_width), each at least 0, "
                 f"got {padding!r}."
             )
+        self.padding = tuple(int(pad) for pad in pair)
 
     def _check_padding(self, input_shape):
         # REFLECT mirrors without repeating the border, so it needs more pixels than it adds;
