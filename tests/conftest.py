@@ -6,6 +6,7 @@ os.environ.setdefault("MEDGEN_QUICK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -84,3 +85,22 @@ def unchanged_by():
         return result
 
     return run
+
+
+@pytest.fixture
+def medmnist_npz():
+    """Writes a small .npz in the MedMNIST layout: random uint8 images, 0/1 labels per split."""
+
+    def write(path, size=28, channels=None, counts=(10, 4, 6), drop=(), seed=0):
+        rng = np.random.default_rng(seed)
+        arrays = {}
+        for split, count in zip(("train", "val", "test"), counts, strict=True):
+            shape = (count, size, size) if channels is None else (count, size, size, channels)
+            arrays[f"{split}_images"] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            arrays[f"{split}_labels"] = rng.integers(0, 2, size=(count, 1)).astype(np.uint8)
+        for key in drop:
+            arrays.pop(key)
+        np.savez(path, **arrays)
+        return path
+
+    return write

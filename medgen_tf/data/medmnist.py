@@ -1,4 +1,4 @@
-"""MedMNIST: the official ``.npz`` layout, checked downloads, licences; and the tfds path.
+"""MedMNIST: the official ``.npz`` layout, checked downloads, licences.
 
 A MedMNIST file holds ``{train,val,test}_images`` (uint8, (n, s, s) grey or (n, s, s, 3) RGB,
 s in 28/64/128/224) and ``{train,val,test}_labels`` (n, 1) or (n, k) for multi-label sets.
@@ -8,18 +8,12 @@ with ``allow_pickle=False``: opening a downloaded file never runs code.
 
 Licences: every MedMNIST dataset is CC BY 4.0 except DermaMNIST, CC BY-NC 4.0
 (non-commercial). :func:`load_medmnist` prints the licence the first time a dataset is used.
-Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023).
+Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023). The TFDS catalog's copies
+(``tfds:pneumonia_mnist``) are read by :mod:`medgen_tf.data.tfds_catalog`.
 """
 
 from __future__ import annotations
 
-import queue
-import re
-import socket
-import threading
-import time
-import urllib.parse
-import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -28,7 +22,7 @@ import numpy as np
 
 from medgen_tf import config
 from medgen_tf.data.nifti import file_digest
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, first_line
 
 ZENODO = "https://zenodo.org/records/10519652/files"
 
@@ -99,11 +93,6 @@ DATASETS = {
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
 
-#: Medical image datasets in the TFDS catalog (``tfds.list_builders()``, tensorflow-datasets
-#: 4.9); any other catalog name is passed to ``tfds.load`` as well.
-TFDS_MEDICAL = ("pneumonia_mnist", "patch_camelyon", "malaria", "diabetic_retinopathy_detection")
-TFDS_IMAGE_KEY = "image"
-TFDS_LABEL_KEY = "label"
 
 _licences_shown: set[str] = set()
 #: path -> (size, mtime_ns, expected md5) of cached files whose md5 matched: hashing a 224 px
@@ -193,7 +182,7 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise DataError(f"{path}: not a readable .npz archive ({_one_line(error)})") from error
+        raise DataError(f"{path}: not a readable .npz archive ({first_line(error)})") from error
     # np.load goes by the file's content, not its name: a .npy renamed .npz is one bare array.
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single .npy array, not a .npz archive of named arrays")
@@ -208,11 +197,11 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
         except ValueError as error:
             if "pickle" not in str(error):
-                raise DataError(f"{path}: corrupt .npz archive ({_one_line(error)})") from error
+                raise DataError(f"{path}: corrupt .npz archive ({first_line(error)})") from error
             # Object arrays would need pickle, which can run code: refused.
             raise DataError(f"{path}: array needs pickle to load; refused ({error})") from error
         except _CORRUPT_ERRORS as error:
-            raise DataError(f"{path}: corrupt .npz archive ({_one_line(error)})") from error
+            raise DataError(f"{path}: corrupt .npz archive ({first_line(error)})") from error
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -244,11 +233,6 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             f"{path}: {split}_labels are in [{low}, {high}], expected class indices 0..2**31-1"
         )
     return images, labels
-
-
-def _one_line(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return text or type(error).__name__
 
 
 def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
@@ -326,192 +310,5 @@ def load_medmnist(
         "images": images.astype(np.float32),
         "labels": labels[:, 0].astype(np.int32),
         "label_names": list(label_names),
-        "name": name,
-    }
-
-
-#: Port a direct connection to a source URL's host is made on when the URL names none.
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
-
-
-def _goes_through_proxy(parts: urllib.parse.SplitResult) -> bool:
-    """Whether TFDS's downloader (``requests``) fetches this URL through a proxy.
-
-    ``getproxies()`` also reports ``no_proxy`` (as ``"no"``), and an ``http_proxy`` says
-    nothing about an https URL, so only a proxy for the URL's scheme (or ``all_proxy``) that
-    the host does not bypass counts.
-    """
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return bool(proxy) and not urllib.request.proxy_bypass(parts.hostname)
-
-
-def _unreachable_problem(hosts: dict[str, int], timeout_seconds: float) -> str | None:
-    """None as soon as one host accepts a connection, else why none did, within one deadline.
-
-    ``socket.create_connection`` gives every address of a host the full timeout and name
-    resolution has none at all, so one host with four silently dropped addresses took four
-    timeouts. Each host is tried in a daemon thread and the answers are awaited only until
-    ``timeout_seconds`` after the start; an attempt still running then is left behind.
-    """
-    answers: queue.Queue = queue.Queue()
-
-    def attempt(host, port):
-        try:
-            socket.create_connection((host, port), timeout=timeout_seconds).close()
-            answers.put((host, None))
-        except OSError as error:
-            answers.put((host, error.strerror or _one_line(error)))
-        except Exception:  # the probe itself failed: say nothing rather than refuse wrongly
-            answers.put((host, None))
-
-    deadline = time.monotonic() + timeout_seconds
-    for host, port in hosts.items():
-        threading.Thread(
-            target=attempt, args=(host, port), name=f"tfds-probe-{host}", daemon=True
-        ).start()
-    problems = {}
-    while len(problems) < len(hosts):
-        try:
-            host, problem = answers.get(timeout=max(deadline - time.monotonic(), 0.0))
-        except queue.Empty:
-            break
-        if problem is None:
-            return None
-        problems[host] = problem
-    silent = f"no answer within {timeout_seconds:g} s"
-    return "; ".join(f"{host}: {problems.get(host, silent)}" for host in hosts)
-
-
-def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=5.0):
-    """A one-line DataError if no host the dataset downloads from can be reached.
-
-    Offline, TFDS's downloader retries every URL ten times with growing waits, so a missing
-    network showed up only after minutes. The whole check takes at most ``timeout_seconds``.
-    A direct connection says nothing about a URL fetched through a proxy, so nothing is
-    checked when one is, nor for a builder that lists no URLs.
-    """
-    hosts = {}
-    for url in url_infos or {}:
-        parts = urllib.parse.urlsplit(url)
-        if not parts.hostname:
-            continue
-        if _goes_through_proxy(parts):
-            return
-        hosts.setdefault(parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme, 443))
-    if not hosts:
-        return
-    problem = _unreachable_problem(hosts, timeout_seconds)
-    if problem is not None:
-        raise DataError(
-            f"tfds:{name}: not prepared in {data_dir} and its source cannot be reached "
-            f"({problem}); prepare it on a machine with network and copy it there (its "
-            f"downloads/ folder is enough), or point TFDS_DATA_DIR at a prepared copy"
-        )
-
-
-def _source_already_local(builder) -> bool:
-    """Whether TFDS holds a source file of the dataset already, so it can prepare it offline.
-
-    A download finished before preparation was interrupted, or a ``downloads/`` folder copied
-    from a connected machine, is used without the network. TFDS looks in
-    ``downloads/<dataset>/`` and, as older versions stored them, ``downloads/``, for a file
-    named after the URL and its checksum (or the URL alone), complete once its ``.INFO`` file
-    is beside it; a file put in ``downloads/manual/`` under the source's name is used instead of
-    a download. A builder lists more URLs than it fetches (pneumonia_mnist lists each file with
-    and without ``?download=1``), so one source present is enough. A dataset that needs
-    manually downloaded files is left to TFDS's own instructions.
-    """
-    from tensorflow_datasets.core.download import resource
-
-    if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-        return True
-    downloads = builder.data_dir_root / "downloads"
-    for url, url_info in (builder.url_infos or {}).items():
-        file_names = {resource.get_dl_fname(url, url_info.checksum), resource.get_dl_fname(url)}
-        for folder in (downloads / builder.name, downloads):
-            if any(resource.is_locally_cached(folder / file_name) for file_name in file_names):
-                return True
-        if url_info.filename and (downloads / "manual" / url_info.filename).exists():
-            return True
-    return False
-
-
-def _builder_problem(error: Exception) -> str:
-    """TFDS's own reason for refusing a builder (an unknown version or config), on one line.
-
-    TFDS wraps it as ``Failed to construct dataset "x", builder_kwargs "{...}": reason``, and
-    lists the config names closest to an unknown one on the lines after it.
-    """
-    text = re.sub(
-        r'^Failed to construct dataset "[^"]*", builder_kwargs "[^"]*": ', "", str(error).strip()
-    )
-    text = re.sub(r"\s*Here are \d+ \w+ whose name closely match:\s*$", "", text)
-    first, *rest = [line.strip() for line in text.splitlines() if line.strip()] or [
-        type(error).__name__
-    ]
-    if rest and not any(" " in line for line in rest):
-        return ", ".join([first, *rest])
-    return first
-
-
-def load_tfds(
-    name: str,
-    split: str = "train",
-    image_size: int = 64,
-    value_range: tuple[float, float] = (-1.0, 1.0),
-    data_dir=None,
-    max_examples: int | None = None,
-):
-    """Images and labels of a TFDS catalog image dataset (needs the ``tfds`` extra).
-
-    The dataset must have an ``image`` feature (uint8) and may have a ``label``. A dataset not
-    yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) is
-    prepared from the source files in its ``downloads/`` folder, downloading those missing;
-    when none is there and none of its sources can be reached, a one-line DataError says so
-    at once.
-    """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise DataError(
-            f"tfds:{name}: tensorflow-datasets is not installed; pip install 'medgen-tf[tfds]'"
-        ) from error
-    import tensorflow as tf
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as error:
-        raise DataError(f"tfds:{name}: not a TFDS dataset ({_one_line(error)})") from error
-    except Exception as error:
-        raise DataError(f"tfds:{name}: {_builder_problem(error)}") from error
-    if not builder.is_prepared() and not _source_already_local(builder):
-        _check_sources_reachable(name, builder.url_infos, builder.data_dir)
-    try:
-        dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
-    except Exception as error:
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"tfds:{name}: cannot load split {split!r} ({problem})") from error
-    if TFDS_IMAGE_KEY not in info.features:
-        raise DataError(f"tfds:{name}: no 'image' feature; not an image dataset")
-    if max_examples is not None:
-        dataset = dataset.take(max_examples)
-    images, labels = [], []
-    for example in dataset.as_numpy_iterator():
-        image = example[TFDS_IMAGE_KEY]
-        images.append(image if image.ndim == 3 else image[..., None])
-        labels.append(int(example.get(TFDS_LABEL_KEY, -1)))
-    if not images:
-        raise DataError(f"tfds:{name}: split {split!r} is empty")
-    low, high = value_range
-    batch = tf.image.resize(
-        np.stack(images).astype(np.float32), (image_size, image_size), antialias=True
-    ).numpy()
-    label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
-    label_names = list(getattr(label_feature, "names", []) or [])
-    return {
-        "images": (low + batch / 255.0 * (high - low)).astype(np.float32),
-        "labels": np.array(labels, dtype=np.int32) if label_feature is not None else None,
-        "label_names": label_names,
         "name": name,
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, first_line
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -129,8 +129,7 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     except DataError:
         raise
     except Exception as error:  # nibabel, gzip, zlib and OS errors all mean "unreadable"
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: unreadable or corrupt NIfTI ({problem})") from error
+        raise DataError(f"{path}: unreadable or corrupt NIfTI ({first_line(error)})") from error
     check_volume(data, str(path))
     return np.ascontiguousarray(data), affine
 
@@ -149,8 +148,9 @@ def _check_gzip_stream(path: Path) -> None:
             while stream.read(1 << 22):
                 pass
     except (OSError, EOFError, zlib.error) as error:
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: unreadable or corrupt NIfTI (gzip: {problem})") from error
+        raise DataError(
+            f"{path}: unreadable or corrupt NIfTI (gzip: {first_line(error)})"
+        ) from error
 
 
 def check_volume(volume: np.ndarray, name: str) -> None:

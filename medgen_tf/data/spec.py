@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgen_tf.data import brain, medmnist, nifti
+from medgen_tf.data import brain, medmnist, nifti, tfds_catalog
 from medgen_tf.errors import DataError
 
 CONTRAST_NAMES = {"t1": "T1w", "t2": "T2w", "pd": "PD"}
@@ -141,7 +141,9 @@ def load_spec(
             name, split=split, size=size, image_size=image_size, value_range=value_range
         )
         return {**data, "name": spec}
-    data = medmnist.load_tfds(argument, split=split, image_size=image_size, value_range=value_range)
+    data = tfds_catalog.load_tfds(
+        argument, split=split, image_size=image_size, value_range=value_range
+    )
     return {**data, "name": spec}
 
 

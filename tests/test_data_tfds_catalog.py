@@ -1,0 +1,204 @@
+"""The TFDS catalog path: mock data, the offline source probe, TFDS's own errors."""
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from medgen_tf import DataError
+from medgen_tf.data import tfds_catalog
+
+
+def test_tfds_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(DataError, match=r"medgen-tf\[tfds\]"):
+        tfds_catalog.load_tfds("pneumonia_mnist")
+
+
+class _Connection:
+    def close(self):
+        pass
+
+
+def _no_proxy(monkeypatch):
+    # no_proxy too: set alone (common on campus machines) it once made the probe stand aside,
+    # and the offline test then fell into TFDS's minutes of retries.
+    for variable in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.delenv(variable.upper(), raising=False)
+
+
+def test_tfds_offline_is_one_line_at_once_naming_the_unreachable_source(monkeypatch, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    _no_proxy(monkeypatch)
+    tried = []
+
+    def unreachable(address, timeout):
+        tried.append(address)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.raises(DataError) as caught:
+        tfds_catalog.load_tfds("pneumonia_mnist", data_dir=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("tfds:pneumonia_mnist: not prepared in")
+    assert "zenodo.org: Name or service not known" in message and "TFDS_DATA_DIR" in message
+    # Every host of the dataset's URLs was tried, each once (not TFDS's ten retries).
+    assert tried == [("zenodo.org", 443)]
+    with pytest.raises(DataError, match="tfds:no_such_dataset_xyz: not a TFDS dataset"):
+        tfds_catalog.load_tfds("no_such_dataset_xyz", data_dir=tmp_path)
+
+
+def test_tfds_behind_a_proxy_is_not_probed_directly(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    _no_proxy(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+
+    def unreachable(address, timeout):
+        raise OSError("a direct connection fails behind a proxy")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with tfds.testing.mock_data(num_examples=2):
+        assert tfds_catalog.load_tfds("pneumonia_mnist", image_size=32)["images"].shape[0] == 2
+
+
+def test_tfds_catalog_dataset_with_mock_data(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # mock_data leaves the dataset unprepared, so the source check runs: let it connect.
+    _no_proxy(monkeypatch)
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: _Connection())
+    with tfds.testing.mock_data(num_examples=6):
+        data = tfds_catalog.load_tfds("pneumonia_mnist", split="train", image_size=32)
+    assert data["images"].shape == (6, 32, 32, 1)
+    assert data["images"].min() >= -1.0 and data["images"].max() <= 1.0
+    assert data["labels"].shape == (6,) and set(data["labels"]) <= {0, 1}
+    assert [name.lower() for name in data["label_names"]] == ["normal", "pneumonia"]
+
+
+PNEUMONIA_URL = "https://zenodo.org/records/10519652/files/pneumoniamnist.npz"
+
+
+def _offline(monkeypatch):
+    _no_proxy(monkeypatch)
+
+    def unreachable(address, timeout):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+
+
+@pytest.mark.parametrize("layout", ["dataset-folder", "legacy-folder", "manual"])
+def test_tfds_source_already_downloaded_prepares_offline(
+    monkeypatch, tmp_path, layout, medmnist_npz
+):
+    # The download finished but preparation did not (killed, disk full), or downloads/ was
+    # copied from a connected machine: TFDS prepares it with no network, so no refusal.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.core.download import resource
+
+    _offline(monkeypatch)
+    downloads = tmp_path / "downloads"
+    checksum = "e1792d3f03751cb101e99f19a63b3c1941436c988665f47853417b05be250cd8"
+    file_name = resource.get_dl_fname(PNEUMONIA_URL, checksum)
+    source = {
+        "dataset-folder": downloads / "pneumonia_mnist" / file_name,
+        "legacy-folder": downloads / file_name,
+        "manual": downloads / "manual" / "pneumoniamnist.npz",
+    }[layout]
+    source.parent.mkdir(parents=True)
+    medmnist_npz(source, counts=(5, 3, 4))
+    if layout == "manual":
+        # TFDS checks a manually placed file against the registered checksum: register this one.
+        url_info = tfds.core.download.checksums.compute_url_info(source)
+        builder_class = type(tfds.builder("pneumonia_mnist", data_dir=tmp_path))
+        monkeypatch.setattr(builder_class, "url_infos", {PNEUMONIA_URL: url_info})
+    else:
+        resource.get_info_path(source).write_text(json.dumps({"urls": [PNEUMONIA_URL]}))
+    data = tfds_catalog.load_tfds("pneumonia_mnist", data_dir=tmp_path, image_size=32)
+    assert data["images"].shape == (5, 32, 32, 1)
+
+
+@pytest.mark.parametrize(
+    ("environment", "url"),
+    [
+        ({"no_proxy": "localhost,127.0.0.1"}, "https://zenodo.org/x.npz"),
+        ({"NO_PROXY": "localhost"}, "https://zenodo.org/x.npz"),
+        ({"http_proxy": "http://proxy.example:3128"}, "https://zenodo.org/x.npz"),
+        (
+            {"https_proxy": "http://proxy.example:3128", "no_proxy": "zenodo.org"},
+            "https://zenodo.org/x.npz",
+        ),
+    ],
+    ids=["no_proxy-only", "NO_PROXY-only", "proxy-for-another-scheme", "host-bypasses-proxy"],
+)
+def test_tfds_probe_still_runs_when_no_proxy_applies(monkeypatch, environment, url):
+    # getproxies() reports no_proxy as {"no": ...}; only a proxy the URL would go through
+    # makes a direct connection meaningless.
+    _offline(monkeypatch)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(DataError, match="zenodo.org: Name or service not known") as caught:
+        tfds_catalog._check_sources_reachable("pneumonia_mnist", {url: None}, "/nowhere")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("stall", ["name-resolution", "each-address"])
+def test_tfds_probe_is_bounded_by_one_deadline(monkeypatch, stall):
+    # Name resolution has no timeout, and create_connection gives each address of a host the
+    # full timeout: two hosts of four dropped addresses took eight timeouts.
+    _no_proxy(monkeypatch)
+    release = threading.Event()
+
+    if stall == "name-resolution":
+
+        def hanging_lookup(*args, **kwargs):
+            release.wait(3.0)
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+        monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    else:
+
+        def dropped_addresses(address, timeout):
+            for _ in range(4):
+                if release.wait(timeout):
+                    break
+            raise TimeoutError("timed out")
+
+        monkeypatch.setattr(socket, "create_connection", dropped_addresses)
+    sources = {"https://a.example/1.npz": None, "https://b.example/2.npz": None}
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataError) as caught:
+            tfds_catalog._check_sources_reachable("x", sources, "/nowhere", timeout_seconds=0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()  # let the attempts left behind finish
+    assert elapsed < 2.0, f"the probe took {elapsed:.1f} s with timeout_seconds=0.5"
+    message = str(caught.value)
+    assert "a.example: no answer within 0.5 s; b.example: no answer within 0.5 s" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("pneumonia_mnist:9.9.9", "cannot be loaded at version 9.9.9, only: 1.0.0"),
+        ("mnist/no_such_config", "BuilderConfig no_such_config not found"),
+        ("imagenet2012_corrupted/fog_9", r"closely match: fog_1:[\d.]+, fog_2:[\d.]+, "),
+    ],
+    ids=["unknown-version", "unknown-config", "config-suggestions"],
+)
+def test_tfds_unknown_version_or_config_gives_tfds_reason(tmp_path, name, reason):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(DataError) as caught:
+        tfds_catalog.load_tfds(name, data_dir=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"tfds:{name}: ") and re.search(reason, message)
+    assert "\n" not in message
+    assert "not a TFDS dataset" not in message and "Failed to construct" not in message
+    # Only a name TFDS has not registered is called that.
+    with pytest.raises(DataError, match=r"^tfds:no_such_dataset_xyz/cfg: not a TFDS dataset"):
+        tfds_catalog.load_tfds("no_such_dataset_xyz/cfg", data_dir=tmp_path)
