@@ -104,3 +104,22 @@ def medmnist_npz():
         return path
 
     return write
+
+
+@pytest.fixture
+def record_calls(monkeypatch):
+    """``record(module, name)`` wraps ``module.name`` for the test and returns the list of the
+    first arguments it is called with (as numpy arrays): what a command really drew or scored."""
+
+    def record(module, name):
+        seen = []
+        original = getattr(module, name)
+
+        def recording(first, *args, **kwargs):
+            seen.append(np.asarray(first))
+            return original(first, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, recording)
+        return seen
+
+    return record

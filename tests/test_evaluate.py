@@ -57,18 +57,11 @@ def test_evaluate_command_on_a_tiny_trained_gan(tmp_path, capsys):
     assert (tmp_path / "evaluation.png").stat().st_size > 1000
 
 
-def test_evaluate_run_samples_a_vae_decoder(tmp_path, monkeypatch):
+def test_evaluate_run_samples_a_vae_decoder(tmp_path, record_calls):
     decoder = build_decoder(32, latent_dim=4, base_filters=8)  # Bernoulli: outputs logits
     decoder.save(tmp_path / "decoder.keras")
     _write_config(tmp_path, "vae")
-    scored = []
-    real_evaluate_samples = evaluate_module.evaluate_samples
-
-    def recording(generated, *args, **kwargs):
-        scored.append(np.asarray(generated))
-        return real_evaluate_samples(generated, *args, **kwargs)
-
-    monkeypatch.setattr(evaluate_module, "evaluate_samples", recording)
+    scored = record_calls(evaluate_module, "evaluate_samples")
     report = json.loads(evaluate_run(tmp_path, num_samples=20).read_text())
     assert report["model"] == "vae" and report["num_samples"] == 20
     assert _all_numbers_finite(report)

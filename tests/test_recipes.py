@@ -18,7 +18,7 @@ def test_recipe_registry_has_the_gan_family():
     assert all(recipes.RECIPES[name].value_range == (-1.0, 1.0) for name in ("dcgan", "cgan"))
 
 
-def test_train_sample_resume_through_the_cli(tmp_path, capsys, monkeypatch):
+def test_train_sample_resume_through_the_cli(tmp_path, capsys, record_calls):
     run_dir = tmp_path / "run"
     arguments = [
         "train",
@@ -50,14 +50,7 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys, monkeypatch):
 
     # The PNG's std alone proves nothing (the grid's white padding, matplotlib's border and the
     # title make even all-black tiles vary): record the images the command puts in the grid.
-    gridded = []
-    save_image_grid = viz.save_image_grid
-
-    def recording_save(images, *args, **kwargs):
-        gridded.append(np.asarray(images))
-        return save_image_grid(images, *args, **kwargs)
-
-    monkeypatch.setattr(viz, "save_image_grid", recording_save)
+    gridded = record_calls(viz, "save_image_grid")
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run_dir), "--n", "16", "--out", str(grid)]) == 0
     assert np.asarray(Image.open(grid)).std() > 0

@@ -9,7 +9,7 @@ from medgen_tf import recipes, viz
 from medgen_tf.cli import main
 
 
-def test_train_and_sample_vae_from_the_command_line(tmp_path, monkeypatch):
+def test_train_and_sample_vae_from_the_command_line(tmp_path, record_calls):
     run_dir = tmp_path / "vae_run"
     code = main(
         [
@@ -41,14 +41,7 @@ def test_train_and_sample_vae_from_the_command_line(tmp_path, monkeypatch):
 
     # The PNG's std alone proves nothing (the grid's white padding, matplotlib's border and the
     # title make even all-black tiles vary): record the images the command puts in the grid.
-    gridded = []
-    save_image_grid = viz.save_image_grid
-
-    def recording_save(images, *args, **kwargs):
-        gridded.append(np.asarray(images))
-        return save_image_grid(images, *args, **kwargs)
-
-    monkeypatch.setattr(viz, "save_image_grid", recording_save)
+    gridded = record_calls(viz, "save_image_grid")
     out = tmp_path / "grid.png"
     assert main(["sample", str(run_dir), "--n", "8", "--out", str(out), "--seed", "1"]) == 0
     assert np.asarray(Image.open(out)).std() > 0
