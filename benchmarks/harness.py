@@ -5,9 +5,21 @@ JSON``), so each configuration gets a fresh TensorFlow, its own environment vari
 (oneDNN, mixed precision) and its own peak memory (``ru_maxrss``).
 
 Throughput method: the contenders of one model run in the same process on the same data,
-**interleaved** window by window (A B C A B C ...), so the load of a shared machine falls on
-all of them alike; each window times ``steps`` train steps after a warm-up that traces and
-runs a few steps; the figure is the median images/s over the windows.
+**interleaved** window by window, one window of each per round, so the load of a shared machine
+falls on all of them alike. The order **rotates** every round (A B C, B C A, C A B, ...), so no
+contender always runs first, or always right after the same other one. Each window times
+``steps`` train steps after a warm-up that traces and runs a few steps; the figure is the
+median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
+the report pairs them: the median and the range of the per-round ratios stand next to the
+ratio of the medians.
+
+Units: one image per example, so images/s for the DCGAN and the VAE; a CycleGAN example is a
+pair (one T1 and one T2 slice), and its figures are image pairs/s (``result["unit"]``).
+
+Mixed precision (``mixed_precision=True``): the package's models hold
+``LossScaleOptimizer`` instances, and the hand-written loops get fresh ones too
+(``_fresh_optimizer``) and scale their losses as TensorFlow's mixed precision guide does
+(``benchmarks/reference_loops.py``), so both sides pay for loss scaling.
 
 "ours" is ``model.fit`` itself: a callback stamps ``on_train_batch_begin`` and the window is
 the time between the stamps of batches 1 and ``steps + 1``, so it holds every per-step cost of
@@ -223,10 +235,13 @@ class FitContender:
 
 
 class LoopContender:
-    """A hand-written loop: ``for batch in dataset: step(batch)``, as the tutorials write it."""
+    """A hand-written loop: ``for batch in dataset: step(batch)``, as the tutorials write it.
 
-    def __init__(self, name, step, dataset, xla=False):
-        self.name, self.step, self.xla = name, step, bool(xla)
+    ``variant`` names the step it runs (a function of ``benchmarks/reference_loops.py``, and
+    whether eager); it goes into the results so that the report labels what was measured."""
+
+    def __init__(self, name, step, dataset, xla=False, variant=None):
+        self.name, self.step, self.xla, self.variant = name, step, bool(xla), variant
         self.iterator = iter(dataset)
 
     def run(self, steps):
@@ -240,10 +255,23 @@ class LoopContender:
         return time.perf_counter() - start, time.process_time() - cpu_start
 
 
+def rotated_order(items, round_index):
+    """``items`` rotated left by ``round_index``: round 0 runs A B C, round 1 B C A, ..."""
+    items = list(items)
+    if not items:
+        return items
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
+
+
 def interleaved_throughput(
     contenders, batch_size, windows=5, window_seconds=3.0, warmup_steps=2, max_steps=50
 ):
     """Median images/s of each contender over ``windows`` interleaved timed windows.
+
+    One window of each contender per round, in an order rotated every round
+    (``rotated_order``); ``windows[i]`` of every contender is from round ``i`` and
+    ``positions[i]`` is where it ran in that round (0 = first).
 
     Besides wall-clock images/s, ``images_per_cpu_s`` divides by the process's CPU time in
     the window: on a machine shared with other jobs it tracks the work a step costs, while
@@ -264,20 +292,26 @@ def interleaved_throughput(
             "warmup_s": round(warmup_s, 2),
             "windows": [],
             "cpu_windows": [],
+            "positions": [],
             "xla": getattr(contender, "xla", None),
         }
-    for _ in range(windows):
-        for contender in contenders:
+        if getattr(contender, "variant", None):
+            results[contender.name]["variant"] = contender.variant
+    for round_index in range(windows):
+        for position, contender in enumerate(rotated_order(contenders, round_index)):
             n = steps[contender.name]
             seconds, cpu_seconds = contender.run(n)
-            results[contender.name]["windows"].append(batch_size * n / seconds)
-            results[contender.name]["cpu_windows"].append(batch_size * n / max(cpu_seconds, 1e-9))
+            entry = results[contender.name]
+            entry["windows"].append(batch_size * n / seconds)
+            entry["cpu_windows"].append(batch_size * n / max(cpu_seconds, 1e-9))
+            entry["positions"].append(position)
     for contender in contenders:
         entry = results[contender.name]
         entry["steps_per_window"] = steps[contender.name]
         entry["images_per_s"] = statistics.median(entry["windows"])
-        entry["images_per_cpu_s"] = statistics.median(entry.pop("cpu_windows"))
+        entry["images_per_cpu_s"] = statistics.median(entry["cpu_windows"])
         entry["windows"] = [round(v, 2) for v in entry["windows"]]
+        entry["cpu_windows"] = [round(v, 2) for v in entry["cpu_windows"]]
         if isinstance(contender, FitContender) and contender.call_overheads:
             entry["fit_call_overhead_s"] = round(statistics.median(contender.call_overheads), 3)
     return results
@@ -357,9 +391,27 @@ def fresh_noise_gan_class():
 
 
 def _fresh_optimizer(optimizer):
-    """A new optimizer with the same class and settings (and no state)."""
+    """A new optimizer with the same class and settings (and no state), for a hand loop.
+
+    A ``LossScaleOptimizer`` (what the package's models hold under a ``mixed_float16``
+    policy) comes back as a new ``LossScaleOptimizer`` with the same initial scale and growth
+    interval around a fresh copy of its inner optimizer; so does any optimizer while the global
+    policy computes in float16. The loops scale their losses with it
+    (``reference_loops``), so they pay for the loss scaling that the package pays for.
+    """
+    import keras
+
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    return type(inner).from_config(inner.get_config())
+    fresh = type(inner).from_config(inner.get_config())
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(
+            fresh,
+            initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps,
+        )
+    if keras.mixed_precision.global_policy().compute_dtype == "float16":
+        return keras.optimizers.LossScaleOptimizer(fresh)
+    return fresh
 
 
 def package_model(model, config, jit_compile="auto"):
@@ -440,17 +492,26 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
         )
         if base_name == "tutorial":
             step = reference_loops.dcgan_tutorial_step(*arguments, seed=0, jit_compile=xla)
+            variant = "dcgan_tutorial_step"
         elif base_name == "tutorial_alternating":
             step = reference_loops.dcgan_alternating_step(*arguments, seed=0, jit_compile=xla)
+            variant = "dcgan_alternating_step"
         elif base_name == "eager":
-            step = reference_loops.dcgan_alternating_step(*arguments, seed=0, compiled=False)
+            # The article's loop corrected just enough to run, eager as the article writes it:
+            # G's step, then D's step with a second generator pass on the same noise.
+            step = reference_loops.dcgan_article_step(*arguments, seed=0, compiled=False)
+            variant = "dcgan_article_step, eager"
         else:
             raise ValueError(f"unknown DCGAN contender {name!r}")
-        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
+        contenders.append(
+            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+        )
     return contenders
 
 
 def vae_contenders(config, dataset, names, jit_compile="auto"):
+    """Ours (fit), the CVAE tutorial's step and that step eager. Eager, it is also the article's
+    VAE loop corrected just enough to run (``reference_loops`` module docstring)."""
     from benchmarks import reference_loops
 
     contenders = []
@@ -472,11 +533,16 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
             # What the compiled model resolved ("auto" is XLA on a GPU).
             jit_compile=xla,
         )
-        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
+        variant = "vae_step" + (", eager" if name == "eager" else "")
+        contenders.append(
+            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+        )
     return contenders
 
 
 def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
+    """Ours (fit), the TF CycleGAN tutorial's step and that step eager (the article has no
+    CycleGAN code: the eager contender is the usual way, without ``tf.function``)."""
     from benchmarks import reference_loops
 
     contenders = []
@@ -498,7 +564,10 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
             # What the compiled model resolved ("auto" is XLA on a GPU).
             jit_compile=xla,
         )
-        contenders.append(LoopContender(name, step, dataset, xla=xla and name != "eager"))
+        variant = "cyclegan_step" + (", eager" if name == "eager" else "")
+        contenders.append(
+            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+        )
     return contenders
 
 
@@ -538,7 +607,8 @@ def task_throughput(
     mixed_precision=False,
     **overrides,
 ):
-    """Images/s of each contender for one model; sizes from the recipes unless overridden."""
+    """Examples/s of each contender for one model (images/s; CycleGAN: image pairs/s, see
+    ``UNITS``); sizes from the recipes unless overridden."""
     _setup_precision(mixed_precision)
     config, source = model_defaults(model)
     config.update({k: v for k, v in overrides.items() if v is not None})
@@ -560,8 +630,14 @@ def task_throughput(
         "data_source": data_source,
         "jit_compile": jit_compile,
         "mixed_precision": mixed_precision,
+        "window_order": "rotated",
+        "unit": UNITS.get(model, "images"),
         "contenders": results,
     }
+
+
+# What one example of a model's batch is; its throughput figures count these per second.
+UNITS = {"cyclegan": "image pairs"}  # one T1 + one T2 slice each
 
 
 def model_arrays(model, image_size):

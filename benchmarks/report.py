@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 CONTENDER_LABELS = {
     "ours": "ours: `model.fit` (compiled `train_step`)",
@@ -10,7 +11,7 @@ CONTENDER_LABELS = {
     "tutorial": "TF tutorial's own step (`@tf.function`)",
     "tutorial_xla": "TF tutorial, `tf.function(jit_compile=True)`",
     "tutorial_alternating": "tutorial-style `@tf.function`, two tapes, the package's update (D, then G on the same fakes)",
-    "eager": "article style, eager (no `tf.function`)",
+    "eager": "eager (no `tf.function`)",
     "ours_simultaneous": "control: `fit` running the tutorial's update (not the package's)",
     "ours_fresh_noise": "control: `fit`, alternating update with a second generator pass on new noise (keras.io's DCGAN)",
 }
@@ -23,10 +24,54 @@ TUTORIAL_LABELS = {
 }
 
 
-def contender_label(model, name):
+# The eager contender of each model: what it runs (benchmarks/reference_loops.py).
+EAGER_LABELS = {
+    "dcgan": (
+        "the article's loop corrected just enough to run, eager (no `tf.function`): G's step, "
+        "then D's step with a second generator pass on the same noise"
+    ),
+    "vae": (
+        "the CVAE tutorial's step, eager (no `tf.function`): also the article's VAE loop "
+        "corrected just enough to run (one tape, one optimizer for both networks)"
+    ),
+    "cyclegan": (
+        "the TF tutorial's step, eager (no `tf.function`); the article has no CycleGAN code"
+    ),
+}
+# Runs saved before the DCGAN's eager contender was the article's loop (no "variant" in them)
+# timed the package's update run eagerly: say so when such a run is rendered again.
+OLD_DCGAN_EAGER_LABEL = (
+    "the package's update (D, then G on the same fakes) run eagerly (no `tf.function`), "
+    "not the article's loop"
+)
+
+
+def contender_label(model, name, entry=None):
     if name == "tutorial" and model in TUTORIAL_LABELS:
         return TUTORIAL_LABELS[model]
+    if name == "eager" and model in EAGER_LABELS:
+        if model == "dcgan" and entry is not None and "variant" not in entry:
+            return OLD_DCGAN_EAGER_LABEL
+        return EAGER_LABELS[model]
     return CONTENDER_LABELS.get(name, name)
+
+
+def short_name(model, name, entry=None):
+    """The contender's name in the headline: ``eager`` says which loop it is for the DCGAN."""
+    if model == "dcgan" and name == "eager":
+        if entry is not None and "variant" not in entry:
+            return "eager (the package's update, not the article's loop)"
+        return "eager (the article's loop, corrected to run)"
+    return name
+
+
+# What one example is: a CycleGAN step trains on one T1 and one T2 slice.
+UNITS = {"cyclegan": "image pairs"}
+
+
+def unit(model):
+    """``images`` or ``image pairs``: what the throughput figures of ``model`` count."""
+    return UNITS.get(model, "images")
 
 
 def _number(value, digits=1):
@@ -39,11 +84,11 @@ def _ratio(numerator, denominator):
     return f"{numerator / denominator:.2f}x"
 
 
-def window_ratios(ours, other):
+def window_ratios(ours, other, key="windows"):
     """``ours / other`` window by window. The contenders' windows are interleaved (one window of
     each per round), so window ``i`` of both ran under the same load; their ratios show how far
-    the machine's noise alone moves the comparison."""
-    pairs = zip(ours.get("windows") or [], other.get("windows") or [], strict=False)
+    the machine's noise alone moves the comparison. ``key="cpu_windows"``: per CPU-second."""
+    pairs = zip(ours.get(key) or [], other.get(key) or [], strict=False)
     return [a / b for a, b in pairs if a and b]
 
 
@@ -69,17 +114,34 @@ def _ceil2(value):
     return math.ceil(round(value * 100, 6)) / 100
 
 
-def _window_range(ours, other):
+def _window_range(ours, other, key="windows"):
     """Lowest and highest window ratio, rounded outwards (down and up) so that a window below
     1 never shows as 1.00 and one above 1 never as 1.00."""
-    ratios = window_ratios(ours, other)
+    ratios = window_ratios(ours, other, key)
     return f"{_floor2(min(ratios)):.2f}-{_ceil2(max(ratios)):.2f}" if ratios else "n/a"
+
+
+def paired_median(ours, other, key="windows"):
+    """Median of the per-round ratios ``ours / other`` (None without windows). Unlike the
+    ratio of the two medians it compares windows that ran under the same load."""
+    ratios = window_ratios(ours, other, key)
+    return statistics.median(ratios) if ratios else None
+
+
+def _paired(ours, other, key="windows"):
+    """``median (min-max)`` of the per-round ratios, or n/a."""
+    median = paired_median(ours, other, key)
+    if median is None:
+        return "n/a"
+    return f"{median:.2f}x ({_window_range(ours, other, key)})"
 
 
 def _ratio_with_range(ours, other):
     text = _ratio(ours.get("images_per_s"), other.get("images_per_s"))
-    window_range = _window_range(ours, other)
-    return text if window_range == "n/a" else f"{text} (windows {window_range})"
+    median = paired_median(ours, other)
+    if median is None:
+        return text
+    return f"{text} (paired rounds: median {median:.2f}x, {_window_range(ours, other)})"
 
 
 def _error(result):
@@ -130,25 +192,41 @@ def render_throughput_model(model, result):
     if built_by.startswith("medgen_tf.recipes"):
         # The recipe's settings (in built_by) are the ones used; show only the batch here.
         config = {"batch_size": config["batch_size"]}
+    what = unit(model)
+    order = (
+        "the order rotated every round"
+        if result.get("window_order") == "rotated"
+        else "the same order every round (a run from before the order rotated)"
+    )
     lines = [
         f"**{model.upper()}** ({', '.join(f'{k}={v}' for k, v in config.items())}; sizes from "
         f"{result['config_source']}; data from {result['data_source']}; peak RSS "
         f"{result.get('peak_rss_mib')} MiB). Networks built by "
-        f"{result.get('built_by', 'the model builders')}.",
+        f"{result.get('built_by', 'the model builders')}. Windows interleaved, {order}.",
         "",
-        "| Contender | images/s (median) | windows | images per CPU-s | ours / this (wall) "
-        "| ours / this, window by window (min-max) | ours / this (CPU) |",
-        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    if model in UNITS:
+        lines += [
+            f"Counted in {what}: each example is one T1 and one T2 slice (batch of "
+            f"{result['config'].get('batch_size')}); the ratios do not depend on the unit.",
+            "",
+        ]
+    lines += [
+        f"| Contender | {what}/s (median) | windows | {what} per CPU-s | ours / this (wall), "
+        "ratio of medians | ours / this (wall), paired by round: median (min-max) "
+        "| ours / this (CPU), ratio of medians | ours / this (CPU), paired: median (min-max) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, entry in contenders.items():
         lines.append(
-            f"| {contender_label(model, name)} | {_number(entry['images_per_s'], 2)} | "
+            f"| {contender_label(model, name, entry)} | {_number(entry['images_per_s'], 2)} | "
             f"{', '.join(_number(w, 1) for w in entry['windows'])} "
             f"({entry['steps_per_window']} steps each) | "
             f"{_number(entry.get('images_per_cpu_s'), 2)} | "
             f"{_ratio(ours.get('images_per_s'), entry['images_per_s'])} | "
-            f"{_window_range(ours, entry)} | "
-            f"{_ratio(ours.get('images_per_cpu_s'), entry.get('images_per_cpu_s'))} |"
+            f"{_paired(ours, entry)} | "
+            f"{_ratio(ours.get('images_per_cpu_s'), entry.get('images_per_cpu_s'))} | "
+            f"{_paired(ours, entry, 'cpu_windows')} |"
         )
     if "fit_call_overhead_s" in ours:
         lines.append("")
@@ -246,7 +324,7 @@ def render_model_pipelines(pipelines, throughput):
         "uses, through the same `make_dataset`.",
         "",
         "| Consumer (ours, fit) | pipeline | batch | pipeline slices/s | images/s consumed "
-        "| pipeline / consumption |",
+        "(CycleGAN: image pairs/s, a slice being a pair) | pipeline / consumption |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for model, result in pipelines.items():
@@ -430,6 +508,12 @@ WORK_DIFFERENCE = {
 }
 
 
+def _paired_note(ours, other):
+    """`` (paired rounds: median 0.93x)`` after a bold ratio of medians; empty without windows."""
+    median = paired_median(ours, other)
+    return "" if median is None else f" (paired rounds: median {median:.2f}x)"
+
+
 def render_headline(results):
     """The headline ratios (ours against each other contender), each with its window-by-window range."""
     lines = []
@@ -440,7 +524,7 @@ def render_headline(results):
         c = result["contenders"]
         ours = c.get("ours", {})
         parts = [
-            f"{_ratio_with_range(ours, c[name])} vs {name} "
+            f"{_ratio_with_range(ours, c[name])} vs {short_name(model, name, c[name])} "
             f"(CPU-time {_ratio(ours.get('images_per_cpu_s'), c[name].get('images_per_cpu_s'))})"
             for name in (
                 "tutorial",
@@ -452,18 +536,20 @@ def render_headline(results):
             if name in c
         ]
         lines.append(
-            f"- {model.upper()}: ours {_number(ours.get('images_per_s'), 2)} images/s; ours is "
-            + "; ".join(parts)
+            f"- {model.upper()}: ours {_number(ours.get('images_per_s'), 2)} "
+            f"{unit(model)}/s; ours is " + "; ".join(parts)
         )
         if "tutorial" in c:
             lines.append(
-                f"  - Against the TF tutorial's own step: **{_ratio(ours.get('images_per_s'), c['tutorial']['images_per_s'])}**, "
+                f"  - Against the TF tutorial's own step: **{_ratio(ours.get('images_per_s'), c['tutorial']['images_per_s'])}**"
+                f"{_paired_note(ours, c['tutorial'])}, "
                 f"{verdict(ours, c['tutorial'])}; {WORK_DIFFERENCE.get(model, 'see the table')}."
             )
         if "tutorial_alternating" in c:
             lines.append(
                 "  - Against the tutorial-style loop computing the package's update: "
-                f"**{_ratio(ours.get('images_per_s'), c['tutorial_alternating']['images_per_s'])}**, "
+                f"**{_ratio(ours.get('images_per_s'), c['tutorial_alternating']['images_per_s'])}**"
+                f"{_paired_note(ours, c['tutorial_alternating'])}, "
                 f"{verdict(ours, c['tutorial_alternating'])}; the same work, so this is what fit and "
                 "Keras cost or save."
             )
@@ -540,7 +626,9 @@ def render(results, options, saved_quality=None):
             "## Train-step throughput, side by side in one process",
             "",
             "Median of interleaved timed windows after warm-up; `ours / this` > 1 means "
-            "the package is faster.",
+            "the package is faster. Each round runs one window of every contender; the ratio "
+            "of medians divides the two medians, the paired ratios divide ours' window by the "
+            "other's window of the same round (same load), and their median and min-max follow.",
             "",
         ]
         for model, result in results["throughput"].items():

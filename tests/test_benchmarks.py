@@ -216,3 +216,223 @@ def test_pipeline_is_each_models_own(monkeypatch):
     dataset, _ = harness.make_batches(fake_images(8, contrasts=("t1", "t2")), 4)
     a, b = next(iter(dataset))
     assert a.shape == b.shape == (4, 8, 8, 1)
+
+
+# ---- the article's DCGAN loop (the eager contender) -----------------------------------------
+
+
+class _Recorded:
+    """A network or an optimizer that logs each call into ``events`` and passes it on."""
+
+    def __init__(self, wrapped, label, events):
+        self._wrapped, self._label, self._events = wrapped, label, events
+
+    def __call__(self, *args, **kwargs):
+        self._events.append(self._label)
+        return self._wrapped(*args, **kwargs)
+
+    def apply_gradients(self, pairs):
+        self._events.append(f"apply_{self._label}")
+        return self._wrapped.apply_gradients(pairs)
+
+    def __getattr__(self, name):
+        return getattr(self._wrapped, name)
+
+
+def test_dcgan_article_loop_updates_g_then_d_with_two_generator_passes():
+    keras.utils.set_random_seed(0)
+    generator, discriminator = build_generator(16, SIZE, 1, 8), build_discriminator(SIZE, 1, 8)
+    events = []
+    d_optimizer, g_optimizer = default_optimizers()
+    step = reference_loops.dcgan_article_step(
+        _Recorded(generator, "G", events),
+        _Recorded(discriminator, "D", events),
+        _Recorded(g_optimizer, "g", events),
+        _Recorded(d_optimizer, "d", events),
+        16,
+        seed=3,
+    )
+    losses = step(_images())
+    # The article's order: G's step (G, D on its fakes), then D's step with a second generator
+    # pass on the same noise (the package's update runs G once and D first).
+    assert events == ["G", "D", "apply_g", "G", "D", "D", "apply_d"]
+    assert np.isfinite(float(losses["d_loss"])) and np.isfinite(float(losses["g_loss"]))
+
+
+def test_dcgan_article_loop_g_loss_before_and_d_loss_after_gs_update():
+    # Same weights and noise seed: G's loss is the tutorial's (both from the untouched nets),
+    # D's loss is not (the article's D judges fakes of the updated G).
+    keras.utils.set_random_seed(0)
+    gan = GAN(build_generator(16, SIZE, 1, 8), build_discriminator(SIZE, 1, 8), seed=5)
+    images = _images()
+    losses = {}
+    for name in ("tutorial", "article"):
+        d_optimizer, g_optimizer = default_optimizers()
+        make = getattr(reference_loops, f"dcgan_{name}_step")
+        step = make(
+            _copy(gan.generator),
+            _copy(gan.discriminator),
+            g_optimizer,
+            d_optimizer,
+            16,
+            seed=5,
+            compiled=False,
+        )
+        losses[name] = {key: float(value) for key, value in step(images).items()}
+    np.testing.assert_allclose(losses["article"]["g_loss"], losses["tutorial"]["g_loss"], rtol=1e-5)
+    assert abs(losses["article"]["d_loss"] - losses["tutorial"]["d_loss"]) > 1e-6
+
+
+def _tiny_gan_model(model, config, jit_compile="auto"):
+    gan = GAN(build_generator(16, SIZE, 1, 8), build_discriminator(SIZE, 1, 8), seed=0)
+    gan.compile(jit_compile=False)
+    return gan
+
+
+def test_dcgan_eager_contender_is_the_article_loop(monkeypatch):
+    seen = {}
+
+    def fake_article_step(*args, **kwargs):
+        seen.update(kwargs)
+        return lambda batch: {"d_loss": tf.constant(0.0)}
+
+    monkeypatch.setattr(harness, "package_model", _tiny_gan_model)
+    monkeypatch.setattr(reference_loops, "dcgan_article_step", fake_article_step)
+    data = tf.data.Dataset.from_tensors(tf.zeros((BATCH, SIZE, SIZE, 1))).repeat()
+    (eager,) = harness.dcgan_contenders({}, data, ["eager"])
+    assert seen["compiled"] is False
+    assert eager.variant == "dcgan_article_step, eager" and eager.xla is False
+
+
+# ---- mixed precision: the loops pay for loss scaling as the package does --------------------
+
+
+@pytest.fixture
+def mixed_float16():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def test_fresh_optimizer_keeps_the_loss_scale_optimizer(mixed_float16):
+    inner = keras.optimizers.Adam(2e-4, beta_1=0.5)
+    wrapped = keras.optimizers.LossScaleOptimizer(inner, initial_scale=2.0**10)
+    fresh = harness._fresh_optimizer(wrapped)
+    assert isinstance(fresh, keras.optimizers.LossScaleOptimizer)
+    assert fresh is not wrapped and fresh.inner_optimizer is not inner
+    assert fresh.initial_scale == 2.0**10
+    assert fresh.dynamic_growth_steps == wrapped.dynamic_growth_steps
+    assert type(fresh.inner_optimizer) is keras.optimizers.Adam
+    assert fresh.inner_optimizer.get_config()["beta_1"] == pytest.approx(0.5)
+    # A plain optimizer under a float16 policy is wrapped as Keras' compile would.
+    assert isinstance(harness._fresh_optimizer(inner), keras.optimizers.LossScaleOptimizer)
+
+
+def test_fresh_optimizer_stays_plain_in_float32():
+    fresh = harness._fresh_optimizer(keras.optimizers.Adam(1e-3))
+    assert type(fresh) is keras.optimizers.Adam
+
+
+def test_dcgan_loops_scale_the_loss_under_mixed_precision(mixed_float16):
+    # The package's GAN holds LossScaleOptimizers, whose apply_gradients divides by the scale:
+    # a loop that took gradients of the unscaled loss would update the weights 2**15 times too
+    # little and part from the package's weights.
+    keras.utils.set_random_seed(0)
+    gan = GAN(build_generator(16, SIZE, 1, 8), build_discriminator(SIZE, 1, 8), seed=3)
+    gan.compile()
+    assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
+    generator, discriminator = _copy(gan.generator), _copy(gan.discriminator)
+    step = reference_loops.dcgan_alternating_step(
+        generator,
+        discriminator,
+        harness._fresh_optimizer(gan.g_optimizer),
+        harness._fresh_optimizer(gan.d_optimizer),
+        16,
+        seed=3,
+        compiled=False,
+    )
+    images = _images()
+    ours, theirs = gan.train_step(images), step(images)
+    for name in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(float(ours[name]), float(theirs[name]), rtol=1e-3)
+    _assert_same_weights(gan.generator, generator)
+    _assert_same_weights(gan.discriminator, discriminator)
+
+
+def test_vae_loop_scales_the_loss_under_mixed_precision(mixed_float16):
+    keras.utils.set_random_seed(0)
+    vae = build_vae(SIZE, 1, 4, 8, seed=7)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    encoder, decoder = _copy(vae.encoder), _copy(vae.decoder)
+    optimizer = harness._fresh_optimizer(vae.optimizer)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    step = reference_loops.vae_step(
+        encoder, decoder, optimizer, gaussian_sigma=vae.gaussian_sigma, beta=vae.beta, seed=7
+    )
+    images = _images(low=0.0)
+    ours, theirs = vae.train_step(images), step(images)
+    np.testing.assert_allclose(float(ours["loss"]), float(theirs["loss"]), rtol=1e-3)
+    _assert_same_weights(vae.decoder, decoder)
+
+
+class _CountingScale(keras.optimizers.Adam):
+    """Adam that counts ``scale_loss`` calls (the loss is returned unchanged)."""
+
+    calls = 0
+
+    def scale_loss(self, loss):
+        type(self).calls += 1
+        return super().scale_loss(loss)
+
+
+@pytest.mark.parametrize(
+    "loop", ["dcgan_tutorial_step", "dcgan_alternating_step", "dcgan_article_step"]
+)
+def test_every_dcgan_loop_scales_each_loss_once(loop):
+    _CountingScale.calls = 0
+    step = getattr(reference_loops, loop)(
+        build_generator(16, SIZE, 1, 8),
+        build_discriminator(SIZE, 1, 8),
+        _CountingScale(2e-4),
+        _CountingScale(2e-4),
+        16,
+        seed=0,
+        compiled=False,
+    )
+    step(_images())
+    assert _CountingScale.calls == 2
+
+
+def test_cyclegan_loop_scales_each_loss_once():
+    _CountingScale.calls = 0
+    networks = [cyclegan.build_resnet_generator(SIZE, 1, 8, 1) for _ in range(2)]
+    networks += [cyclegan.build_patchgan_discriminator(SIZE, 1, 8) for _ in range(2)]
+    step = reference_loops.cyclegan_step(
+        *networks, [_CountingScale(2e-4) for _ in range(4)], compiled=False
+    )
+    step((_images(seed=1), _images(seed=2)))
+    assert _CountingScale.calls == 4
+
+
+# ---- window order --------------------------------------------------------------------------
+
+
+class _FakeLoop:
+    def __init__(self, name, log):
+        self.name, self.log, self.xla = name, log, False
+
+    def run(self, steps):
+        self.log.append(self.name)
+        return 1.0, 1.0
+
+
+def test_window_order_rotates_every_round():
+    log = []
+    fakes = [_FakeLoop(name, log) for name in "ABC"]
+    result = harness.interleaved_throughput(fakes, 1, windows=4, window_seconds=1.0)
+    timed = log[6:]  # after each one's warm-up and probe
+    assert timed == list("ABCBCACABABC")
+    assert result["A"]["positions"] == [0, 2, 1, 0]
+    assert result["B"]["positions"] == [1, 0, 2, 1]
+    assert len(result["A"]["cpu_windows"]) == 4

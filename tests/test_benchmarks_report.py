@@ -61,9 +61,71 @@ def _results():
 
 def test_headline_gives_each_ratio_its_range_and_verdict():
     text = "\n".join(report.render_headline(_results()))
-    assert "0.90x (windows 0.88-0.92) vs tutorial" in text
-    assert "Against the TF tutorial's own step: **0.90x**, slower in every window (3)" in text
-    assert "package's update: **1.01x**, faster or equal in 2 of 3 windows" in text
+    # Ratio of medians 100 / 111 = 0.90; per-round ratios 0.909, 0.911, 0.883: median 0.91.
+    assert "0.90x (paired rounds: median 0.91x, 0.88-0.92) vs tutorial" in text
+    assert (
+        "Against the TF tutorial's own step: **0.90x** (paired rounds: median 0.91x), "
+        "slower in every window (3)" in text
+    )
+    assert "package's update: **1.01x** (paired rounds: median 1.01x), faster or equal" in text
+
+
+def test_paired_median_is_the_median_of_the_per_round_ratios():
+    ours, other = _entry([100.0, 90.0, 120.0]), _entry([50.0, 100.0, 120.0])
+    assert report.paired_median(ours, other) == 1.0  # of 2.0, 0.9, 1.0
+    assert report._paired(ours, other) == "1.00x (0.90-2.00)"
+    assert report.paired_median(ours, {"windows": []}) is None
+    cpu = {**ours, "cpu_windows": [10.0, 10.0, 10.0]}
+    assert (
+        report.paired_median(cpu, {**other, "cpu_windows": [5.0, 20.0, 4.0]}, "cpu_windows") == 2.0
+    )
+
+
+def test_throughput_table_has_ratio_of_medians_and_paired_ratios_wall_and_cpu():
+    result = _results()["throughput"]["dcgan"]
+    result["window_order"] = "rotated"
+    result["contenders"]["ours"]["cpu_windows"] = [10.0, 10.0, 10.0]
+    result["contenders"]["tutorial"]["cpu_windows"] = [5.0, 20.0, 4.0]
+    text = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "the order rotated every round" in text
+    # wall: 0.90x of medians, paired median 0.91x (0.88-0.92); CPU: 2.00x of medians (1.0/1.0
+    # in _entry), paired median 2.00x of 2.0, 0.5, 2.5
+    assert "| 0.90x | 0.91x (0.88-0.92) | 1.00x | 2.00x (0.50-2.50) |" in text
+    # A run saved before the rotation says that its order was fixed.
+    del result["window_order"]
+    text = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "the same order every round" in text
+
+
+def test_cyclegan_figures_are_image_pairs():
+    results = _results()
+    results["throughput"]["cyclegan"] = results["throughput"].pop("dcgan")
+    table = "\n".join(report.render_throughput_model("cyclegan", results["throughput"]["cyclegan"]))
+    assert "| Contender | image pairs/s (median) |" in table
+    assert "image pairs per CPU-s" in table and "one T1 and one T2 slice" in table
+    assert "ours 100.00 image pairs/s" in "\n".join(report.render_headline(results))
+    dcgan = "\n".join(report.render_throughput_model("dcgan", _results()["throughput"]["dcgan"]))
+    assert "| Contender | images/s (median) |" in dcgan and "pairs" not in dcgan
+
+
+def test_eager_labels_say_which_loop_ran():
+    results = _results()
+    contenders = results["throughput"]["dcgan"]["contenders"]
+    contenders["eager"] = {**_entry([40.0, 41.0, 42.0]), "variant": "dcgan_article_step, eager"}
+    dcgan = "\n".join(report.render_throughput_model("dcgan", results["throughput"]["dcgan"]))
+    assert "the article's loop corrected just enough to run, eager" in dcgan
+    assert "second generator pass on the same noise" in dcgan
+    headline = "\n".join(report.render_headline(results))
+    assert "vs eager (the article's loop, corrected to run)" in headline
+    # A run saved before the change timed the package's update eagerly: labelled as such.
+    del contenders["eager"]["variant"]
+    old = "\n".join(report.render_throughput_model("dcgan", results["throughput"]["dcgan"]))
+    assert "the package's update (D, then G on the same fakes) run eagerly" in old
+    assert "the article's loop corrected" not in old
+    assert "vs eager (the package's update" in "\n".join(report.render_headline(results))
+    vae = report.contender_label("vae", "eager", {"variant": "vae_step, eager"})
+    assert "CVAE tutorial's step, eager" in vae and "article's VAE loop" in vae
+    assert "no CycleGAN code" in report.contender_label("cyclegan", "eager", {})
 
 
 def test_render_writes_a_saved_run_again_and_measures_nothing(tmp_path):
