@@ -1,6 +1,7 @@
 """The TFDS catalog path: mock data, the offline source probe, TFDS's own errors."""
 
 import json
+import logging
 import re
 import socket
 import sys
@@ -32,7 +33,9 @@ def _no_proxy(monkeypatch):
         monkeypatch.delenv(variable.upper(), raising=False)
 
 
-def test_tfds_offline_is_one_line_at_once_naming_the_unreachable_source(monkeypatch, tmp_path):
+def test_tfds_offline_is_one_line_at_once_naming_the_unreachable_source(
+    monkeypatch, tmp_path, caplog
+):
     pytest.importorskip("tensorflow_datasets")
     _no_proxy(monkeypatch)
     tried = []
@@ -42,10 +45,16 @@ def test_tfds_offline_is_one_line_at_once_naming_the_unreachable_source(monkeypa
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
-    with pytest.raises(DataError) as caught:
+    absl_level = logging.getLogger("absl").level
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError) as caught:
         tfds_catalog.load_tfds("pneumonia_mnist", data_dir=tmp_path)
     message = str(caught.value)
-    assert "\n" not in message and message.startswith("tfds:pneumonia_mnist: not prepared in")
+    assert message.startswith(f"tfds:pneumonia_mnist: not prepared in {tmp_path} and")
+    # The one line is all a user sees: TFDS's warning about the unprepared folder is held back,
+    # and the folder named is where a copied downloads/ folder would be looked for.
+    assert "\n" not in message and f"folder to {tmp_path} (its downloads/" in message
+    assert [record.getMessage() for record in caplog.records if record.name == "absl"] == []
+    assert logging.getLogger("absl").level == absl_level
     assert "zenodo.org: Name or service not known" in message and "TFDS_DATA_DIR" in message
     # Every host of the dataset's URLs was tried, each once (not TFDS's ten retries).
     assert tried == [("zenodo.org", 443)]

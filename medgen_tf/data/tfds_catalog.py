@@ -8,6 +8,7 @@ at once. Needs the ``tfds`` extra (``pip install 'medgen-tf[tfds]'``).
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import socket
@@ -101,8 +102,9 @@ def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=5.0):
     if problem is not None:
         raise DataError(
             f"tfds:{name}: not prepared in {data_dir} and its source cannot be reached "
-            f"({problem}); prepare it on a machine with network and copy it there (its "
-            f"downloads/ folder is enough), or point TFDS_DATA_DIR at a prepared copy"
+            f"({problem}); prepare it on a machine with network and copy that machine's TFDS "
+            f"folder to {data_dir} (its downloads/ folder is enough), or point TFDS_DATA_DIR "
+            f"at a prepared copy"
         )
 
 
@@ -175,14 +177,23 @@ def load_tfds(
         ) from error
     import tensorflow as tf
 
+    # TFDS logs a warning for a dataset folder not yet prepared; the one-line error (or the
+    # download) that follows says it better.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        needs_sources = not builder.is_prepared() and not _source_already_local(builder)
     except tfds.core.DatasetNotFoundError as error:
         raise DataError(f"tfds:{name}: not a TFDS dataset ({first_line(error)})") from error
     except Exception as error:
         raise DataError(f"tfds:{name}: {_builder_problem(error)}") from error
-    if not builder.is_prepared() and not _source_already_local(builder):
-        _check_sources_reachable(name, builder.url_infos, builder.data_dir)
+    finally:
+        absl_logger.setLevel(level)
+    if needs_sources:
+        # The TFDS folder (its root), where a copied downloads/ folder is looked for.
+        _check_sources_reachable(name, builder.url_infos, builder.data_dir_root)
     try:
         dataset, info = tfds.load(name, split=split, with_info=True, data_dir=data_dir)
     except Exception as error:
