@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from medgen_tf.errors import DataError
@@ -34,30 +35,42 @@ def _plain_file_mode(path):
 
 
 #: How the temporary file of an :func:`atomic_path` write begins: hidden, and recognisable so
-#: that what a SIGKILL leaves mid-write can be removed by the next run in the same folder. The
+#: that what a SIGKILL leaves mid-write can be removed by a later run in the same folder. The
 #: writer's PID follows (``.partial_<pid>_<name>.``), so that a file still being written by
 #: another process (``medgen-tf evaluate`` into a run folder a resumed run opens) is told apart.
 PARTIAL_PREFIX = ".partial_"
 
+#: A temporary file younger than this is never taken for abandoned: its writer may be alive
+#: where its PID cannot be looked up (another container, or another host sharing the folder).
+PARTIAL_MIN_AGE_SECONDS = 600
 
-def abandoned_partial(path) -> bool:
-    """True when ``path`` is an :func:`atomic_path` temporary file whose writer has exited.
 
-    Only on POSIX systems, where signal 0 asks whether a process exists; elsewhere (on Windows
-    ``os.kill`` would terminate it) such files are kept. A PID reused since keeps a file, never
-    the reverse.
+def abandoned_partial(path, now=None) -> bool:
+    """True when ``path`` is an :func:`atomic_path` temporary file that no writer will finish.
+
+    It must be untouched for :data:`PARTIAL_MIN_AGE_SECONDS`; on POSIX systems its writer's PID
+    must also be gone (signal 0 asks whether a process exists; on Windows ``os.kill`` would
+    terminate it, so age alone decides there). A PID reused since keeps a file, never the
+    reverse; an odd name is kept.
     """
-    name = Path(path).name
-    if not name.startswith(PARTIAL_PREFIX) or os.name != "posix":
-        return False
+    path = Path(path)
+    name = path.name
     pid_text = name[len(PARTIAL_PREFIX) :].partition("_")[0]
-    if not pid_text.isdigit():
+    if not name.startswith(PARTIAL_PREFIX) or not (pid_text.isascii() and pid_text.isdigit()):
         return False
+    try:
+        age = (time.time() if now is None else now) - path.lstat().st_mtime
+    except OSError:
+        return False
+    if age < PARTIAL_MIN_AGE_SECONDS:
+        return False
+    if os.name != "posix":
+        return True
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
         return True
-    except OSError:  # PermissionError: alive, another user's
+    except (OSError, OverflowError):  # PermissionError: alive, another user's
         return False
     return False
 

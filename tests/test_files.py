@@ -1,8 +1,10 @@
+import os
+import subprocess
 import sys
 
 import pytest
 
-from medgen_tf.files import atomic_path
+from medgen_tf.files import PARTIAL_MIN_AGE_SECONDS, abandoned_partial, atomic_path
 
 
 def test_atomic_path_replaces_the_file_on_success(tmp_path):
@@ -95,3 +97,36 @@ def test_a_temporary_file_that_cannot_be_created_is_reported_under_the_path_aske
     with pytest.raises(OSError) as caught, atomic_path("/proc/medgen_preview.png"):
         pass
     assert caught.value.filename == "/proc/medgen_preview.png"
+
+
+def _exited_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="PIDs are checked on POSIX only")
+def test_a_temporary_file_is_abandoned_once_old_and_its_writer_gone(tmp_path):
+    dead, alive = _exited_pid(), os.getpid()
+    files = {}
+    for label, pid in (("dead", dead), ("alive", alive)):
+        files[label] = tmp_path / f".partial_{pid}_metrics.abcd1234.json"
+        files[label].write_text("{")
+    written = files["dead"].stat().st_mtime
+    later = written + PARTIAL_MIN_AGE_SECONDS + 1
+    assert abandoned_partial(files["dead"], now=later)
+    # Too recent: its writer may live where its PID cannot be looked up.
+    assert not abandoned_partial(files["dead"], now=written + PARTIAL_MIN_AGE_SECONDS - 5)
+    assert not abandoned_partial(files["alive"], now=later)
+    # Names that are not atomic_path's, or whose PID cannot be one, are kept, without an error.
+    for name in (
+        "metrics.json",
+        ".partial_metrics.abcd1234.json",
+        ".partial_\u00b2_x.abcd1234.json",
+        ".partial_99999999999999999999_x.abcd1234.json",
+        ".partial_2147483648_x.abcd1234.json",
+    ):
+        odd = tmp_path / name
+        odd.write_text("{")
+        assert not abandoned_partial(odd, now=later), name
+    assert not abandoned_partial(tmp_path / f".partial_{dead}_gone.json", now=later)

@@ -234,14 +234,20 @@ def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
         tmp_path / f".partial_{dead_pid}_history.k2x9_q0a.json",
         tmp_path / "samples" / f".partial_{dead_pid}_epoch_002.abcdefgh.png",
     ]
-    # Being written now by another process (medgen-tf evaluate into the same folder): kept.
+    # Being written now by another process (medgen-tf evaluate into the same folder), or by
+    # one whose PID this process cannot see (another container or host): kept.
     in_progress = [
         tmp_path / f".partial_{os.getpid()}_metrics.a1b2c3d4.json",
         tmp_path / "samples" / f".partial_{os.getpid()}_grid.e5f6g7h8.png",
+        tmp_path / f".partial_{dead_pid}_evaluation.i9j0k1l2.png",
     ]
     for path in half_written + in_progress:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"half a file")
+    # Untouched for an hour, except the last one, written a moment ago.
+    an_hour_ago = time.time() - 3600
+    for path in half_written + in_progress[:-1]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
     fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
     assert [folder for folder in leftovers if folder.exists()] == []
     assert [path for path in half_written if path.exists()] == []
