@@ -239,7 +239,8 @@ def train_feature_extractor(
     predictions = model.predict(val_images, batch_size=256, verbose=0)
     accuracy = float(np.mean(predictions["contrast"].argmax(axis=1) == val_contrast))
     position_mae = float(np.mean(np.abs(predictions["position"][:, 0] - val_position)))
-    with atomic_path(out_path) as temporary:
+    # Keras reads the format from the whole name: the temporary one must end the same way.
+    with atomic_path(out_path, suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
     return {
         "weights": str(out_path),

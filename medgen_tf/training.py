@@ -773,6 +773,6 @@ def fit(
         )
     if history.stopped_reason is None:
         # Replaced in one rename: a kill mid-save must not leave a truncated file in its place.
-        with atomic_path(run_dir / "model.weights.h5") as temporary:
+        with atomic_path(run_dir / "model.weights.h5", suffix=".weights.h5") as temporary:
             model.save_weights(temporary)
     return history

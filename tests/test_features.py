@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from medgen_tf import DataError, features, metrics
 from medgen_tf.data import brain_slices
+from medgen_tf.data.nifti import sha256_of
 
 
 def test_committed_weights_match_recorded_sha256():
@@ -118,3 +119,14 @@ def test_a_weights_name_keras_would_refuse_is_refused_before_training(tmp_path, 
     with pytest.raises(ValueError, match=r"extractor\.h5: .* must end in \.weights\.h5"):
         features.train_feature_extractor(tmp_path / "extractor.h5", num_subjects=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_extractor_trains_and_writes_any_weights_name_keras_accepts(tmp_path, monkeypatch):
+    # Op determinism would stay on for every later test in this process; not what is tested.
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: None)
+    # ".weights.h5" alone is a name Keras accepts; the temporary file must end the same way,
+    # or save_weights refuses it after the training.
+    out_path = tmp_path / ".weights.h5"
+    result = features.train_feature_extractor(out_path, num_epochs=1, num_subjects=3, verbose=0)
+    assert result["weights"] == str(out_path) and result["sha256"] == sha256_of(out_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".weights.h5"]
