@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -129,6 +130,37 @@ def test_tfds_source_already_downloaded_prepares_offline(
         resource.get_info_path(source).write_text(json.dumps({"urls": [PNEUMONIA_URL]}))
     data = tfds_catalog.load_tfds("pneumonia_mnist", data_dir=tmp_path, image_size=32)
     assert data["images"].shape == (5, 32, 32, 1)
+
+
+def test_tfds_sources_count_as_local_only_when_each_is_complete(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.core.download import resource
+
+    url_info = types.SimpleNamespace(checksum="0" * 64, filename=None)
+    first, second = "https://example.org/a.npz", "https://example.org/b.npz"
+    builder = types.SimpleNamespace(
+        MANUAL_DOWNLOAD_INSTRUCTIONS=None,
+        data_dir_root=tmp_path,
+        name="toy",
+        url_infos={first: url_info, f"{first}?download=1": url_info, second: url_info},
+    )
+    folder = tmp_path / "downloads" / "toy"
+    folder.mkdir(parents=True)
+
+    def download(url, complete=True):
+        path = folder / resource.get_dl_fname(url, url_info.checksum)
+        path.write_bytes(b"data")
+        if complete:
+            resource.get_info_path(path).write_text(json.dumps({"urls": [url]}))
+
+    assert not tfds_catalog._source_already_local(builder)
+    download(f"{first}?download=1")  # one source, under its alternate URL
+    # The other source is still missing: offline, TFDS would retry it for minutes.
+    assert not tfds_catalog._source_already_local(builder)
+    download(second, complete=False)  # cut short: no .INFO beside it, TFDS downloads it again
+    assert not tfds_catalog._source_already_local(builder)
+    download(second)
+    assert tfds_catalog._source_already_local(builder)
 
 
 @pytest.mark.parametrize(

@@ -80,11 +80,13 @@ def _unreachable_problem(hosts: dict[str, int], timeout_seconds: float) -> str |
     return "; ".join(f"{host}: {problems.get(host, silent)}" for host in hosts)
 
 
-def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=5.0):
+def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=10.0):
     """A one-line DataError if no host the dataset downloads from can be reached.
 
     Offline, TFDS's downloader retries every URL ten times with growing waits, so a missing
-    network showed up only after minutes. The whole check takes at most ``timeout_seconds``.
+    network showed up only after minutes. The whole check takes at most ``timeout_seconds``,
+    name lookup included: 10 s leaves a slow resolver room (glibc waits 5 s for a nameserver
+    that does not answer before it asks the next).
     A direct connection says nothing about a URL fetched through a proxy, so nothing is
     checked when one is, nor for a builder that lists no URLs.
     """
@@ -109,30 +111,38 @@ def _check_sources_reachable(name, url_infos, data_dir, timeout_seconds=5.0):
 
 
 def _source_already_local(builder) -> bool:
-    """Whether TFDS holds a source file of the dataset already, so it can prepare it offline.
+    """Whether TFDS holds the dataset's source files already, so it can prepare it offline.
 
     A download finished before preparation was interrupted, or a ``downloads/`` folder copied
     from a connected machine, is used without the network. TFDS looks in
     ``downloads/<dataset>/`` and, as older versions stored them, ``downloads/``, for a file
     named after the URL and its checksum (or the URL alone), complete once its ``.INFO`` file
     is beside it; a file put in ``downloads/manual/`` under the source's name is used instead of
-    a download. A builder lists more URLs than it fetches (pneumonia_mnist lists each file with
-    and without ``?download=1``), so one source present is enough. A dataset that needs
-    manually downloaded files is left to TFDS's own instructions.
+    a download. Every source must be there, but URLs that differ only in their query are one
+    source (pneumonia_mnist lists each file with and without ``?download=1``). A dataset that
+    needs manually downloaded files is left to TFDS's own instructions.
     """
     from tensorflow_datasets.core.download import resource
 
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         return True
     downloads = builder.data_dir_root / "downloads"
-    for url, url_info in (builder.url_infos or {}).items():
+
+    def cached(url, url_info):
         file_names = {resource.get_dl_fname(url, url_info.checksum), resource.get_dl_fname(url)}
         for folder in (downloads / builder.name, downloads):
             if any(resource.is_locally_cached(folder / file_name) for file_name in file_names):
                 return True
-        if url_info.filename and (downloads / "manual" / url_info.filename).exists():
-            return True
-    return False
+        return bool(url_info.filename) and (downloads / "manual" / url_info.filename).exists()
+
+    sources = {}
+    for url, url_info in (builder.url_infos or {}).items():
+        parts = urllib.parse.urlsplit(url)
+        sources.setdefault((parts.netloc, parts.path), []).append((url, url_info))
+    return bool(sources) and all(
+        any(cached(url, url_info) for url, url_info in alternates)
+        for alternates in sources.values()
+    )
 
 
 def _builder_problem(error: Exception) -> str:
