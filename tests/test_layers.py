@@ -49,6 +49,10 @@ def test_reflection_padding_refuses_a_negative_or_malformed_padding():
         with pytest.raises(ValueError, match="each at least 0"):
             ReflectionPadding2D(padding)
     assert ReflectionPadding2D((np.int64(1), 2)).padding == (1, 2)
+    assert ReflectionPadding2D(np.array([1, 2])).padding == (1, 2)
+    assert ReflectionPadding2D(np.int32(3)).padding == (3, 3)
+    with pytest.raises(ValueError, match="each at least 0"):
+        ReflectionPadding2D(np.array([1.5, 2.0]))
     assert ReflectionPadding2D((0, 2))(np.zeros((1, 4, 4, 1), "float32")).shape == (1, 4, 8, 1)
 
 

@@ -47,6 +47,8 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def __init__(self, padding=1, **kwargs):
         super().__init__(**kwargs)
+        if hasattr(padding, "tolist"):  # a numpy array or scalar
+            padding = padding.tolist()
         pair = (padding, padding) if isinstance(padding, numbers.Integral) else padding
         # Only whole numbers: int() would quietly round 1.5, and a Keras-style
         # ((top, bottom), (left, right)) is not what this layer pads.
