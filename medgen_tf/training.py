@@ -206,7 +206,8 @@ def _remove_unfinished(run_dir: Path) -> None:
     # What a kill mid-write (.tmp_epoch_*, or an atomic_path file) or mid-removal (.trash_*)
     # leaves: never a checkpoint nor a finished file, and never reused, since the names hold
     # the writer's PID or a random part. One run writes a run folder at a time, but evaluate or
-    # sample may be writing into it now: their temporary files go only once their writer has.
+    # sample may be writing into it now: their temporary files go only once abandoned (old,
+    # and their writer gone: files.abandoned_partial).
     for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
         if folder.is_dir():
             for path in folder.iterdir():
