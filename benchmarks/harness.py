@@ -7,9 +7,11 @@ JSON``), so each configuration gets a fresh TensorFlow, its own environment vari
 Throughput method: the contenders of one model run in the same process on the same data,
 **interleaved** window by window, one window of each per round, so the load of a shared machine
 falls on all of them alike. The order **rotates** every round (A B C, B C A, C A B, ...), so no
-contender always runs first, or always right after the same other one. Each window times
-``steps`` train steps after a warm-up that traces and runs a few steps; the figure is the
-median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
+contender always runs first. The rotation is cyclic, not balanced for carry-over: in every round
+where a contender is not first it runs right after the same other one (B after A), so an effect
+that one window leaves on the next (garbage collection, allocator state) falls on the same pairs
+in most rounds. Each window times ``steps`` train steps after a warm-up that traces and runs a
+few steps; the figure is the median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
 the report pairs them: the median and the range of the per-round ratios stand next to the
 ratio of the medians.
 
@@ -255,6 +257,11 @@ class LoopContender:
         return time.perf_counter() - start, time.process_time() - cpu_start
 
 
+def significant(value, figures=6):
+    """``value`` rounded to ``figures`` significant figures (a float, for the saved JSON)."""
+    return float(f"{value:.{figures}g}")
+
+
 def rotated_order(items, round_index):
     """``items`` rotated left by ``round_index``: round 0 runs A B C, round 1 B C A, ..."""
     items = list(items)
@@ -310,8 +317,11 @@ def interleaved_throughput(
         entry["steps_per_window"] = steps[contender.name]
         entry["images_per_s"] = statistics.median(entry["windows"])
         entry["images_per_cpu_s"] = statistics.median(entry["cpu_windows"])
-        entry["windows"] = [round(v, 2) for v in entry["windows"]]
-        entry["cpu_windows"] = [round(v, 2) for v in entry["cpu_windows"]]
+        # Six significant figures, not two decimals: the report divides window by window, and
+        # at CycleGAN speeds (0.4 pairs/s) two decimals alone would move a ratio by 1-3 %.
+        # The report rounds them for display.
+        entry["windows"] = [significant(v) for v in entry["windows"]]
+        entry["cpu_windows"] = [significant(v) for v in entry["cpu_windows"]]
         if isinstance(contender, FitContender) and contender.call_overheads:
             entry["fit_call_overhead_s"] = round(statistics.median(contender.call_overheads), 3)
     return results

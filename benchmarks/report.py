@@ -78,6 +78,15 @@ def _number(value, digits=1):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _window_text(value):
+    """One window's throughput in the windows column. The saved windows are not rounded (the
+    paired ratios are computed from them); here they are: one decimal from 10 up, two below,
+    so that a CycleGAN window of 0.38 pairs/s does not show as 0.4."""
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
 def _ratio(numerator, denominator):
     if not numerator or not denominator:
         return "n/a"
@@ -114,11 +123,26 @@ def _ceil2(value):
     return math.ceil(round(value * 100, 6)) / 100
 
 
+def _same_side_of_1(value, rounded):
+    """``rounded`` moved, if needed, to the side of 1 where ``value`` is: a ratio below 1 never
+    shows as 1.00 or more (0.9946 rounded up would be 1.00: it shows as 0.99), and a ratio of 1
+    or more never below 1.00."""
+    if value < 1.0:
+        return min(rounded, 0.99)
+    return max(rounded, 1.0)
+
+
 def _window_range(ours, other, key="windows"):
-    """Lowest and highest window ratio, rounded outwards (down and up) so that a window below
-    1 never shows as 1.00 and one above 1 never as 1.00."""
+    """Lowest and highest window ratio, rounded outwards (down and up), except where rounding
+    outwards would carry a ratio across 1: a window below 1 never shows as 1.00 (the highest,
+    0.9946, shows as 0.99, not 1.00) and one of 1 or more never below 1.00."""
     ratios = window_ratios(ours, other, key)
-    return f"{_floor2(min(ratios)):.2f}-{_ceil2(max(ratios)):.2f}" if ratios else "n/a"
+    if not ratios:
+        return "n/a"
+    low, high = min(ratios), max(ratios)
+    low_text = _same_side_of_1(low, _floor2(low))
+    high_text = _same_side_of_1(high, _ceil2(high))
+    return f"{low_text:.2f}-{high_text:.2f}"
 
 
 def paired_median(ours, other, key="windows"):
@@ -220,7 +244,7 @@ def render_throughput_model(model, result):
     for name, entry in contenders.items():
         lines.append(
             f"| {contender_label(model, name, entry)} | {_number(entry['images_per_s'], 2)} | "
-            f"{', '.join(_number(w, 1) for w in entry['windows'])} "
+            f"{', '.join(_window_text(w) for w in entry['windows'])} "
             f"({entry['steps_per_window']} steps each) | "
             f"{_number(entry.get('images_per_cpu_s'), 2)} | "
             f"{_ratio(ours.get('images_per_s'), entry['images_per_s'])} | "

@@ -436,3 +436,29 @@ def test_window_order_rotates_every_round():
     assert result["A"]["positions"] == [0, 2, 1, 0]
     assert result["B"]["positions"] == [1, 0, 2, 1]
     assert len(result["A"]["cpu_windows"]) == 4
+
+
+class _SlowLoop(_FakeLoop):
+    """A window of ``seconds`` wall time and ``cpu`` CPU time: CycleGAN-like rates (0.4/s)."""
+
+    def __init__(self, name, log, seconds, cpu):
+        super().__init__(name, log)
+        self.seconds, self.cpu = seconds, cpu
+
+    def run(self, steps):
+        self.log.append(self.name)
+        return self.seconds * steps, self.cpu * steps
+
+
+def test_windows_are_saved_with_six_significant_figures():
+    # Two decimals would save 0.38 and 1.93 and move the paired ratio by 1-3 %: the report
+    # divides the saved windows, so they keep their precision and are rounded only when shown.
+    fakes = [_SlowLoop("ours", [], 2.6, 3.1), _SlowLoop("eager", [], 0.517, 1.7)]
+    result = harness.interleaved_throughput(fakes, 1, windows=2, window_seconds=1.0)
+    assert result["ours"]["windows"] == [0.384615, 0.384615]
+    assert result["ours"]["cpu_windows"] == [0.322581, 0.322581]
+    assert result["eager"]["windows"] == [1.93424, 1.93424]
+    assert result["eager"]["cpu_windows"] == [0.588235, 0.588235]
+    ratio = result["eager"]["windows"][0] / result["ours"]["windows"][0]
+    assert abs(ratio / (2.6 / 0.517) - 1) < 1e-5  # two decimals: 1.93 / 0.38, 1 % off
+    assert harness.significant(1234.56789) == 1234.57 and harness.significant(0.0) == 0.0

@@ -165,6 +165,34 @@ def test_window_range_rounds_outwards():
     assert report._window_range(_entry([110.0]), _entry([100.0])) == "1.10-1.10"
 
 
+def test_window_range_never_carries_a_ratio_across_1():
+    # RESULTS.md's CycleGAN row: slower in all six rounds, the highest ratio 0.9946. Rounded up
+    # it showed as 1.00 next to "slower in every window (6)".
+    ratios = [0.9455, 0.9892, 0.9946, 0.9737, 0.9895, 0.9897]
+    ours, tutorial = _entry(ratios), _entry([1.0] * len(ratios))
+    assert report._window_range(ours, tutorial) == "0.94-0.99"
+    assert report.verdict(ours, tutorial) == "slower in every window (6)"
+    # Just below 1 at both ends: never 1.00, whichever way it is rounded.
+    assert report._window_range(_entry([0.99999999]), _entry([1.0])) == "0.99-0.99"
+    # 1 or more never shows below 1.00; outwards rounding away from 1 is kept.
+    assert report._window_range(_entry([1.0, 1.004]), _entry([1.0, 1.0])) == "1.00-1.01"
+    assert report._window_range(_entry([0.98, 1.0]), _entry([1.0, 1.0])) == "0.98-1.00"
+    assert report._window_range(_entry([0.9, 1.001]), _entry([1.0, 1.0])) == "0.90-1.01"
+
+
+def test_windows_column_rounds_unrounded_windows_for_display():
+    # Windows are saved unrounded (six significant figures); the table rounds them: two
+    # decimals below 10 (a CycleGAN's 0.4 pairs/s), one from 10 up.
+    result = _results()["throughput"]["dcgan"]
+    result["contenders"]["ours"]["windows"] = [123.456789, 9.87654, 0.387654]
+    text = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "| 123.5, 9.88, 0.39 (4 steps each) |" in text
+    # A run saved with two-decimal windows renders as before, its small windows in full.
+    result["contenders"]["ours"]["windows"] = [1.9, 0.38, 100.0]
+    text = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "| 1.90, 0.38, 100.0 (4 steps each) |" in text
+
+
 def test_each_model_gets_its_own_tutorial_label():
     result = _results()["throughput"]["dcgan"]
     result["contenders"]["ours"]["fit_call_overhead_s"] = 0.1
