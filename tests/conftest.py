@@ -1,6 +1,8 @@
 """Shared test setup: quick mode, a private data cache, quiet TensorFlow."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("MEDGEN_QUICK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -123,3 +125,11 @@ def record_calls(monkeypatch):
         return seen
 
     return record
+
+
+@pytest.fixture
+def exited_pid():
+    """The PID of a process that has just exited: what a writer killed mid-write leaves."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid

@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 
 import pytest
@@ -99,15 +98,9 @@ def test_a_temporary_file_that_cannot_be_created_is_reported_under_the_path_aske
     assert caught.value.filename == "/proc/medgen_preview.png"
 
 
-def _exited_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
 @pytest.mark.skipif(os.name != "posix", reason="PIDs are checked on POSIX only")
-def test_a_temporary_file_is_abandoned_once_old_and_its_writer_gone(tmp_path):
-    dead, alive = _exited_pid(), os.getpid()
+def test_a_temporary_file_is_abandoned_once_old_and_its_writer_gone(tmp_path, exited_pid):
+    dead, alive = exited_pid, os.getpid()
     files = {}
     for label, pid in (("dead", dead), ("alive", alive)):
         files[label] = tmp_path / f".partial_{pid}_metrics.abcd1234.json"

@@ -204,13 +204,7 @@ def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
     assert latest_checkpoint(tmp_path).name == "epoch_0003"
 
 
-def _exited_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
-def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
+def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path, exited_pid):
     fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
     # Left by a kill while writing a checkpoint, while deleting an old one, and while deleting
     # the run set aside before: with another process's PID, so no later write reuses them.
@@ -228,7 +222,7 @@ def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path):
     with atomic_path(tmp_path / "model.weights.h5") as temporary:
         own_name = temporary.name
     assert own_name.startswith(f".partial_{os.getpid()}_model.weights.")
-    dead_pid = _exited_pid()
+    dead_pid = exited_pid
     half_written = [
         tmp_path / own_name.replace(f"_{os.getpid()}_", f"_{dead_pid}_"),
         tmp_path / f".partial_{dead_pid}_history.k2x9_q0a.json",
