@@ -356,11 +356,9 @@ class _RunFolderCallback(keras.callbacks.Callback):
             return
         if cut_short:
             return
-        for name, value in logs.items():
-            self.history.setdefault(name, []).append(float(value))
-        self.epoch_recorded = True
-        save_checkpoint(self.model, self.run_dir / "checkpoints", epoch + 1, self.history)
-        _write_json(self.run_dir / "history.json", self.history)
+        # The grid first: if drawing or writing it fails, the epoch is recorded nowhere (not in
+        # history.json and the checkpoint while TensorBoard, which logs after us, misses it), and
+        # a resume runs it again.
         if self.sample_fn is not None:
             from medgen_tf.viz import save_image_grid
 
@@ -371,6 +369,11 @@ class _RunFolderCallback(keras.callbacks.Callback):
                 title=f"epoch {epoch + 1}",
                 value_range=self.sample_value_range,
             )
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(float(value))
+        self.epoch_recorded = True
+        save_checkpoint(self.model, self.run_dir / "checkpoints", epoch + 1, self.history)
+        _write_json(self.run_dir / "history.json", self.history)
 
 
 class _ScalarLogger(keras.callbacks.Callback):
