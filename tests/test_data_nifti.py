@@ -9,10 +9,13 @@ import pytest
 from medgen_tf import DataError
 from medgen_tf.data import load_nifti_slices, load_volume
 from medgen_tf.data.nifti import (
+    _subject_keys,
     extract_slices,
     foreground_mask,
     list_nifti_files,
+    load_paired_nifti_slices,
     normalize_intensity,
+    paired_nifti_files,
     resize_slices,
     sha256_of,
 )
@@ -313,3 +316,44 @@ def test_hidden_files_in_a_folder_are_not_scans(tmp_path):
     (tmp_path / ".scan_a2b.nii.abc123.nii.gz").write_bytes(b"truncated")
     (tmp_path / "._scan.nii.gz").write_bytes(b"resource fork")
     assert [path.name for path in list_nifti_files(tmp_path)] == ["scan.nii.gz"]
+
+
+def test_subject_keys_drop_what_a_folder_shares_back_to_a_separator(tmp_path):
+    def keys(*names):
+        return _subject_keys([tmp_path / name for name in names])
+
+    assert keys("sub-01_T1w.nii.gz", "sub-02_T1w.nii.gz") == ["01", "02"]
+    assert keys("sub-1_T2w.nii", "sub-10_T2w.nii") == ["1", "10"]
+    assert keys("IXI002-Guys-0828-T1.nii.gz", "IXI012-HH-1211-T1.nii.gz") == [
+        "IXI002-Guys-0828", "IXI012-HH-1211"
+    ]
+    assert keys("only_T1w.nii.gz") == ["only_T1w"]
+
+
+def _subject_volume(path, level):
+    volume = np.zeros((12, 12, 12), np.float32)
+    volume[3:9, 3:9, 3:9] = level + np.arange(6, dtype=np.float32)  # not constant: normalisable
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+
+
+def test_paired_folders_match_subjects_by_name_and_refuse_a_missing_one(tmp_path):
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    t1.mkdir()
+    t2.mkdir()
+    for subject in ("01", "02", "03"):
+        _subject_volume(t1 / f"sub-{subject}_T1w.nii.gz", 100.0)
+    for subject in ("01", "03", "04"):  # sub-02's T2 is missing, sub-04 has no T1
+        _subject_volume(t2 / f"sub-{subject}_T2w.nii.gz", 300.0)
+    # Same count, same grid: by sorted position sub-02 would pair with sub-03's T2.
+    with pytest.raises(DataError, match="no partner for sub-02_T1w.nii.gz") as error:
+        load_paired_nifti_slices(t1, t2, image_size=8)
+    assert "\n" not in str(error.value) and str(t2) in str(error.value)
+    assert "1 of 3 files unmatched" in str(error.value)
+
+    (t2 / "sub-04_T2w.nii.gz").rename(t2 / "sub-02_T2w.nii.gz")
+    pairs = paired_nifti_files(t1, t2)
+    assert [(a.name, b.name) for a, b in pairs] == [
+        (f"sub-{s}_T1w.nii.gz", f"sub-{s}_T2w.nii.gz") for s in ("01", "02", "03")
+    ]
+    images_a, images_b, sources = load_paired_nifti_slices(t1, t2, image_size=8)
+    assert len(images_a) == len(images_b) == len(sources) and sorted(set(sources)) == [0, 1, 2]

@@ -17,6 +17,7 @@ with one line naming the file and the problem. The steps, in the order a pipelin
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -368,6 +369,56 @@ def load_nifti_slices(
     return images
 
 
+def _subject_keys(files) -> list[str]:
+    """Each file's name without the start and end that every name in its folder shares.
+
+    ``sub-01_T1w.nii.gz`` and ``sub-02_T1w.nii.gz`` give ``01`` and ``02``: the shared parts
+    are cut back to a separator (``_``, ``-`` or ``.``), so a shared leading digit stays.
+    """
+    stems = [file.name.removesuffix(".gz").removesuffix(".nii") for file in files]
+    if len(stems) < 2:
+        return stems
+    prefix = os.path.commonprefix(stems)
+    prefix = prefix[: max(prefix.rfind(separator) for separator in "_-.") + 1]
+    suffix = os.path.commonprefix([stem[::-1] for stem in stems])[::-1]
+    cuts = [suffix.find(separator) for separator in "_-." if separator in suffix]
+    suffix = suffix[min(cuts) :] if cuts else ""
+    return [stem[len(prefix) : len(stem) - len(suffix)] for stem in stems]
+
+
+def paired_nifti_files(path_a, path_b) -> list[tuple[Path, Path]]:
+    """``(file_a, file_b)`` pairs of two NIfTI files, or of two folders' files matched by name.
+
+    A file's subject is its name without what every name in its folder shares
+    (``sub-01_T1w.nii.gz`` pairs with ``sub-01_T2w.nii.gz``). Pairing by name, not by sorted
+    position: with one subject missing on one side, position would pair every later T1 with
+    the next subject's T2, and registered volumes on one grid would not show it.
+    """
+    files_a, files_b = nifti_files(path_a), nifti_files(path_b)
+    if len(files_a) != len(files_b):
+        raise DataError(
+            f"{path_a} and {path_b}: {len(files_a)} vs {len(files_b)} NIfTI files; paired data "
+            "need one file per subject on each side"
+        )
+    if len(files_a) == 1:
+        return [(files_a[0], files_b[0])]
+    keys_a, keys_b = _subject_keys(files_a), _subject_keys(files_b)
+    by_key_b = dict(zip(keys_b, files_b, strict=True))
+    if len(set(keys_a)) != len(keys_a) or len(by_key_b) != len(keys_b):
+        raise DataError(
+            f"{path_a} and {path_b}: two files of one folder give the same subject name; paired "
+            "folders are matched by name (sub-01_T1w.nii.gz pairs with sub-01_T2w.nii.gz)"
+        )
+    unmatched = [file for key, file in zip(keys_a, files_a, strict=True) if key not in by_key_b]
+    if unmatched:
+        raise DataError(
+            f"{path_b}: no partner for {unmatched[0].name} ({len(unmatched)} of {len(files_a)} "
+            "files unmatched); paired folders are matched by the part of each file name that "
+            "differs within its folder (sub-01_T1w.nii.gz pairs with sub-01_T2w.nii.gz)"
+        )
+    return [(file_a, by_key_b[key]) for key, file_a in zip(keys_a, files_a, strict=True)]
+
+
 def load_paired_nifti_slices(
     path_a,
     path_b,
@@ -379,24 +430,18 @@ def load_paired_nifti_slices(
 ):
     """Slices of co-registered pairs (e.g. a subject's T1 and T2), row i of A matching row i of B.
 
-    ``path_a`` and ``path_b`` are two files, or two folders whose sorted files pair up one to
-    one. The two volumes of a pair must share one voxel grid (shape and affine): register and
+    ``path_a`` and ``path_b`` are two files, or two folders whose files pair up by name
+    (:func:`paired_nifti_files`). The two volumes of a pair must share one voxel grid (shape and affine): register and
     resample first. Each volume is normalised on its own, but the slices kept are chosen once
     for the pair, from the union of the two foreground masks; chosen per volume, the T2's
     range of slices could start one slice later than the T1's and shift every pair.
 
     Returns:
         ``(images_a, images_b, sources)``: two float32 arrays (n, image_size, image_size, 1)
-        and, for each row, the index of its pair in the sorted lists.
+        and, for each row, the index of its pair in :func:`paired_nifti_files` (A's sorted order).
     """
-    files_a, files_b = nifti_files(path_a), nifti_files(path_b)
-    if len(files_a) != len(files_b):
-        raise DataError(
-            f"{path_a} and {path_b}: {len(files_a)} vs {len(files_b)} NIfTI files; paired data "
-            "need one file per subject on each side"
-        )
     images_a, images_b, sources = [], [], []
-    for pair_index, (file_a, file_b) in enumerate(zip(files_a, files_b, strict=True)):
+    for pair_index, (file_a, file_b) in enumerate(paired_nifti_files(path_a, path_b)):
         volume_a, mask_a, affine = _prepared_volume(file_a, volume_indices[0], value_range)
         volume_b, mask_b, affine_b = _prepared_volume(file_b, volume_indices[1], value_range)
         if volume_a.shape != volume_b.shape or not np.allclose(affine, affine_b, atol=1e-3):

@@ -201,7 +201,7 @@ def load_domains(
     With ``paired=True`` the domains must also hold the same number of images (row i of A
     corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``). Two ``nifti:`` specs are
     then cut on the same slices (:func:`~medgen_tf.data.nifti.load_paired_nifti_slices`: same
-    voxel grid, files paired in sorted order).
+    voxel grid, files paired by name).
     """
     if paired and parse_spec(spec_a)[0] == parse_spec(spec_b)[0] == "nifti":
         return _load_paired_nifti(spec_a, spec_b, image_size, value_range)
@@ -234,9 +234,10 @@ def _load_paired_nifti(spec_a, spec_b, image_size, value_range):
         value_range=value_range,
         volume_indices=(index_a, index_b),
     )
+    pairs = nifti.paired_nifti_files(path_a, path_b)
     domains = []
-    for spec, path, images in ((spec_a, path_a, images_a), (spec_b, path_b, images_b)):
-        names = [file.name for file in nifti.nifti_files(path)]
+    for side, (spec, images) in enumerate(((spec_a, images_a), (spec_b, images_b))):
+        names = [pair[side].name for pair in pairs]
         domains.append({"images": images, "labels": sources, "label_names": names, "name": spec})
     return tuple(domains)
 
