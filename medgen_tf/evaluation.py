@@ -3,7 +3,7 @@
 The lower references a translation model must beat (the input copied unchanged, and
 histogram matching) and the table that puts them beside the models: MAE, PSNR and SSIM inside
 the brain mask and over the whole image, from :mod:`medgen_tf.metrics`. Used by
-``notebooks/03_cyclegan.ipynb`` and ``medgen-tf translate``.
+``notebooks/03_cyclegan.ipynb`` and its solutions.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from medgen_tf.data.brain import _unit_scale
 from medgen_tf.data.nifti import foreground_mask
 from medgen_tf.translation import (
     GENERATOR_FILES,
+    SYNTHETIC_DESCRIPTION,
     normalize_for_model,
     recipe_export,
     run_intensity,
@@ -45,6 +46,8 @@ def _toy_volume():
 def _write_volume(path, volume):
     image = nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0]))
     image.header["cal_min"], image.header["cal_max"] = 0.0, 1000.0  # a scanner's display window
+    image.header["descrip"] = b"T1w MPRAGE TR=2300"  # what the scanner says it acquired
+    image.header.set_intent("estimate", (), name="T1")
     nib.save(image, str(path))
     return path
 
@@ -73,6 +76,9 @@ def test_translate_nifti_feeds_the_training_scaling_and_sets_the_display_range(t
         output = nib.load(str(out_path))
         outputs[intensity] = output.get_fdata()
         assert (output.header["cal_min"], output.header["cal_max"]) == (0.0, 1.0)
+        # A generated volume must not describe itself as the acquired T1.
+        assert output.header["descrip"].item() == SYNTHETIC_DESCRIPTION
+        assert output.header.get_intent() == ("none", (), "")
         assert 0.0 <= outputs[intensity].min() and outputs[intensity].max() <= 1.0
     # The identity model returns its input: CSF at CSF / WM for cohort, at the air's 0 else.
     assert outputs["cohort"][CSF_VOXEL] == pytest.approx(CSF / WM, abs=0.02)
