@@ -389,6 +389,11 @@ def test_mixed_precision_step_is_finite_and_outputs_float32():
         assert model(np.zeros((1, SIZE, SIZE, 1), "float32")).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    model.compile()  # under float32 now: the networks' float16 layers decide
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in model.optimizers)
+    float32_model = _small_cyclegan()
+    float32_model.compile()
+    assert all(type(o) is keras.optimizers.Adam for o in float32_model.optimizers)
 
 
 def test_keras_file_round_trip_translates_identically(tmp_path):

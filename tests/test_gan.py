@@ -314,6 +314,13 @@ def test_mixed_precision_keras_round_trip_keeps_one_loss_scale_optimizer(tmp_pat
         restored.fit(square_images(8), batch_size=8, epochs=1, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy(previous)
+    # Loaded and compiled anew under float32, its float16 layers still get loss scaling.
+    fine_tuned = keras.models.load_model(path, compile=False)
+    fine_tuned.compile()
+    assert all(
+        isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        for optimizer in fine_tuned.optimizers
+    )
 
 
 def test_conditional_gan_one_step_fit_and_labels_matter():

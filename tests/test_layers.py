@@ -84,16 +84,28 @@ def test_instance_normalization_has_no_parameters_by_default_and_round_trips():
     assert InstanceNormalization.from_config(config).groups == -1
 
 
+def _dense_network():
+    inputs = keras.Input((4,))
+    inner = keras.Sequential([keras.layers.Dense(3)])  # nested: its layers count too
+    return keras.Model(inputs, keras.layers.Dense(1)(inner(inputs)))
+
+
 def test_loss_scaled_wraps_only_under_float16():
     optimizer = keras.optimizers.Adam()
     assert loss_scaled(optimizer) is optimizer
+    float32_network = _dense_network()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         wrapped = loss_scaled(keras.optimizers.Adam())
         assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
         assert loss_scaled(wrapped) is wrapped
+        float16_network = _dense_network()
+        # The network decides, not the policy of the moment.
+        assert type(loss_scaled(keras.optimizers.Adam(), float32_network)) is keras.optimizers.Adam
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    wrapped = loss_scaled(keras.optimizers.Adam(), float16_network)
+    assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
 
 
 def test_maximum_leaky_relu_equals_keras_leaky_relu_values_and_gradients():

@@ -54,6 +54,16 @@ def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
         model.compile(optimizer="adam")
 
 
+def test_float16_networks_get_loss_scaling_whatever_the_policy_at_compile():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model(adversarial=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile()
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in model.optimizers)
+
+
 def test_keras_file_round_trip(tmp_path):
     model = _model(adversarial=True)
     path = tmp_path / "pix2pix.keras"

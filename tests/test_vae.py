@@ -253,6 +253,8 @@ def test_mixed_precision_step_is_finite_with_float32_outputs():
         assert keras.ops.convert_to_numpy(vae.sample(2, seed=0)).dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    vae.compile(keras.optimizers.Adam(1e-3))  # under float32 now: the float16 layers decide
+    assert isinstance(vae.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
 def test_resume_through_the_engine_equals_uninterrupted(tmp_path):

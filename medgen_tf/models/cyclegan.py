@@ -407,7 +407,8 @@ class CycleGAN(keras.Model):
             raise ValueError(f"CycleGAN trains four networks: pass {', '.join(OPTIMIZER_NAMES)}.")
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         for name, optimizer in given.items():
-            setattr(self, name, loss_scaled(optimizer or defaults[name]))
+            network = getattr(self, name.removesuffix("_optimizer"))
+            setattr(self, name, loss_scaled(optimizer or defaults[name], network))
         self.build_optimizers()
 
     def get_compile_config(self):

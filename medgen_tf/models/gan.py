@@ -252,8 +252,8 @@ class GAN(keras.Model):
         if "optimizer" in kwargs:
             raise ValueError("A GAN trains two networks: pass d_optimizer and g_optimizer.")
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
-        self.d_optimizer = loss_scaled(d_optimizer)
-        self.g_optimizer = loss_scaled(g_optimizer)
+        self.d_optimizer = loss_scaled(d_optimizer, self.discriminator)
+        self.g_optimizer = loss_scaled(g_optimizer, self.generator)
         # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
         # variables there, and a restore needs them to exist or Adam's moments restart.
         self.build_optimizers()

@@ -11,18 +11,35 @@ import numbers
 import keras
 
 
-def loss_scaled(optimizer) -> keras.optimizers.Optimizer:
-    """Wrap ``optimizer`` in a ``LossScaleOptimizer`` when the global policy computes in float16.
+def computes_in_float16(network) -> bool:
+    """Whether any layer of ``network`` (nested models included) computes in float16.
+
+    The layers, not the model's own policy: a functional model loaded from a ``.keras`` file
+    under the float32 global policy reports float32 while its layers still compute in float16.
+    """
+    layers = getattr(network, "layers", None)
+    if layers is None:
+        return network.compute_dtype == "float16"
+    return any(computes_in_float16(layer) for layer in layers)
+
+
+def loss_scaled(optimizer, network=None) -> keras.optimizers.Optimizer:
+    """Wrap ``optimizer`` in a ``LossScaleOptimizer`` when ``network`` computes in float16.
 
     Keras only does this by itself inside the built-in ``compile``; a GAN's overridden
     ``compile`` must do it by hand, and its ``train_step`` must take gradients of
-    ``optimizer.scale_loss(loss)`` (a no-op on a plain optimizer). A name such as ``"adam"``
-    is accepted, as by ``keras.Model.compile``.
+    ``optimizer.scale_loss(loss)`` (a no-op on a plain optimizer). The test is on the network
+    the optimizer trains, not on the global policy at compile time: a mixed-precision model
+    re-compiled after the policy went back to float32 (a loaded ``.keras`` file, or after
+    ``training.fit``) still needs loss scaling. Without ``network``, the global policy decides.
+    A name such as ``"adam"`` is accepted, as by ``keras.Model.compile``.
     """
     optimizer = keras.optimizers.get(optimizer)
-    if keras.mixed_precision.global_policy().compute_dtype == "float16" and not isinstance(
-        optimizer, keras.optimizers.LossScaleOptimizer
-    ):
+    if network is not None:
+        float16 = computes_in_float16(network)
+    else:
+        float16 = keras.mixed_precision.global_policy().compute_dtype == "float16"
+    if float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

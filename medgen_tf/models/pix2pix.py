@@ -79,11 +79,13 @@ class Pix2Pix(keras.Model):
         def adam(name):
             return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5, name=name)
 
-        self.generator_optimizer = loss_scaled(generator_optimizer or adam("generator_adam"))
+        self.generator_optimizer = loss_scaled(
+            generator_optimizer or adam("generator_adam"), self.generator
+        )
         self.generator_optimizer.build(self.generator.trainable_variables)
         if self.discriminator is not None:
             self.discriminator_optimizer = loss_scaled(
-                discriminator_optimizer or adam("discriminator_adam")
+                discriminator_optimizer or adam("discriminator_adam"), self.discriminator
             )
             self.discriminator_optimizer.build(self.discriminator.trainable_variables)
 

@@ -262,8 +262,8 @@ class VAE(keras.Model):
         return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
 
     def compile(self, optimizer="adam", **kwargs):
-        # loss_scaled adds dynamic loss scaling when the global policy is mixed_float16.
-        optimizer = loss_scaled(keras.optimizers.get(optimizer))
+        # loss_scaled adds dynamic loss scaling when the encoder or decoder computes in float16.
+        optimizer = loss_scaled(keras.optimizers.get(optimizer), self)
         kwargs.setdefault("jit_compile", "auto")
         super().compile(optimizer=optimizer, **kwargs)
         # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
