@@ -304,21 +304,22 @@ def test_compiled_keras_round_trip_restores_the_four_optimizers_and_schedules(
     tmp_path, load_compiled, assert_optimizer_state_equal
 ):
     model = _small_cyclegan(pool_size=2)
-    model.compile(**default_optimizers(total_steps=10, learning_rate=3e-4))
-    model.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
+    model.compile(**default_optimizers(total_steps=10, learning_rate=3e-4), steps_per_execution=2)
+    model.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=2, verbose=0)  # one execution
     path = tmp_path / "cyclegan.keras"
     model.save(path)
     # Keras warns "compile() was not called as part of model loading" without the fix.
     restored = load_compiled(path)
+    assert restored.steps_per_execution == 2
     expected = {"initial_learning_rate": 3e-4, "total_steps": 10, "decay_start_step": 5}
     for ours, theirs in zip(restored.optimizers, model.optimizers, strict=True):
         assert type(ours) is keras.optimizers.Adam and ours.beta_1 == 0.5
         assert isinstance(ours._learning_rate, LinearDecayAfterHalf)
         assert ours._learning_rate.get_config() == pytest.approx(expected)
         # Keras restores the optimizer state too: step count and Adam's moments.
-        assert_optimizer_state_equal(ours, theirs, iterations=1)
-    restored.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=1, verbose=0)
-    assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [2, 2, 2, 2]
+        assert_optimizer_state_equal(ours, theirs, iterations=2)
+    restored.fit(_unpaired_dataset(), epochs=1, steps_per_epoch=2, verbose=0)
+    assert [int(optimizer.iterations) for optimizer in restored.optimizers] == [4, 4, 4, 4]
 
 
 def test_evaluate_and_validation_report_the_training_losses_and_change_nothing(unchanged_by):

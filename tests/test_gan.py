@@ -278,12 +278,17 @@ def test_compiled_keras_round_trip_restores_both_optimizers_and_trains_on(
     tmp_path, num_classes, load_compiled, assert_optimizer_state_equal
 ):
     gan = tiny_gan(num_classes=num_classes)
-    gan.compile(keras.optimizers.Adam(3e-4, beta_1=0.3), keras.optimizers.Adam(5e-5, beta_1=0.4))
+    gan.compile(
+        keras.optimizers.Adam(3e-4, beta_1=0.3),
+        keras.optimizers.Adam(5e-5, beta_1=0.4),
+        steps_per_execution=2,
+    )
     data = (square_images(8),) if num_classes is None else (square_images(8), np.arange(8) % 3)
     gan.fit(*data, batch_size=8, epochs=1, verbose=0)
     path = tmp_path / "gan.keras"
     gan.save(path)
     restored = load_compiled(path)
+    assert restored.steps_per_execution == 2  # the engine's settings come back with the optimizers
     pairs = zip(restored.optimizers, gan.optimizers, [(3e-4, 0.3), (5e-5, 0.4)], strict=True)
     for ours, theirs, (learning_rate, beta_1) in pairs:
         assert type(ours) is keras.optimizers.Adam

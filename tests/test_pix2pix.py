@@ -89,12 +89,14 @@ def test_compiled_keras_round_trip_restores_the_optimizers_and_trains_on(
     model.compile(
         generator_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.3),
         discriminator_optimizer=keras.optimizers.Adam(5e-5, beta_1=0.4) if adversarial else None,
+        steps_per_execution=2,
     )
     model.fit(_paired_dataset(), epochs=1, verbose=0)
     path = tmp_path / "pix2pix.keras"
     model.save(path)
     # Keras warns "compile() was not called as part of model loading" without the fix.
     restored = load_compiled(path)
+    assert restored.steps_per_execution == 2
     assert restored.discriminator_optimizer is None or adversarial
     settings = [(1e-3, 0.3), (5e-5, 0.4)][: len(model.optimizers)]
     pairs = zip(restored.optimizers, model.optimizers, settings, strict=True)

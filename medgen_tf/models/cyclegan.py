@@ -15,6 +15,7 @@ from medgen_tf.models.layers import (
     InstanceNormalization,
     MaximumLeakyReLU,
     ReflectionPadding2D,
+    engine_compile_arguments,
     loss_scaled,
 )
 
@@ -417,8 +418,11 @@ class CycleGAN(keras.Model):
         if not self.compiled:
             return {}
         return {
-            name: keras.saving.serialize_keras_object(getattr(self, name))
-            for name in OPTIMIZER_NAMES
+            **{
+                name: keras.saving.serialize_keras_object(getattr(self, name))
+                for name in OPTIMIZER_NAMES
+            },
+            **engine_compile_arguments(super().get_compile_config()),
         }
 
     def compile_from_config(self, config):
@@ -427,7 +431,8 @@ class CycleGAN(keras.Model):
             **{
                 name: keras.saving.deserialize_keras_object(config[name])
                 for name in OPTIMIZER_NAMES
-            }
+            },
+            **engine_compile_arguments(config),
         )
 
     @property

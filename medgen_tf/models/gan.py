@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import MaximumLeakyReLU, loss_scaled
+from medgen_tf.models.layers import MaximumLeakyReLU, engine_compile_arguments, loss_scaled
 
 __all__ = ["GAN", "ConditionalGAN", "build_discriminator", "build_generator", "default_optimizers"]
 
@@ -266,6 +266,7 @@ class GAN(keras.Model):
         return {
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            **engine_compile_arguments(super().get_compile_config()),
         }
 
     def compile_from_config(self, config):
@@ -273,6 +274,7 @@ class GAN(keras.Model):
         self.compile(
             d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
             g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+            **engine_compile_arguments(config),
         )
 
     @property

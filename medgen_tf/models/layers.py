@@ -44,6 +44,18 @@ def loss_scaled(optimizer, network=None) -> keras.optimizers.Optimizer:
     return optimizer
 
 
+def engine_compile_arguments(compile_config) -> dict:
+    """``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` from a compile config.
+
+    A model that overrides ``get_compile_config`` to save its own optimizers must keep these
+    too, from ``super().get_compile_config()``, and pass them back in ``compile_from_config``:
+    Keras' own config keeps them, and without them a loaded model silently runs one step per
+    call, in graph mode, whatever it was compiled with.
+    """
+    keys = ("run_eagerly", "steps_per_execution", "jit_compile")
+    return {key: compile_config[key] for key in keys if key in compile_config}
+
+
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class ReflectionPadding2D(keras.layers.Layer):
     """Pad height and width by mirroring the border (``tf.pad(mode="REFLECT")``).

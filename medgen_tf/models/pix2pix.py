@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import loss_scaled
+from medgen_tf.models.layers import engine_compile_arguments, loss_scaled
 
 __all__ = ["Pix2Pix"]
 
@@ -100,6 +100,7 @@ class Pix2Pix(keras.Model):
             "discriminator_optimizer": keras.saving.serialize_keras_object(
                 self.discriminator_optimizer
             ),
+            **engine_compile_arguments(super().get_compile_config()),
         }
 
     def compile_from_config(self, config):
@@ -111,6 +112,7 @@ class Pix2Pix(keras.Model):
             discriminator_optimizer=keras.saving.deserialize_keras_object(
                 config["discriminator_optimizer"]
             ),
+            **engine_compile_arguments(config),
         )
 
     @property

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import loss_scaled
+from medgen_tf.models.layers import engine_compile_arguments, loss_scaled
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -280,10 +280,16 @@ class VAE(keras.Model):
         # (and its saved state) when a .keras file is loaded.
         if not self.compiled:
             return {}
-        return {"optimizer": keras.saving.serialize_keras_object(self.optimizer)}
+        return {
+            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
+            **engine_compile_arguments(super().get_compile_config()),
+        }
 
     def compile_from_config(self, config):
-        self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]))
+        self.compile(
+            optimizer=keras.saving.deserialize_keras_object(config["optimizer"]),
+            **engine_compile_arguments(config),
+        )
 
     def kl_weight_at(self, step):
         """KL weight after ``step`` optimizer steps: beta * min(1, step / kl_warmup_steps)."""
