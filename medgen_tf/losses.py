@@ -28,6 +28,7 @@ from keras import ops
 __all__ = [
     "ADVERSARIAL_LOSSES",
     "cycle_loss",
+    "draw_per_replica",
     "get_adversarial_loss",
     "gradient_penalty",
     "hinge_discriminator_loss",
@@ -61,6 +62,27 @@ def scale_for_replicas(loss):
     if num_replicas > 1:
         loss = loss / ops.cast(num_replicas, loss.dtype)
     return loss
+
+
+def draw_per_replica(draw, shape):
+    """``draw(shape)``, with different numbers on every replica under ``tf.distribute``.
+
+    Every replica holds the same ``SeedGenerator`` state, so a plain draw would give each
+    replica the same noise (the same GAN inputs, VAE eps or WGAN-GP interpolation on every
+    replica). Here each replica draws for the whole global batch and keeps its own rows.
+
+    Args:
+        draw: ``shape -> tensor``, e.g. ``lambda s: keras.random.normal(s, seed=generator)``.
+        shape: this replica's shape; rows are axis 0.
+    """
+    num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    context = tf.distribute.get_replica_context()
+    if num_replicas == 1 or context is None:  # None: cross-replica code, one draw serves
+        return draw(shape)
+    rows = shape[0]
+    values = draw((rows * num_replicas, *shape[1:]))
+    first = context.replica_id_in_sync_group * rows
+    return values[first : first + rows]
 
 
 # ---- non-saturating (Goodfellow et al. 2014) -------------------------------------------------
@@ -147,7 +169,9 @@ def gradient_penalty(critic, real_images, fake_images, seed=None, critic_inputs=
     real_images = _float32(real_images)
     fake_images = _float32(fake_images)
     batch_size = ops.shape(real_images)[0]
-    epsilon = keras.random.uniform((batch_size, 1, 1, 1), seed=seed)
+    epsilon = draw_per_replica(
+        lambda shape: keras.random.uniform(shape, seed=seed), (batch_size, 1, 1, 1)
+    )
     interpolates = epsilon * real_images + (1.0 - epsilon) * fake_images
     with tf.GradientTape() as tape:
         tape.watch(interpolates)

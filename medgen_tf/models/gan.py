@@ -310,16 +310,12 @@ class GAN(keras.Model):
         """Fresh noise from the model's SeedGenerator, distinct on every replica.
 
         Under ``tf.distribute`` every replica holds the same generator state, so each draws the
-        noise of the global batch and keeps its own slice.
+        noise of the global batch and keeps its own slice (:func:`losses.draw_per_replica`).
         """
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        noise = keras.random.normal(
-            (batch_size * replicas, self.latent_dim), seed=self.seed_generator
+        return losses.draw_per_replica(
+            lambda shape: keras.random.normal(shape, seed=self.seed_generator),
+            (batch_size, self.latent_dim),
         )
-        if replicas == 1:
-            return noise
-        replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return noise[replica_id * batch_size : (replica_id + 1) * batch_size]
 
     # Hooks the conditional model overrides.
     def _unpack(self, data):

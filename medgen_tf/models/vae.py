@@ -15,6 +15,17 @@ from keras import ops
 from medgen_tf import losses
 from medgen_tf.models.layers import engine_compile_arguments, loss_scaled
 
+__all__ = [
+    "LIKELIHOODS",
+    "VAE",
+    "Sampling",
+    "build_decoder",
+    "build_encoder",
+    "build_vae",
+    "kl_divergence",
+    "kl_per_dimension",
+]
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -119,8 +130,9 @@ class Sampling(keras.layers.Layer):
 
     def call(self, inputs):
         z_mean, z_log_var = inputs
-        epsilon = keras.random.normal(
-            ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator
+        epsilon = losses.draw_per_replica(
+            lambda shape: keras.random.normal(shape, dtype=z_mean.dtype, seed=self.seed_generator),
+            ops.shape(z_mean),
         )
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
