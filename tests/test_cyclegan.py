@@ -197,7 +197,7 @@ def test_module_examples_run():
     from medgen_tf.models import cyclegan
 
     failed, attempted = doctest.testmod(cyclegan)
-    assert (failed, attempted) == (0, 6)
+    assert (failed, attempted) == (0, 10)
 
 
 def test_generators_of_unknown_image_size_are_refused_with_the_shapes():

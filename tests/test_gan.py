@@ -432,4 +432,4 @@ def test_module_examples_run():
 
     from medgen_tf.models import gan
 
-    assert doctest.testmod(gan) == (0, 6)
+    assert doctest.testmod(gan) == (0, 10)

@@ -280,3 +280,11 @@ def test_resume_through_the_engine_equals_uninterrupted(tmp_path):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected), atol=1e-5
         )
+
+
+def test_module_examples_run():
+    import doctest
+
+    from medgen_tf.models import vae
+
+    assert doctest.testmod(vae) == (0, 9)

@@ -45,6 +45,20 @@ def build_resnet_generator(
     norm, ReLU, biases kept (instance norm has no offset), tanh output in float32. It maps an
     image to an image and takes no noise. ``num_residual_blocks`` defaults to the paper's
     choice: 6 up to 128 px, 9 above. ``filters`` is the paper's 64 (the widths scale with it).
+
+    Args:
+        image_size: side of the square images, a multiple of 4.
+        channels: image channels (1 for MR).
+        filters: filters of the first layer; the paper's 64.
+        num_residual_blocks: residual blocks at the bottleneck; None for the paper's choice.
+        name: the model's name.
+
+    Example:
+        >>> generator = build_resnet_generator(32, filters=4, num_residual_blocks=1)
+        >>> tuple(generator(ops.zeros((1, 32, 32, 1))).shape)
+        (1, 32, 32, 1)
+
+    Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
     if image_size % 4:
         raise ValueError(
@@ -100,6 +114,19 @@ def build_patchgan_discriminator(
     first; each output logit judges one 70x70 patch (a 30x30 map at 256 px). No sigmoid: the
     least-squares loss reads the raw values. ``channels`` is 2 for a conditional pix2pix D.
     ``image_size`` must leave the logits map at least 1x1, so it must be at least 24.
+
+    Args:
+        image_size: side of the square images (None for any size).
+        channels: image channels; 2 for a conditional pix2pix discriminator.
+        filters: filters of the first convolution; the paper's 64.
+        name: the model's name.
+
+    Example:
+        >>> discriminator = build_patchgan_discriminator(32, filters=4)
+        >>> tuple(discriminator(ops.zeros((1, 32, 32, 1))).shape)
+        (1, 2, 2, 1)
+
+    Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
     if image_size is not None and _patchgan_output_side(image_size) < 1:
         minimum = next(side for side in range(1, 64) if _patchgan_output_side(side) >= 1)

@@ -44,6 +44,24 @@ def build_generator(
     ``channels`` with tanh, computed in float32 so mixed precision never clips the output.
     With ``num_classes``, inputs are ``[noise, labels]``: an embedding of the label is joined to
     the noise, so every layer can use the class.
+
+    Args:
+        latent_dim: length of the noise vector.
+        image_size: side of the square images; it must halve at least twice down to a side
+            between 4 and 7 (28, 32, 64, 128, ...).
+        channels: image channels (1 for MR).
+        base_filters: filters of the last upsampling block; each earlier block has twice as
+            many.
+        num_classes: a number of classes for a conditional generator; None for a plain one.
+        embedding_dim: length of the label embedding.
+        name: the model's name.
+
+    Example:
+        >>> generator = build_generator(latent_dim=16, image_size=32, base_filters=8)
+        >>> tuple(generator(keras.random.normal((2, 16), seed=0)).shape)
+        (2, 32, 32, 1)
+
+    Notebook: ``notebooks/01_gan.ipynb``.
     """
     start, steps = _upsampling_plan(image_size)
     noise = keras.Input((latent_dim,), name="noise")
@@ -94,6 +112,22 @@ def build_discriminator(
     ``num_classes``, inputs are ``[images, labels]``: an embedding of the label is reshaped to
     one extra image channel, so the first convolution already sees which class the image
     claims to be.
+
+    Args:
+        image_size: side of the square images.
+        channels: image channels (1 for MR).
+        base_filters: filters of the first convolution; each next one has twice as many, up to
+            eight times.
+        num_classes: a number of classes for a conditional discriminator; None for a plain one.
+        normalization: None, ``"batch"`` or ``"layer"``, as above.
+        name: the model's name.
+
+    Example:
+        >>> discriminator = build_discriminator(image_size=32, base_filters=8)
+        >>> tuple(discriminator(ops.zeros((2, 32, 32, 1))).shape)
+        (2, 1)
+
+    Notebook: ``notebooks/01_gan.ipynb``.
     """
     if normalization not in (None, "batch", "layer"):
         raise ValueError(f"normalization must be None, 'batch' or 'layer', got {normalization!r}.")

@@ -55,7 +55,26 @@ def _num_downsamples(image_size: int) -> int:
 
 
 def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, name="encoder"):
-    """Strided-conv encoder: image -> (z_mean, z_log_var), both float32 (batch, latent_dim)."""
+    """Strided-conv encoder: image -> (z_mean, z_log_var), both float32 (batch, latent_dim).
+
+    The inference network q(z|x) of Kingma & Welling 2014, as a Gaussian with diagonal
+    covariance; the log-variance head keeps the variance positive without a constraint.
+
+    Args:
+        image_size: side of the square images (a multiple of 4).
+        channels: image channels (1 for MR).
+        latent_dim: length of z.
+        base_filters: filters of the first block; each next block has twice as many, up to
+            eight times.
+        name: the model's name.
+
+    Example:
+        >>> z_mean, z_log_var = build_encoder(32, latent_dim=8, base_filters=4)(ops.zeros((2, 32, 32, 1)))
+        >>> tuple(z_mean.shape), tuple(z_log_var.shape)
+        ((2, 8), (2, 8))
+
+    Notebook: ``notebooks/02_vae.ipynb``.
+    """
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for block in range(_num_downsamples(image_size)):
@@ -79,8 +98,21 @@ def build_decoder(
 ):
     """Decoder z -> image parameters, float32 (batch, image_size, image_size, channels).
 
+    The generative network p(x|z) of Kingma & Welling 2014, mirroring :func:`build_encoder`.
     ``likelihood="bernoulli"`` outputs logits (apply a sigmoid for probabilities);
     ``likelihood="gaussian"`` outputs means in [0, 1] through a sigmoid.
+
+    Args:
+        image_size, channels, latent_dim, base_filters: as for :func:`build_encoder`.
+        likelihood: ``"bernoulli"`` or ``"gaussian"`` (see :class:`VAE`).
+        name: the model's name.
+
+    Example:
+        >>> decoder = build_decoder(32, latent_dim=8, base_filters=4)
+        >>> tuple(decoder(ops.zeros((2, 8))).shape)
+        (2, 32, 32, 1)
+
+    Notebook: ``notebooks/02_vae.ipynb``.
     """
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -408,7 +440,20 @@ def build_vae(
     likelihood="bernoulli",
     **kwargs,
 ):
-    """Encoder, decoder and :class:`VAE` in one call; ``kwargs`` go to ``VAE``."""
+    """Encoder, decoder and :class:`VAE` in one call (Kingma & Welling 2014).
+
+    Args:
+        image_size, channels, latent_dim, base_filters, likelihood: as for
+            :func:`build_encoder` and :func:`build_decoder`.
+        **kwargs: passed to :class:`VAE` (``beta``, ``kl_warmup_steps``, ``seed``, ...).
+
+    Example:
+        >>> vae = build_vae(32, latent_dim=8, base_filters=4, seed=0)
+        >>> tuple(vae(ops.zeros((2, 32, 32, 1))).shape)
+        (2, 32, 32, 1)
+
+    Notebook: ``notebooks/02_vae.ipynb``.
+    """
     encoder = build_encoder(image_size, channels, latent_dim, base_filters)
     decoder = build_decoder(image_size, channels, latent_dim, base_filters, likelihood)
     return VAE(encoder, decoder, likelihood=likelihood, **kwargs)
