@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, first_line
 
 
 def _umask():
@@ -150,3 +150,24 @@ def read_run_config(run_dir, required=True):
     if not all(isinstance(section, dict) for section in sections.values()):
         raise DataError(f'{path}: not a run config ("config" and "engine" must be JSON objects)')
     return sections
+
+
+def load_keras_file(path, **kwargs):
+    """``keras.saving.load_model(path, **kwargs)``, with a one-line DataError naming the file.
+
+    Keras reports a truncated ``.keras`` archive as "File not found" and a damaged member as a
+    traceback from h5py or json; a run folder's exported model is user data like any other.
+    """
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .keras archive (truncated or damaged; export it again)")
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except Exception as error:  # zip, h5py, json and Keras errors alike
+        raise DataError(f"{path}: damaged .keras model ({first_line(error)})") from error

@@ -123,3 +123,34 @@ def test_a_temporary_file_is_abandoned_once_old_and_its_writer_gone(tmp_path, ex
         odd.write_text("{")
         assert not abandoned_partial(odd, now=later), name
     assert not abandoned_partial(tmp_path / f".partial_{dead}_gone.json", now=later)
+
+
+def test_load_keras_file_names_a_missing_truncated_or_damaged_model(tmp_path):
+    import zipfile
+
+    import keras
+
+    from medgen_tf.errors import DataError
+    from medgen_tf.files import load_keras_file
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    good = tmp_path / "model.keras"
+    model.save(good)
+    assert load_keras_file(good).count_params() == 8
+
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    damaged = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, b"{" if item.filename == "config.json" else data)
+    cases = {
+        tmp_path / "missing.keras": "no such model file",
+        truncated: "not a .keras archive",  # Keras itself says "File not found"
+        damaged: "damaged .keras model",
+    }
+    for path, problem in cases.items():
+        with pytest.raises(DataError, match=problem) as error:
+            load_keras_file(path)
+        assert "\n" not in str(error.value) and str(path) in str(error.value)
