@@ -43,10 +43,20 @@ def test_object_arrays_are_never_unpickled(tmp_path):
         medmnist.load_medmnist(path)
 
 
+def test_junk_npz_is_called_damaged_without_advice_to_allow_pickles(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(DataError) as error:
+        medmnist.load_medmnist(junk)
+    message = str(error.value)
+    assert message == f"{junk}: not a .npz archive (truncated or damaged)"
+    assert "pickle" not in message
+
+
 def test_not_an_npz_and_mismatched_lengths(tmp_path):
     bogus = tmp_path / "bogus.npz"
     bogus.write_bytes(b"plain text")
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="not a .npz archive"):
         medmnist.load_medmnist(bogus)
     path = tmp_path / "lengths.npz"
     np.savez(path, train_images=np.zeros((3, 28, 28), np.uint8), train_labels=np.zeros((2, 1)))

@@ -182,7 +182,12 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise DataError(f"{path}: not a readable .npz archive ({first_line(error)})") from error
+        problem = first_line(error)
+        # np.load takes whatever is neither a zip nor a .npy for a pickle, and its advice to
+        # allow pickles is wrong for a damaged file: reading data never runs code.
+        if "pickle" in problem:
+            raise DataError(f"{path}: not a .npz archive (truncated or damaged)") from error
+        raise DataError(f"{path}: not a readable .npz archive ({problem})") from error
     # np.load goes by the file's content, not its name: a .npy renamed .npz is one bare array.
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single .npy array, not a .npz archive of named arrays")
