@@ -340,7 +340,7 @@ def train(
     ``data_a`` and ``data_b`` (default ``"brain:t1"``, ``"brain:t2"``) for CycleGAN. Giving one
     the model does not use is a DataError: it would be recorded, and then compared on resume,
     as if it had shaped the run."""
-    from medgen_tf.training import fit, latest_checkpoint
+    from medgen_tf.training import fit, trained_outputs
 
     recipe = get_recipe(model)
     if recipe.two_domains:
@@ -354,9 +354,11 @@ def train(
         takes = "data_a and data_b" if recipe.two_domains else "data"
         raise DataError(f"model {model!r} does not use {' or '.join(given)}; it takes {takes}")
     run_dir = Path(run_dir)
-    if not resume and latest_checkpoint(run_dir / "checkpoints") is not None:
+    earlier = trained_outputs(run_dir)
+    if not resume and earlier:
         raise DataError(
-            f"run folder {run_dir} already has checkpoints; pass --resume or another --out"
+            f"run folder {run_dir} already holds a run ({', '.join(earlier)}); pass --resume or "
+            "another --out"
         )
     config = {
         "model": model,

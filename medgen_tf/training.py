@@ -90,6 +90,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
+    "trained_outputs",
 ]
 
 _CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)$")
@@ -215,6 +216,19 @@ def _remove_unfinished(run_dir: Path) -> None:
                     shutil.rmtree(path, ignore_errors=True)
                 elif abandoned_partial(path) and path.is_file():
                     path.unlink(missing_ok=True)
+
+
+def trained_outputs(run_dir) -> list[str]:
+    """What an earlier run trained into ``run_dir``: checkpoint folders (complete or not),
+    ``history.json``, weights and exported models. A ``config.json`` alone (a run that failed
+    before its first epoch ended) is not among them: nothing trained is lost by replacing it."""
+    run_dir = Path(run_dir)
+    found = []
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(_CHECKPOINT_PATTERN.match(p.name) for p in checkpoints.iterdir()):
+        found.append("checkpoints/")
+    found += [name for name in ("history.json", "model.weights.h5") if (run_dir / name).exists()]
+    return found + sorted(path.name for path in run_dir.glob("*.keras"))
 
 
 def latest_checkpoint(checkpoint_dir) -> Path | None:
@@ -510,7 +524,7 @@ def _num_examples(data) -> int:
     return len(data)
 
 
-def _set_aside_earlier_run(run_dir: Path, newest: Path) -> None:
+def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:
     """Move an earlier run's outputs (checkpoints, samples, history, weights, exported models,
     ...) into ``replaced/`` for a new run.
 
@@ -532,10 +546,10 @@ def _set_aside_earlier_run(run_dir: Path, newest: Path) -> None:
         if path.exists():
             os.replace(path, replaced / path.name)
     logger.warning(
-        "%s: new run (resume=False); the earlier run (checkpoints up to %s, samples, history, "
-        "weights) was moved to %s%s",
+        "%s: new run (resume=False); the earlier run (%s, samples, history, weights) was moved "
+        "to %s%s",
         run_dir,
-        newest.name,
+        f"checkpoints up to {newest.name}" if newest else "no complete checkpoint",
         replaced.name,
         ", replacing the one set aside before" if dropped else "",
     )
@@ -617,12 +631,13 @@ def fit(
             ``keras.utils.set_random_seed(seed)``).
         data: an array, tuple or dict of arrays (the engine batches and shuffles them, epoch
             by epoch, with ``seed``), or a ready ``tf.data.Dataset`` (one pass per epoch).
-        run_dir: run folder (created).
+        run_dir: run folder (created once the model is built).
         num_epochs: total epochs, counting those of a resumed run.
         batch_size: global batch size (required with arrays).
         seed: shuffle seed, and the global seed before building a model from a callable.
         resume: restore the newest complete checkpoint of ``run_dir`` and continue from its
-            epoch (from scratch when there is none). The settings recorded in ``config.json``
+            epoch (from scratch when there is none, unless the folder holds an earlier run's
+            :func:`trained_outputs`: a DataError then, rather than overwrite them). The settings recorded in ``config.json``
             (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
             must be the same; only ``num_epochs`` may change, which extends a run, unless
             ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as
@@ -644,13 +659,12 @@ def fit(
         ``.model`` and ``.stopped_reason`` (set when the NaN guard stopped training).
 
     Raises:
-        DataError: a resume with other settings; an unreadable checkpoint or
-            ``config.json``.
+        DataError: a resume with other settings, or with no checkpoint in a folder that holds
+            an earlier run; an unreadable checkpoint or ``config.json``.
         ValueError: ``steps_per_execution`` (of the model's ``compile``) does not divide the
             steps of an epoch.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     strategy = _resolve_strategy(strategy)
@@ -663,10 +677,20 @@ def fit(
     if not is_dataset and batch_size is None:
         raise ValueError("batch_size is required when data are arrays")
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    # An earlier run's checkpoints, when this call starts a new run: set aside once the model is
-    # built (below), so a builder that fails leaves the folder as it was.
-    earlier_run = checkpoint if not resume else None
-    if earlier_run is not None:
+    trained = trained_outputs(run_dir)
+    if resume and checkpoint is None and trained:
+        # Starting over here would overwrite a finished run (its exported model, history) with
+        # a new one, and a resume is never asked for to lose a run.
+        raise DataError(
+            f"run folder {run_dir}: nothing to resume (no complete checkpoint in checkpoints/), "
+            f"but it holds an earlier run ({', '.join(trained)}); nothing was changed: train "
+            "into another folder, or remove those files to start over here"
+        )
+    # An earlier run, when this call starts a new run: set aside once the model is built
+    # (below), so a builder that fails leaves the folder as it was.
+    earlier_run = not resume and bool(trained)
+    newest_earlier = checkpoint if earlier_run else None
+    if earlier_run:
         checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
     steps = None if is_dataset else steps_per_epoch(num_examples, batch_size)
@@ -703,8 +727,10 @@ def fit(
                     f"epoch; compile with a divisor of {steps}, or pick a batch size that makes "
                     f"{execution} one"
                 )
-            if earlier_run is not None:
-                _set_aside_earlier_run(run_dir, earlier_run)
+            # Created only now: a builder that refuses its settings leaves no empty folder.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if earlier_run:
+                _set_aside_earlier_run(run_dir, newest_earlier)
             history = TrainingHistory(model=model)
             initial_epoch = 0
             if checkpoint is not None:

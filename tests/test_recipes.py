@@ -2,6 +2,7 @@
 narrow networks; see medgen_tf.recipes)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,16 @@ def test_train_sample_resume_through_the_cli(tmp_path, capsys, record_calls):
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["d_loss"]) == 2 and np.isfinite(history["g_loss"]).all()
     assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0002"
+
+    # With its checkpoints gone, the finished run is still not trained over, with or without
+    # --resume: its generator and history stay as they are.
+    shutil.rmtree(run_dir / "checkpoints")
+    finished = {name: (run_dir / name).read_bytes() for name in ("generator.keras", "history.json")}
+    for extra, problem in (([], "already holds a run"), (["--resume"], "nothing to resume")):
+        assert main(arguments + ["--epochs", "3", *extra]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and problem in error[0] and "generator.keras" in error[0]
+    assert {name: (run_dir / name).read_bytes() for name in finished} == finished
 
 
 def test_bad_spec_prints_one_line_and_fails(tmp_path, capsys):

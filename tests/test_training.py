@@ -770,6 +770,49 @@ def test_a_new_run_stopped_after_its_first_epoch_has_none_of_the_earlier_runs_fi
     assert _files(run_dir / "replaced") == earlier
 
 
+def test_a_resume_with_no_usable_checkpoint_refuses_to_overwrite_a_finished_run(tmp_path):
+    run_dir = tmp_path / "run"
+    _an_earlier_run(run_dir)
+    for checkpoint in (run_dir / "checkpoints").iterdir():
+        (checkpoint / "state.npz").unlink()  # damaged: no complete checkpoint is left
+    before = _files(run_dir)
+    with pytest.raises(DataError, match="nothing to resume") as error:
+        fit(build_toy, IMAGES, run_dir, num_epochs=4, resume=True, **QUIET)
+    message = str(error.value)
+    assert "\n" not in message and "generator.keras" in message and "history.json" in message
+    assert _files(run_dir) == before
+    # Without any checkpoint folder, the finished run is just as safe.
+    shutil.rmtree(run_dir / "checkpoints")
+    with pytest.raises(DataError, match="nothing to resume"):
+        fit(build_toy, IMAGES, run_dir, num_epochs=4, resume=True, **QUIET)
+    # A resume into a new folder still starts from scratch.
+    history = fit(build_toy, IMAGES, tmp_path / "new", num_epochs=1, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 1
+
+
+def test_a_new_run_sets_aside_an_earlier_one_that_has_no_checkpoint_left(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    _an_earlier_run(run_dir)
+    shutil.rmtree(run_dir / "checkpoints")
+    earlier = _files(run_dir)
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
+    assert "(no complete checkpoint, samples, history, weights) was moved to replaced" in (
+        caplog.text
+    )
+    assert _files(run_dir / "replaced") == earlier
+    assert not (run_dir / "generator.keras").exists()
+
+
+def test_a_model_that_fails_to_build_creates_no_run_folder(tmp_path):
+    def broken_builder():
+        raise ValueError("image_size=100 is not supported")
+
+    with pytest.raises(ValueError, match="not supported"):
+        fit(broken_builder, IMAGES, tmp_path / "run", num_epochs=1, **QUIET)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_new_run_whose_model_fails_to_build_leaves_the_old_checkpoints_in_place(tmp_path):
     fit(build_toy, IMAGES, tmp_path, num_epochs=2, **QUIET)
 
