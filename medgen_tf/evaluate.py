@@ -20,7 +20,7 @@ import numpy as np
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path, read_run_config
+from medgen_tf.files import atomic_path, load_keras_file, read_run_config
 
 __all__ = [
     "compare_feature_sets",
@@ -60,8 +60,6 @@ def load_sampler(run_dir):
     to [-1, 1]), ``vae.keras`` / ``model.keras`` (a whole model with ``generate`` or
     ``sample``). Returns ``(sample, kind, num_classes)``.
     """
-    import keras
-
     import medgen_tf.models.gan  # noqa: F401 (registers the serializable classes)
     import medgen_tf.models.vae  # noqa: F401
 
@@ -69,7 +67,7 @@ def load_sampler(run_dir):
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
     if (run_dir / "generator.keras").is_file():
-        generator = keras.saving.load_model(run_dir / "generator.keras", compile=False)
+        generator = load_keras_file(run_dir / "generator.keras", compile=False)
         latent_dim = int(generator.inputs[0].shape[-1])
         num_classes = _num_classes(generator)
 
@@ -82,7 +80,7 @@ def load_sampler(run_dir):
 
         return sample, "gan", num_classes
     if (run_dir / "decoder.keras").is_file():
-        decoder = keras.saving.load_model(run_dir / "decoder.keras", compile=False)
+        decoder = load_keras_file(run_dir / "decoder.keras", compile=False)
         latent_dim = int(decoder.inputs[0].shape[-1])
         logits = decoder.layers[-1].name == "logits"
 
@@ -95,7 +93,7 @@ def load_sampler(run_dir):
         return sample, "vae", None
     for name in ("vae.keras", "model.keras"):
         if (run_dir / name).is_file():
-            model = keras.saving.load_model(run_dir / name, compile=False)
+            model = load_keras_file(run_dir / name, compile=False)
             if hasattr(model, "sample"):  # VAE: prior samples in [0, 1]
 
                 def sample(num_samples, seed, labels=None, model=model):

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path, read_run_config
+from medgen_tf.files import atomic_path, load_keras_file, read_run_config
 from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
 __all__ = [
@@ -216,7 +215,7 @@ def load_generator(run_dir, direction="a2b"):
     path = Path(run_dir) / GENERATOR_FILES[direction]
     if not path.is_file():
         raise DataError(f"{run_dir}: no {path.name}; is this a finished CycleGAN run folder?")
-    return keras.saving.load_model(path)
+    return load_keras_file(path)
 
 
 def _predict_in_full_batches(generator, images, batch_size):

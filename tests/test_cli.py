@@ -66,3 +66,31 @@ def test_an_output_path_through_a_file_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "Traceback" not in error[0] and str(blocker) in error[0]
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "command, model, name",
+    [("evaluate", "dcgan", "generator.keras"), ("translate", "cyclegan", "generator_ab.keras")],
+)
+def test_a_truncated_exported_model_is_one_line_naming_it(tmp_path, capsys, command, model, name):
+    import json
+
+    import keras
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    inputs = keras.Input((16, 16, 1))
+    keras.Model(inputs, keras.layers.Identity()(inputs)).save(run_dir / name)
+    whole = (run_dir / name).read_bytes()
+    (run_dir / name).write_bytes(whole[: len(whole) // 2])  # a copy or a save cut short
+    config = {"model": model, "data": "brain:t1", "data_a": "brain:t1", "data_b": "brain:t2"}
+    (run_dir / "config.json").write_text(json.dumps({"config": config}))
+    out = tmp_path / "out"
+    arguments = {
+        "evaluate": ["evaluate", str(run_dir), "--n", "8"],
+        "translate": ["translate", str(run_dir), "--input", "brain:t1", "--out", str(out)],
+    }[command]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(run_dir / name) in error[0] and "not found" not in error[0]
+    assert not out.exists() and not (run_dir / "metrics.json").exists()
