@@ -34,7 +34,7 @@ import numpy as np
 
 from medgen_tf.config import QUICK
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path, read_run_config
+from medgen_tf.files import atomic_path, load_keras_file, read_run_config
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
 
@@ -66,7 +66,7 @@ def register(recipe: Recipe) -> Recipe:
 
 
 def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
+    if not isinstance(name, str) or name not in RECIPES:
         raise DataError(f"unknown model {name!r}; choose one of {sorted(RECIPES)}")
     return RECIPES[name]
 
@@ -89,13 +89,17 @@ def _gan_data(config, conditional=False):
         seed=config["seed"],
         num_subjects=config["num_subjects"],
     )
+    config["channels"] = int(data["images"].shape[-1])  # 3 for RGB MedMNIST sets
     if not conditional:
         return data["images"]
     if data["labels"] is None:
         raise DataError(f"data spec {config['data']!r}: a conditional GAN needs labels")
-    config["num_classes"] = len(data["label_names"])
-    config["label_names"] = list(data["label_names"])
-    return data["images"], data["labels"].astype(np.int32)
+    labels = data["labels"].astype(np.int32)
+    # A local .npz names no classes: its labels are the classes 0 .. max.
+    names = list(data["label_names"]) or [str(label) for label in range(int(labels.max()) + 1)]
+    config["num_classes"] = len(names)
+    config["label_names"] = names
+    return data["images"], labels
 
 
 def _build_gan(config, loss="non_saturating"):
@@ -128,16 +132,20 @@ def _build_cgan(config):
         default_optimizers,
     )
 
-    num_classes = config["num_classes"]
+    num_classes, channels = config["num_classes"], config.get("channels", 1)
     model = ConditionalGAN(
         build_generator(
             config["latent_dim"],
             config["image_size"],
+            channels=channels,
             base_filters=config["base_filters"],
             num_classes=num_classes,
         ),
         build_discriminator(
-            config["image_size"], base_filters=config["base_filters"], num_classes=num_classes
+            config["image_size"],
+            channels=channels,
+            base_filters=config["base_filters"],
+            num_classes=num_classes,
         ),
         num_classes=num_classes,
         seed=config["seed"],
@@ -176,11 +184,15 @@ def _draw_generator(run_dir, config, num_samples, seed):
     path = Path(run_dir) / "generator.keras"
     if not path.is_file():
         raise DataError(f"run folder {run_dir}: no generator.keras (did training finish?)")
-    generator = keras.saving.load_model(path, compile=False)
-    noise = keras.random.normal((num_samples, config["latent_dim"]), seed=seed)
-    labels = _class_labels(config, num_samples)
-    inputs = noise if labels is None else [noise, keras.ops.convert_to_tensor(labels, "int32")]
-    return keras.ops.convert_to_numpy(generator(inputs, training=False))
+    generator = load_keras_file(path, compile=False)
+    # The sizes come from the generator itself, not from config.json, which may be edited.
+    latent_dim = int(generator.inputs[0].shape[-1])
+    noise = keras.random.normal((num_samples, latent_dim), seed=seed)
+    if len(generator.inputs) == 1:
+        return keras.ops.convert_to_numpy(generator(noise, training=False))
+    num_classes = generator.get_layer("label_embedding").input_dim
+    labels = keras.ops.convert_to_tensor(np.arange(num_samples) % num_classes, "int32")
+    return keras.ops.convert_to_numpy(generator([noise, labels], training=False))
 
 
 for _name, _loss in (("dcgan", "non_saturating"), ("wgan-gp", "wgan_gp")):
@@ -271,7 +283,7 @@ def _draw_vae(run_dir, config, num_samples, seed):
     path = Path(run_dir) / "vae.keras"
     if not path.is_file():
         raise DataError(f"run folder {run_dir}: no vae.keras (did training finish?)")
-    vae = keras.saving.load_model(path, compile=False)
+    vae = load_keras_file(path, compile=False)
     return keras.ops.convert_to_numpy(vae.sample(num_samples, seed=seed))
 
 

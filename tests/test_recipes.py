@@ -108,6 +108,17 @@ def test_sample_from_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "config.json" in capsys.readouterr().err
 
 
+def test_sample_names_a_damaged_generator_and_a_model_name_that_is_not_one(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "dcgan"}}))
+    (tmp_path / "generator.keras").write_bytes(b"PK\x03\x04 cut short")
+    for model, problem in (("dcgan", "not a .keras archive"), (["dcgan"], "unknown model")):
+        (tmp_path / "config.json").write_text(json.dumps({"config": {"model": model}}))
+        assert main(["sample", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and problem in error[0]
+    assert not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("model", ["cgan", "wgan-gp"])
 def test_other_gan_recipes_build_and_draw(tmp_path, model):
     config = {
@@ -128,6 +139,28 @@ def test_other_gan_recipes_build_and_draw(tmp_path, model):
     recipe.export(built, tmp_path)
     drawn = recipe.draw(tmp_path, config, 4, 0)
     assert drawn.shape == (4, 32, 32, 1)
+    # The generator says its own input sizes: an edited or bare config.json draws the same.
+    np.testing.assert_allclose(recipe.draw(tmp_path, {"model": model}, 4, 0), drawn, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cgan", "vae"])
+def test_recipes_train_on_an_rgb_npz_whose_classes_are_unnamed(tmp_path, medmnist_npz, model):
+    # An RGB MedMNIST-layout file (dermamnist is one): the networks were built for 1 channel,
+    # and a cgan counted the classes from the names a local .npz does not have.
+    path = medmnist_npz(tmp_path / "rgb.npz", size=16, channels=3, counts=(8, 2, 2))
+    config = {"model": model, "data": f"medmnist:{path}", "image_size": 16, "latent_dim": 8}
+    config |= {"seed": 0, "num_subjects": 8, "base_filters": 8}
+    recipe = recipes.RECIPES[model]
+    arrays = recipe.load_data(config)
+    built = recipe.build(config)
+    if model == "cgan":
+        assert config["num_classes"] == 2 and config["label_names"] == ["0", "1"]
+    built.fit(
+        *(arrays if isinstance(arrays, tuple) else (arrays,)), batch_size=4, epochs=1, verbose=0
+    )
+    assert recipe.sample_fn(built, config).shape == (64, 16, 16, 3)
+    recipe.export(built, tmp_path)
+    assert recipe.draw(tmp_path, config, 4, 0).shape == (4, 16, 16, 3)
 
 
 def test_demo_writes_preview_samples_and_metrics(tmp_path):
