@@ -10,6 +10,7 @@ image of A has its counterpart in B.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -373,16 +374,40 @@ def translate_run(
     (``<name>_vol<N>_<direction>.nii.gz``), as ``nifti:PATH#N`` does in a data spec. A data
     spec (e.g. ``brain:t1``, test split) gives a PNG grid of inputs above their translations.
     NIfTI volumes are scaled as the source domain's training data (``intensity``; default
-    :func:`run_intensity`). Returns the written paths.
+    :func:`run_intensity`). Every NIfTI input is read before the first file is written, and
+    a refused input leaves no output folder behind. Returns the written paths.
     """
-    from medgen_tf import viz
-    from medgen_tf.data import load_spec
-    from medgen_tf.data.nifti import is_nifti_path, nifti_files
-    from medgen_tf.data.spec import split_volume_index
-
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)
+    with _output_folder(out_dir):
+        return _translate_into(
+            generator, run_dir, source, direction, out_dir, num_images, intensity
+        )
+
+
+@contextlib.contextmanager
+def _output_folder(out_dir):
+    """Create ``out_dir`` (and missing parents); if the block fails, remove those it created
+    that are still empty: a refused input must not leave an empty output folder behind."""
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out_dir
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or not ours to remove
+                break
+        raise
+
+
+def _translate_into(generator, run_dir, source, direction, out_dir, num_images, intensity):
+    from medgen_tf import viz
+    from medgen_tf.data import load_spec
+    from medgen_tf.data.nifti import is_nifti_path, load_volume, nifti_files
+    from medgen_tf.data.spec import split_volume_index
+
     source_path, volume_index = Path(str(source)), None
     if not source_path.exists() and "#" in str(source):
         # PATH#N: the form load_volume's 4-D message asks for (taken literally if it exists).
@@ -394,12 +419,25 @@ def translate_run(
         files = nifti_files(source_path)
         if intensity is None:
             intensity = run_intensity(run_dir, direction)
+        stems = {}
         for file in files:
             if not is_nifti_path(file):
                 raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
             stem = file.name.removesuffix(".gz").removesuffix(".nii")
             if volume_index is not None:
                 stem = f"{stem}_vol{volume_index}"
+            if stem in stems:
+                raise DataError(
+                    f"{file}: its output {stem}_{direction}.nii.gz would replace that of "
+                    f"{stems[stem]}; rename one of them"
+                )
+            stems[stem] = file
+            # Every input is read and scaled before anything is written: a bad file late in a
+            # folder would otherwise stop the command after earlier outputs were replaced. The
+            # volumes are not kept, as a folder of scans need not fit in memory at once.
+            volume, _ = load_volume(file, volume_index=volume_index)
+            normalize_for_model(volume, intensity, name=str(file))
+        for stem, file in stems.items():
             out_path, inputs, outputs = translate_nifti(
                 generator,
                 file,

@@ -229,3 +229,36 @@ def test_one_volume_of_a_4d_file_translates_as_that_volume_alone(tmp_path):
     alone = nib.load(str(translate_run(run_dir, str(alone_path), "a2b", tmp_path / "b")[0]))
     assert picked.shape == volume.shape
     np.testing.assert_allclose(picked, alone.get_fdata(), atol=1e-6)
+
+
+def test_a_bad_file_in_a_folder_is_refused_before_any_output_is_written(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _write_volume(folder / "a.nii.gz", _toy_volume())
+    whole = _write_volume(folder / "z.nii.gz", _toy_volume()).read_bytes()
+    (folder / "z.nii.gz").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "a_a2b.nii.gz").write_bytes(b"an earlier translation")
+    with pytest.raises(DataError, match="z.nii.gz: unreadable or corrupt"):
+        translate_run(run_dir, str(folder), "a2b", out_dir=out_dir)
+    assert [file.name for file in out_dir.iterdir()] == ["a_a2b.nii.gz"]
+    assert (out_dir / "a_a2b.nii.gz").read_bytes() == b"an earlier translation"
+
+    # A refused input leaves no empty output folder (nor the parents made for it) behind.
+    for source in (folder / "z.nii.gz", tmp_path / "missing.nii.gz", "brain:t7"):
+        with pytest.raises(DataError):
+            translate_run(run_dir, str(source), "a2b", out_dir=tmp_path / "new" / "out")
+        assert not (tmp_path / "new").exists()
+
+
+def test_two_inputs_with_one_output_name_are_refused_before_writing(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _write_volume(folder / "a.nii", _toy_volume())
+    _write_volume(folder / "a.nii.gz", 0.5 * _toy_volume())
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    with pytest.raises(DataError, match="a_a2b.nii.gz would replace that of"):
+        translate_run(run_dir, str(folder), "a2b", out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
