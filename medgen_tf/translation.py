@@ -402,6 +402,18 @@ def _output_folder(out_dir):
         raise
 
 
+def _volume_count(file):
+    """The length of a NIfTI file's fourth axis, from its header; None for a 3-D file or one
+    nibabel cannot open (load_volume then says what is wrong with it)."""
+    import nibabel as nib
+
+    try:
+        shape = nib.load(str(file)).shape
+    except Exception:
+        return None
+    return shape[3] if len(shape) == 4 else None
+
+
 def _translate_into(generator, run_dir, source, direction, out_dir, num_images, intensity):
     from medgen_tf import viz
     from medgen_tf.data import load_spec
@@ -410,7 +422,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
 
     source_path, volume_index = Path(str(source)), None
     if not source_path.exists() and "#" in str(source):
-        # PATH#N: the form load_volume's 4-D message asks for (taken literally if it exists).
+        # PATH#N: the form the 4-D message asks for (taken literally if it exists).
         candidate, index = split_volume_index(str(source), str(source))
         if candidate.exists():
             source_path, volume_index = candidate, index
@@ -432,6 +444,14 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
                     f"{stems[stem]}; rename one of them"
                 )
             stems[stem] = file
+            count = _volume_count(file) if volume_index is None else None
+            if count and count > 1:
+                # load_volume would advise the data spec nifti:PATH#N, which here gives only a
+                # PNG grid of the test split, not a translated volume.
+                raise DataError(
+                    f"{file}: 4-D image with {count} volumes; translate one with --input "
+                    f"{file}#N (N from 0 to {count - 1})"
+                )
             # Every input is read and scaled before anything is written: a bad file late in a
             # folder would otherwise stop the command after earlier outputs were replaced. The
             # volumes are not kept, as a folder of scans need not fit in memory at once.

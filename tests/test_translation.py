@@ -220,9 +220,12 @@ def test_one_volume_of_a_4d_file_translates_as_that_volume_alone(tmp_path):
     nib.save(nib.Nifti1Image(np.stack([volume, 0.5 * volume], -1), np.eye(4)), str(series_path))
     alone_path = _write_volume(tmp_path / "alone.nii.gz", 0.5 * volume)
     run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
-    # What load_volume's message asks for: the 4-D file alone is refused, PATH#N is taken.
-    with pytest.raises(DataError, match="4-D image with 2 volumes"):
+    # What the message asks for: the 4-D file alone is refused, PATH#N is taken.
+    with pytest.raises(DataError, match="4-D image with 2 volumes") as refused:
         translate_run(run_dir, str(series_path), "a2b", out_dir=tmp_path / "out")
+    # The data spec nifti:PATH#N would give only a PNG grid here.
+    assert f"--input {series_path}#N (N from 0 to 1)" in str(refused.value)
+    assert "nifti:" not in str(refused.value)
     written = translate_run(run_dir, f"{series_path}#1", "a2b", out_dir=tmp_path / "out")
     assert written[0] == tmp_path / "out" / "series_vol1_a2b.nii.gz"
     picked = nib.load(str(written[0])).get_fdata()
