@@ -150,6 +150,31 @@ def test_every_bad_file_raises_one_line_data_error(tmp_path):
         assert isinstance(error.value, ValueError), name
 
 
+def test_a_size_claim_the_file_cannot_hold_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    header = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)).header
+    header.set_data_shape((256, 256, 256))  # 64 MiB of float32 claimed, 1000 bytes present
+    header.set_data_offset(352)
+    raw = header.binaryblock + b"\0" * 4 + b"\1" * 1000
+    plain, packed = tmp_path / "claim.nii", tmp_path / "claim.nii.gz"
+    plain.write_bytes(raw)
+    packed.write_bytes(gzip.compress(raw))
+    for path in (plain, packed):
+        tracemalloc.start()
+        try:
+            with pytest.raises(DataError) as error:
+                load_volume(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert str(error.value) == (
+            f"{path}: truncated NIfTI (header says {256**3 * 4} bytes of voxel data, "
+            "the file holds 1000)"
+        )
+        assert peak < 8 * 2**20, f"{path}: {peak} bytes allocated for a refused file"
+
+
 def test_sha256_mismatch_is_refused(tmp_path):
     path = _save(_volume(), tmp_path / "v.nii.gz")
     load_volume(path, expected_sha256=sha256_of(path))

@@ -17,6 +17,7 @@ with one line naming the file and the problem. The steps, in the order a pipelin
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
             f"{path}: sha256 mismatch (file altered or corrupted; restore the original)"
         )
     if path.name.lower().endswith(".gz"):
-        _check_gzip_stream(path)
+        data_size = _check_gzip_stream(path)
+    else:
+        data_size = path.stat().st_size
     try:
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -105,6 +108,7 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
             )
         if 0 in shape:
             raise DataError(f"{path}: empty image (shape {shape})")
+        _check_claimed_size(image, data_size, path)
         if len(shape) == 4:
             if volume_index is None:
                 if shape[3] != 1:
@@ -135,8 +139,9 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     return np.ascontiguousarray(data), affine
 
 
-def _check_gzip_stream(path: Path) -> None:
-    """Read a .gz file to its end: only there is its CRC checked.
+def _check_gzip_stream(path: Path) -> int:
+    """Read a .gz file to its end: only there is its CRC checked. Returns its decompressed
+    length in bytes.
 
     nibabel stops reading once it has the voxels it needs, so a flipped byte in the stream can
     load as wrong voxel values without any error.
@@ -144,14 +149,33 @@ def _check_gzip_stream(path: Path) -> None:
     import gzip
     import zlib
 
+    length = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 22):
-                pass
+            while block := stream.read(1 << 22):
+                length += len(block)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(
             f"{path}: unreadable or corrupt NIfTI (gzip: {first_line(error)})"
         ) from error
+    return length
+
+
+def _check_claimed_size(image, data_size: int, path: Path) -> None:
+    """DataError when the header claims more voxel bytes than the (decompressed) file holds.
+
+    nibabel allocates the whole claimed array before it finds the data missing: a 74-byte
+    .nii.gz claiming 800^3 float32 voxels took 2.6 GB, and a bigger claim a MemoryError or the
+    OOM killer, instead of a message about the file.
+    """
+    proxy = image.dataobj
+    claimed = math.prod(int(side) for side in proxy.shape) * proxy.dtype.itemsize
+    held = max(0, data_size - int(proxy.offset))
+    if held < claimed:
+        raise DataError(
+            f"{path}: truncated NIfTI (header says {claimed} bytes of voxel data, "
+            f"the file holds {held})"
+        )
 
 
 def check_volume(volume: np.ndarray, name: str) -> None:
