@@ -19,7 +19,7 @@ import numpy as np
 
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, first_line
 from medgen_tf.files import atomic_path, load_keras_file, read_run_config
 
 __all__ = [
@@ -31,10 +31,14 @@ __all__ = [
 ]
 
 VALUE_RANGE = (-1.0, 1.0)
+#: Neighbourhood size of precision/recall; a score needs at least this many + 2 samples.
+NEIGHBOURS = 3
 
 
 def _read_config(run_dir: Path) -> dict:
-    run = read_run_config(run_dir, required=False) or {"config": {}, "engine": {}}
+    # Required: without it the data, size and cohort of the run would be guessed, and the
+    # guess (brain at 64 px) fails later as a shape mismatch that hides the missing file.
+    run = read_run_config(run_dir)
     # The caller's settings win over the engine's where both have one (e.g. "seed").
     settings = {**run["engine"], **run["config"]}
     # The cohort seed is the caller's "seed" (the recipes load their data with it); the
@@ -129,7 +133,9 @@ def _subset(array, size, generator):
     return array[generator.choice(len(array), size, replace=False)]
 
 
-def evaluate_samples(generated, train, test, num_samples=None, seed=0, k=3, extractor=None):
+def evaluate_samples(
+    generated, train, test, num_samples=None, seed=0, k=NEIGHBOURS, extractor=None
+):
     """All scores of ``generated`` against ``train``, each beside the test-vs-train floor.
 
     Args:
@@ -166,7 +172,10 @@ def evaluate_samples(generated, train, test, num_samples=None, seed=0, k=3, extr
     kid_options = dict(num_subsets=50, subset_size=min(1000, max(k + 2, size // 2)), seed=seed)
     kid_generated = metrics.kid(features_train, features_generated, **kid_options)
     kid_floor = metrics.kid(features_train, features_test, **kid_options)
-    memorization = metrics.memorization(generated, train, test_subset)
+    try:
+        memorization = metrics.memorization(generated, train, test_subset)
+    except ValueError as error:  # e.g. a test split that repeats the train split
+        raise DataError(f"test split: {first_line(error)}") from None
     return {
         "num_samples": size,
         "fd_medgen": {
@@ -279,7 +288,9 @@ def evaluate_run(
     generated and real images are compared at the run's ``image_size`` (features are computed
     at 64x64). A conditional generator gets labels drawn from the training labels, so its class
     mix matches the data. ``seed`` chooses the samples and subsets, not the cohort. A
-    ``nifti:`` spec is refused with a ``DataError``: it has no held-out subjects for the floor.
+    ``nifti:`` spec is refused with a ``DataError``: it has no held-out subjects for the floor;
+    so are a run folder without ``config.json``, a split (or ``num_samples``) of fewer than 5
+    images, and a test split with no image unseen in train.
 
     Returns:
         the path of ``metrics.json``.
@@ -288,6 +299,11 @@ def evaluate_run(
     from medgen_tf.data.spec import parse_spec
 
     run_dir = Path(run_dir)
+    minimum = NEIGHBOURS + 2
+    if int(num_samples) < minimum:
+        raise DataError(
+            f"num_samples={num_samples} (--n): evaluation needs at least {minimum} samples"
+        )
     sample, kind, num_classes = load_sampler(run_dir)
     config = _read_config(run_dir)
     data = data or config.get("data") or config.get("data_spec") or "brain"
@@ -322,6 +338,12 @@ def evaluate_run(
     )
     train = load_spec(data, split="train", **options)
     test = load_spec(data, split="test", **options)
+    for split, images in (("train", train["images"]), ("test", test["images"])):
+        if len(images) < minimum:
+            raise DataError(
+                f"data {data!r}: the {split} split has {len(images)} images; evaluation needs "
+                f"at least {minimum}"
+            )
     size = min(int(num_samples), len(test["images"]))
     labels = None
     if num_classes:
@@ -332,7 +354,10 @@ def evaluate_run(
             f"{run_dir}: generator makes {generated.shape[1:]} images but {data} at image_size "
             f"{image_size} is {train['images'].shape[1:]}"
         )
-    results = evaluate_samples(generated, train["images"], test["images"], size, seed=seed)
+    try:
+        results = evaluate_samples(generated, train["images"], test["images"], size, seed=seed)
+    except DataError as error:
+        raise DataError(f"data {data!r}: {error}") from None
     images = results.pop("_images")
     report = {
         "run": run_dir.name,

@@ -195,3 +195,53 @@ def test_a_crash_while_writing_the_report_keeps_the_previous_one(tmp_path, monke
     assert (tmp_path / "evaluation.png").read_bytes() == figure
     assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 1  # this one finished
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def _npz_run(run_dir, npz_path):
+    build_generator(16, 16, base_filters=8).save(run_dir / "generator.keras")
+    config = {"model": "dcgan", "data": f"medmnist:{npz_path}", "image_size": 16}
+    (run_dir / "config.json").write_text(json.dumps({"config": config}))
+
+
+@pytest.mark.parametrize(
+    "test_split, arguments, problem",
+    [
+        ("repeats train", [], "test split: every test sample is also in train"),
+        ("3 images", [], "the test split has 3 images; evaluation needs at least 5"),
+        ("6 images", ["--n", "3"], "num_samples=3 (--n): evaluation needs at least 5"),
+    ],
+)
+def test_unusable_data_for_evaluate_is_one_line_naming_it(
+    tmp_path, capsys, medmnist_npz, test_split, arguments, problem
+):
+    npz_path = medmnist_npz(tmp_path / "local.npz", size=16, counts=(12, 4, 6))
+    arrays = dict(np.load(npz_path))
+    if test_split == "repeats train":
+        arrays["test_images"], arrays["test_labels"] = (
+            arrays["train_images"],
+            arrays["train_labels"],
+        )
+    elif test_split == "3 images":
+        arrays["test_images"], arrays["test_labels"] = (
+            arrays["test_images"][:3],
+            arrays["test_labels"][:3],
+        )
+    np.savez(npz_path, **arrays)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _npz_run(run_dir, npz_path)
+    assert cli.main(["evaluate", str(run_dir), *arguments]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and problem in error[0]
+    if not arguments:
+        assert f"medmnist:{npz_path}" in error[0]
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_evaluate_refuses_a_run_folder_without_its_config(tmp_path, capsys):
+    # Without config.json evaluate guessed brain at 64 px and failed on a shape mismatch.
+    build_generator(16, 32, base_filters=8).save(tmp_path / "generator.keras")
+    assert cli.main(["evaluate", str(tmp_path), "--n", "20"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no config.json" in error[0] and str(tmp_path) in error[0]
+    assert not (tmp_path / "metrics.json").exists()
