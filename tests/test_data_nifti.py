@@ -321,6 +321,46 @@ def test_anisotropic_voxels_keep_a_sphere_round_isotropic_unchanged(tmp_path):
     np.testing.assert_array_equal(load_nifti_slices(path, image_size=24), expected)
 
 
+def test_a_one_voxel_thick_volume_is_refused_with_the_axis_that_slices_it(tmp_path):
+    slab = _save(_volume(shape=(12, 14, 10))[5:6], tmp_path / "sagittal.nii.gz")
+    with pytest.raises(DataError, match="1 voxel thick along axis 0") as error:
+        load_nifti_slices(slab, image_size=16)
+    _one_line_naming(error, slab)
+    assert "one sagittal slice: cut it along axis 0 (axis=0)" in str(error.value)
+    assert load_nifti_slices(slab, image_size=16, axis=0).shape == (1, 16, 16, 1)
+    line = _save(_volume(shape=(12, 14, 10))[5:6, 7:8], tmp_path / "line.nii.gz")
+    with pytest.raises(DataError, match="no axis gives 2-D images"):
+        load_nifti_slices(line, image_size=16)
+    # One axial slice cut along the axial axis is one ordinary image.
+    axial = _save(_volume(shape=(12, 14, 10))[..., 5:6], tmp_path / "axial.nii.gz")
+    assert load_nifti_slices(axial, image_size=16).shape == (1, 16, 16, 1)
+
+
+@pytest.mark.parametrize(
+    "sizes, shown", [((0, 0, 0), "(0, 0, 0)"), ((2, -2, 2), "(2, -2, 2)"), ((2, 2, np.nan), "nan")]
+)
+@pytest.mark.parametrize("sform_code", [0, 1])
+def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
+    tmp_path, capfd, caplog, sizes, shown, sform_code
+):
+    image = nib.Nifti1Image(_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_qform(None, code=0)
+    image.header.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]) if sform_code else None, code=sform_code)
+    image.header.set_data_offset(352)
+    image.header["pixdim"][1:4] = sizes
+    path = tmp_path / "nogeometry.nii.gz"
+    path.write_bytes(gzip.compress(image.header.binaryblock + b"\0" * 4 + _volume().tobytes()))
+    capfd.readouterr()
+    with pytest.raises(DataError, match="voxel size pixdim") as error:
+        load_volume(path)
+    _one_line_naming(error, path)
+    assert shown in str(error.value)
+    # nibabel's own "setting 0 dims to 1" line must not reach the terminal either. It goes
+    # through logging to a handler bound to stderr at import, which capfd alone does not see.
+    assert caplog.messages == []
+    assert capfd.readouterr().err == ""
+
+
 def test_constant_foreground_is_refused(tmp_path):
     # A binary mask (or a label file) has one foreground value: normalising it would give
     # all-background slices, silently.

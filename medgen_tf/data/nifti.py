@@ -88,6 +88,7 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     else:
         data_size = path.stat().st_size
     try:
+        _check_voxel_sizes(path)
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise DataError(f"{path}: not a NIfTI image ({type(image).__name__})")
@@ -159,6 +160,37 @@ def _check_gzip_stream(path: Path) -> int:
             f"{path}: unreadable or corrupt NIfTI (gzip: {first_line(error)})"
         ) from error
     return length
+
+
+def _check_voxel_sizes(path: Path) -> None:
+    """DataError for a zero, negative or non-finite voxel size (pixdim) in the header.
+
+    nibabel's own load turns a zero size into 1 mm and a negative one into its absolute value,
+    with a line on stderr, so a file without usable geometry would be sliced as if it had
+    1 mm voxels; the raw header is read here because the loaded one is already changed.
+    """
+    import nibabel as nib
+
+    with nib.openers.ImageOpener(str(path)) as stream:
+        head = stream.read(540)
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        size = header_class.template_dtype.itemsize
+        if len(head) >= size and size in (
+            int.from_bytes(head[:4], "little"),
+            int.from_bytes(head[:4], "big"),
+        ):
+            header = header_class(head[:size], check=False)
+            break
+    else:
+        return  # not a NIfTI header: nib.load says why
+    spatial = int(np.clip(header["dim"][0], 0, 3))
+    sizes = header["pixdim"][1 : 1 + spatial]
+    if not np.all(np.isfinite(sizes) & (sizes > 0)):
+        shown = ", ".join(f"{size:g}" for size in sizes)
+        raise DataError(
+            f"{path}: voxel size pixdim[1:{1 + spatial}] = ({shown}) in the header is zero, "
+            "negative or not finite; set the real voxel size in mm and save the file again"
+        )
 
 
 def _check_claimed_size(image, data_size: int, path: Path) -> None:
@@ -256,6 +288,35 @@ def extract_slices(volume: np.ndarray, axis: int = 2, min_foreground: float = 0.
     # the first (right, or anterior) to the right: the usual neurological display.
     slices = np.rot90(np.moveaxis(volume, axis, 0)[keep], axes=(1, 2))
     return np.ascontiguousarray(slices, dtype=np.float32), keep
+
+
+PLANES = ("sagittal", "coronal", "axial")
+
+
+def check_sliceable(shape, axis: int, name) -> None:
+    """DataError when slices of a (RAS) volume along ``axis`` would be 1 voxel wide.
+
+    A single sagittal slice, shape (1, y, z), cut axially gives z images that are 1-pixel
+    stripes, which train without a word and teach a model nothing.
+    """
+    in_plane = [index for index in range(3) if index != axis]
+    thin = [index for index in in_plane if shape[index] == 1]
+    if not thin:
+        return
+    usable = [
+        other
+        for other in range(3)
+        if all(shape[index] > 1 for index in range(3) if index != other)
+    ]
+    advice = (
+        f"it is one {PLANES[usable[0]]} slice: cut it along axis {usable[0]} (axis={usable[0]})"
+        if usable
+        else "no axis gives 2-D images; give a 3-D volume"
+    )
+    raise DataError(
+        f"{name}: shape {tuple(shape)} is 1 voxel thick along axis {thin[0]}, so its slices along "
+        f"axis {axis} ({PLANES[axis]}) would be 1-pixel stripes; {advice}"
+    )
 
 
 def pad_to_square(slices: np.ndarray, fill_value: float) -> np.ndarray:
@@ -499,6 +560,7 @@ def _prepared_volume(file, volume_index, value_range):
 def _volume_slices(volume, mask, affine, file, image_size, axis, value_range, min_foreground):
     """Slices with enough foreground in ``mask``, resized with the file's voxel sizes."""
     slices, _ = extract_slices(volume, axis=axis, min_foreground=min_foreground, mask=mask)
+    check_sliceable(volume.shape, axis, file)
     if len(slices) == 0:
         raise DataError(f"{file}: no slice with enough foreground along axis {axis}")
     spacing = in_plane_spacing(affine, axis)
