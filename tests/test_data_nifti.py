@@ -1,6 +1,7 @@
 """NIfTI loading: canonical orientation, 4-D handling, normalisation, slicing, bad input."""
 
 import gzip
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -358,6 +359,22 @@ def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
     # nibabel's own "setting 0 dims to 1" line must not reach the terminal either. It goes
     # through logging to a handler bound to stderr at import, which capfd alone does not see.
     assert caplog.messages == []
+    assert capfd.readouterr().err == ""
+
+
+def test_a_scale_factor_overflowing_float32_gives_only_the_one_line(tmp_path, capfd):
+    image = nib.Nifti1Image(np.round(_volume() * 100).astype(np.int16), np.eye(4))
+    image.header["scl_slope"], image.header["scl_inter"] = np.float32(1e38), 0
+    path = tmp_path / "huge_slope.nii.gz"
+    nib.save(image, str(path))
+    capfd.readouterr()
+    # pytest would catch numpy's RuntimeWarning before it reached stderr: record it here.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match="NaN or Inf voxels") as error:
+            load_volume(path)
+    _one_line_naming(error, path)
+    assert [str(warning.message) for warning in caught] == []
     assert capfd.readouterr().err == ""
 
 

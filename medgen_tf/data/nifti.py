@@ -129,8 +129,11 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
             # Ignoring the index would hand back the one volume the user did not ask for.
             raise DataError(f"{path}: volume_index {volume_index} given, but the image is 3-D")
         image = nib.as_closest_canonical(image)
-        # Reading the data is where truncated or corrupt streams fail.
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        # Reading the data is where truncated or corrupt streams fail. A scale factor that
+        # overflows float32 gives Inf voxels, refused below in one line: numpy's warning about
+        # the cast would only add two lines of noise before it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = np.asarray(image.dataobj, dtype=np.float32)
         affine = np.asarray(image.affine, dtype=np.float64)
     except DataError:
         raise
