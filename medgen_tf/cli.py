@@ -38,6 +38,27 @@ _seed = _int_at_least(0, "must be a non-negative integer")
 _image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
 
 
+def _image_out(path: str):
+    """``--out`` of a figure, checked before any work: matplotlib would refuse an unknown
+    extension only once the figure is drawn. A missing extension is matplotlib's default
+    format, added here so that the path printed is the file written."""
+    from pathlib import Path
+
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
+    # pgf is listed but needs a LaTeX installation to write.
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"})
+    extension = path.suffix[1:].lower()
+    if extension not in formats:
+        listed = ", ".join(f".{name}" for name in sorted(formats, key=lambda name: name != "png"))
+        raise DataError(f"--out {path}: unsupported image format {extension!r} (use {listed})")
+    return path
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medgen-tf",
@@ -53,7 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
     )
-    preview.add_argument("--out", default="data_preview.png", help="PNG to write (%(default)s)")
+    preview.add_argument(
+        "--out", default="data_preview.png", help="image to write: .png, .pdf, ... (%(default)s)"
+    )
     # A preview builds no model: any side the resize can make will do.
     preview.add_argument(
         "--image-size", type=_int_at_least(4, "must be an integer of at least 4"), default=64
@@ -77,7 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir")
     sample.add_argument("--n", type=_positive, default=64)
-    sample.add_argument("--out", default="samples.png", help="PNG to write (%(default)s)")
+    sample.add_argument(
+        "--out", default="samples.png", help="image to write: .png, .pdf, ... (%(default)s)"
+    )
     sample.add_argument("--seed", type=_seed, default=0)
 
     evaluate = commands.add_parser("evaluate", help="score a run's samples (FD-medgen, KID, ...)")
@@ -114,7 +139,8 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "data":
         from medgen_tf.data import preview_grid
 
-        path = preview_grid(args.data, args.out, image_size=args.image_size)
+        out = _image_out(args.out)
+        path = preview_grid(args.data, out, image_size=args.image_size)
         print(f"wrote {path}")
     elif args.command == "train":
         from medgen_tf import recipes
@@ -123,9 +149,10 @@ def _run(args: argparse.Namespace) -> None:
         run_dir = recipes.train(**options)
         print(f"run folder: {run_dir}")
     elif args.command == "sample":
+        out = _image_out(args.out)
         from medgen_tf import recipes
 
-        path = recipes.sample(args.run_dir, num_samples=args.n, out=args.out, seed=args.seed)
+        path = recipes.sample(args.run_dir, num_samples=args.n, out=out, seed=args.seed)
         print(f"wrote {path}")
     elif args.command == "evaluate":
         from medgen_tf.evaluate import evaluate_run

@@ -94,3 +94,32 @@ def test_a_truncated_exported_model_is_one_line_naming_it(tmp_path, capsys, comm
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and str(run_dir / name) in error[0] and "not found" not in error[0]
     assert not out.exists() and not (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, extension",
+    [
+        (["sample", "RUN", "--n", "4", "--out", "OUT/x.foo"], "foo"),
+        (["data", "preview", "--image-size", "16", "--out", "OUT/preview.png.gz"], "gz"),
+        (["data", "preview", "--image-size", "16", "--out", "OUT/needs_latex.pgf"], "pgf"),
+    ],
+)
+def test_an_unsupported_image_format_is_refused_before_any_work(
+    tmp_path, capsys, arguments, extension
+):
+    # The run folder does not exist: the format is checked before the run is even read.
+    arguments = [
+        a.replace("RUN", str(tmp_path / "run")).replace("OUT", str(tmp_path / "out"))
+        for a in arguments
+    ]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"unsupported image format {extension!r} (use .png, " in error[0]
+    assert arguments[-1] in error[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_preview_without_an_extension_names_the_file_it_wrote(tmp_path, capsys):
+    assert main(["data", "preview", "--image-size", "16", "--out", str(tmp_path / "grid")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'grid.png'}"
+    assert [path.name for path in tmp_path.iterdir()] == ["grid.png"]
