@@ -1,5 +1,8 @@
 """The data-spec grammar, two-domain loading and the preview grid."""
 
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -118,6 +121,35 @@ def _four_d(path, count=3):
         volumes.append(np.where(distance < 5, 2.0 + grid[1] / 16, 0.0))
     nib.save(nib.Nifti1Image(np.stack(volumes, axis=-1).astype(np.float32), np.eye(4)), str(path))
     return path
+
+
+@pytest.mark.parametrize("spec, size", [("brain", 4), ("brain:t2", 7)])
+def test_a_brain_image_size_below_the_cohort_minimum_is_one_line_naming_the_spec(
+    tmp_path, spec, size
+):
+    expected = (
+        f"data spec {spec!r}: image size {size} is too small; the brain cohort needs at least "
+        "8 pixels"
+    )
+    with pytest.raises(DataError) as error:
+        load_spec(spec, image_size=size)
+    assert str(error.value) == expected
+    with pytest.raises(DataError) as error:
+        preview_grid(spec, tmp_path / "grid.png", image_size=size)
+    assert str(error.value) == expected
+    # The CLI accepts --image-size 4 for a preview, so it is this check that keeps the
+    # traceback away from the terminal.
+    result = subprocess.run(
+        [sys.executable, "-m", "medgen_tf.cli", "data", "preview", "--data", spec]
+        + ["--image-size", str(size), "--out", str(tmp_path / "cli.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("medgen-tf:")]
+    assert errors == [f"medgen-tf: error: {expected}"]
+    assert not list(tmp_path.iterdir())
 
 
 def test_nifti_spec_picks_a_volume_of_a_4d_file(tmp_path):

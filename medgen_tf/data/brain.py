@@ -85,6 +85,8 @@ DEFAULT_PROTOCOLS = {"t1": (500.0, 15.0), "t2": (4000.0, 100.0), "pd": (4000.0, 
 CACHE_FORMAT_VERSION = 1
 
 SPLITS = ("train", "val", "test", "all")
+#: Smallest image side :func:`build_cohort` renders (data specs check it first, by name).
+MIN_IMAGE_SIZE = 8
 
 
 def spin_echo_signal(t1_ms, t2_ms, proton_density, repetition_time_ms, echo_time_ms):
@@ -433,8 +435,8 @@ def build_cohort(
         dict: ``"t1"``, ``"t2"``, ``"pd"`` float32 (n, s, s); ``"mask"`` float32 (n, s, s);
         ``"subject"`` int32 (n,); ``"position"`` float32 (n,) in [0, 1] (0 = most inferior).
     """
-    if image_size < 8:
-        raise ValueError(f"image_size must be at least 8, got {image_size}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
     if t1_source not in ("template", "simulated"):
         raise ValueError(f"t1_source must be 'template' or 'simulated', got {t1_source!r}")
     data_dir = str(config.data_dir())

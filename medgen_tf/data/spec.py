@@ -147,7 +147,18 @@ def load_spec(
     return {**data, "name": spec}
 
 
+def _check_brain_size(spec, image_size):
+    # Checked here, where the spec is known: the cohort builder's own check can only say
+    # "image_size", and reaches a CLI user as a traceback.
+    if image_size < brain.MIN_IMAGE_SIZE:
+        raise DataError(
+            f"data spec {spec!r}: image size {image_size} is too small; the brain cohort "
+            f"needs at least {brain.MIN_IMAGE_SIZE} pixels"
+        )
+
+
 def _load_brain(spec, contrast, image_size, split, value_range, seed, num_subjects):
+    _check_brain_size(spec, image_size)
     if contrast is None:
         pairs = brain.brain_slices(
             brain.CONTRASTS,
@@ -257,6 +268,7 @@ def preview_grid(
 
     kind, argument = parse_spec(spec)
     if kind == "brain" and argument is None:
+        _check_brain_size(spec, image_size)
         data = brain.brain_slices(
             brain.CONTRASTS,
             split="train",
