@@ -42,17 +42,24 @@ def default_value_range(*image_sets) -> tuple[float, float]:
 
 
 def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1) -> np.ndarray:
-    """Tile (n, h, w[, 1]) images into one 2-D array in [0, 1], row by row."""
+    """Tile (n, h, w[, 1]) grey or (n, h, w, 3) RGB images into one array in [0, 1], row by
+    row: 2-D for grey images, (height, width, 3) for RGB ones."""
     images = to_display(images, value_range)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim != 3:
-        raise ValueError(f"image_grid expects (n, h, w) or (n, h, w, 1) images, got {images.shape}")
-    count, height, width = images.shape
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+        raise ValueError(
+            f"image_grid expects (n, h, w), (n, h, w, 1) or (n, h, w, 3) images, got {images.shape}"
+        )
+    count, height, width = images.shape[:3]
     num_columns = max(1, min(num_columns, count))
     num_rows = -(-count // num_columns)
     grid = np.ones(
-        (num_rows * (height + padding) - padding, num_columns * (width + padding) - padding),
+        (
+            num_rows * (height + padding) - padding,
+            num_columns * (width + padding) - padding,
+            *images.shape[3:],
+        ),
         dtype=np.float32,
     )
     for index, image in enumerate(images):
@@ -63,9 +70,10 @@ def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1)
 
 
 def save_image_grid(images, path, num_columns: int = 8, title: str | None = None, value_range=None):
-    """Save a grid of images as a PNG (grey colormap, no axes) and return its path."""
+    """Save a grid of images (grey colormap for one channel, colour for RGB; no axes) and
+    return its path."""
     grid = image_grid(images, num_columns=num_columns, value_range=value_range)
-    scale = 6.0 / max(grid.shape)
+    scale = 6.0 / max(grid.shape[:2])
     figure, axis = plt.subplots(figsize=(grid.shape[1] * scale + 0.2, grid.shape[0] * scale + 0.5))
     axis.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     axis.set_axis_off()

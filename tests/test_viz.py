@@ -34,7 +34,26 @@ def test_image_grid_tiles_row_by_row_with_white_padding():
     np.testing.assert_allclose(grid[3:, :3], 1.0)  # third starts the second row
     np.testing.assert_allclose(grid[2, :], 1.0)  # padding between rows
     with pytest.raises(ValueError, match="expects"):
-        viz.image_grid(np.zeros((2, 4, 4, 3)))
+        viz.image_grid(np.zeros((2, 4, 4, 2)))
+
+
+def test_rgb_images_tile_and_save_in_colour(tmp_path):
+    # Two 3-channel uint8 images (RGB MedMNIST such as dermamnist): one red, one blue.
+    images = np.zeros((2, 3, 4, 3), np.uint8)
+    images[0, ..., 0], images[1, ..., 2] = 255, 255
+    grid = viz.image_grid(images, num_columns=2)
+    assert grid.shape == (3, 2 * 4 + 1, 3)
+    np.testing.assert_allclose(grid[:, :4], np.broadcast_to([1.0, 0.0, 0.0], (3, 4, 3)))
+    np.testing.assert_allclose(grid[:, 5:], np.broadcast_to([0.0, 0.0, 1.0], (3, 4, 3)))
+    np.testing.assert_allclose(grid[:, 4], 1.0)  # white padding
+
+    import matplotlib.image
+
+    path = viz.save_image_grid(images, tmp_path / "rgb.png")
+    pixels = matplotlib.image.imread(path)[..., :3]
+    reddish = (pixels[..., 0] > 0.9) & (pixels[..., 1] < 0.1) & (pixels[..., 2] < 0.1)
+    bluish = (pixels[..., 2] > 0.9) & (pixels[..., 0] < 0.1) & (pixels[..., 1] < 0.1)
+    assert reddish.sum() > 100 and bluish.sum() > 100
 
 
 def test_compare_rows_shows_every_row_on_one_scale():
