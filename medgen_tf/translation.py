@@ -426,9 +426,14 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
         candidate, index = split_volume_index(str(source), str(source))
         if candidate.exists():
             source_path, volume_index = candidate, index
-    written = []
+    written, channels = [], int(generator.inputs[0].shape[-1])
     if source_path.exists():
         files = nifti_files(source_path)
+        if channels != 1:
+            raise DataError(
+                f"{source_path}: NIfTI volumes give 1-channel slices, but the model translates "
+                f"{channels}-channel images"
+            )
         if intensity is None:
             intensity = run_intensity(run_dir, direction)
         stems = {}
@@ -477,6 +482,11 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
             written += [out_path, grid]
         return written
     images = load_spec(str(source), image_size=int(generator.inputs[0].shape[1]), split="test")
+    if images["images"].shape[-1] != channels:
+        raise DataError(
+            f"{source}: {images['images'].shape[-1]}-channel images, but the model translates "
+            f"{channels}-channel images"
+        )
     chosen = images["images"][np.linspace(0, len(images["images"]) - 1, num_images).astype(int)]
     translated = generator.predict(chosen, batch_size=16, verbose=0)
     grid = out_dir / f"{direction}.png"
@@ -523,6 +533,7 @@ def recipe_load_data(config):
         num_subjects=config.get("num_subjects") or 32,
     )
     config["domains"] = info
+    config["channels"] = int(images_a.shape[-1])  # B has the same: unpaired_domains checks
     config["total_steps"] = config["num_epochs"] * (len(images_a) // config["batch_size"])
     # A fixed handful of A images for the per-epoch grids, stored as indices (config is JSON).
     config["sample_indices"] = np.linspace(0, len(images_a) - 1, 8).astype(int).tolist()
@@ -537,7 +548,7 @@ def recipe_build(config):
     """Recipe hook: a compiled CycleGAN with the learning-rate decay over the whole run."""
     return build_cyclegan(
         config["image_size"],
-        channels=1,
+        channels=config["channels"],
         filters=config.get("base_filters") or 64,
         total_steps=config.get("total_steps"),
         seed=config["seed"],

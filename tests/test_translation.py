@@ -265,3 +265,40 @@ def test_two_inputs_with_one_output_name_are_refused_before_writing(tmp_path):
     with pytest.raises(DataError, match="a_a2b.nii.gz would replace that of"):
         translate_run(run_dir, str(folder), "a2b", out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_cyclegan_trains_on_rgb_domains_and_translate_checks_the_channels(tmp_path, medmnist_npz):
+    from medgen_tf import recipes
+
+    # RGB MedMNIST layout (dermamnist): (n, h, w, 3) uint8 images.
+    rgb = f"medmnist:{medmnist_npz(tmp_path / 'rgb.npz', size=24, channels=3, counts=(4, 2, 4))}"
+    run_dir = recipes.train(
+        "cyclegan",
+        data_a=rgb,
+        data_b=rgb,
+        image_size=24,
+        num_epochs=1,
+        batch_size=2,
+        run_dir=tmp_path / "run",
+        verbose=0,
+    )
+    assert json.loads((run_dir / "config.json").read_text())["config"]["channels"] == 3
+    written = translate_run(run_dir, rgb, "a2b", out_dir=tmp_path / "out", num_images=2)
+    assert [path.name for path in written] == ["a2b.png"]
+
+    # A grey input for the RGB model, an RGB input for a grey one: one line, nothing written.
+    volume_path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    grey_run = _run_folder(tmp_path / "grey_run", data_a="brain:t1")
+    for run, source, problem in (
+        (
+            run_dir,
+            str(volume_path),
+            f"{volume_path}: NIfTI volumes give 1-channel slices, but "
+            "the model translates 3-channel images",
+        ),
+        (grey_run, rgb, f"{rgb}: 3-channel images, but the model translates 1-channel images"),
+    ):
+        with pytest.raises(DataError) as refused:
+            translate_run(run, source, "a2b", out_dir=tmp_path / "refused", intensity="cohort")
+        assert str(refused.value) == problem
+        assert not (tmp_path / "refused").exists()
