@@ -117,7 +117,7 @@ def test_image_sizes(image_size):
     assert np.isfinite(data["t1"]).all()
 
 
-def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
+def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
     # The simulation is deterministic, so equal arrays alone cannot tell a cache hit from a
     # rebuild: count the builds.
@@ -139,8 +139,11 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
     np.testing.assert_allclose(cached["t1"], first["t1"], atol=1e-4)
 
     files[0].write_bytes(b"not an npz at all")
-    rebuilt = brain_slices(("t1", "t2"), split="all", **SMALL)
+    with caplog.at_level("WARNING"):
+        rebuilt = brain_slices(("t1", "t2"), split="all", **SMALL)
     assert len(builds) == 2
+    # One line, and no advice to load pickles from a damaged file.
+    assert "not a .npz archive); rebuilding" in caplog.text and "allow_pickle" not in caplog.text
     np.testing.assert_allclose(rebuilt["t2"], first["t2"], atol=1e-4)
     with np.load(files[0], allow_pickle=False) as archive:
         assert "cache_key" in archive

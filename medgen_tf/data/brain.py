@@ -41,7 +41,7 @@ import numpy as np
 
 from medgen_tf import config
 from medgen_tf.data.nifti import load_volume
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, first_line
 from medgen_tf.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -476,7 +476,10 @@ def _read_cache(path: Path, key: str, expected_keys) -> dict | None:
             raise ValueError("arrays of different lengths")
         return data
     except Exception as error:  # any unreadable cache is simply rebuilt
-        logger.warning("cohort cache %s unusable (%s); rebuilding", path.name, error)
+        problem = first_line(error)
+        if "pickled" in problem:  # numpy's advice to allow pickles is wrong for a damaged file
+            problem = "not a .npz archive"
+        logger.warning("cohort cache %s unusable (%s); rebuilding", path.name, problem)
         return None
 
 
