@@ -304,10 +304,11 @@ def translate_nifti(generator, path, out_path, intensity="percentiles", volume_i
     """
     import nibabel as nib
 
-    from medgen_tf.data.nifti import in_plane_spacing, load_volume
+    from medgen_tf.data.nifti import check_sliceable, in_plane_spacing, load_volume
 
     image_size = int(generator.inputs[0].shape[1])
     volume, affine = load_volume(path, volume_index=volume_index)
+    check_sliceable(volume.shape, 2, str(path))  # one sagittal slice would come out as stripes
     volume = normalize_for_model(volume, intensity, name=str(path))
     # Axial slices, rot90 as in data.nifti.extract_slices, so the model sees training's layout.
     slices = np.rot90(np.moveaxis(volume, 2, 0), axes=(1, 2))
@@ -417,7 +418,7 @@ def _volume_count(file):
 def _translate_into(generator, run_dir, source, direction, out_dir, num_images, intensity):
     from medgen_tf import viz
     from medgen_tf.data import load_spec
-    from medgen_tf.data.nifti import is_nifti_path, load_volume, nifti_files
+    from medgen_tf.data.nifti import check_sliceable, is_nifti_path, load_volume, nifti_files
     from medgen_tf.data.spec import split_volume_index
 
     source_path, volume_index = Path(str(source)), None
@@ -461,6 +462,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
             # folder would otherwise stop the command after earlier outputs were replaced. The
             # volumes are not kept, as a folder of scans need not fit in memory at once.
             volume, _ = load_volume(file, volume_index=volume_index)
+            check_sliceable(volume.shape, 2, str(file))
             normalize_for_model(volume, intensity, name=str(file))
         for stem, file in stems.items():
             out_path, inputs, outputs = translate_nifti(

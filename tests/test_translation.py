@@ -256,6 +256,17 @@ def test_a_bad_file_in_a_folder_is_refused_before_any_output_is_written(tmp_path
         assert not (tmp_path / "new").exists()
 
 
+def test_a_one_voxel_thick_volume_is_refused_before_translating_stripes(tmp_path):
+    # One sagittal slice, shape (1, y, z): axial slices of it are 1-pixel stripes.
+    path = _write_volume(tmp_path / "sagittal.nii.gz", np.transpose(_toy_volume(), (2, 0, 1))[:1])
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    for source in (path, tmp_path):  # the file alone, and in a folder
+        with pytest.raises(DataError, match="1 voxel thick along axis 0") as error:
+            translate_run(run_dir, str(source), "a2b", out_dir=tmp_path / "out")
+        assert "\n" not in str(error.value) and "sagittal.nii.gz" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_two_inputs_with_one_output_name_are_refused_before_writing(tmp_path):
     folder = tmp_path / "scans"
     folder.mkdir()
