@@ -75,7 +75,7 @@ def test_console_script_answers_help():
         text=True,
         timeout=60,
     )
-    assert "PNG to write (samples.png)" in " ".join(sample_help.stdout.split())
+    assert "image to write: .png, .pdf, ... (samples.png)" in " ".join(sample_help.stdout.split())
 
 
 def test_version_is_exposed():
