@@ -225,7 +225,9 @@ def trained_outputs(run_dir) -> list[str]:
     run_dir = Path(run_dir)
     found = []
     checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and any(_CHECKPOINT_PATTERN.match(p.name) for p in checkpoints.iterdir()):
+    if checkpoints.is_dir() and any(
+        _CHECKPOINT_PATTERN.match(p.name) for p in checkpoints.iterdir()
+    ):
         found.append("checkpoints/")
     found += [name for name in ("history.json", "model.weights.h5") if (run_dir / name).exists()]
     return found + sorted(path.name for path in run_dir.glob("*.keras"))

@@ -407,7 +407,8 @@ def test_subject_keys_drop_what_a_folder_shares_back_to_a_separator(tmp_path):
     assert keys("sub-01_T1w.nii.gz", "sub-02_T1w.nii.gz") == ["01", "02"]
     assert keys("sub-1_T2w.nii", "sub-10_T2w.nii") == ["1", "10"]
     assert keys("IXI002-Guys-0828-T1.nii.gz", "IXI012-HH-1211-T1.nii.gz") == [
-        "IXI002-Guys-0828", "IXI012-HH-1211"
+        "IXI002-Guys-0828",
+        "IXI012-HH-1211",
     ]
     assert keys("only_T1w.nii.gz") == ["only_T1w"]
 

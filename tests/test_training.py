@@ -546,19 +546,35 @@ def test_a_failed_sample_grid_leaves_the_epoch_unrecorded_everywhere_and_resume_
         return IMAGES[:4]
 
     with pytest.raises(OSError, match="No space left"):
-        fit(build_toy, IMAGES, tmp_path, num_epochs=3, sample_fn=flaky_samples, batch_size=8, verbose=0)
+        fit(
+            build_toy,
+            IMAGES,
+            tmp_path,
+            num_epochs=3,
+            sample_fn=flaky_samples,
+            batch_size=8,
+            verbose=0,
+        )
     # Epoch 2's grid failed: history.json, the checkpoint and TensorBoard all stop at epoch 1.
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0001"
     assert len(json.loads((tmp_path / "history.json").read_text())["first_loss"]) == 1
     assert _logged_scalar_steps(tmp_path / "logs")["epoch_first_loss"] == [1]
     resumed = fit(
-        build_toy, IMAGES, tmp_path, num_epochs=3, resume=True, sample_fn=flaky_samples,
-        batch_size=8, verbose=0,
+        build_toy,
+        IMAGES,
+        tmp_path,
+        num_epochs=3,
+        resume=True,
+        sample_fn=flaky_samples,
+        batch_size=8,
+        verbose=0,
     )
     assert len(resumed["first_loss"]) == 3
     assert _logged_scalar_steps(tmp_path / "logs")["epoch_first_loss"] == [1, 2, 3]
     assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == [
-        "epoch_001.png", "epoch_002.png", "epoch_003.png"
+        "epoch_001.png",
+        "epoch_002.png",
+        "epoch_003.png",
     ]
 
 

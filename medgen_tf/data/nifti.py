@@ -307,9 +307,7 @@ def check_sliceable(shape, axis: int, name) -> None:
     if not thin:
         return
     usable = [
-        other
-        for other in range(3)
-        if all(shape[index] > 1 for index in range(3) if index != other)
+        other for other in range(3) if all(shape[index] > 1 for index in range(3) if index != other)
     ]
     advice = (
         f"it is one {PLANES[usable[0]]} slice: cut it along axis {usable[0]} (axis={usable[0]})"
