@@ -310,7 +310,8 @@ def translate_nifti(generator, path, out_path, intensity="percentiles", volume_i
 
     image_size = int(generator.inputs[0].shape[1])
     volume, affine = load_volume(path, volume_index=volume_index)
-    check_sliceable(volume.shape, 2, str(path))  # one sagittal slice would come out as stripes
+    # One sagittal slice would come out as stripes.
+    check_sliceable(volume.shape, 2, str(path), advice=_AXIAL_ONLY)
     volume = normalize_for_model(volume, intensity, name=str(path))
     # Axial slices, rot90 as in data.nifti.extract_slices, so the model sees training's layout.
     slices = np.rot90(np.moveaxis(volume, 2, 0), axes=(1, 2))
@@ -405,13 +406,21 @@ def _output_folder(out_dir):
         raise
 
 
+# translate cuts axial slices only.
+_AXIAL_ONLY = "translate cuts axial slices: give a 3-D volume with more than one voxel across them"
+
+
 def _volume_count(file):
     """The length of a NIfTI file's fourth axis, from its header; None for a 3-D file or one
     nibabel cannot open (load_volume then says what is wrong with it)."""
     import nibabel as nib
 
+    from medgen_tf.data.nifti import quiet_nibabel
+
     try:
-        shape = nib.load(str(file)).shape
+        # Its pixdim fix-ups would reach stderr here, before load_volume's one-line error.
+        with quiet_nibabel():
+            shape = nib.load(str(file)).shape
     except Exception:
         return None
     return shape[3] if len(shape) == 4 else None
@@ -464,7 +473,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
             # folder would otherwise stop the command after earlier outputs were replaced. The
             # volumes are not kept, as a folder of scans need not fit in memory at once.
             volume, _ = load_volume(file, volume_index=volume_index)
-            check_sliceable(volume.shape, 2, str(file))
+            check_sliceable(volume.shape, 2, str(file), advice=_AXIAL_ONLY)
             normalize_for_model(volume, intensity, name=str(file))
         for stem, file in stems.items():
             out_path, inputs, outputs = translate_nifti(

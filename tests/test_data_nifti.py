@@ -327,7 +327,10 @@ def test_a_one_voxel_thick_volume_is_refused_with_the_axis_that_slices_it(tmp_pa
     with pytest.raises(DataError, match="1 voxel thick along axis 0") as error:
         load_nifti_slices(slab, image_size=16)
     _one_line_naming(error, slab)
-    assert "one sagittal slice: cut it along axis 0 (axis=0)" in str(error.value)
+    assert (
+        "one sagittal slice: cut it along axis 0 (in Python, load_nifti_slices(..., axis=0))"
+        in (str(error.value))
+    )
     assert load_nifti_slices(slab, image_size=16, axis=0).shape == (1, 16, 16, 1)
     line = _save(_volume(shape=(12, 14, 10))[5:6, 7:8], tmp_path / "line.nii.gz")
     with pytest.raises(DataError, match="no axis gives 2-D images"):
@@ -340,22 +343,30 @@ def test_a_one_voxel_thick_volume_is_refused_with_the_axis_that_slices_it(tmp_pa
 @pytest.mark.parametrize(
     "sizes, shown", [((0, 0, 0), "(0, 0, 0)"), ((2, -2, 2), "(2, -2, 2)"), ((2, 2, np.nan), "nan")]
 )
-@pytest.mark.parametrize("sform_code", [0, 1])
+@pytest.mark.parametrize("qform_code", [0, 1])
 def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
-    tmp_path, capfd, caplog, sizes, shown, sform_code
+    tmp_path, capfd, caplog, sizes, shown, qform_code
 ):
-    image = nib.Nifti1Image(_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
-    image.header.set_qform(None, code=0)
-    image.header.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]) if sform_code else None, code=sform_code)
-    image.header.set_data_offset(352)
-    image.header["pixdim"][1:4] = sizes
-    path = tmp_path / "nogeometry.nii.gz"
-    path.write_bytes(gzip.compress(image.header.binaryblock + b"\0" * 4 + _volume().tobytes()))
+    def write(name, sform_code):
+        image = nib.Nifti1Image(_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
+        image.header.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]) if qform_code else None, qform_code)
+        image.header.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]) if sform_code else None, sform_code)
+        image.header.set_data_offset(352)
+        image.header["pixdim"][1:4] = sizes
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(image.header.binaryblock + b"\0" * 4 + _volume().tobytes()))
+        return path
+
+    # Without an sform, the geometry comes from pixdim (through the qform or not): refused.
+    path = write("nogeometry.nii.gz", sform_code=0)
     capfd.readouterr()
     with pytest.raises(DataError, match="voxel size pixdim") as error:
         load_volume(path)
     _one_line_naming(error, path)
     assert shown in str(error.value)
+    # With an sform, the affine comes from it and pixdim is not used: the file is fine.
+    volume, affine = load_volume(write("sform.nii.gz", sform_code=1))
+    assert volume.shape == _volume().shape and np.allclose(np.abs(np.diag(affine))[:3], 2.0)
     # nibabel's own "setting 0 dims to 1" line must not reach the terminal either. It goes
     # through logging to a handler bound to stderr at import, which capfd alone does not see.
     assert caplog.messages == []

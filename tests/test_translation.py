@@ -267,6 +267,26 @@ def test_a_one_voxel_thick_volume_is_refused_before_translating_stripes(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_scan_without_voxel_sizes_is_one_line_with_nothing_else_on_stderr(
+    tmp_path, capfd, caplog
+):
+    image = nib.Nifti1Image(_toy_volume(), np.eye(4))
+    image.header.set_qform(None, code=0)
+    image.header.set_sform(None, code=0)
+    image.header.set_data_offset(352)
+    image.header["pixdim"][1:4] = 0  # no geometry at all
+    path = tmp_path / "scan.nii"
+    path.write_bytes(image.header.binaryblock + b"\0" * 4 + _toy_volume().tobytes())
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    capfd.readouterr()
+    with pytest.raises(DataError, match="voxel size pixdim") as error:
+        translate_run(run_dir, str(path), "a2b", out_dir=tmp_path / "out")
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+    # nibabel's "setting 0 dims to 1" came first, from the 4-D check before load_volume's.
+    assert not [message for message in caplog.messages if "pixdim" in message]
+    assert capfd.readouterr().err == ""
+
+
 def test_two_inputs_with_one_output_name_are_refused_before_writing(tmp_path):
     folder = tmp_path / "scans"
     folder.mkdir()

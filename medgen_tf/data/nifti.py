@@ -16,6 +16,7 @@ with one line naming the file and the problem. The steps, in the order a pipelin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -89,7 +90,8 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
         data_size = path.stat().st_size
     try:
         _check_voxel_sizes(path)
-        image = nib.load(str(path))
+        with quiet_nibabel():
+            image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise DataError(f"{path}: not a NIfTI image ({type(image).__name__})")
         shape, kind = image.shape, image.get_data_dtype().kind
@@ -165,12 +167,27 @@ def _check_gzip_stream(path: Path) -> int:
     return length
 
 
+@contextlib.contextmanager
+def quiet_nibabel():
+    """Silence nibabel's header fix-up messages (e.g. a zero pixdim that an sform makes
+    irrelevant) for the block: they go to stderr through its own logger, beside our one line."""
+    import nibabel as nib
+
+    logger = nib.imageglobals.logger
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def _check_voxel_sizes(path: Path) -> None:
-    """DataError for a zero, negative or non-finite voxel size (pixdim) in the header.
+    """DataError for a zero, negative or non-finite voxel size (pixdim) that the geometry uses.
 
     nibabel's own load turns a zero size into 1 mm and a negative one into its absolute value,
     with a line on stderr, so a file without usable geometry would be sliced as if it had
-    1 mm voxels; the raw header is read here because the loaded one is already changed.
+    1 mm voxels; the raw header is read here because the loaded one is already changed. With
+    an sform (sform_code > 0) the affine comes from it, not from pixdim: such a file is fine.
     """
     import nibabel as nib
 
@@ -186,6 +203,8 @@ def _check_voxel_sizes(path: Path) -> None:
             break
     else:
         return  # not a NIfTI header: nib.load says why
+    if header["sform_code"] > 0:
+        return
     spatial = int(np.clip(header["dim"][0], 0, 3))
     sizes = header["pixdim"][1 : 1 + spatial]
     if not np.all(np.isfinite(sizes) & (sizes > 0)):
@@ -296,11 +315,13 @@ def extract_slices(volume: np.ndarray, axis: int = 2, min_foreground: float = 0.
 PLANES = ("sagittal", "coronal", "axial")
 
 
-def check_sliceable(shape, axis: int, name) -> None:
+def check_sliceable(shape, axis: int, name, advice=None) -> None:
     """DataError when slices of a (RAS) volume along ``axis`` would be 1 voxel wide.
 
     A single sagittal slice, shape (1, y, z), cut axially gives z images that are 1-pixel
-    stripes, which train without a word and teach a model nothing.
+    stripes, which train without a word and teach a model nothing. ``advice`` replaces the
+    default way out (``load_nifti_slices(axis=...)``, which a caller without an axis option,
+    such as ``translate``, cannot offer).
     """
     in_plane = [index for index in range(3) if index != axis]
     thin = [index for index in in_plane if shape[index] == 1]
@@ -309,11 +330,13 @@ def check_sliceable(shape, axis: int, name) -> None:
     usable = [
         other for other in range(3) if all(shape[index] > 1 for index in range(3) if index != other)
     ]
-    advice = (
-        f"it is one {PLANES[usable[0]]} slice: cut it along axis {usable[0]} (axis={usable[0]})"
-        if usable
-        else "no axis gives 2-D images; give a 3-D volume"
-    )
+    if advice is None:
+        advice = (
+            f"it is one {PLANES[usable[0]]} slice: cut it along axis {usable[0]} (in Python, "
+            f"load_nifti_slices(..., axis={usable[0]}))"
+            if usable
+            else "no axis gives 2-D images; give a 3-D volume"
+        )
     raise DataError(
         f"{name}: shape {tuple(shape)} is 1 voxel thick along axis {thin[0]}, so its slices along "
         f"axis {axis} ({PLANES[axis]}) would be 1-pixel stripes; {advice}"
