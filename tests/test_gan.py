@@ -433,3 +433,14 @@ def test_module_examples_run():
     from medgen_tf.models import gan
 
     assert doctest.testmod(gan) == (0, 10)
+
+
+def test_a_model_compiled_with_xla_is_loaded_with_the_loading_machines_choice(tmp_path):
+    # Keras records jit_compile resolved: a GAN saved on a GPU ("auto" -> XLA) must not force
+    # XLA on a CPU, where graph mode is faster. steps_per_execution is kept.
+    gan = tiny_gan()
+    gan.compile(jit_compile=True, steps_per_execution=2)
+    gan.save(tmp_path / "gan.keras")
+    restored = keras.models.load_model(tmp_path / "gan.keras")
+    assert restored.steps_per_execution == 2
+    assert restored.jit_compile is False  # "auto" on this CPU

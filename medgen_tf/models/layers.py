@@ -45,14 +45,16 @@ def loss_scaled(optimizer, network=None) -> keras.optimizers.Optimizer:
 
 
 def engine_compile_arguments(compile_config) -> dict:
-    """``run_eagerly``, ``steps_per_execution`` and ``jit_compile`` from a compile config.
+    """``run_eagerly`` and ``steps_per_execution`` from a compile config.
 
     A model that overrides ``get_compile_config`` to save its own optimizers must keep these
     too, from ``super().get_compile_config()``, and pass them back in ``compile_from_config``:
     Keras' own config keeps them, and without them a loaded model silently runs one step per
-    call, in graph mode, whatever it was compiled with.
+    call whatever it was compiled with. Not ``jit_compile``: Keras records it resolved, so a
+    model saved on a GPU (``"auto"`` -> XLA) would force XLA on a CPU, where it is slower;
+    left out, the loading machine resolves ``"auto"`` itself.
     """
-    keys = ("run_eagerly", "steps_per_execution", "jit_compile")
+    keys = ("run_eagerly", "steps_per_execution")
     return {key: compile_config[key] for key in keys if key in compile_config}
 
 
