@@ -245,3 +245,18 @@ def test_evaluate_refuses_a_run_folder_without_its_config(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "no config.json" in error[0] and str(tmp_path) in error[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_missing_extractor_is_not_blamed_on_the_data(tmp_path, capsys, medmnist_npz, monkeypatch):
+    from medgen_tf import features
+
+    missing = tmp_path / "gone.weights.h5"
+    monkeypatch.setattr(features, "WEIGHTS_PATH", missing)
+    monkeypatch.setattr(features, "_LOADED", {})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _npz_run(run_dir, medmnist_npz(tmp_path / "local.npz", size=16, counts=(12, 4, 6)))
+    assert cli.main(["evaluate", str(run_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"{missing}: feature extractor weights not found" in error[0]
+    assert "data 'medmnist:" not in error[0]
