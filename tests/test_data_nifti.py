@@ -451,3 +451,25 @@ def test_paired_folders_match_subjects_by_name_and_refuse_a_missing_one(tmp_path
     ]
     images_a, images_b, sources = load_paired_nifti_slices(t1, t2, image_size=8)
     assert len(images_a) == len(images_b) == len(sources) and sorted(set(sources)) == [0, 1, 2]
+
+
+def test_paired_folders_pair_dcm2niix_names_and_name_two_files_of_one_subject(tmp_path):
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    t1.mkdir()
+    t2.mkdir()
+    # dcm2niix's default names: protocol, acquisition time and series number differ between a
+    # subject's T1 and T2 (and here one extension is upper case).
+    for subject, time, series in (("sub01", "120000", 3), ("sub02", "093000", 2)):
+        _subject_volume(t1 / f"{subject}_T1_MPRAGE_20190101{time}_{series}.nii.gz", 100.0)
+    _subject_volume(t2 / "sub01_T2_SPACE_20190101120900_5.NII.GZ", 300.0)
+    _subject_volume(t2 / "sub02_T2_SPACE_20190101094100_4.nii.gz", 300.0)
+    pairs = [(a.name[:5], b.name[:5]) for a, b in paired_nifti_files(t1, t2)]
+    assert pairs == [("sub01", "sub01"), ("sub02", "sub02")]
+
+    (t2 / "sub02_T2_SPACE_20190101094100_4.nii.gz").rename(
+        t2 / "sub01_T2_SPACE_20190101120900_5.nii"
+    )
+    with pytest.raises(DataError, match="name the same subject") as error:
+        paired_nifti_files(t1, t2)
+    message = str(error.value)
+    assert "\n" not in message and "_5.NII.GZ and sub01_T2_SPACE_20190101120900_5.nii" in message

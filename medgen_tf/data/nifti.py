@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -478,13 +479,21 @@ def load_nifti_slices(
     return images
 
 
+def _stem(file: Path) -> str:
+    name = file.name
+    for extension in (".nii.gz", ".nii"):
+        if name.lower().endswith(extension):
+            return name[: -len(extension)]
+    return name
+
+
 def _subject_keys(files) -> list[str]:
     """Each file's name without the start and end that every name in its folder shares.
 
     ``sub-01_T1w.nii.gz`` and ``sub-02_T1w.nii.gz`` give ``01`` and ``02``: the shared parts
     are cut back to a separator (``_``, ``-`` or ``.``), so a shared leading digit stays.
     """
-    stems = [file.name.removesuffix(".gz").removesuffix(".nii") for file in files]
+    stems = [_stem(file) for file in files]
     if len(stems) < 2:
         return stems
     prefix = os.path.commonprefix(stems)
@@ -495,13 +504,30 @@ def _subject_keys(files) -> list[str]:
     return [stem[len(prefix) : len(stem) - len(suffix)] for stem in stems]
 
 
+def _first_distinct_parts(files) -> list[str] | None:
+    """Each name's first ``_``/``-``/``.``-separated part that tells the folder's files apart.
+
+    For names that carry more than the subject (dcm2niix: ``sub01_T1_MPRAGE_<time>_3``): the
+    time and series number differ between the T1 and the T2 of one subject, the subject does
+    not. None when no part tells them all apart.
+    """
+    parts = [re.split(r"[_.-]", _stem(file)) for file in files]
+    for position in range(min(len(name) for name in parts)):
+        column = [name[position] for name in parts]
+        if len(set(column)) == len(column):
+            return column
+    return None
+
+
 def paired_nifti_files(path_a, path_b) -> list[tuple[Path, Path]]:
     """``(file_a, file_b)`` pairs of two NIfTI files, or of two folders' files matched by name.
 
     A file's subject is its name without what every name in its folder shares
-    (``sub-01_T1w.nii.gz`` pairs with ``sub-01_T2w.nii.gz``). Pairing by name, not by sorted
-    position: with one subject missing on one side, position would pair every later T1 with
-    the next subject's T2, and registered volumes on one grid would not show it.
+    (``sub-01_T1w.nii.gz`` pairs with ``sub-01_T2w.nii.gz``), or else the first part of its name
+    that differs within its folder (``sub01_T1_MPRAGE_<time>_3.nii.gz`` with
+    ``sub01_T2_SPACE_<time>_5.nii.gz``). Pairing by name, not by sorted position: with one
+    subject missing on one side, position would pair every later T1 with the next subject's
+    T2, and registered volumes on one grid would not show it.
     """
     files_a, files_b = nifti_files(path_a), nifti_files(path_b)
     if len(files_a) != len(files_b):
@@ -511,21 +537,34 @@ def paired_nifti_files(path_a, path_b) -> list[tuple[Path, Path]]:
         )
     if len(files_a) == 1:
         return [(files_a[0], files_b[0])]
-    keys_a, keys_b = _subject_keys(files_a), _subject_keys(files_b)
-    by_key_b = dict(zip(keys_b, files_b, strict=True))
-    if len(set(keys_a)) != len(keys_a) or len(by_key_b) != len(keys_b):
-        raise DataError(
-            f"{path_a} and {path_b}: two files of one folder give the same subject name; paired "
-            "folders are matched by name (sub-01_T1w.nii.gz pairs with sub-01_T2w.nii.gz)"
-        )
-    unmatched = [file for key, file in zip(keys_a, files_a, strict=True) if key not in by_key_b]
-    if unmatched:
-        raise DataError(
-            f"{path_b}: no partner for {unmatched[0].name} ({len(unmatched)} of {len(files_a)} "
-            "files unmatched); paired folders are matched by the part of each file name that "
-            "differs within its folder (sub-01_T1w.nii.gz pairs with sub-01_T2w.nii.gz)"
-        )
-    return [(file_a, by_key_b[key]) for key, file_a in zip(keys_a, files_a, strict=True)]
+    for rule in (_subject_keys, _first_distinct_parts):
+        keys_a, keys_b = rule(files_a), rule(files_b)
+        if (
+            keys_a is not None
+            and keys_b is not None
+            and len(set(keys_a)) == len(keys_a)
+            and set(keys_a) == set(keys_b)
+        ):
+            by_key_b = dict(zip(keys_b, files_b, strict=True))
+            return [(file_a, by_key_b[key]) for key, file_a in zip(keys_a, files_a, strict=True)]
+    for path, files in ((path_a, files_a), (path_b, files_b)):
+        seen = {}
+        for key, file in zip(_subject_keys(files), files, strict=True):
+            if key in seen:
+                raise DataError(
+                    f"{path}: {seen[key].name} and {file.name} name the same subject; paired "
+                    "folders need one file per subject, matched by name"
+                )
+            seen[key] = file
+    keys_b = set(_subject_keys(files_b))
+    unmatched = [
+        file for key, file in zip(_subject_keys(files_a), files_a, strict=True) if key not in keys_b
+    ]
+    raise DataError(
+        f"{path_b}: no partner for {unmatched[0].name} ({len(unmatched)} of {len(files_a)} "
+        "files unmatched); paired folders are matched by the part of each file name that "
+        "differs within its folder (sub-01_T1w.nii.gz pairs with sub-01_T2w.nii.gz)"
+    )
 
 
 def load_paired_nifti_slices(
