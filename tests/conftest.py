@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 
 os.environ.setdefault("MEDGEN_QUICK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -133,3 +134,28 @@ def exited_pid():
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+_TWO_LOGICAL_CPUS = """
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+
+@pytest.fixture
+def two_cpu_python():
+    """``run(script) -> stdout``: the script in a fresh interpreter whose CPU is split into two
+    logical devices (for ``MirroredStrategy``), with ``np`` and ``tf`` imported. Logical devices
+    must be set before TensorFlow starts, hence the fresh interpreter."""
+
+    def run(script, timeout=180):
+        source = _TWO_LOGICAL_CPUS + textwrap.dedent(script)
+        command = [sys.executable, "-c", source]
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=True
+        ).stdout
+
+    return run

@@ -1,8 +1,5 @@
 """medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
 
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -369,15 +366,9 @@ def test_unknown_loss_is_refused():
         tiny_gan(loss="minimax")
 
 
-def test_one_epoch_under_mirrored_strategy_with_distinct_noise_per_replica():
-    # Logical devices must be set before TensorFlow starts, hence a fresh interpreter.
-    script = textwrap.dedent(
+def test_one_epoch_under_mirrored_strategy_with_distinct_noise_per_replica(two_cpu_python):
+    stdout = two_cpu_python(
         """
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        import numpy as np, tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from medgen_tf.models.gan import GAN, build_discriminator, build_generator
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
@@ -392,10 +383,7 @@ def test_one_epoch_under_mirrored_strategy_with_distinct_noise_per_replica():
         print(strategy.num_replicas_in_sync, finite, not np.allclose(first, second))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=True
-    )
-    assert result.stdout.split()[-3:] == ["2", "True", "True"]
+    assert stdout.split()[-3:] == ["2", "True", "True"]
 
 
 def test_conditional_gan_reads_num_classes_from_its_networks_so_a_saved_one_samples(tmp_path):

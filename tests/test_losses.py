@@ -1,9 +1,5 @@
 """medgen_tf.losses: values against hand computation, float32, the gradient penalty, replicas."""
 
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -104,15 +100,9 @@ def test_registry_accepts_dashes_and_rejects_unknown_names():
         losses.get_adversarial_loss("minimax")
 
 
-def test_scale_for_replicas_gives_global_batch_gradients_under_mirrored_strategy():
-    # Logical devices must be set before TensorFlow starts, hence a fresh interpreter.
-    script = textwrap.dedent(
+def test_scale_for_replicas_gives_global_batch_gradients_under_mirrored_strategy(two_cpu_python):
+    stdout = two_cpu_python(
         """
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        import numpy as np, tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras
         from medgen_tf import losses
 
@@ -140,23 +130,14 @@ def test_scale_for_replicas_gives_global_batch_gradients_under_mirrored_strategy
         print(mirrored.num_replicas_in_sync, gradient(mirrored), gradient(tf.distribute.get_strategy()))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
-    replicas, mirrored, single = result.stdout.split()[-3:]
+    replicas, mirrored, single = stdout.split()[-3:]
     assert int(replicas) == 2
     assert float(mirrored) == pytest.approx(float(single), rel=1e-5)
 
 
-def test_draw_per_replica_gives_each_replica_its_rows_of_one_global_draw():
-    # Logical devices must be set before TensorFlow starts, hence a fresh interpreter.
-    script = textwrap.dedent(
+def test_draw_per_replica_gives_each_replica_its_rows_of_one_global_draw(two_cpu_python):
+    stdout = two_cpu_python(
         """
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        import numpy as np, tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras
         from medgen_tf import losses
         from medgen_tf.models.vae import Sampling
@@ -178,11 +159,8 @@ def test_draw_per_replica_gives_each_replica_its_rows_of_one_global_draw():
         )
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
     # Each replica's rows are its slice of one global draw; the VAE's eps differ too.
-    assert result.stdout.split()[-2:] == ["True", "True"]
+    assert stdout.split()[-2:] == ["True", "True"]
 
 
 def test_draw_per_replica_is_a_plain_draw_outside_tf_distribute():
