@@ -372,9 +372,9 @@ class _RunFolderCallback(keras.callbacks.Callback):
             return
         if cut_short:
             return
-        # The grid first: if drawing or writing it fails, the epoch is recorded nowhere (not in
-        # history.json and the checkpoint while TensorBoard, which logs after us, misses it), and
-        # a resume runs it again.
+        # The grid first: if drawing or writing it fails, the epoch must be recorded nowhere,
+        # rather than in history.json and the checkpoint but not in TensorBoard (which logs
+        # after this callback); a resume then runs it again.
         if self.sample_fn is not None:
             from medgen_tf.viz import save_image_grid
 
@@ -639,7 +639,8 @@ def fit(
         seed: shuffle seed, and the global seed before building a model from a callable.
         resume: restore the newest complete checkpoint of ``run_dir`` and continue from its
             epoch (from scratch when there is none, unless the folder holds an earlier run's
-            :func:`trained_outputs`: a DataError then, rather than overwrite them). The settings recorded in ``config.json``
+            :func:`trained_outputs`: a DataError then, rather than overwrite them). The
+            settings recorded in ``config.json``
             (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
             must be the same; only ``num_epochs`` may change, which extends a run, unless
             ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as

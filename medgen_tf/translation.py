@@ -406,7 +406,6 @@ def _output_folder(out_dir):
         raise
 
 
-# translate cuts axial slices only.
 _AXIAL_ONLY = "translate cuts axial slices: give a 3-D volume with more than one voxel across them"
 
 
@@ -429,7 +428,13 @@ def _volume_count(file):
 def _translate_into(generator, run_dir, source, direction, out_dir, num_images, intensity):
     from medgen_tf import viz
     from medgen_tf.data import load_spec
-    from medgen_tf.data.nifti import check_sliceable, is_nifti_path, load_volume, nifti_files
+    from medgen_tf.data.nifti import (
+        check_sliceable,
+        is_nifti_path,
+        load_volume,
+        nifti_files,
+        nifti_stem,
+    )
     from medgen_tf.data.spec import split_volume_index
 
     source_path, volume_index = Path(str(source)), None
@@ -452,7 +457,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
         for file in files:
             if not is_nifti_path(file):
                 raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
-            stem = file.name.removesuffix(".gz").removesuffix(".nii")
+            stem = nifti_stem(file)
             if volume_index is not None:
                 stem = f"{stem}_vol{volume_index}"
             if stem in stems:

@@ -479,8 +479,9 @@ def load_nifti_slices(
     return images
 
 
-def _stem(file: Path) -> str:
-    name = file.name
+def nifti_stem(file) -> str:
+    """A NIfTI file's name without ``.nii`` or ``.nii.gz``, in whatever case."""
+    name = Path(file).name
     for extension in (".nii.gz", ".nii"):
         if name.lower().endswith(extension):
             return name[: -len(extension)]
@@ -493,7 +494,7 @@ def _subject_keys(files) -> list[str]:
     ``sub-01_T1w.nii.gz`` and ``sub-02_T1w.nii.gz`` give ``01`` and ``02``: the shared parts
     are cut back to a separator (``_``, ``-`` or ``.``), so a shared leading digit stays.
     """
-    stems = [_stem(file) for file in files]
+    stems = [nifti_stem(file) for file in files]
     if len(stems) < 2:
         return stems
     prefix = os.path.commonprefix(stems)
@@ -511,7 +512,7 @@ def _first_distinct_parts(files) -> list[str] | None:
     time and series number differ between the T1 and the T2 of one subject, the subject does
     not. None when no part tells them all apart.
     """
-    parts = [re.split(r"[_.-]", _stem(file)) for file in files]
+    parts = [re.split(r"[_.-]", nifti_stem(file)) for file in files]
     for position in range(min(len(name) for name in parts)):
         column = [name[position] for name in parts]
         if len(set(column)) == len(column):
