@@ -53,6 +53,9 @@ def test_unsupported_image_size_is_refused():
 
 
 def test_generator_output_is_tanh_in_float32():
+    # Seeded: with whatever weights the run's global state gave, the last convolution's output
+    # stayed inside +-2 for about one build in four, and the saturation check below failed.
+    keras.utils.set_random_seed(0)
     generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
     noise = np.random.default_rng(0).normal(size=(4, LATENT_DIM)) * 50
     images = keras.ops.convert_to_numpy(generator(noise))
