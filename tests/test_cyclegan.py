@@ -155,6 +155,36 @@ def test_image_pool_works_inside_a_compiled_function_and_of_size_zero_is_identit
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(identity(images)), images)
 
 
+def test_image_pools_under_mirrored_strategy_are_per_replica_and_draw_their_own_swaps(
+    two_cpu_python,
+):
+    stdout = two_cpu_python(
+        """
+        from medgen_tf.models.cyclegan import ImagePool
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            pool = ImagePool(4, (2, 2, 1), seed=0)
+        step = tf.function(lambda images: pool(images))
+
+        def batches(value):  # replica r gets 8 images of value + r
+            return strategy.experimental_distribute_values_from_function(
+                lambda context: tf.fill((8, 2, 2, 1), value + context.replica_id_in_sync_group)
+            )
+
+        strategy.run(step, args=(batches(0.0),))  # fills both pools
+        returned = strategy.run(step, args=(batches(10.0),))
+        first, second = [t.numpy()[:, 0, 0, 0] for t in strategy.experimental_local_results(returned)]
+        print(" ".join(str(int(v)) for v in np.concatenate([first, second])))
+        """
+    )
+    first, second = np.array(stdout.split()[-16:], dtype=int).reshape(2, 8)
+    # Each replica's pool holds its own fakes: a swapped image comes from its own replica.
+    assert set(first) <= {0, 10} and set(second) <= {1, 11}
+    assert 0 < (first == 0).sum() < 8 and 0 < (second == 1).sum() < 8
+    # ... and the replicas swap different positions (one shared draw swapped the same ones).
+    assert not np.array_equal(first == 0, second == 1)
+
+
 # ---- learning-rate schedule ------------------------------------------------------------------
 
 

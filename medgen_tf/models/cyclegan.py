@@ -236,7 +236,8 @@ class ImagePool(keras.layers.Layer):
     on GPU).
 
     Under ``tf.distribute`` each replica keeps its own pool, filled with its own share of the
-    fakes; reading the weights (and so a checkpoint) gives replica 0's pool only.
+    fakes, and draws its own swaps; reading the weights (and so a checkpoint) gives replica 0's
+    pool only.
 
     Args:
         pool_size: images kept (50 in CycleGAN), at least 0; 0 turns the pool into the
@@ -288,9 +289,16 @@ class ImagePool(keras.layers.Layer):
             tf.boolean_mask(new_images, fills),
         )
         # The others are swapped with a random stored image with probability 1/2.
-        coin = keras.random.uniform((batch_size,), seed=self.seed_generator)
-        random_slots = keras.random.randint(
-            (batch_size,), 0, self.pool_size, seed=self.seed_generator, dtype="int32"
+        # Per replica: every replica's SeedGenerator holds the same state, and a plain draw
+        # would swap the same positions for the same slots on every replica.
+        coin = losses.draw_per_replica(
+            lambda shape: keras.random.uniform(shape, seed=self.seed_generator), (batch_size,)
+        )
+        random_slots = losses.draw_per_replica(
+            lambda shape: keras.random.randint(
+                shape, 0, self.pool_size, seed=self.seed_generator, dtype="int32"
+            ),
+            (batch_size,),
         )
         swaps = ops.logical_and(ops.logical_not(fills), coin < 0.5)
         returned = ops.where(
