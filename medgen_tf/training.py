@@ -239,7 +239,7 @@ def latest_checkpoint(checkpoint_dir) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def _unreadable_checkpoint(checkpoint: Path, file: Path, error) -> DataError:
+def _unreadable_checkpoint(checkpoint: Path, file: Path, error, kind="unreadable") -> DataError:
     # The checkpoint before this one was complete before this one was started, so the way out
     # of a damaged one (disk error, a copy cut short) is to drop it and fall back on that.
     checkpoints = _complete_checkpoints(checkpoint.parent)
@@ -251,7 +251,7 @@ def _unreadable_checkpoint(checkpoint: Path, file: Path, error) -> DataError:
     if "pickled" in problem:  # numpy's advice to allow pickles is wrong for a damaged file
         problem = "not a .npz archive"
     return DataError(
-        f"{file}: unreadable checkpoint ({problem}); delete the folder {checkpoint} to {fallback}"
+        f"{file}: {kind} checkpoint ({problem}); delete the folder {checkpoint} to {fallback}"
     )
 
 
@@ -285,10 +285,14 @@ def load_checkpoint(model, checkpoint) -> dict:
     (``{"epoch": completed_epochs, "history": {...}}``).
 
     Raises:
-        DataError: one line naming the unreadable file, or the variable that does not fit.
+        DataError: one line naming the unreadable file, or the variable that does not fit or
+            is not finite; the model is then left as it was.
     """
     checkpoint = Path(checkpoint)
     meta, state = _read_checkpoint(checkpoint)
+    # Everything is checked before anything is assigned, so a refused checkpoint leaves the
+    # model as it was rather than half restored.
+    assignments = []
     for group, variables in _state_variables(model).items():
         stored = sorted(key for key in state if key.startswith(f"{group}/"))
         if len(stored) != len(variables):
@@ -303,7 +307,18 @@ def load_checkpoint(model, checkpoint) -> dict:
                     f"checkpoint {checkpoint}: {variable.path} has shape {value.shape}, "
                     f"the model {tuple(variable.shape)}"
                 )
-            variable.assign(value)
+            # The NaN guard never saves such a state, so the file was damaged or edited; training
+            # on from it would only trip the guard again after a whole epoch.
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                raise _unreadable_checkpoint(
+                    checkpoint,
+                    checkpoint / "state.npz",
+                    f"{variable.path} is not finite",
+                    "unusable",
+                )
+            assignments.append((variable, value))
+    for variable, value in assignments:
+        variable.assign(value)
     return meta
 
 

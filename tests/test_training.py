@@ -634,12 +634,22 @@ def _cut_in_half(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _last_weight_made_nan(path):
+    with np.load(path) as state:
+        arrays = {key: state[key] for key in state.files}
+    last = [key for key in sorted(arrays) if np.issubdtype(arrays[key].dtype, np.floating)][-1]
+    arrays[last] = np.full_like(arrays[last], np.nan)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
 @pytest.mark.parametrize(
     "name, damage, problem",
     [
         ("state.npz", _junk, "not a .npz archive"),
         ("state.npz", _cut_in_half, ""),
         ("meta.json", _cut_in_half, "not valid JSON"),
+        ("state.npz", _last_weight_made_nan, "is not finite"),
     ],
 )
 def test_a_damaged_newest_checkpoint_is_one_line_naming_the_file_and_the_way_out(
@@ -658,6 +668,20 @@ def test_a_damaged_newest_checkpoint_is_one_line_naming_the_file_and_the_way_out
     history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
     assert len(history["first_loss"]) == 2
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
+
+
+def test_a_refused_checkpoint_leaves_the_model_as_it_was(tmp_path):
+    trained = build_toy()
+    trained.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
+    _last_weight_made_nan(save_checkpoint(trained, tmp_path, epoch=1) / "state.npz")
+    fresh = build_toy()
+    before = _all_state(fresh)
+    with pytest.raises(
+        DataError, match=r"unusable checkpoint \(.+ is not finite\); delete the folder"
+    ):
+        load_checkpoint(fresh, latest_checkpoint(tmp_path))
+    for expected, actual in zip(before, _all_state(fresh), strict=True):
+        np.testing.assert_array_equal(actual, expected)
 
 
 def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
