@@ -8,7 +8,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit notebooks lint bench bench-quality bench-gpu clean
 
+# Checked before the venv exists: a venv of the wrong Python would stay, and pip would refuse
+# the package in it on every later make.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' || { \
+		echo "medgen-tf needs Python 3.11 or 3.12; $(PYTHON) is $$($(PYTHON) --version 2>&1)." \
+			"Run make again with PYTHON=python3.11 (or python3.12)."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

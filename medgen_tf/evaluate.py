@@ -111,6 +111,11 @@ def load_sampler(run_dir):
                     return np.asarray(model.generate(num_samples, seed=seed, labels=labels))
 
                 return sample, "gan", num_classes
+    if any((run_dir / name).is_file() for name in ("generator_ab.keras", "generator_ba.keras")):
+        raise DataError(
+            f"{run_dir}: a CycleGAN run translates images (medgen-tf translate) and draws no "
+            "samples to score; notebook 03 scores translations against paired targets"
+        )
     raise DataError(
         f"{run_dir}: no generator.keras, decoder.keras, vae.keras or model.keras to sample from"
     )

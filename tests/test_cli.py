@@ -123,3 +123,26 @@ def test_preview_without_an_extension_names_the_file_it_wrote(tmp_path, capsys):
     assert main(["data", "preview", "--image-size", "16", "--out", str(tmp_path / "grid")]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'grid.png'}"
     assert [path.name for path in tmp_path.iterdir()] == ["grid.png"]
+
+
+def test_train_help_gives_each_models_latent_dim_default_and_every_option_a_text(capsys):
+    from medgen_tf import recipes
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    gan_default = {
+        recipes.RECIPES[name].default_latent_dim for name in ("dcgan", "cgan", "wgan-gp")
+    }
+    vae_default = recipes.RECIPES["vae"].default_latent_dim
+    assert len(gan_default) == 1
+    assert f"GANs (default {gan_default.pop()}), VAE (default {vae_default})" in text
+    for option, shown in [
+        ("--image-size N", "pixels (64)"),
+        ("--epochs N", "(10)"),
+        ("--batch-size N", "(32)"),
+        ("--seed N", "(0)"),
+        ("--out DIR", "run folder"),
+    ]:
+        assert f"{option} {shown}" in text
+    assert "give the run's settings again" in text and "MEDGEN_QUICK=1" in text

@@ -94,6 +94,14 @@ def test_evaluate_refuses_a_folder_without_a_model(tmp_path, capsys):
         evaluate_run(tmp_path / "missing")
 
 
+def test_evaluate_of_a_cyclegan_run_says_it_translates_rather_than_samples(tmp_path, capsys):
+    (tmp_path / "generator_ab.keras").write_bytes(b"a CycleGAN generator")
+    assert cli.main(["evaluate", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1
+    assert "a CycleGAN run translates images (medgen-tf translate)" in error
+
+
 def test_compare_feature_sets_scores_each_set_against_one_reference():
     from medgen_tf.evaluate import compare_feature_sets, format_score_table
 
