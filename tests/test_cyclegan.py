@@ -535,3 +535,31 @@ def test_translate_nifti_puts_every_voxel_back_where_it_came_from(tmp_path):
     assert result.shape == volume.shape
     assert np.corrcoef(result.ravel(), expected.ravel())[0, 1] > 0.95
     assert np.abs(result - expected).mean() < 0.05
+
+
+def test_unpaired_batches_of_another_form_are_one_line():
+    model = _small_cyclegan()
+    model.compile()
+    images = np.zeros((4, SIZE, SIZE), "float32")
+    cases = [
+        (tf.data.Dataset.from_tensor_slices((images, images)), r"domain A images of shape \(b"),
+        (tf.data.Dataset.from_tensor_slices(images[..., None]), r"batches of \(images_a, ima"),
+        (tf.data.Dataset.from_tensor_slices({"t1": images, "t2": images}), "keys 't1', 't2'"),
+    ]
+    for dataset, message in cases:
+        with pytest.raises(ValueError, match=message) as caught:
+            model.fit(dataset.batch(2), epochs=1, verbose=0)
+        assert len(str(caught.value).splitlines()) == 1
+
+
+def test_networks_that_do_not_fit_together_are_refused_when_built():
+    generator_ab = build_resnet_generator(SIZE, 3, filters=4, num_residual_blocks=1, name="g_ab")
+    generator_ba = build_resnet_generator(SIZE, 3, filters=4, num_residual_blocks=1, name="g_ba")
+    one_channel = build_patchgan_discriminator(SIZE, 1, filters=4, name="d_b")
+    three_channels = build_patchgan_discriminator(SIZE, 3, filters=4, name="d_a")
+    with pytest.raises(ValueError, match=r"g_ab makes images of shape \(32, 32, 3\) but d_b"):
+        CycleGAN(generator_ab, generator_ba, three_channels, one_channel)
+    model = CycleGAN(generator_ab, generator_ba, three_channels, three_channels)
+    shared = keras.optimizers.Adam()
+    with pytest.raises(ValueError, match="are the same optimizer object"):
+        model.compile(generator_ab_optimizer=shared, generator_ba_optimizer=shared)

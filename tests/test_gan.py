@@ -1,9 +1,9 @@
 """medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
 
-
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from medgen_tf.models.gan import (
     GAN,
@@ -119,8 +119,11 @@ def test_bad_settings_are_refused_with_a_clear_message():
 
 def test_networks_of_different_image_sizes_or_channels_are_refused():
     generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
-    with pytest.raises(ValueError, match=r"makes images of shape \(32, 32, 1\) but the "
-                       r"discriminator takes \(64, 64, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"makes images of shape \(32, 32, 1\) but the "
+        r"discriminator takes \(64, 64, 1\)",
+    ):
         GAN(generator, build_discriminator(64, base_filters=FILTERS))
     with pytest.raises(ValueError, match=r"takes \(32, 32, 3\)"):
         GAN(generator, build_discriminator(32, channels=3, base_filters=FILTERS))
@@ -435,3 +438,65 @@ def test_a_model_compiled_with_xla_is_loaded_with_the_loading_machines_choice(tm
     restored = keras.models.load_model(tmp_path / "gan.keras")
     assert restored.steps_per_execution == 2
     assert restored.jit_compile is False  # "auto" on this CPU
+
+
+# ---- what an engineer's own data and compile arguments get -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "batches, message",
+    [
+        (
+            lambda images: images[..., 0],
+            r"expects images of shape \(batch, height, width, channels",
+        ),
+        (lambda images: np.round(127.5 * (images + 1)).astype("uint8"), "expects float images"),
+        (lambda images: {"image": images}, "got a dict with keys 'image'; map the dataset"),
+    ],
+    ids=["no channel axis", "uint8", "dict"],
+)
+def test_a_batch_that_is_not_a_float_image_tensor_is_one_line(batches, message):
+    gan = tiny_gan()
+    gan.compile()
+    dataset = tf.data.Dataset.from_tensor_slices(batches(square_images(8))).batch(4)
+    with pytest.raises(ValueError, match=message) as caught:
+        gan.fit(dataset, epochs=1, verbose=0)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_compile_refuses_a_loss_and_one_optimizer_for_both_networks():
+    gan = tiny_gan()
+    with pytest.raises(ValueError, match="computes its own losses and metrics in train_step"):
+        gan.compile(loss="mse")
+    with pytest.raises(ValueError, match="compile takes no metrics="):
+        gan.compile(metrics=["mae"])
+    shared = keras.optimizers.Adam()
+    with pytest.raises(ValueError, match="d_optimizer and g_optimizer are the same optimizer"):
+        gan.compile(d_optimizer=shared, g_optimizer=shared)
+    gan.compile(d_optimizer="adam", g_optimizer="adam")  # names make two optimizers: fine
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.eye(3, dtype="int32")[[0, 1, 2, 0]], r"of shape \(batch,\) or \(batch, 1\), got"),
+        (np.array([0.0, 0.9, 1.0, 2.0], "float32"), "integer class labels, got float32"),
+    ],
+    ids=["one-hot", "float"],
+)
+def test_conditional_gan_refuses_labels_it_would_misread(labels, message):
+    gan = tiny_gan(num_classes=3)
+    gan.compile()
+    dataset = tf.data.Dataset.from_tensor_slices((square_images(4), labels)).batch(4)
+    with pytest.raises(ValueError, match=message):
+        gan.fit(dataset, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        gan.generate(4, labels=labels)
+
+
+def test_conditional_gan_generates_from_column_labels_and_refuses_unknown_classes():
+    gan = tiny_gan(num_classes=3)
+    column = gan.generate(4, seed=1, labels=np.array([[0], [1], [2], [1]]))
+    np.testing.assert_array_equal(column, gan.generate(4, seed=1, labels=[0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\), got 0 to 3"):
+        gan.generate(2, labels=[0, 3])

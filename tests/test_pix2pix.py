@@ -131,3 +131,15 @@ def test_evaluate_reports_the_training_losses_and_changes_nothing(adversarial, u
     assert results["l1_loss"] == pytest.approx(l1, rel=1e-5)
     adversarial_loss = results.get("g_adversarial_loss", 0.0)
     assert results["g_loss"] == pytest.approx(100.0 * l1 + adversarial_loss, rel=1e-5)
+
+
+def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
+    # The generator would add the axis to its input, and the L1 term would then compare
+    # (N, H, W) targets with (N, H, W, 1) outputs: a wrong number, and no error.
+    model = _model(adversarial=False)
+    model.compile()
+    images = np.zeros((4, SIZE, SIZE), "float32")
+    with pytest.raises(ValueError, match=r"Pix2Pix expects input images of shape \(batch, h"):
+        model.fit(tf.data.Dataset.from_tensor_slices((images, images)).batch(4), verbose=0)
+    with pytest.raises(ValueError, match="compile takes no loss="):
+        model.compile(loss="mae")

@@ -288,3 +288,23 @@ def test_module_examples_run():
     from medgen_tf.models import vae
 
     assert doctest.testmod(vae) == (0, 9)
+
+
+def test_fit_runs_eagerly_and_reports_the_kl_weight():
+    vae = tiny_vae(kl_warmup_steps=4)
+    vae.compile(keras.optimizers.Adam(1e-3), run_eagerly=True)
+    history = vae.fit(blob_images(8), batch_size=4, epochs=1, verbose=0).history
+    assert history["kl_weight"][-1] == pytest.approx(0.25)  # after 1 of 4 warm-up steps
+
+
+def test_images_without_a_channel_axis_are_refused_rather_than_broadcast():
+    # (N, H, W) against the decoder's (N, H, W, 1) would broadcast to (N, H, W, W): a wrong
+    # reconstruction loss, and no error.
+    vae = tiny_vae()
+    vae.compile(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match=r"VAE expects images of shape \(batch, height, width"):
+        vae.fit(blob_images(8)[..., 0], batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="VAE expects float images scaled to"):
+        vae.fit((255 * blob_images(8)).astype("uint8"), batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="compile takes no metrics="):
+        vae.compile("adam", metrics=["mae"])

@@ -15,6 +15,9 @@ from medgen_tf.models.layers import (
     InstanceNormalization,
     MaximumLeakyReLU,
     ReflectionPadding2D,
+    check_batch_structure,
+    check_compile_arguments,
+    check_image_batch,
     engine_compile_arguments,
     loss_scaled,
 )
@@ -406,6 +409,20 @@ class CycleGAN(keras.Model):
                 f"CycleGAN needs generators built for a fixed image size (its image pools hold "
                 f"images of that shape), got inputs {image_shape_a} and {image_shape_b}."
             )
+        # Each network must take what the other produces; a mismatch would otherwise surface
+        # only inside the first traced step.
+        for producer, consumer in (
+            (generator_ab, discriminator_b),
+            (generator_ba, discriminator_a),
+            (generator_ab, generator_ba),
+            (generator_ba, generator_ab),
+        ):
+            made, taken = tuple(producer.outputs[0].shape[1:]), tuple(consumer.inputs[0].shape[1:])
+            if made != taken:
+                raise ValueError(
+                    f"CycleGAN: {producer.name} makes images of shape {made} but {consumer.name} "
+                    f"takes {taken}; build all four networks for the same image size and channels."
+                )
         self.pool_a = ImagePool(pool_size, image_shape_a, seed=seed, name="pool_a")
         self.pool_b = ImagePool(
             pool_size, image_shape_b, seed=None if seed is None else seed + 1, name="pool_b"
@@ -441,6 +458,7 @@ class CycleGAN(keras.Model):
         # LearningRateScheduler and ReduceLROnPlateau would adjust it, silently.
         if "optimizer" in kwargs:
             raise ValueError(f"CycleGAN trains four networks: pass {', '.join(OPTIMIZER_NAMES)}.")
+        check_compile_arguments("CycleGAN", kwargs, given)
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         for name, optimizer in given.items():
             network = getattr(self, name.removesuffix("_optimizer"))
@@ -504,8 +522,19 @@ class CycleGAN(keras.Model):
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
 
+    def _unpack(self, data):
+        check_batch_structure(data, "CycleGAN", "(images_a, images_b)")
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(
+                "CycleGAN expects batches of (images_a, images_b): zip the two domains' datasets "
+                "(tf.data.Dataset.zip((dataset_a, dataset_b)))."
+            )
+        for images, domain in zip(data, "AB", strict=True):
+            check_image_batch(images, "CycleGAN", "[-1, 1]", f"domain {domain} images")
+        return data[0], data[1]
+
     def train_step(self, data):
-        real_a, real_b = data[0], data[1]
+        real_a, real_b = self._unpack(data)
         g_ab_variables = self.generator_ab.trainable_variables
         g_ba_variables = self.generator_ba.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
@@ -559,7 +588,7 @@ class CycleGAN(keras.Model):
         # train_step's losses without any update. Each D judges the current fakes, not the
         # pool's: drawing from the pool would change it, and its old fakes say nothing of
         # the generators now.
-        real_a, real_b = data[0], data[1]
+        real_a, real_b = self._unpack(data)
         objective = self._generator_objective(real_a, real_b, training=False)
         d_a_loss = 0.5 * losses.least_squares_discriminator_loss(
             self.discriminator_a(real_a, training=False), objective["fake_a_logits"]

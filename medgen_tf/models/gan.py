@@ -10,7 +10,14 @@ import tensorflow as tf
 from keras import layers, ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import MaximumLeakyReLU, engine_compile_arguments, loss_scaled
+from medgen_tf.models.layers import (
+    MaximumLeakyReLU,
+    check_batch_structure,
+    check_compile_arguments,
+    check_image_batch,
+    engine_compile_arguments,
+    loss_scaled,
+)
 
 __all__ = ["GAN", "ConditionalGAN", "build_discriminator", "build_generator", "default_optimizers"]
 
@@ -285,6 +292,9 @@ class GAN(keras.Model):
         # LearningRateScheduler and ReduceLROnPlateau would adjust it, silently.
         if "optimizer" in kwargs:
             raise ValueError("A GAN trains two networks: pass d_optimizer and g_optimizer.")
+        check_compile_arguments(
+            type(self).__name__, kwargs, {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
+        )
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         self.d_optimizer = loss_scaled(d_optimizer, self.discriminator)
         self.g_optimizer = loss_scaled(g_optimizer, self.generator)
@@ -353,7 +363,10 @@ class GAN(keras.Model):
 
     # Hooks the conditional model overrides.
     def _unpack(self, data):
-        return (data[0] if isinstance(data, (tuple, list)) else data), None
+        check_batch_structure(data, type(self).__name__, "images (or (images,))")
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        check_image_batch(images, type(self).__name__, "[-1, 1]")
+        return images, None
 
     def _generator_inputs(self, noise, labels):
         return noise
@@ -502,6 +515,23 @@ def _embedded_classes(network):
     return None
 
 
+def _class_labels(labels, context):
+    """Integer class labels of shape (batch,) from (batch,) or (batch, 1); others refused."""
+    shape = tuple(labels.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] in (1, None))):
+        raise ValueError(
+            f"{context} integer class labels of shape (batch,) or (batch, 1), got {shape}; "
+            "turn one-hot labels into class indices first (argmax)."
+        )
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if "int" not in dtype:
+        raise ValueError(
+            f"{context} integer class labels, got {dtype}; cast them (a float label such as "
+            "0.9 would be truncated to class 0)."
+        )
+    return ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class ConditionalGAN(GAN):
     """Class-conditional GAN (Mirza & Osindero 2014): batches are ``(images, labels)``.
@@ -549,9 +579,11 @@ class ConditionalGAN(GAN):
         super().__init__(generator, discriminator, **kwargs)
 
     def _unpack(self, data):
+        check_batch_structure(data, "ConditionalGAN", "(images, labels)")
         if not isinstance(data, (tuple, list)) or len(data) < 2:
             raise ValueError("ConditionalGAN expects batches of (images, labels).")
-        return data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
+        check_image_batch(data[0], "ConditionalGAN", "[-1, 1]")
+        return data[0], _class_labels(data[1], "ConditionalGAN expects")
 
     def _generator_inputs(self, noise, labels):
         return [noise, labels]
@@ -562,11 +594,23 @@ class ConditionalGAN(GAN):
     def generate(self, num_samples, seed=0, labels=None):
         if labels is None:
             raise ValueError("ConditionalGAN.generate needs labels (one per sample).")
-        labels = ops.convert_to_tensor(labels, dtype="int32")
-        if len(labels.shape) != 1 or labels.shape[0] != int(num_samples):
+        labels = _class_labels(ops.convert_to_tensor(labels), "ConditionalGAN.generate needs")
+        if labels.shape[0] != int(num_samples):
             raise ValueError(
                 f"ConditionalGAN.generate needs one label per sample: num_samples={num_samples}, "
-                f"labels of shape {tuple(labels.shape)}."
+                f"{labels.shape[0]} labels."
+            )
+        # Checked here, where it is cheap: an embedding lookup out of range fails on a CPU but
+        # returns zeros, without an error, on a GPU.
+        values = ops.convert_to_numpy(labels)
+        if (
+            self.num_classes
+            and values.size
+            and not 0 <= values.min() <= values.max() < self.num_classes
+        ):
+            raise ValueError(
+                f"ConditionalGAN.generate: labels must lie in [0, {self.num_classes}), got "
+                f"{values.min()} to {values.max()}."
             )
         return super().generate(num_samples, seed=seed, labels=labels)
 

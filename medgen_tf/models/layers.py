@@ -1,7 +1,8 @@
 """The few pieces Keras lacks, shared by the model files.
 
 A model module imports only keras, tensorflow, numpy, ``medgen_tf.losses`` and this file,
-so copying a model into another project means copying at most three files.
+so copying a model into another project means copying at most three files (Pix2Pix has no
+builders of its own: it takes the networks that ``cyclegan.py`` builds, a fourth file).
 """
 
 from __future__ import annotations
@@ -56,6 +57,73 @@ def engine_compile_arguments(compile_config) -> dict:
     """
     keys = ("run_eagerly", "steps_per_execution")
     return {key: compile_config[key] for key in keys if key in compile_config}
+
+
+def check_compile_arguments(model_name, kwargs, optimizers) -> None:
+    """Refuse what ``compile`` would otherwise accept and silently ignore.
+
+    A model that computes its losses and metrics in ``train_step`` has no use for ``loss=`` or
+    ``metrics=``; and one optimizer object given for two networks fails only at the first step
+    (an optimizer keeps state per variable and refuses variables it was not built with).
+
+    Args:
+        model_name: the class name, for the message.
+        kwargs: the keyword arguments ``compile`` passes on to Keras.
+        optimizers: ``{argument name: optimizer}`` as given (names like ``"adam"`` are fine).
+    """
+    for name in ("loss", "loss_weights", "metrics", "weighted_metrics"):
+        if kwargs.get(name) is not None:
+            raise ValueError(
+                f"{model_name} computes its own losses and metrics in train_step: compile takes "
+                f"no {name}= (got {kwargs[name]!r})."
+            )
+    seen = {}
+    for name, optimizer in optimizers.items():
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            if id(optimizer) in seen:
+                raise ValueError(
+                    f"{model_name}.compile: {seen[id(optimizer)]} and {name} are the same "
+                    "optimizer object; give each network its own (an optimizer keeps state per "
+                    "variable)."
+                )
+            seen[id(optimizer)] = name
+
+
+def check_image_batch(images, model_name, value_range, what="images") -> None:
+    """Refuse, while ``train_step`` is traced (no cost per step), a batch that is not 4-D float.
+
+    Images without a channel axis would broadcast against the networks' (batch, height, width,
+    channels) outputs inside an L1 or reconstruction loss and give a wrong number without an
+    error; integer images would train on values far outside ``value_range``.
+
+    Args:
+        images: the batch, a tensor.
+        model_name: the class name, for the message.
+        value_range: the range the model expects, for the message, e.g. ``"[-1, 1]"``.
+        what: what the tensor is, e.g. ``"domain A images"``.
+    """
+    shape = tuple(images.shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{model_name} expects {what} of shape (batch, height, width, channels), got "
+            f"{shape}; add the channel axis of one-channel images (images[..., None])."
+        )
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"{model_name} expects float {what} scaled to {value_range}, got {dtype}; convert "
+            "and scale them first."
+        )
+
+
+def check_batch_structure(data, model_name, expected) -> None:
+    """Refuse a batch that is a dict (a TFDS or dict dataset) with a message saying what to map."""
+    if isinstance(data, dict):
+        keys = ", ".join(repr(key) for key in data)
+        raise ValueError(
+            f"{model_name} expects batches of {expected}, got a dict with keys {keys}; map the "
+            "dataset to that form first (dataset.map(lambda example: ...))."
+        )
 
 
 @keras.saving.register_keras_serializable(package="medgen_tf")

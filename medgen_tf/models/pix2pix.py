@@ -12,7 +12,13 @@ import tensorflow as tf
 from keras import ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import engine_compile_arguments, loss_scaled
+from medgen_tf.models.layers import (
+    check_batch_structure,
+    check_compile_arguments,
+    check_image_batch,
+    engine_compile_arguments,
+    loss_scaled,
+)
 
 __all__ = ["Pix2Pix"]
 
@@ -74,6 +80,14 @@ class Pix2Pix(keras.Model):
             raise ValueError(
                 "Pix2Pix trains two networks: pass generator_optimizer and discriminator_optimizer."
             )
+        check_compile_arguments(
+            "Pix2Pix",
+            kwargs,
+            {
+                "generator_optimizer": generator_optimizer,
+                "discriminator_optimizer": discriminator_optimizer,
+            },
+        )
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
 
         def adam(name):
@@ -131,8 +145,16 @@ class Pix2Pix(keras.Model):
         """Translate a numpy batch a -> b."""
         return self.generator.predict(images, batch_size=batch_size, verbose=0)
 
+    def _unpack(self, data):
+        check_batch_structure(data, "Pix2Pix", "(images_a, images_b) pairs")
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError("Pix2Pix expects batches of (images_a, images_b) pairs.")
+        for images, what in zip(data, ("input images", "target images"), strict=True):
+            check_image_batch(images, "Pix2Pix", "[-1, 1]", what)
+        return data[0], data[1]
+
     def train_step(self, data):
-        real_a, real_b = data[0], data[1]
+        real_a, real_b = self._unpack(data)
         values = {}
         g_variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
@@ -172,7 +194,7 @@ class Pix2Pix(keras.Model):
     def test_step(self, data):
         # train_step's losses without any update: with no step in between, one D pass on the
         # fakes serves both G's adversarial loss and D's loss.
-        real_a, real_b = data[0], data[1]
+        real_a, real_b = self._unpack(data)
         fake_b = self.generator(real_a, training=False)
         l1 = ops.mean(ops.abs(ops.cast(real_b, "float32") - fake_b))
         values = {"g_loss": self.l1_weight * l1, "l1_loss": l1}

@@ -13,7 +13,13 @@ import keras
 from keras import ops
 
 from medgen_tf import losses
-from medgen_tf.models.layers import engine_compile_arguments, loss_scaled
+from medgen_tf.models.layers import (
+    check_batch_structure,
+    check_compile_arguments,
+    check_image_batch,
+    engine_compile_arguments,
+    loss_scaled,
+)
 
 __all__ = [
     "LIKELIHOODS",
@@ -306,6 +312,7 @@ class VAE(keras.Model):
         return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
 
     def compile(self, optimizer="adam", **kwargs):
+        check_compile_arguments("VAE", kwargs, {"optimizer": optimizer})
         # loss_scaled adds dynamic loss scaling when the encoder or decoder computes in float16.
         optimizer = loss_scaled(keras.optimizers.get(optimizer), self)
         kwargs.setdefault("jit_compile", "auto")
@@ -390,10 +397,16 @@ class VAE(keras.Model):
         self.kl_loss_tracker.update_state(kl_loss)
         return {metric.name: metric.result() for metric in self.metrics}
 
+    def _unpack(self, data):
+        check_batch_structure(data, "VAE", "images (or (images,))")
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        check_image_batch(images, "VAE", "[0, 1]")
+        return images
+
     def train_step(self, data):
         import tensorflow as tf  # train_step uses GradientTape: this model trains on TensorFlow
 
-        images = data[0] if isinstance(data, (tuple, list)) else data
+        images = self._unpack(data)
         self.kl_weight.assign(self.kl_weight_at(self.optimizer.iterations))
         with tf.GradientTape() as tape:
             reconstruction_loss, kl_loss = self._elbo_terms(images, training=True)
@@ -403,10 +416,11 @@ class VAE(keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         logs = self._update_trackers(loss, reconstruction_loss, kl_loss)
-        return {**logs, "kl_weight": self.kl_weight.value}
+        # A tensor, not the variable itself: fit(run_eagerly=True) cannot return a variable.
+        return {**logs, "kl_weight": ops.convert_to_tensor(self.kl_weight)}
 
     def test_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
+        images = self._unpack(data)
         reconstruction_loss, kl_loss = self._elbo_terms(images, training=False)
         # Evaluation reports the negative ELBO with KL weight 1, whatever beta is (for the
         # Gaussian likelihood less the constant D/2 * log(2 pi sigma^2), left out throughout).
