@@ -29,14 +29,14 @@ from medgen_tf.training import fit, latest_checkpoint, load_checkpoint, save_che
 class ToyAdversary(keras.Model):
     """Two small networks, each with its own Adam, updated in turn on noisy inputs."""
 
-    def __init__(self, seed=0, **kwargs):
+    def __init__(self, seed=0, width=8, batch_norm=True, **kwargs):
         super().__init__(**kwargs)
         self.first = keras.Sequential(
             [
                 keras.Input((4, 4, 1)),
                 keras.layers.Flatten(),
-                keras.layers.Dense(8),
-                keras.layers.BatchNormalization(),
+                keras.layers.Dense(width),
+                *([keras.layers.BatchNormalization()] if batch_norm else []),
                 keras.layers.Dense(1, dtype="float32"),
             ]
         )
@@ -682,6 +682,52 @@ def test_a_refused_checkpoint_leaves_the_model_as_it_was(tmp_path):
         load_checkpoint(fresh, latest_checkpoint(tmp_path))
     for expected, actual in zip(before, _all_state(fresh), strict=True):
         np.testing.assert_array_equal(actual, expected)
+
+
+def _other_toy(**options):
+    model = ToyAdversary(seed=1, **options)
+    model.compile()
+    return model
+
+
+def test_a_checkpoint_of_another_model_is_refused_and_changes_nothing(tmp_path):
+    trained = build_toy()
+    trained.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
+    checkpoint = save_checkpoint(trained, tmp_path, epoch=1)
+    # Other widths: as many variables, the first that differs is the hidden Dense kernel (after
+    # the SeedGenerator state, which fits and would be assigned first by a loader that assigns
+    # as it checks). Without BatchNorm: 4 model variables fewer, so the counts differ.
+    refused = [
+        (dict(width=6), r"sequential\S*/kernel has shape \(16, 8\), the model \(16, 6\)"),
+        (dict(batch_norm=False), r"model has 11 variables, the model 7 \(a different model"),
+    ]
+    for options, message in refused:
+        other = _other_toy(**options)
+        before = _all_state(other)
+        with pytest.raises(
+            DataError, match=rf"^checkpoint {re.escape(str(checkpoint))}: "
+        ) as error:
+            load_checkpoint(other, checkpoint)
+        assert re.search(message, str(error.value)) and "\n" not in str(error.value)
+        for expected, actual in zip(before, _all_state(other), strict=True):
+            np.testing.assert_array_equal(actual, expected)
+    # The same checkpoint still restores the model it came from.
+    restored = build_toy()
+    assert load_checkpoint(restored, checkpoint)["epoch"] == 1
+    for expected, actual in zip(_all_state(trained), _all_state(restored), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_resume_with_a_builder_of_another_model_is_refused_and_changes_nothing(tmp_path):
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, **QUIET)
+    written = {name: (tmp_path / name).read_bytes() for name in ("config.json", "history.json")}
+    # config.json records the settings, not the widths: the checkpoint is what refuses them.
+    with pytest.raises(DataError, match=r"has shape \(16, 8\), the model \(16, 6\)$"):
+        fit(lambda: _other_toy(width=6), IMAGES, tmp_path, num_epochs=2, resume=True, **QUIET)
+    assert {name: (tmp_path / name).read_bytes() for name in written} == written
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0001"
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
 
 
 def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
