@@ -244,6 +244,43 @@ def test_kid_near_zero_for_one_distribution_positive_for_two():
     assert different_mean > 10 * same_std and different_mean > 0.1
 
 
+def _brute_force_kid(x, y):
+    """Unbiased MMD^2 with k(u, v) = (u . v / d + 1)^3, pair by pair in plain Python."""
+    d = x.shape[1]
+
+    def kernel(u, v):
+        return (sum(float(a) * float(b) for a, b in zip(u, v, strict=True)) / d + 1.0) ** 3
+
+    m, n = len(x), len(y)
+    within_x = sum(kernel(x[i], x[j]) for i in range(m) for j in range(m) if i != j)
+    within_y = sum(kernel(y[i], y[j]) for i in range(n) for j in range(n) if i != j)
+    across = sum(kernel(x[i], y[j]) for i in range(m) for j in range(n))
+    return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2.0 * across / (m * n)
+
+
+def test_kid_equals_the_unbiased_cubic_kernel_mmd_computed_pair_by_pair():
+    generator = np.random.default_rng(11)
+    x = generator.normal(size=(6, 3))
+    y = generator.normal(0.4, 1.3, size=(6, 3))
+    expected = _brute_force_kid(x, y)
+    # A square kernel, a biased estimate (i == j kept) or a scaled value gives another number.
+    assert abs(expected) > 0.1
+    # subset_size >= n: every subset is the whole set, in some order, so every estimate is it.
+    mean, std = metrics.kid(x, y, num_subsets=3, subset_size=50)
+    assert mean == pytest.approx(expected, rel=1e-10)
+    assert std == pytest.approx(0.0, abs=1e-10)
+    # One set against itself: the cross term keeps i == j and the within terms do not, so the
+    # unbiased estimate is below 0 (a biased one would give exactly 0).
+    same = metrics.kid(x, x, num_subsets=2, subset_size=50)[0]
+    assert same == pytest.approx(_brute_force_kid(x, x), rel=1e-10) and same < -0.1
+    # Averaged over random subsets of 3 rows the unbiased estimate has the full-set value as
+    # its expectation; subsets drawn with replacement (repeated rows) would bias it.
+    num_subsets = 4000
+    mean, std = metrics.kid(x, y, num_subsets=num_subsets, subset_size=3, seed=1)
+    assert std > 0.1
+    assert mean == pytest.approx(expected, abs=4 * std / np.sqrt(num_subsets))
+
+
 @pytest.mark.parametrize("options", [dict(subset_size=1), dict(subset_size=0), dict(num_subsets=0)])
 def test_kid_refuses_subsets_that_give_no_estimate(options):
     # One row per subset leaves no pair to average (0 / 0); no subsets leave no mean.
