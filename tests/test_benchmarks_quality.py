@@ -2,7 +2,6 @@
 training clock, and the report says what was measured. Speed itself is never tested here."""
 
 import sys
-import time
 
 import keras
 import numpy as np
@@ -28,26 +27,71 @@ def _fit_with(callback, epochs=20):
     )
 
 
+class _FakeClock:
+    """Seconds that pass only when told: each training batch takes 2 s, each evaluation 100 s,
+    whatever the machine's load."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def _fit_on_the_clock(callback, clock, epochs=20):
+    # 8 examples in batches of 4: 2 batches, so 4 s of training, an epoch.
+    batches = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: clock.advance(2.0)
+    )
+    data = np.ones((8, 4), "float32")
+    _tiny_model().fit(
+        data, data[:, :1], epochs=epochs, batch_size=4, verbose=0, callbacks=[batches, callback]
+    )
+
+
 def test_stops_at_the_target_and_keeps_evaluation_off_the_training_clock():
+    clock = _FakeClock()
     scores = iter([0.1, 0.2, 0.9, 0.95])
 
     def slow_score(model):
-        time.sleep(0.3)  # an evaluation much slower than a training epoch of the tiny model
+        clock.advance(100.0)  # an evaluation much slower than a training epoch
         return next(scores)
 
-    callback = quality._quality_callback(slow_score, target=0.8, cap_s=600, higher_is_better=True)
-    start = time.perf_counter()
-    _fit_with(callback)
-    wall_s = time.perf_counter() - start
+    callback = quality._quality_callback(
+        slow_score, target=0.8, cap_s=600, higher_is_better=True, clock=clock
+    )
+    _fit_on_the_clock(callback, clock)
     summary = quality._summary(callback, 0.8, 600, "score")
     assert summary["epochs"] == 3  # stopped at the first epoch that reached 0.8
     assert summary["reached"] and summary["best"] == 0.9
-    assert summary["evaluation_s"] >= 0.85
-    # Counted once: had the evaluations been on the training clock, the two would exceed the
-    # wall time of fit by the 0.9 s of sleeping.
-    assert summary["training_s"] + summary["evaluation_s"] <= wall_s + 0.15
-    assert summary["seconds_to_target"] == round(callback.reached_at, 1)
-    assert [value for _, value in summary["curve"]] == [0.1, 0.2, 0.9]
+    # Each clock second counted once, on one of the two clocks: 3 epochs of 4 s of training,
+    # 3 evaluations of 100 s, and the curve and the time to target in training seconds only.
+    assert summary["training_s"] == 12.0 and summary["evaluation_s"] == 300.0
+    assert clock.now - 1000.0 == summary["training_s"] + summary["evaluation_s"]
+    assert summary["curve"] == [(4.0, 0.1), (8.0, 0.2), (12.0, 0.9)]
+    assert summary["seconds_to_target"] == 12.0
+
+
+def test_the_cap_counts_training_seconds_only():
+    clock = _FakeClock()
+
+    def slow_score(model):
+        clock.advance(100.0)
+        return 5.0
+
+    callback = quality._quality_callback(
+        slow_score, target=1.0, cap_s=10.0, higher_is_better=False, clock=clock
+    )
+    _fit_on_the_clock(callback, clock)
+    summary = quality._summary(callback, 1.0, 10.0, "distance", higher_is_better=False)
+    # 4, 8, 12 training seconds: the third epoch is the first at the cap, although the first
+    # evaluation alone took ten times the cap.
+    assert summary["epochs"] == 3 and summary["training_s"] == 12.0
+    assert summary["evaluation_s"] == 300.0
+    assert not summary["reached"] and summary["seconds_to_target"] is None
 
 
 def test_stops_at_the_cap_when_the_target_is_not_reached():
