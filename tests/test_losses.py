@@ -88,10 +88,17 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
 
 
 def test_cycle_and_identity_are_mean_absolute_errors():
-    a = np.zeros((2, 2, 2, 1), "float32")
-    b = np.full((2, 2, 2, 1), -0.5, "float32")
-    assert float(losses.cycle_loss(a, b)) == pytest.approx(0.5)
-    assert float(losses.identity_loss(a, b)) == pytest.approx(0.5)
+    # Differences of 0, -1, 3 and -4 per pixel, both signs: MAE = 8 / 4 = 2, while the RMSE
+    # (sqrt(26 / 4) = 2.55), the mean squared error (6.5), the signed mean (-0.5) and the
+    # largest difference (4) are all other numbers.
+    a = np.array([1.0, 2.0, 0.5, -1.0], "float32").reshape(1, 2, 2, 1)
+    b = a - np.array([0.0, -1.0, 3.0, -4.0], "float32").reshape(1, 2, 2, 1)
+    a, b = np.concatenate([a, a]), np.concatenate([b, b])
+    expected = np.mean(np.abs(a - b))
+    assert expected == 2.0 and np.sqrt(np.mean((a - b) ** 2)) == pytest.approx(np.sqrt(6.5))
+    for loss in (losses.cycle_loss, losses.identity_loss):
+        assert float(loss(a, b)) == pytest.approx(2.0, rel=1e-6)
+        assert float(loss(b, a)) == pytest.approx(2.0, rel=1e-6)
 
 
 def test_registry_accepts_dashes_and_rejects_unknown_names():
