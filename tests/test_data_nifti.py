@@ -259,17 +259,37 @@ def test_resize_pads_to_square_and_keeps_range():
 
 
 def test_folder_of_volumes_to_slices(tmp_path):
-    folder = tmp_path / "t1"
+    from medgen_tf.data import load_spec
+
+    folder, alone = tmp_path / "t1", tmp_path / "alone"
     folder.mkdir()
-    _save(_volume(seed=1), folder / "b.nii.gz")
-    _save(_volume(seed=2) * 50, folder / "a.nii")
+    alone.mkdir()
+    # Two recognisable scans: "a" is 10 axial slices deep, 50x brighter, its gradient along
+    # +x; "b" is 6 slices deep with the gradient reversed. Written b first: the order of the
+    # sorted names, not of creation, numbers the files.
+    first = _volume(shape=(12, 14, 10), seed=2)
+    second = _volume(shape=(12, 14, 6), seed=1)[::-1].copy()
+    _save(second, folder / "b.nii.gz")
+    _save(first * 50, folder / "a.nii")
     (folder / "notes.txt").write_text("ignored")
     images, sources = load_nifti_slices(folder, image_size=32, return_sources=True)
     assert images.shape[1:] == (32, 32, 1) and images.dtype == np.float32
     assert images.min() >= -1.0 and images.max() <= 1.0
-    assert set(sources) == {0, 1}
-    # Per-volume normalisation: a 50x brighter scan lands in the same range.
-    assert abs(images[sources == 0].mean() - images[sources == 1].mean()) < 0.1
+    assert sources.dtype == np.int32
+    # Each file's slices, in order: a.nii's first (index 0), then b.nii.gz's (index 1). Per-
+    # volume normalisation: a's slices are those of the same scan at 1x, loaded on its own.
+    expected_first = load_nifti_slices(_save(first, alone / "first.nii"), image_size=32)
+    expected_second = load_nifti_slices(_save(second, alone / "second.nii"), image_size=32)
+    assert len(expected_first) != len(expected_second)
+    assert sources.tolist() == [0] * len(expected_first) + [1] * len(expected_second)
+    np.testing.assert_allclose(images[sources == 0], expected_first, atol=1e-5)
+    np.testing.assert_allclose(images[sources == 1], expected_second, atol=1e-5)
+    assert not np.allclose(expected_first[0], expected_second[0], atol=0.1)
+    # The data spec turns the file index into a label named after that file.
+    data = load_spec(f"nifti:{folder}", image_size=32)
+    assert data["label_names"] == ["a.nii", "b.nii.gz"]
+    np.testing.assert_array_equal(data["labels"], sources)
+    np.testing.assert_array_equal(data["images"], images)
 
 
 def test_simulated_subject_round_trips_through_nifti(tmp_path):
