@@ -23,12 +23,35 @@ def test_histogram_match_gives_the_reference_distribution_inside_the_mask():
     assert np.all(np.diff(matched[mask][order]) >= -1e-6)
 
 
-def test_histogram_match_cannot_invert_a_contrast():
-    # T1 -> T2 needs dark to become bright; a monotone map keeps dark below bright.
-    images = np.array([0.1, 0.5, 0.9], "float32")
-    inverted_reference = np.array([0.9, 0.5, 0.1], "float32")
-    matched = histogram_match(images, inverted_reference, num_quantiles=3)
-    assert matched[0] < matched[2]
+def test_histogram_match_maps_each_rank_to_the_reference_quantile_and_cannot_invert_a_contrast():
+    rng = np.random.default_rng(3)
+    # 101 distinct values inside the mask, in shuffled order and skewed (squares of an even
+    # grid): with 101 quantiles, the pixel of rank k is exactly the quantile at level k / 100.
+    inside = rng.permutation(np.linspace(0.0, 1.0, 101) ** 2).astype("float32")
+    values = np.concatenate([inside, np.full(19, -1.0, "float32")])  # 19 pixels of air
+    order = rng.permutation(120)
+    images, mask = values[order].reshape(8, 15), (np.arange(120) < 101)[order].reshape(8, 15)
+    # The reference's masked values follow another law (a T2-like contrast, bright skewed);
+    # outside its mask sit values that must not count.
+    reference = np.concatenate([1.0 - rng.exponential(0.2, 150), np.full(50, 100.0)])
+    reference = reference.astype("float32")
+    reference_mask = reference < 50.0
+    matched = histogram_match(
+        images, reference, mask=mask, reference_mask=reference_mask, num_quantiles=101
+    )
+    levels = np.linspace(0.0, 1.0, 101)
+    expected = np.quantile(reference[reference_mask].astype(np.float64), levels)
+    # Inside the mask: the output's sorted values are the reference quantiles, one per rank ...
+    np.testing.assert_allclose(np.sort(matched[mask]), expected, atol=1e-5)
+    assert not np.allclose(np.sort(images[mask]), expected, atol=0.05)  # the input is not
+    # ... given in the input's order (monotone: the darkest pixel gets the darkest value, so a
+    # contrast where dark must become bright, T1 -> T2, cannot be produced) ...
+    ranks = np.argsort(np.argsort(images[mask]))
+    np.testing.assert_allclose(matched[mask], expected[ranks], atol=1e-5)
+    assert matched[images == 0.0] == pytest.approx(expected[0], abs=1e-5)
+    assert matched[images == 1.0] == pytest.approx(expected[-1], abs=1e-5)
+    # ... and outside the mask the air keeps its value.
+    np.testing.assert_array_equal(matched[~mask], images[~mask])
 
 
 def test_histogram_match_rejects_empty_masks():
