@@ -155,6 +155,29 @@ def test_image_pool_works_inside_a_compiled_function_and_of_size_zero_is_identit
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(identity(images)), images)
 
 
+def test_two_swaps_into_one_slot_keep_the_later_image_and_lose_no_other():
+    pool = ImagePool(pool_size=1, image_shape=(2, 2, 1), seed=0)
+    pool(_labelled_images([1]))
+    # With one slot every swap draws it: both swapped images return 1, the later one stays.
+    for step in range(20):
+        new = [10 * step + 2, 10 * step + 3]
+        stored = int(_labels(pool.images.numpy())[0])
+        returned = list(_labels(pool(_labelled_images(new))))
+        swapped = [label for label, back in zip(new, returned, strict=True) if back != label]
+        assert all(back in (label, stored) for label, back in zip(new, returned, strict=True))
+        assert int(_labels(pool.images.numpy())[0]) == (swapped[-1] if swapped else stored)
+
+
+def test_a_cyclegan_step_compiles_with_xla():
+    # jit_compile="auto" picks XLA on a GPU; a pool built on boolean_mask (shapes known only
+    # at run time) failed to compile there ("Dynamic input unexpectedly found").
+    model = _small_cyclegan()
+    model.compile(jit_compile=True)
+    history = model.fit(_unpaired_dataset(batch_size=1), epochs=2, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
+    assert int(model.pool_a.num_stored.numpy()) == 4
+
+
 def test_image_pools_under_mirrored_strategy_are_per_replica_and_draw_their_own_swaps(
     two_cpu_python,
 ):

@@ -234,9 +234,8 @@ class ImagePool(keras.layers.Layer):
     its slot), otherwise returned as is. D thus sees older fakes too, which damps oscillation.
     The buffer is a non-trainable weight (saved with checkpoints, as is the state of the random
     choices) updated with tensor ops, so it works inside a compiled ``train_step``. Two images
-    of one batch that draw the same slot both return its old image and one of them is kept
-    (which one is not defined: scatter updates with duplicate indices have no guaranteed order
-    on GPU).
+    of one batch that draw the same slot both return its old image, and the later one is kept.
+    Every shape is fixed by the batch and pool sizes, so the step compiles with XLA too.
 
     Under ``tf.distribute`` each replica keeps its own pool, filled with its own share of the
     fakes, and draws its own swaps; reading the weights (and so a checkpoint) gives replica 0's
@@ -282,18 +281,22 @@ class ImagePool(keras.layers.Layer):
             return new_images
         new_images = ops.cast(new_images, "float32")
         batch_size = ops.shape(new_images)[0]
-        positions = ops.arange(batch_size, dtype="int32")
-        # Images that arrive while there is room fill the next free slots.
-        fill_slots = self.num_stored + positions
-        fills = fill_slots < self.pool_size
-        buffer = tf.tensor_scatter_nd_update(
+        slots = ops.arange(self.pool_size, dtype="int32")
+        # Every shape here is fixed by the batch and the pool size (no boolean_mask), so the
+        # step also compiles with XLA, which jit_compile="auto" picks on a GPU.
+        # Images that arrive while there is room fill the next free slots: slot s takes image
+        # s - num_stored of the batch.
+        arriving = slots - self.num_stored
+        filled = ops.logical_and(arriving >= 0, arriving < batch_size)
+        buffer = ops.where(
+            ops.reshape(filled, (-1, 1, 1, 1)),
+            ops.take(new_images, ops.clip(arriving, 0, batch_size - 1), axis=0),
             self.images,
-            ops.expand_dims(tf.boolean_mask(fill_slots, fills), -1),
-            tf.boolean_mask(new_images, fills),
         )
-        # The others are swapped with a random stored image with probability 1/2.
-        # Per replica: every replica's SeedGenerator holds the same state, and a plain draw
-        # would swap the same positions for the same slots on every replica.
+        fills = self.num_stored + ops.arange(batch_size, dtype="int32") < self.pool_size
+        # The others are swapped with a random stored image with probability 1/2. Per replica:
+        # every replica's SeedGenerator holds the same state, and a plain draw would swap the
+        # same positions for the same slots on every replica.
         coin = losses.draw_per_replica(
             lambda shape: keras.random.uniform(shape, seed=self.seed_generator), (batch_size,)
         )
@@ -307,10 +310,17 @@ class ImagePool(keras.layers.Layer):
         returned = ops.where(
             ops.reshape(swaps, (-1, 1, 1, 1)), ops.take(buffer, random_slots, axis=0), new_images
         )
-        buffer = tf.tensor_scatter_nd_update(
+        # Each slot drawn by a swapping image keeps that image; of several, the last one.
+        drawn = ops.logical_and(
+            ops.expand_dims(random_slots, 1) == ops.expand_dims(slots, 0),
+            ops.expand_dims(swaps, 1),
+        )  # (batch, pool)
+        positions = ops.expand_dims(ops.arange(batch_size, dtype="int32"), 1)
+        last = ops.max(ops.where(drawn, positions, -1), axis=0)  # per slot; -1: not drawn
+        buffer = ops.where(
+            ops.reshape(last >= 0, (-1, 1, 1, 1)),
+            ops.take(new_images, ops.maximum(last, 0), axis=0),
             buffer,
-            ops.expand_dims(tf.boolean_mask(random_slots, swaps), -1),
-            tf.boolean_mask(new_images, swaps),
         )
         self.images.assign(buffer)
         self.num_stored.assign(ops.minimum(self.num_stored + batch_size, self.pool_size))
