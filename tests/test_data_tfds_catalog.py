@@ -1,12 +1,13 @@
 """The TFDS catalog path: mock data, the offline source probe, TFDS's own errors."""
 
+import functools
 import json
 import logging
+import queue
 import re
 import socket
 import sys
 import threading
-import time
 import types
 
 import pytest
@@ -187,40 +188,98 @@ def test_tfds_probe_still_runs_when_no_proxy_applies(monkeypatch, environment, u
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("stall", ["name-resolution", "each-address"])
-def test_tfds_probe_is_bounded_by_one_deadline(monkeypatch, stall):
+class _FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _WaitsOnTheFakeClock(queue.Queue):
+    """The probe's queue of answers, its waits timed on the fake clock: a wait lasts until the
+    next scripted answer (``arrivals``, fake seconds), else its whole timeout, then is empty."""
+
+    def __init__(self, clock, arrivals, waits):
+        super().__init__()
+        self.clock, self.arrivals, self.waits = clock, sorted(arrivals), waits
+
+    def get(self, block=True, timeout=None):
+        self.waits.append(timeout)
+        assert block and timeout is not None, "the probe waits for an answer with no deadline"
+        if self.arrivals and self.arrivals[0] <= self.clock.now + timeout:
+            self.clock.now = max(self.clock.now, self.arrivals.pop(0))
+            return super().get(timeout=60)  # not a bound: the answering thread puts it at once
+        self.clock.now += timeout
+        raise queue.Empty
+
+
+@pytest.mark.parametrize(
+    ("stall", "answer"),
+    [("name-resolution", "Name or service not known"), ("each-address", "Connection refused")],
+)
+def test_tfds_probe_is_bounded_by_one_deadline(monkeypatch, stall, answer):
     # Name resolution has no timeout, and create_connection gives each address of a host the
-    # full timeout: two hosts of four dropped addresses took eight timeouts.
+    # full timeout: two hosts of four dropped addresses took eight timeouts. Timed on a fake
+    # clock, which moves only while the caller waits: for an answer (the queue), or for an
+    # attempt it makes itself (its thread), which then costs what that attempt would.
     _no_proxy(monkeypatch)
-    release = threading.Event()
+    clock, waits, release = _FakeClock(), [], threading.Event()
+    caller = threading.current_thread()
+    # a.example answers at 0.4 s; b and c never do within the call.
+    arrivals = [0.4]
+
+    def stalled(cost, error):
+        if threading.current_thread() is caller:
+            clock.now += cost
+        else:
+            release.wait(60)  # left behind by the probe until the test ends
+        raise error
 
     if stall == "name-resolution":
 
-        def hanging_lookup(*args, **kwargs):
-            release.wait(3.0)
-            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        def lookup(host, *args, **kwargs):
+            if host == "a.example":
+                raise socket.gaierror(-2, "Name or service not known")
+            # no timeout of its own: a silent nameserver, then the next one, and so on
+            stalled(10.0, socket.gaierror(-3, "Temporary failure in name resolution"))
 
-        monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+        monkeypatch.setattr(socket, "getaddrinfo", lookup)
     else:
 
-        def dropped_addresses(address, timeout):
-            for _ in range(4):
-                if release.wait(timeout):
-                    break
-            raise TimeoutError("timed out")
+        def connect(address, timeout):
+            if address[0] == "a.example":
+                raise ConnectionRefusedError(111, "Connection refused")
+            stalled(4 * timeout, TimeoutError("timed out"))  # four addresses dropped
 
-        monkeypatch.setattr(socket, "create_connection", dropped_addresses)
-    sources = {"https://a.example/1.npz": None, "https://b.example/2.npz": None}
-    started = time.monotonic()
+        monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(
+        tfds_catalog,
+        "queue",
+        types.SimpleNamespace(
+            Queue=lambda: _WaitsOnTheFakeClock(clock, arrivals, waits), Empty=queue.Empty
+        ),
+    )
+    monkeypatch.setattr(
+        tfds_catalog,
+        "_unreachable_problem",
+        functools.partial(tfds_catalog._unreachable_problem, clock=clock),
+    )
+    sources = {f"https://{host}.example/1.npz": None for host in ("a", "b", "c")}
     try:
         with pytest.raises(DataError) as caught:
             tfds_catalog._check_sources_reachable("x", sources, "/nowhere", timeout_seconds=0.5)
-        elapsed = time.monotonic() - started
+        waited = clock.now
     finally:
         release.set()  # let the attempts left behind finish
-    assert elapsed < 2.0, f"the probe took {elapsed:.1f} s with timeout_seconds=0.5"
+    # One deadline for all: the answer at 0.4 s, then the 0.1 s left, and the call returns
+    # 0.5 s after it started, with the two silent hosts still trying.
+    assert waits == pytest.approx([0.5, 0.1]) and waited == pytest.approx(0.5)
     message = str(caught.value)
-    assert "a.example: no answer within 0.5 s; b.example: no answer within 0.5 s" in message
+    assert (
+        f"(a.example: {answer}; b.example: no answer within 0.5 s; "
+        "c.example: no answer within 0.5 s)" in message
+    )
 
 
 @pytest.mark.parametrize(

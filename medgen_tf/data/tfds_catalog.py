@@ -43,13 +43,16 @@ def _goes_through_proxy(parts: urllib.parse.SplitResult) -> bool:
     return bool(proxy) and not urllib.request.proxy_bypass(parts.hostname)
 
 
-def _unreachable_problem(hosts: dict[str, int], timeout_seconds: float) -> str | None:
+def _unreachable_problem(
+    hosts: dict[str, int], timeout_seconds: float, clock=time.monotonic
+) -> str | None:
     """None as soon as one host accepts a connection, else why none did, within one deadline.
 
     ``socket.create_connection`` gives every address of a host the full timeout and name
     resolution has none at all, so one host with four silently dropped addresses took four
     timeouts. Each host is tried in a daemon thread and the answers are awaited only until
     ``timeout_seconds`` after the start; an attempt still running then is left behind.
+    ``clock`` returns seconds (tests pass a fake one).
     """
     answers: queue.Queue = queue.Queue()
 
@@ -62,7 +65,7 @@ def _unreachable_problem(hosts: dict[str, int], timeout_seconds: float) -> str |
         except Exception:  # the probe itself failed: say nothing rather than refuse wrongly
             answers.put((host, None))
 
-    deadline = time.monotonic() + timeout_seconds
+    deadline = clock() + timeout_seconds
     for host, port in hosts.items():
         threading.Thread(
             target=attempt, args=(host, port), name=f"tfds-probe-{host}", daemon=True
@@ -70,7 +73,7 @@ def _unreachable_problem(hosts: dict[str, int], timeout_seconds: float) -> str |
     problems = {}
     while len(problems) < len(hosts):
         try:
-            host, problem = answers.get(timeout=max(deadline - time.monotonic(), 0.0))
+            host, problem = answers.get(timeout=max(deadline - clock(), 0.0))
         except queue.Empty:
             break
         if problem is None:
