@@ -104,12 +104,111 @@ def test_domains_of_different_sizes_are_refused(tmp_path):
     assert t1["images"].shape == t2["images"].shape
 
 
-def test_preview_grid_writes_png(tmp_path):
-    out = preview_grid("brain", tmp_path / "grid.png", image_size=32)
-    assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
-    path = _npz(tmp_path / "toy.npz")
-    other = preview_grid(f"medmnist:{path}", tmp_path / "sub" / "toy.png", image_size=28)
-    assert other.exists()
+@pytest.fixture
+def drawn_rows(monkeypatch):
+    """The rows (and options) that preview_grid hands to viz.compare_rows, one entry per call;
+    the figure is still drawn and saved."""
+    from medgen_tf import viz
+
+    calls = []
+    original = viz.compare_rows
+
+    def recording(rows, *args, **kwargs):
+        calls.append(({label: np.asarray(images) for label, images in rows.items()}, kwargs))
+        return original(rows, *args, **kwargs)
+
+    monkeypatch.setattr(viz, "compare_rows", recording)
+    return calls
+
+
+def _rows_of(data, label):
+    return data["images"][data["labels"] == label]
+
+
+def test_preview_grid_of_the_cohort_shows_each_subjects_three_contrasts_in_columns(
+    tmp_path, drawn_rows
+):
+    out = preview_grid(
+        "brain", tmp_path / "grid.png", image_size=32, num_columns=4, num_subjects=16
+    )
+    assert out == tmp_path / "grid.png" and out.read_bytes()[:4] == b"\x89PNG"
+    ((rows, options),) = drawn_rows
+    # One row per contrast, in this order, one column per subject.
+    assert list(rows) == ["T1w (real template)", "T2w (sim.)", "PD (sim.)"]
+    assert all(images.shape == (4, 32, 32, 1) for images in rows.values())
+    assert options["value_range"] == (-1.0, 1.0)
+    data = brain_slices(
+        ("t1", "t2", "pd"), split="train", image_size=32, num_subjects=16, return_labels=True
+    )
+    subjects = []
+    for column in range(4):
+        (index,) = np.flatnonzero(
+            (data["t1"] == rows["T1w (real template)"][column]).all(axis=(1, 2, 3))
+        )
+        # The three contrasts of a column are one slice of one subject, from its middle third.
+        np.testing.assert_array_equal(rows["T2w (sim.)"][column], data["t2"][index])
+        np.testing.assert_array_equal(rows["PD (sim.)"][column], data["pd"][index])
+        assert 1 / 3 <= data["position"][index] <= 2 / 3
+        subjects.append(int(data["subject"][index]))
+    assert len(set(subjects)) == 4
+    assert options["title"] == f"brain cohort: subjects {', '.join(map(str, subjects))}"
+
+
+def _ball_file(path, centre):
+    grid = np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij")).astype(np.float32)
+    distance = np.sqrt(sum((grid[axis] - centre[axis]) ** 2 for axis in range(3)))
+    # Intensity ramps along y and z, so no two axial slices are the same image.
+    volume = np.where(distance < 5, 2.0 + grid[1] / 16 + grid[2] / 8, 0.0).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+
+
+def test_preview_grid_of_other_specs_has_one_row_per_label_named_up_to_six(tmp_path, drawn_rows):
+    # NIfTI: a label per file, each row named after its file and holding that file's slices.
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _ball_file(folder / "b.nii.gz", (8, 8, 8))
+    _ball_file(folder / "a.nii", (6, 9, 7))
+    preview_grid(f"nifti:{folder}", tmp_path / "nifti.png", image_size=16, num_columns=3)
+    data = load_spec(f"nifti:{folder}", image_size=16)
+    rows, options = drawn_rows[-1]
+    assert list(rows) == ["a.nii", "b.nii.gz"]
+    for label, name in enumerate(("a.nii", "b.nii.gz")):
+        members = _rows_of(data, label)
+        assert len(rows[name]) == 3
+        shown = [np.flatnonzero((members == image).all(axis=(1, 2, 3))) for image in rows[name]]
+        assert all(len(found) == 1 for found in shown) and len({int(f[0]) for f in shown}) == 3
+    assert options["title"] == f"nifti:{folder}: {len(data['images'])} images, 16x16"
+
+    # A .npz (no label names) with 8 classes of 2 images: rows "0" to "5" only, each holding
+    # both images of its class.
+    rng = np.random.default_rng(1)
+    eight = tmp_path / "eight.npz"
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(16) % 8).reshape(-1, 1)
+    np.savez(eight, **arrays)
+    preview_grid(f"medmnist:{eight}", tmp_path / "eight.png", image_size=28)
+    data = load_spec(f"medmnist:{eight}", image_size=28)
+    rows, _ = drawn_rows[-1]
+    assert list(rows) == [str(label) for label in range(6)]
+    for label in range(6):
+        np.testing.assert_array_equal(rows[str(label)], _rows_of(data, label))
+
+    # One class only: a single row of num_columns distinct images.
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_labels"] = np.zeros((16, 1), np.int64)
+    one = tmp_path / "one.npz"
+    np.savez(one, **arrays)
+    out = preview_grid(f"medmnist:{one}", tmp_path / "sub" / "one.png", image_size=28)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    data = load_spec(f"medmnist:{one}", image_size=28)
+    rows, _ = drawn_rows[-1]
+    assert list(rows) == ["images"] and rows["images"].shape == (6, 28, 28, 1)
+    shown = [
+        np.flatnonzero((data["images"] == image).all(axis=(1, 2, 3))) for image in rows["images"]
+    ]
+    assert all(len(found) == 1 for found in shown) and len({int(f[0]) for f in shown}) == 6
 
 
 def _four_d(path, count=3):
