@@ -1,5 +1,7 @@
 """medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -190,12 +192,17 @@ def test_several_steps_per_execution_update_both_networks_every_step():
 
 
 def test_samples_are_not_all_alike():
+    # Seeded: the weights and the batch order otherwise came from whatever global state the
+    # tests run before left (another order under xdist). With seeds 0-4 the value below is
+    # 0.053 to 0.063: the old bound of 0.05 left almost no margin.
+    keras.utils.set_random_seed(0)
     gan = tiny_gan()
     gan.compile()
     gan.fit(square_images(), batch_size=16, epochs=4, verbose=0)
     samples = gan.generate(16, seed=1)
-    # Pixel std across the batch: 0 for a fully collapsed generator.
-    assert samples.std(axis=0).mean() > 0.05
+    # Pixel std across the batch: 0 for a fully collapsed generator (or one noise vector
+    # drawn for the whole batch).
+    assert samples.std(axis=0).mean() > 0.02
     np.testing.assert_array_equal(samples, gan.generate(16, seed=1))
 
 
@@ -210,22 +217,74 @@ def test_generator_keras_round_trip_gives_identical_outputs(tmp_path):
     )
 
 
+def network_weights(gan):
+    """``{path: array}`` of every generator and discriminator variable, batch-norm statistics
+    included."""
+    return {
+        f"{network.name}/{variable.path}": keras.ops.convert_to_numpy(variable).copy()
+        for network in (gan.generator, gan.discriminator)
+        for variable in network.weights
+    }
+
+
+def assert_same_network_weights(restored, original):
+    ours, theirs = network_weights(restored), network_weights(original)
+    assert list(ours) == list(theirs)
+    for path, value in theirs.items():
+        np.testing.assert_array_equal(ours[path], value, err_msg=path)
+
+
 def test_wrapper_is_built_and_weights_round_trip_before_fit(tmp_path):
     gan, other = tiny_gan(seed=1), tiny_gan(seed=2)
     assert gan.built
+    # Initialised apart (so the comparison below can fail), in both networks.
+    ours, theirs = network_weights(gan), network_weights(other)
+    for network in ("generator", "discriminator"):
+        kernels = [path for path in ours if path.startswith(network) and "kernel" in path]
+        assert any(not np.array_equal(ours[path], theirs[path]) for path in kernels)
     path = tmp_path / "gan.weights.h5"
     gan.save_weights(path)
     other.load_weights(path)
+    assert_same_network_weights(other, gan)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(other.seed_generator.state),
+        keras.ops.convert_to_numpy(gan.seed_generator.state),
+    )
     np.testing.assert_array_equal(gan.generate(4), other.generate(4))
 
 
-def test_wrapper_keras_round_trip(tmp_path):
-    gan = tiny_gan(loss="hinge", label_smoothing=0.1)
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(loss="hinge", label_smoothing=0.1, n_critic=3, gradient_penalty_weight=7.0, seed=11),
+        dict(loss="wgan_gp", n_critic=2, gradient_penalty_weight=2.5, seed=5, num_classes=3),
+    ],
+    ids=["gan", "conditional wgan-gp"],
+)
+def test_wrapper_keras_round_trip(tmp_path, settings):
+    # Every setting away from its default: a get_config that wrote a default, or a from_config
+    # that dropped an entry, comes back as a different model.
+    gan = tiny_gan(**settings)
+    gan.compile()
+    # One step first, so the weights and batch-norm statistics are no fresh network's.
+    images = square_images(8)
+    data = (images,) if "num_classes" not in settings else (images, np.arange(8) % 3)
+    gan.fit(*data, batch_size=8, epochs=1, verbose=0)
+    config = gan.get_config()
+    assert {key: config[key] for key in settings} == settings
     path = tmp_path / "gan.keras"
     gan.save(path)
     restored = keras.models.load_model(path)
-    assert isinstance(restored, GAN) and restored.loss_name == "hinge"
-    np.testing.assert_array_equal(gan.generate(4), restored.generate(4))
+    assert type(restored) is type(gan)
+    attributes = {"loss": "loss_name"}
+    for key, value in settings.items():
+        assert getattr(restored, attributes.get(key, key)) == value, key
+    assert (restored.latent_dim, restored.is_wasserstein) == (gan.latent_dim, gan.is_wasserstein)
+    # Every entry of the configuration, the networks' included (JSON: tuples read as lists).
+    assert json.loads(json.dumps(restored.get_config())) == json.loads(json.dumps(config))
+    assert_same_network_weights(restored, gan)
+    labels = {"labels": [0, 1, 2, 0]} if "num_classes" in settings else {}
+    np.testing.assert_array_equal(gan.generate(4, **labels), restored.generate(4, **labels))
 
 
 def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(
