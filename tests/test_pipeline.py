@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,66 @@ def test_one_pass_dataset_reshuffles_on_each_iteration_reproducibly():
     again = make_dataset(values, batch_size=4, seed=5)
     np.testing.assert_array_equal(np.concatenate(_batches(again)), first)
     np.testing.assert_array_equal(np.concatenate(_batches(again)), second)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "options", "error", "message"),
+    [
+        (np.zeros((6, 2)), {"batch_size": 0}, ValueError, "batch_size must be positive, got 0"),
+        (np.zeros((6, 2)), {"batch_size": -3}, ValueError, "batch_size must be positive, got -3"),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": 2, "initial_epoch": 3, "num_epochs": 3},
+            ValueError,
+            "num_epochs=3 leaves no epoch after initial_epoch=3",
+        ),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": 2, "initial_epoch": 4, "num_epochs": 2},
+            ValueError,
+            "num_epochs=2 leaves no epoch after initial_epoch=4",
+        ),
+        (
+            np.zeros((0, 2)),
+            {"batch_size": 1, "drop_remainder": False},
+            DataError,
+            "make_dataset: no examples",
+        ),
+        (
+            {"images": np.zeros((0, 4)), "labels": np.zeros(0)},
+            {"batch_size": 2, "drop_remainder": False},
+            DataError,
+            "make_dataset: no examples",
+        ),
+        (
+            np.zeros((0, 2)),
+            {"batch_size": 4},
+            DataError,
+            "make_dataset: 0 examples is fewer than batch_size=4; use a smaller batch size or "
+            "more data",
+        ),
+        ({}, {"batch_size": 1}, DataError, "make_dataset: no arrays given"),
+        ((), {"batch_size": 1}, DataError, "make_dataset: no arrays given"),
+    ],
+    ids=[
+        "batch-0",
+        "batch-negative",
+        "num-epochs-equal-initial",
+        "num-epochs-below-initial",
+        "no-examples",
+        "no-examples-dict",
+        "no-examples-drop-remainder",
+        "empty-dict",
+        "empty-tuple",
+    ],
+)
+def test_make_dataset_refuses_what_gives_no_batch_in_one_line(arrays, options, error, message):
+    with pytest.raises(error, match=re.escape(message)) as raised:
+        make_dataset(arrays, **options)
+    assert str(raised.value) == message
+
+
+def test_steps_per_epoch_refuses_a_batch_size_below_one():
+    with pytest.raises(ValueError, match=r"^batch_size must be positive, got 0$"):
+        steps_per_epoch(10, 0)
+    assert steps_per_epoch(10, 1) == 10
