@@ -163,6 +163,10 @@ def test_gaussian_reconstruction_loss_is_scaled_squared_error():
 
 
 def test_brief_training_beats_untrained_on_test_elbo():
+    # Seeded: the initial weights and the batch order otherwise came from whatever global
+    # state earlier tests left (another order under xdist). With seeds 0-3 the test loss went
+    # from about 545 to 258-291 nats.
+    keras.utils.set_random_seed(0)
     train, test = blob_images(64, seed=1), blob_images(32, seed=2)
     untrained = tiny_vae()
     untrained.compile(keras.optimizers.Adam(2e-3))
@@ -171,18 +175,20 @@ def test_brief_training_beats_untrained_on_test_elbo():
     trained.compile(keras.optimizers.Adam(5e-3))
     trained.fit(train, batch_size=16, epochs=8, verbose=0)
     after = trained.evaluate(test, batch_size=32, verbose=0, return_dict=True)
-    assert after["loss"] < before["loss"] - 20.0
+    assert after["loss"] < 0.75 * before["loss"]
     assert after["reconstruction_loss"] < before["reconstruction_loss"]
 
 
-def test_keras_round_trip_gives_identical_outputs(tmp_path):
+def test_keras_round_trip_gives_identical_outputs(
+    tmp_path, load_compiled, assert_optimizer_state_equal
+):
     vae = tiny_vae("gaussian", beta=0.5, kl_warmup_steps=10, gaussian_sigma=0.2)
     vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=2)
     images = blob_images(8)
     vae.fit(images, batch_size=4, epochs=1, verbose=0)
     path = tmp_path / "vae.keras"
     vae.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = load_compiled(path)
     assert isinstance(loaded, VAE) and loaded.steps_per_execution == 2
     assert (loaded.likelihood, loaded.beta, loaded.kl_warmup_steps, loaded.gaussian_sigma) == (
         "gaussian",
@@ -198,8 +204,11 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(method(vae)), keras.ops.convert_to_numpy(method(loaded))
         )
-    # The optimizer comes back with its state, so training can continue.
-    assert int(loaded.optimizer.iterations) == 2
+    # The optimizer comes back with its state (step count and Adam's moments), so training
+    # continues where it stopped.
+    assert type(loaded.optimizer) is keras.optimizers.Adam
+    assert loaded.optimizer.get_config()["learning_rate"] == pytest.approx(1e-3)
+    assert_optimizer_state_equal(loaded.optimizer, vae.optimizer, iterations=2)
 
 
 def test_kl_warmup_schedule():
