@@ -253,3 +253,47 @@ def test_cached_file_changed_on_disk_is_rehashed(monkeypatch, tmp_path, medmnist
     medmnist_npz(local, seed=1)  # a different file now sits where the verified one was
     with pytest.raises(DataError, match="md5 mismatch"):
         medmnist.load_medmnist("breastmnist", size=64)
+
+
+def _one_line(error):
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("read", [medmnist.read_npz, medmnist.load_medmnist])
+def test_an_unknown_split_is_refused_naming_the_file_and_the_splits(tmp_path, medmnist_npz, read):
+    path = medmnist_npz(tmp_path / "toymnist.npz")
+    with pytest.raises(DataError, match="unknown split") as error:
+        read(path, split="validation")
+    assert _one_line(error) == (
+        f"{path}: unknown split 'validation'; choose from ('train', 'val', 'test')"
+    )
+
+
+@pytest.mark.parametrize("read", [medmnist.read_npz, medmnist.load_medmnist])
+def test_a_missing_npz_is_file_not_found(tmp_path, read):
+    path = tmp_path / "absent" / "toymnist.npz"
+    with pytest.raises(DataError, match="file not found") as error:
+        read(path, split="test")
+    assert _one_line(error) == f"{path}: file not found"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 28, 28, 2), (3, 28, 28, 4), (3, 28, 28, 3, 1), (3, 28)],
+    ids=["2-channels", "4-channels", "5-d", "2-d"],
+)
+def test_images_with_a_wrong_channel_count_or_rank_are_refused(tmp_path, shape):
+    path = _arrays_npz(tmp_path / "odd.npz", np.zeros(shape, np.uint8), np.zeros((3, 1)))
+    with pytest.raises(DataError, match="expected") as error:
+        medmnist.load_medmnist(path)
+    assert _one_line(error) == (f"{path}: train_images has shape {shape}, expected (n, s, s[, 3])")
+    # One grey channel and three colour channels are the two that load.
+    for channels in (1, 3):
+        good = _arrays_npz(
+            tmp_path / f"good{channels}.npz",
+            np.zeros((3, 28, 28, channels), np.uint8),
+            np.zeros((3, 1)),
+        )
+        assert medmnist.load_medmnist(good)["images"].shape == (3, 28, 28, channels)
