@@ -288,7 +288,9 @@ def test_images_with_a_wrong_channel_count_or_rank_are_refused(tmp_path, shape):
     path = _arrays_npz(tmp_path / "odd.npz", np.zeros(shape, np.uint8), np.zeros((3, 1)))
     with pytest.raises(DataError, match="expected") as error:
         medmnist.load_medmnist(path)
-    assert _one_line(error) == (f"{path}: train_images has shape {shape}, expected (n, s, s[, 3])")
+    assert _one_line(error) == (
+        f"{path}: train_images has shape {shape}, expected (n, s, s), (n, s, s, 1) or (n, s, s, 3)"
+    )
     # One grey channel and three colour channels are the two that load.
     for channels in (1, 3):
         good = _arrays_npz(

@@ -210,7 +210,9 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(f"{path}: {split}_images has shape {images.shape}, expected (n, s, s[, 3])")
+        raise DataError(
+            f"{path}: {split}_images has shape {images.shape}, expected (n, s, s), (n, s, s, 1) or (n, s, s, 3)"
+        )
     if images.shape[1] != images.shape[2]:
         raise DataError(
             f"{path}: {split}_images are {images.shape[1]}x{images.shape[2]}, not square "

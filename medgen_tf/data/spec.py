@@ -259,8 +259,8 @@ def preview_grid(
     """Write a labelled grid of a dataset as a PNG and return its path.
 
     For ``brain``: one row per contrast (T1w real template, T2w and PD simulated), one column
-    per subject, all at the subject's middle slice, so the shared anatomy is visible. For
-    other specs: one row per label (up to 6), else a single row.
+    per subject, all at 60 % of the subject's brain height (just above the ventricles), so the
+    shared anatomy is visible. For other specs: one row per label (up to 6), else a single row.
     """
     import matplotlib.pyplot as plt
 
