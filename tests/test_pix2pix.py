@@ -1,5 +1,7 @@
 """Tests for medgen_tf.models.pix2pix: the paired upper reference."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -18,11 +20,11 @@ def _paired_dataset():
     return tf.data.Dataset.from_tensor_slices((images_a, -0.5 * images_a)).batch(4)
 
 
-def _model(adversarial):
+def _model(adversarial, **kwargs):
     keras.utils.set_random_seed(0)
     generator = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1)
     discriminator = build_patchgan_discriminator(SIZE, 2, filters=4) if adversarial else None
-    return Pix2Pix(generator, discriminator)
+    return Pix2Pix(generator, discriminator, **kwargs)
 
 
 @pytest.mark.parametrize("adversarial", [False, True])
@@ -64,13 +66,38 @@ def test_float16_networks_get_loss_scaling_whatever_the_policy_at_compile():
     assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in model.optimizers)
 
 
-def test_keras_file_round_trip(tmp_path):
-    model = _model(adversarial=True)
+def _network_weights(model):
+    networks = [model.generator] + ([model.discriminator] if model.discriminator else [])
+    return {
+        f"{network.name}/{variable.path}": keras.ops.convert_to_numpy(variable)
+        for network in networks
+        for variable in network.weights
+    }
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_keras_file_round_trip(tmp_path, adversarial):
+    # l1_weight away from its default of 100: a config that dropped it (or wrote 100) would
+    # come back as another model.
+    model = _model(adversarial, l1_weight=25.0)
+    model.compile()
+    # One step first, so no weight is a freshly initialised network's.
+    model.fit(_paired_dataset(), epochs=1, verbose=0)
+    config = model.get_config()
+    assert config["l1_weight"] == 25.0
     path = tmp_path / "pix2pix.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
+    assert type(restored) is Pix2Pix and restored.l1_weight == 25.0
+    assert (restored.discriminator is not None) == adversarial
+    assert set(restored.trackers) == set(model.trackers)
+    # Every configuration entry, the networks' included (JSON: tuples read as lists).
+    assert json.loads(json.dumps(restored.get_config())) == json.loads(json.dumps(config))
+    ours, theirs = _network_weights(restored), _network_weights(model)
+    assert list(ours) == list(theirs)
+    for name, value in theirs.items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)
     images = np.random.default_rng(2).uniform(-1, 1, (2, SIZE, SIZE, 1)).astype("float32")
-    assert restored.l1_weight == 100.0 and restored.discriminator is not None
     np.testing.assert_allclose(restored.translate(images), model.translate(images), atol=1e-6)
 
 
