@@ -12,8 +12,8 @@ from medgen_tf import DataError, cli
 from medgen_tf import evaluate as evaluate_module
 from medgen_tf.data import load_spec
 from medgen_tf.evaluate import evaluate_run, evaluate_samples
-from medgen_tf.models.gan import GAN, build_discriminator, build_generator
-from medgen_tf.models.vae import build_decoder
+from medgen_tf.models.gan import GAN, ConditionalGAN, build_discriminator, build_generator
+from medgen_tf.models.vae import build_decoder, build_vae
 
 SPEC = {"data": "brain:t1", "image_size": 32, "num_subjects": 8}
 
@@ -73,6 +73,95 @@ def test_evaluate_run_samples_a_vae_decoder(tmp_path, record_calls):
     logits = keras.ops.convert_to_numpy(decoder(z)).astype(np.float64)
     np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-logits)) - 1.0, atol=1e-5)
     assert generated.min() >= -1.0 and generated.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["vae.keras", "model.keras"])
+def test_evaluate_run_samples_a_whole_vae_in_minus_one_to_one(tmp_path, record_calls, name):
+    keras.utils.set_random_seed(0)
+    vae = build_vae(32, latent_dim=4, base_filters=4, seed=0)  # Bernoulli: logits
+    # Logits far from 0, so the pixel means reach both ends of [0, 1]: samples left in [0, 1]
+    # (or mapped by 2 m, or m - 1) would show in the range checks below, not only in the
+    # comparison with the reference.
+    logits = vae.decoder.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([kernel * 200.0, bias])
+    vae.save(tmp_path / name)
+    _write_config(tmp_path, "vae")
+    scored = record_calls(evaluate_module, "evaluate_samples")
+    report = json.loads(evaluate_run(tmp_path, num_samples=20).read_text())
+    assert report["model"] == "vae" and report["num_samples"] == 20
+    assert _all_numbers_finite(report)
+    # The model's prior samples (seed 0 is evaluate_run's default), as images in [-1, 1]:
+    # computed here from the decoder, not through VAE.sample, and mapped in numpy.
+    (generated,) = scored
+    z = keras.random.normal((20, 4), seed=0)
+    decoded = keras.ops.convert_to_numpy(vae.decoder(z)).astype(np.float64)
+    np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-decoded)) - 1.0, atol=1e-5)
+    assert generated.min() >= -1.0 and generated.max() <= 1.0
+    assert generated.min() < -0.5 and generated.max() > 0.5
+
+
+def _conditional_generator_run(run_dir, npz_path, name):
+    """A 3-class conditional generator (or a whole ConditionalGAN) scored on a local .npz."""
+    keras.utils.set_random_seed(0)
+    generator = build_generator(8, 32, base_filters=4, num_classes=3)
+    discriminator = build_discriminator(32, base_filters=4, num_classes=3)
+    gan = ConditionalGAN(generator, discriminator)
+    (generator if name == "generator.keras" else gan).save(run_dir / name)
+    config = {"model": "cgan", "data": f"medmnist:{npz_path}", "image_size": 32}
+    (run_dir / "config.json").write_text(json.dumps({"config": config}))
+    return gan
+
+
+@pytest.mark.parametrize("name", ["generator.keras", "model.keras"])
+def test_a_conditional_run_is_sampled_for_the_classes_it_was_trained_on(
+    tmp_path, monkeypatch, medmnist_npz, record_calls, name
+):
+    npz_path = medmnist_npz(tmp_path / "local.npz", size=32, counts=(20, 4, 10))
+    arrays = dict(np.load(npz_path))
+    # The generator knows classes 0-2; the training split holds only class 1 (test: 0 and 1).
+    arrays["train_labels"] = np.ones_like(arrays["train_labels"])
+    np.savez(npz_path, **arrays)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    gan = _conditional_generator_run(run_dir, npz_path, name)
+
+    requested = []
+    load_sampler = evaluate_module.load_sampler
+
+    def recording_load_sampler(path):
+        sample, kind, num_classes = load_sampler(path)
+
+        def recording_sample(num_samples, seed, labels=None):
+            requested.append((num_samples, seed, labels))
+            return sample(num_samples, seed, labels)
+
+        return recording_sample, kind, num_classes
+
+    monkeypatch.setattr(evaluate_module, "load_sampler", recording_load_sampler)
+    scored = record_calls(evaluate_module, "evaluate_samples")
+    report = json.loads(evaluate_run(run_dir, num_samples=10, seed=0).read_text())
+    assert report["model"] == "gan" and report["num_samples"] == 10
+    assert _all_numbers_finite(report)
+    # Labels drawn from the training labels: all class 1, never a class the data lack.
+    ((num_samples, seed, labels),) = requested
+    assert (num_samples, seed) == (10, 0)
+    np.testing.assert_array_equal(labels, np.ones(10))
+    # The images scored are the model's for those labels: references computed here (the
+    # generator on seed-0 numpy noise; a whole model through its own generate).
+    (generated,) = scored
+
+    def reference(labels):
+        if name == "generator.keras":
+            noise = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+            return keras.ops.convert_to_numpy(gan.generator([noise, labels], training=False))
+        return gan.generate(10, seed=0, labels=labels)
+
+    class_1 = np.ones(10, np.int32)
+    np.testing.assert_allclose(generated, reference(class_1), atol=1e-6)
+    assert generated.min() >= -1.0 and generated.max() <= 1.0
+    # Another class gives other images, so the comparison above does see the labels.
+    assert np.abs(reference(class_1 - 1) - generated).max() > 1e-4
 
 
 def test_copied_training_slices_score_like_real_data_and_are_flagged():
