@@ -26,9 +26,12 @@ Mixed precision (``mixed_precision=True``): the package's models hold
 "ours" is ``model.fit`` itself: a callback stamps ``on_train_batch_begin`` and the window is
 the time between the stamps of batches 1 and ``steps + 1``, so it holds every per-step cost of
 fit (its Python loop, callbacks dispatch, metric trackers) and leaves out only fit's
-per-call start and end, reported separately as ``fit_call_overhead_s``. The stamp is taken at
-batch begin so that the timer itself does not make Keras turn the logs into numpy every step
-(a callback with ``on_train_batch_end`` does, see ``keras.callbacks.CallbackList``).
+per-call start and end, reported separately as ``fit_call_overhead_s``. Keras itself turns
+the step's logs into Python numbers after every step on the TensorFlow backend (its
+``CallbackList`` dispatches batch-end hooks synchronously there: ``IS_THREAD_SAFE`` is False),
+so fit waits for each step and the loops only once per window. On a CPU nothing runs ahead of
+the Python that launched it and this costs nothing measurable; on a GPU it is part of what fit
+costs, and ``steps_per_execution`` (not measured here) is Keras' way to pay it once per group.
 
 On a GPU, where kernels run after the Python that launched them returns, every window starts
 and ends with ``tf.test.experimental.sync_devices()`` on both sides (at fit's two stamps, and
@@ -132,10 +135,11 @@ def build_package_model(model, config, jit_compile="auto"):
     except Exception as error:  # a recipe still being written: fall back, say so
         BUILD_SOURCES[model] = f"the model's builders (recipe failed: {error!r:.80})"
         return None
+    # The network settings only: which slices the recipe would train on (domains, sample
+    # indices) is not what the benchmark times (model_arrays).
+    skipped = ("model", "data", "data_a", "data_b", "num_epochs", "quick", "domains")
     BUILD_SOURCES[model] = "medgen_tf.recipes: " + ", ".join(
-        f"{k}={v}"
-        for k, v in recipe_config.items()
-        if k not in ("model", "data", "data_a", "data_b", "num_epochs", "quick")
+        f"{k}={v}" for k, v in recipe_config.items() if k not in skipped and k != "sample_indices"
     )
     if jit_compile != "auto":
         built.jit_compile = jit_compile
@@ -186,14 +190,20 @@ def make_batches(arrays, batch_size, seed=0):
 _GPU = None
 
 
-def device_sync():
-    """Wait for the kernels already launched, on a GPU; nothing on a CPU-only machine."""
+def _gpu_present():
     global _GPU
     import tensorflow as tf
 
     if _GPU is None:
         _GPU = bool(tf.config.list_physical_devices("GPU"))
-    if _GPU:
+    return _GPU
+
+
+def device_sync():
+    """Wait for the kernels already launched, on a GPU; nothing on a CPU-only machine."""
+    if _gpu_present():
+        import tensorflow as tf
+
         tf.test.experimental.sync_devices()
 
 
@@ -272,7 +282,7 @@ def rotated_order(items, round_index):
 
 
 def interleaved_throughput(
-    contenders, batch_size, windows=5, window_seconds=3.0, warmup_steps=2, max_steps=50
+    contenders, batch_size, windows=5, window_seconds=3.0, warmup_steps=2, max_steps=None
 ):
     """Median images/s of each contender over ``windows`` interleaved timed windows.
 
@@ -284,6 +294,10 @@ def interleaved_throughput(
     the window: on a machine shared with other jobs it tracks the work a step costs, while
     the wall figure also holds the time the scheduler gave to others.
     """
+    if max_steps is None:
+        # A CPU step takes tens of ms or more; a GPU step can take a few, where 50 steps would
+        # make a window far shorter than window_seconds.
+        max_steps = 5000 if _gpu_present() else 50
     results = {}
     steps = {}
     for contender in contenders:
@@ -624,6 +638,7 @@ def task_throughput(
     config.update({k: v for k, v in overrides.items() if v is not None})
     arrays = model_arrays(model, config["image_size"])
     dataset, data_source = make_batches(arrays, config["batch_size"])
+    data_source = f"{data_source} over {ARRAYS_DESCRIPTION[model]}"
     build, default_names = CONTENDERS[model]
     names = contenders or default_names
     results = interleaved_throughput(
@@ -651,7 +666,9 @@ UNITS = {"cyclegan": "image pairs"}  # one T1 + one T2 slice each
 
 
 def model_arrays(model, image_size):
-    """The arrays ``model`` trains on: one contrast, or the (T1, T2) pair of the CycleGAN."""
+    """The arrays ``model`` trains on: one contrast, or the (T1, T2) pair of the CycleGAN
+    (``ARRAYS_DESCRIPTION``: the train split's slices; for the CycleGAN the paired slices of the
+    same subjects, which costs a step what the recipe's unpaired domains cost)."""
     value_range = (0.0, 1.0) if model == "vae" else (-1.0, 1.0)
     contrasts = ("t1", "t2") if model == "cyclegan" else ("t1",)
     return load_images(image_size, value_range, contrasts)
@@ -830,6 +847,13 @@ TASKS = {
 }
 
 
+ARRAYS_DESCRIPTION = {
+    "dcgan": "the train split's T1 slices in [-1, 1]",
+    "vae": "the train split's T1 slices in [0, 1]",
+    "cyclegan": "the train split's T1 and T2 slices in [-1, 1], as (T1, T2) batches",
+}
+
+
 def run_task(spec):
     """Run one task from its JSON spec; add wall time and peak resident memory."""
     spec = dict(spec)
@@ -842,4 +866,10 @@ def run_task(spec):
     result["peak_rss_mib"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1
     )
+    if "tensorflow" in sys.modules:  # host RSS says nothing of a GPU's own memory
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+            result["peak_gpu_mib"] = round(peak / 2**20, 1)
     return result

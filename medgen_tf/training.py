@@ -348,8 +348,7 @@ class _RunFolderCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         # A group of steps_per_execution steps that starts runs whole before the epoch ends (or
-        # its error ends fit), so it is counted here: a batch-end hook would make Keras call
-        # every callback in line, waiting for each step's metrics.
+        # its error ends fit), so it is counted here, when it starts.
         self.steps_run = batch + self.model.steps_per_execution
 
     def _stopped_mid_epoch(self):

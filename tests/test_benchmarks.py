@@ -5,7 +5,10 @@ one batch, with the same weights and the same noise seed, the reference loop and
 package's ``train_step`` give the same losses and the same updated weights.
 """
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -462,3 +465,20 @@ def test_windows_are_saved_with_six_significant_figures():
     ratio = result["eager"]["windows"][0] / result["ours"]["windows"][0]
     assert abs(ratio / (2.6 / 0.517) - 1) < 1e-5  # two decimals: 1.93 / 0.38, 1 % off
     assert harness.significant(1234.56789) == 1234.57 and harness.significant(0.0) == 0.0
+
+
+def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_names():
+    root = Path(__file__).resolve().parents[1]
+    before = sorted((root / "benchmarks").glob("RESULTS-gpu-*"))
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    environment.pop("ALLOW_CPU", None)
+    finished = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 1
+    assert "TensorFlow sees no GPU" in finished.stderr and "ALLOW_CPU=1" in finished.stderr
+    assert sorted((root / "benchmarks").glob("RESULTS-gpu-*")) == before
