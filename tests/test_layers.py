@@ -5,6 +5,7 @@ import doctest
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from medgen_tf.models.layers import (
     InstanceNormalization,
@@ -131,3 +132,23 @@ def test_docstring_examples_run_as_written():
 
     failed, attempted = doctest.testmod(layers)
     assert (failed, attempted) == (0, 4)
+
+
+def test_image_batch_check_refuses_what_it_can_see_and_lets_an_unknown_rank_through():
+    from medgen_tf.models.layers import check_image_batch
+
+    seen = []
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def unknown_rank(images):
+        check_image_batch(images, "GAN", "[-1, 1]")
+        seen.append(images.shape.rank)
+        return images
+
+    assert unknown_rank(tf.zeros((2, 4, 4, 1))).shape == (2, 4, 4, 1) and seen == [None]
+    with pytest.raises(ValueError, match=r"GAN expects images of shape .* got \(2, 4, 4\)"):
+        check_image_batch(tf.zeros((2, 4, 4)), "GAN", "[-1, 1]")
+    with pytest.raises(
+        ValueError, match="GAN expects float images scaled to \\[-1, 1\\], got uint8"
+    ):
+        check_image_batch(tf.zeros((2, 4, 4, 1), tf.uint8), "GAN", "[-1, 1]")

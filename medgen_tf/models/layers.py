@@ -102,7 +102,10 @@ def check_image_batch(images, model_name, value_range, what="images") -> None:
         value_range: the range the model expects, for the message, e.g. ``"[-1, 1]"``.
         what: what the tensor is, e.g. ``"domain A images"``.
     """
-    shape = tuple(images.shape)
+    try:
+        shape = tuple(images.shape)
+    except ValueError:  # unknown rank (a generator dataset without a signature): cannot tell
+        return
     if len(shape) != 4:
         raise ValueError(
             f"{model_name} expects {what} of shape (batch, height, width, channels), got "
