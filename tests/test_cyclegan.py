@@ -586,3 +586,30 @@ def test_networks_that_do_not_fit_together_are_refused_when_built():
     shared = keras.optimizers.Adam()
     with pytest.raises(ValueError, match="are the same optimizer object"):
         model.compile(generator_ab_optimizer=shared, generator_ba_optimizer=shared)
+
+
+def test_an_empty_batch_passes_the_pool_unchanged_also_under_xla():
+    # Under tf.distribute a replica gets no rows when the global batch is smaller than the
+    # number of replicas; a gather from zero rows used to fail there.
+    pool = ImagePool(pool_size=3, image_shape=(2, 2, 1), seed=0)
+    pool(_labelled_images([1, 2]))
+    empty = np.zeros((0, 2, 2, 1), "float32")
+    assert pool(empty).shape == (0, 2, 2, 1)
+    compiled = tf.function(pool.__call__, jit_compile=True)
+    assert compiled(tf.constant(empty)).shape == (0, 2, 2, 1)
+    assert int(pool.num_stored.numpy()) == 2
+    np.testing.assert_array_equal(_labels(pool.images.numpy())[:2], [1, 2])
+
+
+def test_fully_convolutional_discriminators_of_any_size_are_accepted():
+    generator_ab = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1, name="g_ab")
+    generator_ba = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1, name="g_ba")
+    any_size_a = build_patchgan_discriminator(None, 1, filters=4, name="d_a")
+    any_size_b = build_patchgan_discriminator(None, 1, filters=4, name="d_b")
+    model = CycleGAN(generator_ab, generator_ba, any_size_a, any_size_b, pool_size=2)
+    model.compile()
+    history = model.fit(_unpaired_dataset(count=2, batch_size=2), epochs=1, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values())
+    three_channels = build_patchgan_discriminator(None, 3, filters=4, name="d_b3")
+    with pytest.raises(ValueError, match=r"makes images of shape \(32, 32, 1\) but d_b3 takes"):
+        CycleGAN(generator_ab, generator_ba, any_size_a, three_channels)

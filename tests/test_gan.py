@@ -559,3 +559,15 @@ def test_conditional_gan_generates_from_column_labels_and_refuses_unknown_classe
     np.testing.assert_array_equal(column, gan.generate(4, seed=1, labels=[0, 1, 2, 1]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\), got 0 to 3"):
         gan.generate(2, labels=[0, 3])
+
+
+def test_conditional_labels_of_unknown_rank_pass_and_no_labels_generate_nothing():
+    from medgen_tf.models.gan import _class_labels
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.int64)])
+    def unknown_rank(labels):
+        return _class_labels(labels, "ConditionalGAN expects")
+
+    np.testing.assert_array_equal(unknown_rank(tf.constant([[1], [2]], tf.int64)), [1, 2])
+    gan = tiny_gan(num_classes=3)
+    assert gan.generate(0, labels=[]).shape == (0, 32, 32, 1)

@@ -288,9 +288,12 @@ class ImagePool(keras.layers.Layer):
         # s - num_stored of the batch.
         arriving = slots - self.num_stored
         filled = ops.logical_and(arriving >= 0, arriving < batch_size)
+        # One spare row: a replica can get an empty batch (a global batch smaller than the
+        # replica count), and a gather from zero rows fails even where it is not used.
+        padded = ops.concatenate([new_images, ops.zeros((1, *self.image_shape))], axis=0)
         buffer = ops.where(
             ops.reshape(filled, (-1, 1, 1, 1)),
-            ops.take(new_images, ops.clip(arriving, 0, batch_size - 1), axis=0),
+            ops.take(padded, ops.clip(arriving, 0, batch_size), axis=0),
             self.images,
         )
         fills = self.num_stored + ops.arange(batch_size, dtype="int32") < self.pool_size
@@ -316,10 +319,10 @@ class ImagePool(keras.layers.Layer):
             ops.expand_dims(swaps, 1),
         )  # (batch, pool)
         positions = ops.expand_dims(ops.arange(batch_size, dtype="int32"), 1)
-        last = ops.max(ops.where(drawn, positions, -1), axis=0)  # per slot; -1: not drawn
+        last = ops.max(ops.where(drawn, positions, -1), axis=0, initial=-1)  # -1: not drawn
         buffer = ops.where(
             ops.reshape(last >= 0, (-1, 1, 1, 1)),
-            ops.take(new_images, ops.maximum(last, 0), axis=0),
+            ops.take(padded, ops.where(last >= 0, last, batch_size), axis=0),
             buffer,
         )
         self.images.assign(buffer)
@@ -428,7 +431,11 @@ class CycleGAN(keras.Model):
             (generator_ba, generator_ab),
         ):
             made, taken = tuple(producer.outputs[0].shape[1:]), tuple(consumer.inputs[0].shape[1:])
-            if made != taken:
+            # None (a fully convolutional network) takes any size.
+            fits = len(made) == len(taken) and all(
+                a is None or b is None or a == b for a, b in zip(made, taken, strict=True)
+            )
+            if not fits:
                 raise ValueError(
                     f"CycleGAN: {producer.name} makes images of shape {made} but {consumer.name} "
                     f"takes {taken}; build all four networks for the same image size and channels."

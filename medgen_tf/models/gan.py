@@ -6,6 +6,7 @@ Taught in ``notebooks/01_gan.ipynb``. The losses live in :mod:`medgen_tf.losses`
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -517,6 +518,8 @@ def _embedded_classes(network):
 
 def _class_labels(labels, context):
     """Integer class labels of shape (batch,) from (batch,) or (batch, 1); others refused."""
+    if getattr(labels.shape, "rank", 0) is None:
+        return ops.cast(ops.reshape(labels, (-1,)), "int32")  # unknown rank: cannot tell
     shape = tuple(labels.shape)
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] in (1, None))):
         raise ValueError(
@@ -594,6 +597,9 @@ class ConditionalGAN(GAN):
     def generate(self, num_samples, seed=0, labels=None):
         if labels is None:
             raise ValueError("ConditionalGAN.generate needs labels (one per sample).")
+        labels = np.asarray(labels)
+        if labels.size == 0:  # np.asarray([]) is float64: no label to misread
+            labels = labels.astype("int32")
         labels = _class_labels(ops.convert_to_tensor(labels), "ConditionalGAN.generate needs")
         if labels.shape[0] != int(num_samples):
             raise ValueError(
