@@ -63,6 +63,11 @@ def load_sampler(run_dir):
     takes ``[noise, labels]``), ``decoder.keras`` (VAE decoder: logits or [0, 1] means, mapped
     to [-1, 1]), ``vae.keras`` / ``model.keras`` (a whole model with ``generate`` or
     ``sample``). Returns ``(sample, kind, num_classes)``.
+
+    The noise for a seed is ``medgen-tf sample``'s (and ``GAN.generate``'s and
+    ``VAE.sample``'s): ``keras.random.normal((num_samples, latent_dim), seed=seed)``, so
+    ``evaluate --seed S`` scores the images ``sample --seed S`` draws. A conditional sampler
+    given no ``labels`` uses ``sample``'s too: the classes in turn (0, 1, ..., 0, 1, ...).
     """
     import medgen_tf.models.gan  # noqa: F401 (registers the serializable classes)
     import medgen_tf.models.vae  # noqa: F401
@@ -76,10 +81,9 @@ def load_sampler(run_dir):
         num_classes = _num_classes(generator)
 
         def sample(num_samples, seed, labels=None):
-            noise = np.random.default_rng(seed).standard_normal((num_samples, latent_dim))
-            inputs = noise.astype(np.float32)
+            inputs = _prior_noise(num_samples, latent_dim, seed)
             if num_classes:
-                inputs = [inputs, np.asarray(labels, np.int32)]
+                inputs = [inputs, _labels_or_classes_in_turn(labels, num_samples, num_classes)]
             return _predict(generator, inputs)
 
         return sample, "gan", num_classes
@@ -89,8 +93,7 @@ def load_sampler(run_dir):
         logits = decoder.layers[-1].name == "logits"
 
         def sample(num_samples, seed, labels=None):
-            z = np.random.default_rng(seed).standard_normal((num_samples, latent_dim))
-            outputs = _predict(decoder, z.astype(np.float32))
+            outputs = _predict(decoder, _prior_noise(num_samples, latent_dim, seed))
             means = 1.0 / (1.0 + np.exp(-outputs)) if logits else outputs
             return 2.0 * means - 1.0
 
@@ -107,7 +110,9 @@ def load_sampler(run_dir):
             if hasattr(model, "generate"):
                 num_classes = getattr(model, "num_classes", None)
 
-                def sample(num_samples, seed, labels=None, model=model):
+                def sample(num_samples, seed, labels=None, model=model, classes=num_classes):
+                    if classes:
+                        labels = _labels_or_classes_in_turn(labels, num_samples, classes)
                     return np.asarray(model.generate(num_samples, seed=seed, labels=labels))
 
                 return sample, "gan", num_classes
@@ -119,6 +124,24 @@ def load_sampler(run_dir):
     raise DataError(
         f"{run_dir}: no generator.keras, decoder.keras, vae.keras or model.keras to sample from"
     )
+
+
+def _prior_noise(num_samples, latent_dim, seed):
+    # Drawn as GAN.generate, VAE.sample and `medgen-tf sample` (recipes) draw it, all at once
+    # and only then cut into batches: the same seed gives the same images in every command.
+    import keras
+
+    # int(): keras.random takes a Python int (or None), not the numpy integer numpy took.
+    seed = None if seed is None else int(seed)
+    noise = keras.random.normal((int(num_samples), latent_dim), seed=seed)
+    return keras.ops.convert_to_numpy(noise).astype(np.float32)
+
+
+def _labels_or_classes_in_turn(labels, num_samples, num_classes):
+    # No labels: the classes in turn, as `medgen-tf sample` labels a conditional generator's.
+    if labels is None:
+        return np.arange(num_samples, dtype=np.int32) % num_classes
+    return np.asarray(labels, np.int32)
 
 
 def _predict(model, inputs, batch_size=256):

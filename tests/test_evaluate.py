@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from medgen_tf import DataError, cli
+from medgen_tf import DataError, cli, viz
 from medgen_tf import evaluate as evaluate_module
 from medgen_tf.data import load_spec
 from medgen_tf.evaluate import evaluate_run, evaluate_samples
@@ -67,9 +67,9 @@ def test_evaluate_run_samples_a_vae_decoder(tmp_path, record_calls):
     assert _all_numbers_finite(report)
     # What was scored must be the decoder's prior samples as images in [-1, 1]: the logits go
     # through a sigmoid (pixel means in [0, 1]) and then 2 m - 1. Reference: the same draws
-    # (seed 0 is evaluate_run's default), mapped in numpy.
+    # as VAE.sample and `medgen-tf sample` (seed 0 is evaluate_run's default), mapped in numpy.
     (generated,) = scored
-    z = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    z = keras.random.normal((20, 4), seed=0)
     logits = keras.ops.convert_to_numpy(decoder(z)).astype(np.float64)
     np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-logits)) - 1.0, atol=1e-5)
     assert generated.min() >= -1.0 and generated.max() <= 1.0
@@ -99,6 +99,41 @@ def test_evaluate_run_samples_a_whole_vae_in_minus_one_to_one(tmp_path, record_c
     np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-decoded)) - 1.0, atol=1e-5)
     assert generated.min() >= -1.0 and generated.max() <= 1.0
     assert generated.min() < -0.5 and generated.max() > 0.5
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cgan", "vae"])
+def test_evaluate_samples_the_images_that_sample_draws_for_the_same_seed(
+    tmp_path, record_calls, model
+):
+    # `sample --seed 3` and `evaluate --seed 3` on one run must be the same images: evaluate
+    # drew its noise with numpy, `sample` (like GAN.generate and VAE.sample) with keras.random.
+    keras.utils.set_random_seed(0)
+    if model == "vae":
+        # `sample` draws from vae.keras; evaluate takes a decoder.keras beside it first.
+        vae = build_vae(32, latent_dim=4, base_filters=4, seed=0)  # Bernoulli: logits
+        vae.save(tmp_path / "vae.keras")
+        vae.decoder.save(tmp_path / "decoder.keras")
+    else:
+        classes = 3 if model == "cgan" else None
+        build_generator(16, 32, base_filters=8, num_classes=classes).save(
+            tmp_path / "generator.keras"
+        )
+    _write_config(tmp_path, model)
+    sample, kind, _ = evaluate_module.load_sampler(tmp_path)
+    assert kind == ("vae" if model == "vae" else "gan")
+    drawn = record_calls(viz, "save_image_grid")
+    for seed in ("3", "4"):
+        grid = str(tmp_path / "grid.png")
+        assert cli.main(["sample", str(tmp_path), "--n", "12", "--seed", seed, "--out", grid]) == 0
+    if model == "cgan":  # `sample`'s labels: the classes in turn
+        np.testing.assert_allclose(sample(12, 3, np.arange(12) % 3), drawn[0], atol=1e-6)
+    for seed, images in zip((3, 4), drawn, strict=True):
+        # A VAE's `sample` images are pixel means in [0, 1]; evaluate's are in [-1, 1]. A
+        # conditional sampler given no labels takes `sample`'s.
+        expected = 2.0 * images - 1.0 if model == "vae" else images
+        np.testing.assert_allclose(sample(12, seed), expected, atol=1e-6)
+    # The seed does choose the images, so the comparisons above see the noise.
+    assert np.abs(drawn[0] - drawn[1]).max() > 1e-3
 
 
 def _conditional_generator_run(run_dir, npz_path, name):
@@ -148,12 +183,12 @@ def test_a_conditional_run_is_sampled_for_the_classes_it_was_trained_on(
     assert (num_samples, seed) == (10, 0)
     np.testing.assert_array_equal(labels, np.ones(10))
     # The images scored are the model's for those labels: references computed here (the
-    # generator on seed-0 numpy noise; a whole model through its own generate).
+    # generator on the seed-0 noise of GAN.generate; a whole model through its own generate).
     (generated,) = scored
 
     def reference(labels):
         if name == "generator.keras":
-            noise = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+            noise = keras.ops.convert_to_numpy(keras.random.normal((10, 8), seed=0))
             return keras.ops.convert_to_numpy(gan.generator([noise, labels], training=False))
         return gan.generate(10, seed=0, labels=labels)
 
