@@ -34,7 +34,8 @@ def _int_at_least(minimum: int, what: str):
 _positive = _int_at_least(1, "must be a positive integer")
 _seed = _int_at_least(0, "must be a non-negative integer")
 # The smallest side every model can build (GAN generators start at 4 to 7 pixels and double
-# at least twice); the builders refuse other unsupported sizes themselves.
+# at least twice); other sizes a model cannot build are refused by its builders' own rules
+# before any data is loaded (recipes.train).
 _image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
 
 

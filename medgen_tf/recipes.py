@@ -13,6 +13,7 @@ few lines::
         sample_fn=lambda model, config: model.sample(64, seed=config["seed"]),
         export=lambda model, run_dir: model.save(run_dir / "vae.keras"),
         draw=lambda run_dir, config, num_samples, seed: ...,   # images for `sample`
+        check=lambda config: _num_downsamples(config["image_size"]),  # before the data load
     ))
 
 The config dict every recipe receives: ``model``, its data (``data``, or ``data_a`` and
@@ -54,6 +55,10 @@ class Recipe:
     default_latent_dim: int | None = None
     #: Trains on two domains (``data_a``, ``data_b``) instead of one ``data`` spec.
     two_domains: bool = False
+    #: Called with the config before any data is loaded: raises ValueError, as ``build``
+    #: would, for settings the networks cannot be built with. It asks the builders' own
+    #: rules (or builds the networks), so it cannot drift from them.
+    check: Callable[[dict], None] | None = None
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -154,6 +159,14 @@ def _build_cgan(config):
     return model
 
 
+def _check_gan(config):
+    from medgen_tf.models.gan import _upsampling_plan
+
+    # The generator's rule (the discriminator takes any side): an --image-size it cannot reach
+    # by doubling is refused before the data load, in build_generator's words.
+    _upsampling_plan(config["image_size"])
+
+
 def _class_labels(config, num_samples):
     return None if not config.get("num_classes") else np.arange(num_samples) % config["num_classes"]
 
@@ -205,6 +218,7 @@ for _name, _loss in (("dcgan", "non_saturating"), ("wgan-gp", "wgan_gp")):
             sample_fn=_gan_samples,
             export=_export_generator,
             draw=_draw_generator,
+            check=_check_gan,
             default_latent_dim=128,
         )
     )
@@ -217,6 +231,7 @@ register(
         sample_fn=_gan_samples,
         export=_export_generator,
         draw=_draw_generator,
+        check=_check_gan,
         default_latent_dim=128,
     )
 )
@@ -264,6 +279,12 @@ def _build_vae(config):
     return model
 
 
+def _check_vae(config):
+    from medgen_tf.models.vae import _num_downsamples
+
+    _num_downsamples(config["image_size"])  # the encoder's and decoder's rule
+
+
 def _vae_samples(model, config, num_samples=64):
     import keras
 
@@ -296,6 +317,7 @@ register(
         sample_fn=_vae_samples,
         export=_export_vae,
         draw=_draw_vae,
+        check=_check_vae,
         default_latent_dim=512,
     )
 )
@@ -313,6 +335,16 @@ def _cyclegan_hook(name):
     return hook
 
 
+def _check_cyclegan(config):
+    from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
+
+    # Neither builder's image-size rule is a function of its own: one generator and one
+    # discriminator one filter wide (no residual blocks) ask them, in well under a second.
+    # Positional: (image_size, channels, width[, residual blocks]).
+    build_resnet_generator(config["image_size"], 1, 1, 0)
+    build_patchgan_discriminator(config["image_size"], 1, 1)
+
+
 register(
     Recipe(
         name="cyclegan",
@@ -322,6 +354,7 @@ register(
         sample_fn=_cyclegan_hook("recipe_samples"),
         export=_cyclegan_hook("recipe_export"),
         translate=_cyclegan_hook("recipe_translate"),
+        check=_check_cyclegan,
         two_domains=True,
     )
 )
@@ -383,17 +416,25 @@ def train(
         "base_filters": 16 if QUICK else 64,
         "quick": QUICK,
     }
-    arrays = recipe.load_data(config)  # may add keys (e.g. num_classes) that build needs
 
-    def build():
+    def buildable(step):
         try:
-            return recipe.build(config)
+            return step(config)
         except DataError:
             raise
         except ValueError as error:
             # The builders refuse settings they cannot build (an --image-size the generator
             # cannot reach by doubling, ...) in one line: for the command line, bad input.
             raise DataError(f"model {model!r}: {error}") from None
+
+    if recipe.check is not None:
+        # Before the data load (seconds) and before anything is written: a run that cannot
+        # be built is refused at once, in the builders' words, and leaves the folder as it was.
+        buildable(recipe.check)
+    arrays = recipe.load_data(config)  # may add keys (e.g. num_classes) that build needs
+
+    def build():
+        return buildable(recipe.build)
 
     history = fit(
         build,
