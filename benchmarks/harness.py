@@ -61,7 +61,7 @@ FALLBACK_DEFAULTS = {
         "base_filters": 32,
         "likelihood": "bernoulli",
     },
-    "cyclegan": {"image_size": 64, "batch_size": 1, "filters": 64},
+    "cyclegan": {"image_size": 64, "batch_size": 1, "base_filters": 64},
 }
 
 
@@ -97,9 +97,8 @@ def model_defaults(model):
     if recipe.default_latent_dim:
         defaults["latent_dim"] = recipe.default_latent_dim
     # recipes.train sets base_filters = 16 if QUICK else 64; benchmarks run outside quick mode.
-    for key in ("base_filters", "filters"):
-        if key in defaults:
-            defaults[key] = 64
+    if "base_filters" in defaults:
+        defaults["base_filters"] = 64
     return defaults, "medgen_tf.recipes (train() defaults)"
 
 
@@ -467,12 +466,12 @@ def package_model(model, config, jit_compile="auto"):
         return vae
     from medgen_tf.models import cyclegan
 
-    size, filters = config["image_size"], config["filters"]
+    size, base_filters = config["image_size"], config["base_filters"]
     built = cyclegan.CycleGAN(
-        cyclegan.build_resnet_generator(size, 1, filters),
-        cyclegan.build_resnet_generator(size, 1, filters),
-        cyclegan.build_patchgan_discriminator(size, 1, filters),
-        cyclegan.build_patchgan_discriminator(size, 1, filters),
+        cyclegan.build_resnet_generator(size, 1, base_filters),
+        cyclegan.build_resnet_generator(size, 1, base_filters),
+        cyclegan.build_patchgan_discriminator(size, 1, base_filters),
+        cyclegan.build_patchgan_discriminator(size, 1, base_filters),
         seed=0,
     )
     built.compile(jit_compile=jit_compile)

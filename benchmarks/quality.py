@@ -168,7 +168,7 @@ def quality_dcgan(cap_s):
 
 
 def quality_cyclegan(cap_s, num_epochs=7):
-    """Notebook 03's CycleGAN (16 filters, 6 residual blocks, batch 4, 7 epochs with the
+    """Notebook 03's CycleGAN (base_filters 16, 6 residual blocks, batch 4, 7 epochs with the
     paper's linear decay over the second half), unpaired T1/T2 from different subjects; T1 -> T2
     SSIM inside the brain mask on the held-out test subjects after each epoch."""
     from medgen_tf.data import brain_slices
@@ -189,7 +189,7 @@ def quality_cyclegan(cap_s, num_epochs=7):
             image_size=64,
             num_epochs=num_epochs,
             batch_size=4,
-            filters=16,
+            base_filters=16,
             seed=0,
             verbose=0,
             domains=domains,
@@ -200,7 +200,7 @@ def quality_cyclegan(cap_s, num_epochs=7):
         TARGETS["cyclegan"],
         cap_s,
         "T1 -> T2 SSIM inside the brain mask, 4 held-out test subjects",
-        settings=f"notebook 03: filters 16, 6 residual blocks, batch 4, {num_epochs} epochs",
+        settings=f"notebook 03: base_filters 16, 6 residual blocks, batch 4, {num_epochs} epochs",
         train_images=len(domains[0]),
         test_images=len(test["t1"]),
     )

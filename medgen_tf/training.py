@@ -576,6 +576,13 @@ _EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs"})
 # A learning-rate schedule planned over the whole run (CycleGAN's decay), recorded as this
 # config key, fixes the epochs: another length would restart the decay part-way through.
 _PLANNED_STEPS = "total_steps"
+# Config keys renamed since a run folder may have been written, old name -> new: a run's
+# config.json from before (translation.train_cyclegan recorded "filters") is read under the new
+# name, so its setting is still compared on resume rather than skipped as another version's.
+_RENAMED_SETTINGS = {
+    "filters": "base_filters",
+    "discriminator_filters": "discriminator_base_filters",
+}
 
 
 def _as_json(value):
@@ -588,14 +595,27 @@ def _short(value, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _renamed_settings(recorded: dict, current: dict) -> dict:
+    """``recorded`` (a stored config) with the old names of ``_RENAMED_SETTINGS`` read as the
+    new ones; the new name wins where a config has both, and a key the current config itself
+    uses under its old name is left alone."""
+    recorded = dict(recorded)
+    for old, new in _RENAMED_SETTINGS.items():
+        if old in recorded and old not in current:
+            value = recorded.pop(old)
+            recorded.setdefault(new, value)
+    return recorded
+
+
 def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
     """Refuse to resume a run with other data or settings than those in its ``config.json``."""
     stored = read_run_config(run_dir, required=False)
     if stored is None:
         return  # removed by hand: the checkpoint's variable shapes are all there is to check
+    current_config = _as_json(dict(config))
     differences, reported = [], set()
     for current, recorded in (
-        (_as_json(dict(config)), stored["config"]),
+        (current_config, _renamed_settings(stored["config"], current_config)),
         (_as_json(engine), stored["engine"]),
     ):
         # Keys on one side only come from another version of the package, not from a setting.

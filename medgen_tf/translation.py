@@ -97,26 +97,30 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
 def build_cyclegan(
     image_size=64,
     channels=1,
-    filters=64,
-    discriminator_filters=None,
+    base_filters=64,
+    discriminator_base_filters=None,
     num_residual_blocks=None,
     total_steps=None,
     pool_size=50,
     seed=0,
 ):
-    """A compiled :class:`~medgen_tf.models.cyclegan.CycleGAN` with the paper's optimizers."""
+    """A compiled :class:`~medgen_tf.models.cyclegan.CycleGAN` with the paper's optimizers.
+
+    ``base_filters``: the width of the generators' first layer (the paper's 64);
+    ``discriminator_base_filters``: that of the discriminators, None for ``base_filters``.
+    """
     from medgen_tf.models import cyclegan
 
-    discriminator_filters = discriminator_filters or filters
+    discriminator_base_filters = discriminator_base_filters or base_filters
 
     def generator(name):
         return cyclegan.build_resnet_generator(
-            image_size, channels, filters, num_residual_blocks, name=name
+            image_size, channels, base_filters, num_residual_blocks, name=name
         )
 
     def discriminator(name):
         return cyclegan.build_patchgan_discriminator(
-            image_size, channels, discriminator_filters, name=name
+            image_size, channels, discriminator_base_filters, name=name
         )
 
     model = cyclegan.CycleGAN(
@@ -138,8 +142,8 @@ def train_cyclegan(
     image_size=64,
     num_epochs=10,
     batch_size=1,
-    filters=64,
-    discriminator_filters=None,
+    base_filters=64,
+    discriminator_base_filters=None,
     num_residual_blocks=None,
     seed=0,
     resume=False,
@@ -154,7 +158,8 @@ def train_cyclegan(
     Writes the engine's run folder plus ``generator_ab.keras`` / ``generator_ba.keras`` (what
     ``medgen-tf translate`` loads) and ``domains.json`` (which subjects went where). The
     learning rate is constant for the first half of ``num_epochs`` and decays to zero over the
-    second. ``domains``: ready ``(images_a, images_b, info)`` instead of loading the specs.
+    second. ``base_filters`` and ``discriminator_base_filters``: as for :func:`build_cyclegan`.
+    ``domains``: ready ``(images_a, images_b, info)`` instead of loading the specs.
 
     Returns the engine's :class:`~medgen_tf.training.TrainingHistory` (``.model`` attached).
     """
@@ -166,8 +171,8 @@ def train_cyclegan(
     settings = dict(
         image_size=image_size,
         channels=int(images_a.shape[-1]),
-        filters=filters,
-        discriminator_filters=discriminator_filters,
+        base_filters=base_filters,
+        discriminator_base_filters=discriminator_base_filters,
         num_residual_blocks=num_residual_blocks,
         total_steps=total_steps,
         seed=seed,
@@ -519,19 +524,22 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
 
 
 def build_pix2pix(
-    image_size=64, channels=1, filters=64, adversarial=True, num_residual_blocks=None
+    image_size=64, channels=1, base_filters=64, adversarial=True, num_residual_blocks=None
 ):
-    """A compiled paired reference: the CycleGAN generator trained with L1 (+ a PatchGAN)."""
+    """A compiled paired reference: the CycleGAN generator trained with L1 (+ a PatchGAN).
+
+    ``base_filters``: the width of the first layer of the generator and of the PatchGAN.
+    """
     from medgen_tf.models import cyclegan
     from medgen_tf.models.pix2pix import Pix2Pix
 
     generator = cyclegan.build_resnet_generator(
-        image_size, channels, filters, num_residual_blocks, name="generator"
+        image_size, channels, base_filters, num_residual_blocks, name="generator"
     )
     discriminator = None
     if adversarial:
         discriminator = cyclegan.build_patchgan_discriminator(
-            image_size, 2 * channels, filters, name="discriminator"
+            image_size, 2 * channels, base_filters, name="discriminator"
         )
     model = Pix2Pix(generator, discriminator)
     model.compile()
@@ -567,7 +575,7 @@ def recipe_build(config):
     return build_cyclegan(
         config["image_size"],
         channels=config["channels"],
-        filters=config.get("base_filters") or 64,
+        base_filters=config.get("base_filters") or 64,
         total_steps=config.get("total_steps"),
         seed=config["seed"],
     )

@@ -26,10 +26,10 @@ def _count_residual_blocks(model):
 def _small_cyclegan(size=SIZE, pool_size=4, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
     return CycleGAN(
-        build_resnet_generator(size, 1, filters=4, num_residual_blocks=1, name="g_ab"),
-        build_resnet_generator(size, 1, filters=4, num_residual_blocks=1, name="g_ba"),
-        build_patchgan_discriminator(size, 1, filters=4, name="d_a"),
-        build_patchgan_discriminator(size, 1, filters=4, name="d_b"),
+        build_resnet_generator(size, 1, base_filters=4, num_residual_blocks=1, name="g_ab"),
+        build_resnet_generator(size, 1, base_filters=4, num_residual_blocks=1, name="g_ba"),
+        build_patchgan_discriminator(size, 1, base_filters=4, name="d_a"),
+        build_patchgan_discriminator(size, 1, base_filters=4, name="d_b"),
         pool_size=pool_size,
         seed=seed,
         **kwargs,
@@ -53,8 +53,8 @@ def _unpaired_dataset(size=SIZE, count=4, batch_size=2):
 
 def test_paper_networks_have_the_exact_parameter_counts():
     # Zhu et al.'s reference code prints 11.378 M and 2.765 M for these settings.
-    generator = build_resnet_generator(256, channels=3, filters=64)
-    discriminator = build_patchgan_discriminator(256, channels=3, filters=64)
+    generator = build_resnet_generator(256, channels=3, base_filters=64)
+    discriminator = build_patchgan_discriminator(256, channels=3, base_filters=64)
     assert _count_residual_blocks(generator) == 9
     assert generator.count_params() == 11_378_179
     assert discriminator.count_params() == 2_764_737
@@ -64,9 +64,9 @@ def test_paper_networks_have_the_exact_parameter_counts():
     ("size", "patch_side", "default_blocks"), [(64, 6, 6), (128, 14, 6), (256, 30, 9)]
 )
 def test_shapes_and_default_residual_blocks(size, patch_side, default_blocks):
-    assert _count_residual_blocks(build_resnet_generator(size, filters=1)) == default_blocks
-    generator = build_resnet_generator(size, channels=2, filters=4, num_residual_blocks=1)
-    discriminator = build_patchgan_discriminator(size, channels=2, filters=4)
+    assert _count_residual_blocks(build_resnet_generator(size, base_filters=1)) == default_blocks
+    generator = build_resnet_generator(size, channels=2, base_filters=4, num_residual_blocks=1)
+    discriminator = build_patchgan_discriminator(size, channels=2, base_filters=4)
     images = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 2)).astype("float32")
     translated = keras.ops.convert_to_numpy(generator(images))
     assert translated.shape == (2, size, size, 2)
@@ -75,10 +75,21 @@ def test_shapes_and_default_residual_blocks(size, patch_side, default_blocks):
     assert logits.shape == (2, patch_side, patch_side, 1) and logits.dtype == "float32"
 
 
+def test_the_builders_take_base_filters_as_the_gan_and_vae_builders_do():
+    # One name for the first layer's width across the package: the old ``filters`` is gone.
+    generator = build_resnet_generator(24, base_filters=2, num_residual_blocks=1)
+    assert generator.get_layer("c7s1").filters == 2 and generator.get_layer("down_1").filters == 8
+    assert build_patchgan_discriminator(24, base_filters=2).get_layer("c0").filters == 2
+    with pytest.raises(TypeError, match="unexpected keyword argument 'filters'"):
+        build_resnet_generator(24, filters=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'filters'"):
+        build_patchgan_discriminator(24, filters=2)
+
+
 def test_patchgan_refuses_images_too_small_for_its_convolutions():
     with pytest.raises(ValueError, match="image_size=16 is too small for the PatchGAN.*24"):
-        build_patchgan_discriminator(16, filters=2)
-    smallest = build_patchgan_discriminator(24, filters=2)
+        build_patchgan_discriminator(16, base_filters=2)
+    smallest = build_patchgan_discriminator(24, base_filters=2)
     assert smallest(np.zeros((1, 24, 24, 1), "float32")).shape == (1, 1, 1, 1)
 
 
@@ -255,7 +266,7 @@ def test_module_examples_run():
 
 def test_generators_of_unknown_image_size_are_refused_with_the_shapes():
     free_size = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3)])
-    patchgan = build_patchgan_discriminator(None, 1, filters=4)
+    patchgan = build_patchgan_discriminator(None, 1, base_filters=4)
     with pytest.raises(ValueError, match=r"fixed image size .* \(None, None, 1\)"):
         CycleGAN(free_size, free_size, patchgan, patchgan)
 
@@ -576,10 +587,14 @@ def test_unpaired_batches_of_another_form_are_one_line():
 
 
 def test_networks_that_do_not_fit_together_are_refused_when_built():
-    generator_ab = build_resnet_generator(SIZE, 3, filters=4, num_residual_blocks=1, name="g_ab")
-    generator_ba = build_resnet_generator(SIZE, 3, filters=4, num_residual_blocks=1, name="g_ba")
-    one_channel = build_patchgan_discriminator(SIZE, 1, filters=4, name="d_b")
-    three_channels = build_patchgan_discriminator(SIZE, 3, filters=4, name="d_a")
+    generator_ab = build_resnet_generator(
+        SIZE, 3, base_filters=4, num_residual_blocks=1, name="g_ab"
+    )
+    generator_ba = build_resnet_generator(
+        SIZE, 3, base_filters=4, num_residual_blocks=1, name="g_ba"
+    )
+    one_channel = build_patchgan_discriminator(SIZE, 1, base_filters=4, name="d_b")
+    three_channels = build_patchgan_discriminator(SIZE, 3, base_filters=4, name="d_a")
     with pytest.raises(ValueError, match=r"g_ab makes images of shape \(32, 32, 3\) but d_b"):
         CycleGAN(generator_ab, generator_ba, three_channels, one_channel)
     model = CycleGAN(generator_ab, generator_ba, three_channels, three_channels)
@@ -602,14 +617,18 @@ def test_an_empty_batch_passes_the_pool_unchanged_also_under_xla():
 
 
 def test_fully_convolutional_discriminators_of_any_size_are_accepted():
-    generator_ab = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1, name="g_ab")
-    generator_ba = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1, name="g_ba")
-    any_size_a = build_patchgan_discriminator(None, 1, filters=4, name="d_a")
-    any_size_b = build_patchgan_discriminator(None, 1, filters=4, name="d_b")
+    generator_ab = build_resnet_generator(
+        SIZE, 1, base_filters=4, num_residual_blocks=1, name="g_ab"
+    )
+    generator_ba = build_resnet_generator(
+        SIZE, 1, base_filters=4, num_residual_blocks=1, name="g_ba"
+    )
+    any_size_a = build_patchgan_discriminator(None, 1, base_filters=4, name="d_a")
+    any_size_b = build_patchgan_discriminator(None, 1, base_filters=4, name="d_b")
     model = CycleGAN(generator_ab, generator_ba, any_size_a, any_size_b, pool_size=2)
     model.compile()
     history = model.fit(_unpaired_dataset(count=2, batch_size=2), epochs=1, verbose=0).history
     assert all(np.isfinite(values[-1]) for values in history.values())
-    three_channels = build_patchgan_discriminator(None, 3, filters=4, name="d_b3")
+    three_channels = build_patchgan_discriminator(None, 3, base_filters=4, name="d_b3")
     with pytest.raises(ValueError, match=r"makes images of shape \(32, 32, 1\) but d_b3 takes"):
         CycleGAN(generator_ab, generator_ba, any_size_a, three_channels)

@@ -22,8 +22,8 @@ def _paired_dataset():
 
 def _model(adversarial, **kwargs):
     keras.utils.set_random_seed(0)
-    generator = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1)
-    discriminator = build_patchgan_discriminator(SIZE, 2, filters=4) if adversarial else None
+    generator = build_resnet_generator(SIZE, 1, base_filters=4, num_residual_blocks=1)
+    discriminator = build_patchgan_discriminator(SIZE, 2, base_filters=4) if adversarial else None
     return Pix2Pix(generator, discriminator, **kwargs)
 
 
@@ -102,10 +102,10 @@ def test_keras_file_round_trip(tmp_path, adversarial):
 
 
 def test_a_discriminator_built_for_the_wrong_channels_is_refused():
-    generator = build_resnet_generator(SIZE, 1, filters=4, num_residual_blocks=1)
+    generator = build_resnet_generator(SIZE, 1, base_filters=4, num_residual_blocks=1)
     # Built for the target alone, not for the input and target stacked.
     with pytest.raises(ValueError, match=r"channel count \(1\) differs .* target \(2\)"):
-        Pix2Pix(generator, build_patchgan_discriminator(SIZE, 1, filters=4))
+        Pix2Pix(generator, build_patchgan_discriminator(SIZE, 1, base_filters=4))
 
 
 @pytest.mark.parametrize("adversarial", [False, True])

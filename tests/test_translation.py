@@ -5,6 +5,7 @@ test reads off what the model was fed.
 """
 
 import json
+import re
 
 import keras
 import nibabel as nib
@@ -20,6 +21,7 @@ from medgen_tf.translation import (
     normalize_for_model,
     recipe_export,
     run_intensity,
+    train_cyclegan,
     translate_nifti,
     translate_run,
 )
@@ -333,3 +335,52 @@ def test_cyclegan_trains_on_rgb_domains_and_translate_checks_the_channels(tmp_pa
             translate_run(run, source, "a2b", out_dir=tmp_path / "refused", intensity="cohort")
         assert str(refused.value) == problem
         assert not (tmp_path / "refused").exists()
+
+
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
+
+
+def test_a_run_recorded_with_the_old_filters_keys_resumes_and_its_widths_are_still_checked(
+    tmp_path,
+):
+    from medgen_tf.training import latest_checkpoint
+
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
+    run_dir, config_path = tmp_path / "run", tmp_path / "run" / "config.json"
+    options = dict(
+        image_size=24,
+        num_epochs=2,
+        batch_size=2,
+        base_filters=2,
+        num_residual_blocks=1,
+        seed=0,
+        verbose=0,
+        domains=(images, images[::-1].copy(), {"spec_a": "a", "spec_b": "b"}),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **options)
+    stored = json.loads(config_path.read_text())
+    assert stored["config"]["base_filters"] == 2
+    assert stored["config"]["discriminator_base_filters"] is None
+    # The run folder as train_cyclegan wrote it before the rename to base_filters.
+    old_names = {"base_filters": "filters", "discriminator_base_filters": "discriminator_filters"}
+    stored["config"] = {old_names.get(key, key): value for key, value in stored["config"].items()}
+    config_path.write_text(json.dumps(stored, indent=2))
+    written = config_path.read_text()
+    # The old keys are read as the new: another width is still refused, before anything runs.
+    for change, difference in (
+        (dict(base_filters=4), "base_filters 4 (run: 2)"),
+        (dict(discriminator_base_filters=4), "discriminator_base_filters 4 (run: None)"),
+    ):
+        with pytest.raises(DataError, match=re.escape(difference)):
+            train_cyclegan(run_dir, resume=True, **{**options, **change})
+    assert config_path.read_text() == written
+    # With the run's own widths it resumes from its checkpoint and finishes.
+    history = train_cyclegan(run_dir, resume=True, **options)
+    assert all(len(values) == 2 for values in history.values())
+    assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0002"
+    config = json.loads(config_path.read_text())["config"]
+    assert config["base_filters"] == 2 and "filters" not in config
+    assert all((run_dir / name).exists() for name in GENERATOR_FILES.values())

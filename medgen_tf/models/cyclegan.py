@@ -40,24 +40,26 @@ OPTIMIZER_NAMES = (
 
 
 def build_resnet_generator(
-    image_size=256, channels=1, filters=64, num_residual_blocks=None, name="resnet_generator"
+    image_size=256, channels=1, base_filters=64, num_residual_blocks=None, name="resnet_generator"
 ):
     """ResNet generator of CycleGAN: c7s1-64, d128, d256, R256 x n, u128, u64, c7s1-channels.
 
     Johnson et al. 2016's architecture as used by Zhu et al. 2017: reflection padding, instance
     norm, ReLU, biases kept (instance norm has no offset), tanh output in float32. It maps an
     image to an image and takes no noise. ``num_residual_blocks`` defaults to the paper's
-    choice: 6 up to 128 px, 9 above. ``filters`` is the paper's 64 (the widths scale with it).
+    choice: 6 up to 128 px, 9 above. ``base_filters`` is the paper's 64 (the widths scale with
+    it).
 
     Args:
         image_size: side of the square images, a multiple of 4.
         channels: image channels (1 for MR).
-        filters: filters of the first layer; the paper's 64.
+        base_filters: filters of the first layer (the paper's 64); the downsampling layers
+            have 2x and 4x as many, the residual blocks 4x.
         num_residual_blocks: residual blocks at the bottleneck; None for the paper's choice.
         name: the model's name.
 
     Example:
-        >>> generator = build_resnet_generator(32, filters=4, num_residual_blocks=1)
+        >>> generator = build_resnet_generator(32, base_filters=4, num_residual_blocks=1)
         >>> tuple(generator(ops.zeros((1, 32, 32, 1))).shape)
         (1, 32, 32, 1)
 
@@ -71,9 +73,9 @@ def build_resnet_generator(
         num_residual_blocks = 6 if image_size <= 128 else 9
     images = keras.Input((image_size, image_size, channels), name="images")
     x = ReflectionPadding2D(3)(images)
-    x = layers.Conv2D(filters, 7, name="c7s1")(x)
+    x = layers.Conv2D(base_filters, 7, name="c7s1")(x)
     x = layers.ReLU()(InstanceNormalization(name="c7s1_norm")(x))
-    for index, width in enumerate((filters * 2, filters * 4)):
+    for index, width in enumerate((base_filters * 2, base_filters * 4)):
         # Zero padding 1 then a valid 3x3 stride-2 convolution: PyTorch's padding=1, symmetric.
         x = layers.ZeroPadding2D(1)(x)
         x = layers.Conv2D(width, 3, strides=2, name=f"down_{index}")(x)
@@ -82,12 +84,12 @@ def build_resnet_generator(
         shortcut = x
         for half in range(2):
             x = ReflectionPadding2D(1)(x)
-            x = layers.Conv2D(filters * 4, 3, name=f"residual_{block}_conv_{half}")(x)
+            x = layers.Conv2D(base_filters * 4, 3, name=f"residual_{block}_conv_{half}")(x)
             x = InstanceNormalization(name=f"residual_{block}_norm_{half}")(x)
             if half == 0:
                 x = layers.ReLU()(x)
         x = layers.Add(name=f"residual_{block}")([shortcut, x])
-    for index, width in enumerate((filters * 2, filters)):
+    for index, width in enumerate((base_filters * 2, base_filters)):
         x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", name=f"up_{index}")(x)
         x = layers.ReLU()(InstanceNormalization(name=f"up_{index}_norm")(x))
     x = ReflectionPadding2D(3)(x)
@@ -109,7 +111,7 @@ def _patchgan_output_side(image_size):
 
 
 def build_patchgan_discriminator(
-    image_size=256, channels=1, filters=64, name="patchgan_discriminator"
+    image_size=256, channels=1, base_filters=64, name="patchgan_discriminator"
 ):
     """70x70 PatchGAN (Isola et al. 2017): C64-C128-C256-C512, then a 1-channel logits map.
 
@@ -121,11 +123,12 @@ def build_patchgan_discriminator(
     Args:
         image_size: side of the square images (None for any size).
         channels: image channels; 2 for a conditional pix2pix discriminator.
-        filters: filters of the first convolution; the paper's 64.
+        base_filters: filters of the first convolution (the paper's 64); the next three have
+            2x, 4x and 8x as many.
         name: the model's name.
 
     Example:
-        >>> discriminator = build_patchgan_discriminator(32, filters=4)
+        >>> discriminator = build_patchgan_discriminator(32, base_filters=4)
         >>> tuple(discriminator(ops.zeros((1, 32, 32, 1))).shape)
         (1, 2, 2, 1)
 
@@ -139,7 +142,7 @@ def build_patchgan_discriminator(
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for index, (width, stride) in enumerate(
-        ((filters, 2), (filters * 2, 2), (filters * 4, 2), (filters * 8, 1))
+        ((base_filters, 2), (base_filters * 2, 2), (base_filters * 4, 2), (base_filters * 8, 1))
     ):
         x = layers.ZeroPadding2D(1)(x)
         x = layers.Conv2D(width, 4, strides=stride, name=f"c{index}")(x)
