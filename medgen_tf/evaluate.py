@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,12 @@ def load_sampler(run_dir):
     to [-1, 1]), ``vae.keras`` / ``model.keras`` (a whole model with ``generate`` or
     ``sample``). Returns ``(sample, kind, num_classes)``.
 
-    The noise for a seed is ``medgen-tf sample``'s (and ``GAN.generate``'s and
-    ``VAE.sample``'s): ``keras.random.normal((num_samples, latent_dim), seed=seed)``, so
-    ``evaluate --seed S`` scores the images ``sample --seed S`` draws. A conditional sampler
-    given no ``labels`` uses ``sample``'s too: the classes in turn (0, 1, ..., 0, 1, ...).
+    The same seed draws the same noise as ``medgen-tf sample`` (``keras.random.normal``, as
+    ``GAN.generate`` and ``VAE.sample``). For an unconditional GAN or a VAE, the first n images
+    of ``sample(N, S)`` are the n images of ``sample --seed S --n n``. ``evaluate`` gives a
+    conditional run the same noise with labels drawn from the training mix; given no
+    ``labels``, the sampler takes ``sample``'s (the classes in turn). ``seed`` may be a numpy
+    integer; ``sample(0, seed)`` is an empty array.
     """
     import medgen_tf.models.gan  # noqa: F401 (registers the serializable classes)
     import medgen_tf.models.vae  # noqa: F401
@@ -81,7 +84,7 @@ def load_sampler(run_dir):
         num_classes = _num_classes(generator)
 
         def sample(num_samples, seed, labels=None):
-            inputs = _prior_noise(num_samples, latent_dim, seed)
+            inputs = _prior_noise(num_samples, latent_dim, _as_seed(seed))
             if num_classes:
                 inputs = [inputs, _labels_or_classes_in_turn(labels, num_samples, num_classes)]
             return _predict(generator, inputs)
@@ -93,7 +96,7 @@ def load_sampler(run_dir):
         logits = decoder.layers[-1].name == "logits"
 
         def sample(num_samples, seed, labels=None):
-            outputs = _predict(decoder, _prior_noise(num_samples, latent_dim, seed))
+            outputs = _predict(decoder, _prior_noise(num_samples, latent_dim, _as_seed(seed)))
             means = 1.0 / (1.0 + np.exp(-outputs)) if logits else outputs
             return 2.0 * means - 1.0
 
@@ -104,16 +107,22 @@ def load_sampler(run_dir):
             if hasattr(model, "sample"):  # VAE: prior samples in [0, 1]
 
                 def sample(num_samples, seed, labels=None, model=model):
-                    return 2.0 * np.asarray(model.sample(num_samples, seed=seed)) - 1.0
+                    if not num_samples:
+                        return _no_images(model.decoder)
+                    images = model.sample(int(num_samples), seed=_as_seed(seed))
+                    return 2.0 * np.asarray(images) - 1.0
 
                 return sample, "vae", None
             if hasattr(model, "generate"):
                 num_classes = getattr(model, "num_classes", None)
 
                 def sample(num_samples, seed, labels=None, model=model, classes=num_classes):
+                    if not num_samples:
+                        return _no_images(model.generator)
                     if classes:
                         labels = _labels_or_classes_in_turn(labels, num_samples, classes)
-                    return np.asarray(model.generate(num_samples, seed=seed, labels=labels))
+                    images = model.generate(int(num_samples), seed=_as_seed(seed), labels=labels)
+                    return np.asarray(images)
 
                 return sample, "gan", num_classes
     if any((run_dir / name).is_file() for name in ("generator_ab.keras", "generator_ba.keras")):
@@ -126,13 +135,17 @@ def load_sampler(run_dir):
     )
 
 
+def _as_seed(seed):
+    # keras.random (and so GAN.generate and VAE.sample) takes a Python int or None, not a
+    # numpy integer; json.dumps neither. operator.index: a whole number, never a rounded float.
+    return None if seed is None else operator.index(seed)
+
+
 def _prior_noise(num_samples, latent_dim, seed):
     # Drawn as GAN.generate, VAE.sample and `medgen-tf sample` (recipes) draw it, all at once
     # and only then cut into batches: the same seed gives the same images in every command.
     import keras
 
-    # int(): keras.random takes a Python int (or None), not the numpy integer numpy took.
-    seed = None if seed is None else int(seed)
     noise = keras.random.normal((int(num_samples), latent_dim), seed=seed)
     return keras.ops.convert_to_numpy(noise).astype(np.float32)
 
@@ -153,7 +166,13 @@ def _predict(model, inputs, batch_size=256):
         else:
             batch = inputs[start : start + batch_size]
         outputs.append(np.asarray(model(batch, training=False), dtype=np.float32))
-    return np.concatenate(outputs, axis=0)
+    return np.concatenate(outputs, axis=0) if outputs else _no_images(model)
+
+
+def _no_images(network):
+    # Zero samples asked for: no images, of the network's shape. Not computed: TF's Conv2D
+    # gives an empty batch its input's channels, so VAE.sample(0) has the wrong shape.
+    return np.zeros((0, *network.outputs[0].shape[1:]), np.float32)
 
 
 def _subset(array, size, generator):
@@ -327,6 +346,7 @@ def evaluate_run(
     from medgen_tf.data.spec import parse_spec
 
     run_dir = Path(run_dir)
+    seed = _as_seed(seed)  # a numpy integer too: keras.random and config.json take only ints
     minimum = NEIGHBOURS + 2
     if int(num_samples) < minimum:
         raise DataError(

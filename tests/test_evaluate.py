@@ -182,14 +182,11 @@ def test_a_conditional_run_is_sampled_for_the_classes_it_was_trained_on(
     ((num_samples, seed, labels),) = requested
     assert (num_samples, seed) == (10, 0)
     np.testing.assert_array_equal(labels, np.ones(10))
-    # The images scored are the model's for those labels: references computed here (the
-    # generator on the seed-0 noise of GAN.generate; a whole model through its own generate).
+    # The images scored are the model's for those labels.
     (generated,) = scored
 
     def reference(labels):
-        if name == "generator.keras":
-            noise = keras.ops.convert_to_numpy(keras.random.normal((10, 8), seed=0))
-            return keras.ops.convert_to_numpy(gan.generator([noise, labels], training=False))
+        # The spec, for both files: the trained model's own generate for the seed and labels.
         return gan.generate(10, seed=0, labels=labels)
 
     class_1 = np.ones(10, np.int32)
@@ -197,6 +194,51 @@ def test_a_conditional_run_is_sampled_for_the_classes_it_was_trained_on(
     assert generated.min() >= -1.0 and generated.max() <= 1.0
     # Another class gives other images, so the comparison above does see the labels.
     assert np.abs(reference(class_1 - 1) - generated).max() > 1e-4
+
+
+def _whole_model_run(run_dir, name):
+    """A whole VAE (vae.keras) or a whole unconditional GAN (model.keras) in ``run_dir``."""
+    keras.utils.set_random_seed(0)
+    if name == "vae.keras":
+        model = build_vae(32, latent_dim=4, base_filters=4, seed=0)
+    else:
+        model = GAN(build_generator(8, 32, base_filters=4), build_discriminator(32, base_filters=4))
+    model.save(run_dir / name)
+    _write_config(run_dir, "vae" if name == "vae.keras" else "dcgan")
+
+
+@pytest.mark.parametrize("name", ["vae.keras", "model.keras"])
+def test_a_numpy_integer_seed_evaluates_as_the_same_python_int(tmp_path, record_calls, name):
+    # keras.random refuses a numpy integer seed ("must be either an integer or an instance of
+    # SeedGenerator"), and json.dumps cannot write one into metrics.json.
+    _whole_model_run(tmp_path, name)
+    scored = record_calls(evaluate_module, "evaluate_samples")
+    reports = []
+    for seed in (3, np.int64(3)):
+        reports.append(json.loads(evaluate_run(tmp_path, num_samples=20, seed=seed).read_text()))
+    assert reports[0] == reports[1] and reports[1]["seed"] == 3
+    np.testing.assert_array_equal(scored[0], scored[1])
+    sample, _, _ = evaluate_module.load_sampler(tmp_path)
+    np.testing.assert_array_equal(sample(6, np.int64(3)), sample(6, 3))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["generator.keras", "conditional generator.keras", "decoder.keras", "vae.keras", "model.keras"],
+)
+def test_a_sampler_asked_for_no_images_gives_an_empty_array_of_their_shape(tmp_path, name):
+    if name.endswith("generator.keras"):
+        classes = 3 if name.startswith("conditional") else None
+        build_generator(8, 32, base_filters=4, num_classes=classes).save(
+            tmp_path / "generator.keras"
+        )
+    elif name == "decoder.keras":
+        build_decoder(32, latent_dim=4, base_filters=4).save(tmp_path / name)
+    else:
+        _whole_model_run(tmp_path, name)
+    sample, _, _ = evaluate_module.load_sampler(tmp_path)
+    images = sample(0, 0)
+    assert images.shape == (0, 32, 32, 1) and images.dtype == np.float32
 
 
 def test_copied_training_slices_score_like_real_data_and_are_flagged():
