@@ -16,15 +16,16 @@ GAN_MODELS = ("dcgan", "cgan", "wgan-gp")
 MODELS = GAN_MODELS + ("vae", "cyclegan")
 
 
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer >= ``minimum``, else argparse's one-line usage error."""
+def _int_at_least(minimum: int, what: str, maximum: int | None = None):
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), else argparse's
+    one-line usage error."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"{what}, got {value}")
         return value
 
@@ -32,7 +33,10 @@ def _int_at_least(minimum: int, what: str):
 
 
 _positive = _int_at_least(1, "must be a positive integer")
-_seed = _int_at_least(0, "must be a non-negative integer")
+# keras.utils.set_random_seed (train) takes 0 .. 2**32 - 1; keras.random (sample, evaluate)
+# fails with a traceback from 2**63 on. One range for every command, so a seed works in all.
+SEED_MAX = 2**32 - 1
+_seed = _int_at_least(0, f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)", SEED_MAX)
 # The smallest side every model can build (GAN generators start at 4 to 7 pixels and double
 # at least twice); other sizes a model cannot build are refused by its builders' own rules
 # before any data is loaded (recipes.train).

@@ -26,6 +26,7 @@ narrower networks; that is the only speed switch.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -336,13 +337,11 @@ def _cyclegan_hook(name):
 
 
 def _check_cyclegan(config):
-    from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
+    from medgen_tf.models.cyclegan import check_image_size
 
-    # Neither builder's image-size rule is a function of its own: one generator and one
-    # discriminator one filter wide (no residual blocks) ask them, in well under a second.
-    # Positional: (image_size, channels, width[, residual blocks]).
-    build_resnet_generator(config["image_size"], 1, 1, 0)
-    build_patchgan_discriminator(config["image_size"], 1, 1)
+    # The generator's and the PatchGAN's rules (their builders call them too), in one message;
+    # no network is built (that would also advance Keras' layer names).
+    check_image_size(config["image_size"])
 
 
 register(
@@ -424,8 +423,10 @@ def train(
             raise
         except ValueError as error:
             # The builders refuse settings they cannot build (an --image-size the generator
-            # cannot reach by doubling, ...) in one line: for the command line, bad input.
-            raise DataError(f"model {model!r}: {error}") from None
+            # cannot reach by doubling, ...) in one line: for the command line, bad input,
+            # with the flag named beside the setting as for the data options above.
+            message = re.sub(r"^image_size(=\S+)?", r"\g<0> (--image-size)", str(error))
+            raise DataError(f"model {model!r}: {message}") from None
 
     if recipe.check is not None:
         # Before the data load (seconds) and before anything is written: a run that cannot

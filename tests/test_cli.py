@@ -32,6 +32,40 @@ def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, capsys, argume
 
 
 @pytest.mark.parametrize(
+    "arguments",
+    [
+        ["train", "dcgan", "--out", "RUN"],
+        ["sample", "RUN", "--out", "RUN/grid.png"],
+        ["evaluate", "RUN"],
+    ],
+)
+@pytest.mark.parametrize("seed", [str(2**32), str(2**63), "-1"])
+def test_a_seed_outside_0_to_2_to_the_32_is_a_one_line_usage_error(
+    tmp_path, capsys, arguments, seed
+):
+    # Keras takes seeds below 2**32 in train (set_random_seed) and below 2**63 in sample and
+    # evaluate (keras.random); beyond, each failed with a traceback.
+    run_dir = tmp_path / "run"
+    arguments = [argument.replace("RUN", str(run_dir)) for argument in arguments]
+    with pytest.raises(SystemExit) as caught:
+        main([*arguments, "--seed", seed])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(error)
+    assert error[-1].endswith(
+        f"error: argument --seed: must be an integer from 0 to 4294967295 (2**32 - 1), got {seed}"
+    )
+    assert not run_dir.exists()
+
+
+def test_the_largest_seed_is_accepted():
+    from medgen_tf import cli
+
+    parsed = cli._build_parser().parse_args(["sample", "RUN", "--seed", str(2**32 - 1)])
+    assert parsed.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize(
     "content", [b'{"config": {"model": "dcg', b"\x00\xff\xfe binary", b"[1, 2]", b'{"config": 3}']
 )
 @pytest.mark.parametrize("command", ["sample", "translate"])
@@ -48,15 +82,28 @@ def test_a_damaged_run_config_is_one_line_naming_it(tmp_path, capsys, command, c
     assert not out.exists()
 
 
+CYCLEGAN_RULE = (
+    "image_size={} (--image-size) is not supported: it must be a multiple of 4 and at least 24."
+)
+
+
 @pytest.mark.parametrize(
     "model, size, problem",
     [
         # 18 halves once, to 9: the generator cannot reach it by doubling a 4-7 pixel start.
-        ("dcgan", "18", "image_size=18 is not supported"),
-        ("cgan", "36", "image_size=36 is not supported"),  # 36 -> 18 -> 9: a start above 7
-        ("vae", "17", "image_size must be even and above 8 (e.g. 28, 32, 64), got 17"),
-        ("cyclegan", "18", "image_size must be divisible by 4 (two stride-2 steps), got 18"),
-        ("cyclegan", "20", "image_size=20 is too small for the PatchGAN"),
+        ("dcgan", "18", "image_size=18 (--image-size) is not supported"),
+        # 36 -> 18 -> 9: a start above 7
+        ("cgan", "36", "image_size=36 (--image-size) is not supported"),
+        (
+            "vae",
+            "17",
+            "image_size (--image-size) must be even and above 8 (e.g. 28, 32, 64), got 17",
+        ),
+        # The generator's rule (a multiple of 4) and the PatchGAN's (at least 24) in one message,
+        # whichever of them a size breaks: not one at a time.
+        ("cyclegan", "18", CYCLEGAN_RULE.format(18)),
+        ("cyclegan", "20", CYCLEGAN_RULE.format(20)),
+        ("cyclegan", "30", CYCLEGAN_RULE.format(30)),
     ],
 )
 def test_an_image_size_the_model_cannot_build_is_refused_before_the_data_load(
@@ -86,6 +133,25 @@ def test_an_image_size_the_model_cannot_build_is_refused_before_the_data_load(
     assert error[0].startswith(f"medgen-tf: error: model {model!r}: {problem}")
     assert loaded == []
     assert [path.name for path in run_dir.iterdir()] == ["notes.txt"]
+
+
+def test_the_cyclegan_check_builds_no_network():
+    # It used to build a throwaway generator and PatchGAN: Keras' automatic layer names went on
+    # counting, so the real generator's layers were named reflection_padding2d_2 and so on (in
+    # summary() and in the saved files).
+    import keras
+
+    from medgen_tf import recipes
+    from medgen_tf.models.cyclegan import build_resnet_generator
+
+    def names():
+        return [layer.name for layer in build_resnet_generator(24, 1, 1, 1).layers]
+
+    keras.backend.clear_session()
+    fresh = names()
+    keras.backend.clear_session()
+    recipes.RECIPES["cyclegan"].check({"image_size": 24})
+    assert names() == fresh
 
 
 def test_an_output_path_through_a_file_is_one_line(tmp_path, capsys):

@@ -13,6 +13,7 @@ from medgen_tf.models.cyclegan import (
     LinearDecayAfterHalf,
     build_patchgan_discriminator,
     build_resnet_generator,
+    check_image_size,
     default_optimizers,
 )
 
@@ -94,8 +95,33 @@ def test_patchgan_refuses_images_too_small_for_its_convolutions():
 
 
 def test_generator_rejects_sizes_it_cannot_halve_twice():
-    with pytest.raises(ValueError, match="divisible by 4"):
+    with pytest.raises(ValueError, match=r"generator: it must be a multiple of 4 \(two stride-2"):
         build_resnet_generator(30)
+    # Reflection padding needs more pixels than it adds: 1 on the quarter-size residual map.
+    with pytest.raises(ValueError, match="image_size=4 .* a multiple of 4 .* and at least 8"):
+        build_resnet_generator(4, base_filters=1, num_residual_blocks=1)
+    assert build_resnet_generator(4, base_filters=1, num_residual_blocks=0).output_shape[1] == 4
+    assert build_resnet_generator(8, base_filters=1, num_residual_blocks=1).output_shape[1] == 8
+
+
+@pytest.mark.parametrize("size", [16, 18, 20, 22, 30, 0])
+def test_check_image_size_states_cyclegans_whole_rule_and_builds_nothing(size):
+    # Whichever rule a size breaks (18, 22, 30: the generator's multiple of 4; 16, 20: the
+    # PatchGAN's 24), the message states both, not one at a time.
+    uid = keras.backend.get_uid("probe")
+    with pytest.raises(ValueError) as refused:
+        check_image_size(size)
+    assert str(refused.value) == (
+        f"image_size={size} is not supported: it must be a multiple of 4 and at least 24."
+    )
+    assert keras.backend.get_uid("probe") == uid + 1  # no layer named in between
+
+
+@pytest.mark.parametrize("size", [24, 28, 64, 132])
+def test_check_image_size_passes_the_sizes_both_networks_build(size):
+    check_image_size(size)
+    build_resnet_generator(size, base_filters=1)
+    build_patchgan_discriminator(size, base_filters=1)
 
 
 # ---- image pool ------------------------------------------------------------------------------
@@ -261,7 +287,7 @@ def test_module_examples_run():
     from medgen_tf.models import cyclegan
 
     failed, attempted = doctest.testmod(cyclegan)
-    assert (failed, attempted) == (0, 10)
+    assert (failed, attempted) == (0, 11)
 
 
 def test_generators_of_unknown_image_size_are_refused_with_the_shapes():

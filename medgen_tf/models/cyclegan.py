@@ -28,6 +28,7 @@ __all__ = [
     "LinearDecayAfterHalf",
     "build_patchgan_discriminator",
     "build_resnet_generator",
+    "check_image_size",
     "default_optimizers",
 ]
 
@@ -37,6 +38,77 @@ OPTIMIZER_NAMES = (
     "discriminator_a_optimizer",
     "discriminator_b_optimizer",
 )
+
+
+# Strides of the PatchGAN's five 4x4 convolutions, each after a zero padding of 1.
+PATCHGAN_STRIDES = (2, 2, 2, 1, 1)
+
+
+def _patchgan_output_side(image_size):
+    side = int(image_size)
+    for stride in PATCHGAN_STRIDES:
+        side = (side + 2 - 4) // stride + 1
+    return side
+
+
+def _default_residual_blocks(image_size):
+    return 6 if image_size <= 128 else 9  # the paper's choice
+
+
+def _generator_side_rule(num_residual_blocks):
+    """``(multiple, minimum)`` of the sides the ResNet generator builds.
+
+    Two stride-2 steps down and two up give back the input side only for a multiple of 4.
+    Reflection padding needs more pixels than it adds: 3 on the image (so at least 4), and 1
+    on the quarter-size map of the residual blocks (so at least 8 with any).
+    """
+    return 4, (8 if num_residual_blocks else 4)
+
+
+def _patchgan_minimum_side():
+    # The smallest side that leaves the PatchGAN's logits map at least 1x1 (24).
+    return next(side for side in range(1, 1024) if _patchgan_output_side(side) >= 1)
+
+
+def _check_generator_side(image_size, num_residual_blocks):
+    multiple, minimum = _generator_side_rule(num_residual_blocks)
+    if image_size % multiple or image_size < minimum:
+        raise ValueError(
+            f"image_size={image_size} is not supported by the ResNet generator: it must be a "
+            f"multiple of {multiple} (two stride-2 steps) and at least {minimum}."
+        )
+
+
+def _check_patchgan_side(image_size):
+    # Checked up front: Keras would only report "output size would be zero or negative".
+    minimum = _patchgan_minimum_side()
+    if image_size < minimum:
+        raise ValueError(
+            f"image_size={image_size} is too small for the PatchGAN; it needs at least {minimum}."
+        )
+
+
+def check_image_size(image_size, num_residual_blocks=None):
+    """Raise a ValueError stating CycleGAN's whole image-size rule unless both of its networks
+    (:func:`build_resnet_generator` with ``num_residual_blocks``, None for the paper's choice,
+    and :func:`build_patchgan_discriminator`) can be built at ``image_size``. Builds nothing.
+
+    Example:
+        >>> check_image_size(20)
+        Traceback (most recent call last):
+        ...
+        ValueError: image_size=20 is not supported: it must be a multiple of 4 and at least 24.
+    """
+    if num_residual_blocks is None:
+        num_residual_blocks = _default_residual_blocks(image_size)
+    # The generator's multiple (the PatchGAN takes any side), from the larger minimum up.
+    multiple, generator_minimum = _generator_side_rule(num_residual_blocks)
+    minimum = -(-max(generator_minimum, _patchgan_minimum_side()) // multiple) * multiple
+    if image_size % multiple or image_size < minimum:
+        raise ValueError(
+            f"image_size={image_size} is not supported: it must be a multiple of {multiple} and "
+            f"at least {minimum}."
+        )
 
 
 def build_resnet_generator(
@@ -51,7 +123,8 @@ def build_resnet_generator(
     it).
 
     Args:
-        image_size: side of the square images, a multiple of 4.
+        image_size: side of the square images: a multiple of 4, at least 8 (4 without
+            residual blocks).
         channels: image channels (1 for MR).
         base_filters: filters of the first layer (the paper's 64); the downsampling layers
             have 2x and 4x as many, the residual blocks 4x.
@@ -65,12 +138,9 @@ def build_resnet_generator(
 
     Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
-    if image_size % 4:
-        raise ValueError(
-            f"image_size must be divisible by 4 (two stride-2 steps), got {image_size}."
-        )
     if num_residual_blocks is None:
-        num_residual_blocks = 6 if image_size <= 128 else 9
+        num_residual_blocks = _default_residual_blocks(image_size)
+    _check_generator_side(image_size, num_residual_blocks)
     images = keras.Input((image_size, image_size, channels), name="images")
     x = ReflectionPadding2D(3)(images)
     x = layers.Conv2D(base_filters, 7, name="c7s1")(x)
@@ -98,18 +168,6 @@ def build_resnet_generator(
     return keras.Model(images, outputs, name=name)
 
 
-# Strides of the PatchGAN's five 4x4 convolutions, each after a zero padding of 1.
-PATCHGAN_STRIDES = (2, 2, 2, 1, 1)
-
-
-def _patchgan_output_side(image_size):
-    # Checked up front: Keras would only report "output size would be zero or negative".
-    side = int(image_size)
-    for stride in PATCHGAN_STRIDES:
-        side = (side + 2 - 4) // stride + 1
-    return side
-
-
 def build_patchgan_discriminator(
     image_size=256, channels=1, base_filters=64, name="patchgan_discriminator"
 ):
@@ -134,11 +192,8 @@ def build_patchgan_discriminator(
 
     Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
-    if image_size is not None and _patchgan_output_side(image_size) < 1:
-        minimum = next(side for side in range(1, 64) if _patchgan_output_side(side) >= 1)
-        raise ValueError(
-            f"image_size={image_size} is too small for the PatchGAN; it needs at least {minimum}."
-        )
+    if image_size is not None:
+        _check_patchgan_side(image_size)
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for index, (width, stride) in enumerate(
