@@ -576,13 +576,6 @@ _EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs"})
 # A learning-rate schedule planned over the whole run (CycleGAN's decay), recorded as this
 # config key, fixes the epochs: another length would restart the decay part-way through.
 _PLANNED_STEPS = "total_steps"
-# Config keys renamed since a run folder may have been written, old name -> new: a run's
-# config.json from before (translation.train_cyclegan recorded "filters") is read under the new
-# name, so its setting is still compared on resume rather than skipped as another version's.
-_RENAMED_SETTINGS = {
-    "filters": "base_filters",
-    "discriminator_filters": "discriminator_base_filters",
-}
 
 
 def _as_json(value):
@@ -595,27 +588,20 @@ def _short(value, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _renamed_settings(recorded: dict, current: dict) -> dict:
-    """``recorded`` (a stored config) with the old names of ``_RENAMED_SETTINGS`` read as the
-    new ones; the new name wins where a config has both, and a key the current config itself
-    uses under its old name is left alone."""
-    recorded = dict(recorded)
-    for old, new in _RENAMED_SETTINGS.items():
-        if old in recorded and old not in current:
-            value = recorded.pop(old)
-            recorded.setdefault(new, value)
-    return recorded
-
-
-def _check_resume_settings(run_dir: Path, config: dict, engine: dict) -> None:
-    """Refuse to resume a run with other data or settings than those in its ``config.json``."""
+def _check_resume_settings(
+    run_dir: Path, config: dict, engine: dict, read_recorded_config=None
+) -> None:
+    """Refuse to resume a run with other data or settings than those in its ``config.json``
+    (its ``config`` read through ``read_recorded_config``, when given)."""
     stored = read_run_config(run_dir, required=False)
     if stored is None:
         return  # removed by hand: the checkpoint's variable shapes are all there is to check
-    current_config = _as_json(dict(config))
+    recorded_config = stored["config"]
+    if read_recorded_config is not None:
+        recorded_config = read_recorded_config(dict(recorded_config))
     differences, reported = [], set()
     for current, recorded in (
-        (current_config, _renamed_settings(stored["config"], current_config)),
+        (_as_json(dict(config)), recorded_config),
         (_as_json(engine), stored["engine"]),
     ):
         # Keys on one side only come from another version of the package, not from a setting.
@@ -657,6 +643,7 @@ def fit(
     callbacks=(),
     verbose="auto",
     tensorboard: bool = True,
+    read_recorded_config=None,
 ) -> TrainingHistory:
     """Train ``model`` for ``num_epochs`` epochs, writing the run folder described above.
 
@@ -690,6 +677,10 @@ def fit(
         verbose: Keras' verbosity; "auto" shows the progress bar only when stdout is a
             terminal (not in notebooks, logs or pipes), else 0.
         tensorboard: write TensorBoard logs under ``run_dir/logs``.
+        read_recorded_config: ``read_recorded_config(recorded) -> dict``, applied on resume
+            to the ``config`` a run folder's ``config.json`` holds before it is compared with
+            ``config``: how the caller reads runs an older version recorded (keys renamed
+            since, ...). The new ``config`` is recorded as given.
 
     Returns:
         The :class:`TrainingHistory` of all epochs so far (resumed ones included), with
@@ -741,7 +732,7 @@ def fit(
             "num_examples": num_examples,
             "mixed_precision": bool(mixed_precision),
         }
-        _check_resume_settings(run_dir, config or {}, engine_settings)
+        _check_resume_settings(run_dir, config or {}, engine_settings, read_recorded_config)
     _remove_unfinished(run_dir)
 
     previous_policy = keras.mixed_precision.global_policy()

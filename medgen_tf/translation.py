@@ -94,6 +94,29 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
     return images_a, images_b, info
 
 
+# train_cyclegan's config.json keys renamed since a run folder may have been written, old name
+# -> new ("filters" before the builders took base_filters): a resume reads them under the new
+# name, so the widths are still compared rather than skipped as another version's keys.
+_RENAMED_SETTINGS = {
+    "filters": "base_filters",
+    "discriminator_filters": "discriminator_base_filters",
+}
+
+
+def _read_recorded_settings(recorded):
+    """A train_cyclegan run's recorded config as this version records it (for a resume): old
+    key names read as the new ones (the new wins where a config has both), and a discriminator
+    width recorded as None (the default, recorded before the width used was) as the
+    generators' ``base_filters``, which is what build_cyclegan built."""
+    for old, new in _RENAMED_SETTINGS.items():
+        if old in recorded:
+            value = recorded.pop(old)
+            recorded.setdefault(new, value)
+    if "discriminator_base_filters" in recorded and not recorded["discriminator_base_filters"]:
+        recorded["discriminator_base_filters"] = recorded.get("base_filters")
+    return recorded
+
+
 def build_cyclegan(
     image_size=64,
     channels=1,
@@ -172,7 +195,8 @@ def train_cyclegan(
         image_size=image_size,
         channels=int(images_a.shape[-1]),
         base_filters=base_filters,
-        discriminator_base_filters=discriminator_base_filters,
+        # The width built (None is base_filters), so a resume that names it explicitly matches.
+        discriminator_base_filters=discriminator_base_filters or base_filters,
         num_residual_blocks=num_residual_blocks,
         total_steps=total_steps,
         seed=seed,
@@ -198,6 +222,7 @@ def train_cyclegan(
         mixed_precision=mixed_precision,
         verbose=verbose,
         callbacks=callbacks,
+        read_recorded_config=_read_recorded_settings,
     )
     with atomic_path(run_dir / "domains.json") as temporary:
         temporary.write_text(json.dumps(info, indent=2))

@@ -342,9 +342,24 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
 
 
-def test_a_run_recorded_with_the_old_filters_keys_resumes_and_its_widths_are_still_checked(
-    tmp_path,
-):
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        # As train_cyclegan recorded them before the builders took base_filters.
+        {"filters": 2, "discriminator_filters": None},
+        # Between the rename and the width used being recorded: None for "as base_filters".
+        {"base_filters": 2, "discriminator_base_filters": None},
+        # Both names (an old run resumed by hand-edited settings): the new name wins.
+        {
+            "filters": 8,
+            "discriminator_filters": 8,
+            "base_filters": 2,
+            "discriminator_base_filters": 2,
+        },
+    ],
+    ids=["old keys", "discriminator width None", "old and new keys"],
+)
+def test_an_older_runs_recorded_widths_resume_and_are_still_checked(tmp_path, recorded):
     from medgen_tf.training import latest_checkpoint
 
     images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
@@ -362,25 +377,32 @@ def test_a_run_recorded_with_the_old_filters_keys_resumes_and_its_widths_are_sti
     with pytest.raises(KeyboardInterrupt):
         train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **options)
     stored = json.loads(config_path.read_text())
+    # The width built is recorded, not the default None.
     assert stored["config"]["base_filters"] == 2
-    assert stored["config"]["discriminator_base_filters"] is None
-    # The run folder as train_cyclegan wrote it before the rename to base_filters.
-    old_names = {"base_filters": "filters", "discriminator_base_filters": "discriminator_filters"}
-    stored["config"] = {old_names.get(key, key): value for key, value in stored["config"].items()}
+    assert stored["config"]["discriminator_base_filters"] == 2
+    # The run folder as an older train_cyclegan wrote it.
+    widths = ("base_filters", "discriminator_base_filters")
+    stored["config"] = {
+        **{key: value for key, value in stored["config"].items() if key not in widths},
+        **recorded,
+    }
     config_path.write_text(json.dumps(stored, indent=2))
     written = config_path.read_text()
-    # The old keys are read as the new: another width is still refused, before anything runs.
+    # Read as this version records them: another width is still refused, before anything runs.
     for change, difference in (
         (dict(base_filters=4), "base_filters 4 (run: 2)"),
-        (dict(discriminator_base_filters=4), "discriminator_base_filters 4 (run: None)"),
+        (dict(base_filters=8), "base_filters 8 (run: 2)"),
+        (dict(discriminator_base_filters=4), "discriminator_base_filters 4 (run: 2)"),
     ):
         with pytest.raises(DataError, match=re.escape(difference)):
             train_cyclegan(run_dir, resume=True, **{**options, **change})
     assert config_path.read_text() == written
-    # With the run's own widths it resumes from its checkpoint and finishes.
-    history = train_cyclegan(run_dir, resume=True, **options)
+    # With the run's own widths, the discriminator's named explicitly, it resumes from its
+    # checkpoint and finishes.
+    history = train_cyclegan(run_dir, resume=True, **options, discriminator_base_filters=2)
     assert all(len(values) == 2 for values in history.values())
     assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0002"
     config = json.loads(config_path.read_text())["config"]
-    assert config["base_filters"] == 2 and "filters" not in config
+    assert config["base_filters"] == 2 and config["discriminator_base_filters"] == 2
+    assert "filters" not in config and "discriminator_filters" not in config
     assert all((run_dir / name).exists() for name in GENERATOR_FILES.values())
