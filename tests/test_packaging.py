@@ -43,6 +43,14 @@ def test_extras_have_the_documented_names():
     assert {"pytest", "ruff"} <= {_name(r) for r in extras["dev"]}
 
 
+def test_the_dev_extra_installs_the_tfds_extra_rather_than_repeating_its_bound():
+    # One bound for tensorflow-datasets, in the tfds extra; pip resolves the self-reference.
+    project = _pyproject()["project"]
+    dev = project["optional-dependencies"]["dev"]
+    assert f"{project['name']}[tfds]" in dev
+    assert "tensorflow-datasets" not in {_name(r) for r in dev}
+
+
 def test_environment_yml_lists_the_same_dependencies():
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "conda-forge" in environment["channels"]
