@@ -317,3 +317,18 @@ def test_images_without_a_channel_axis_are_refused_rather_than_broadcast():
         vae.fit((255 * blob_images(8)).astype("uint8"), batch_size=4, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="compile takes no metrics="):
         vae.compile("adam", metrics=["mae"])
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_no_samples_and_no_reconstructions_have_the_images_shape(likelihood):
+    # TF's Conv2D gives an empty batch its input's channel count: the decoder's last
+    # convolution returned (0, 28, 28, 4) for one-channel images before decode caught it.
+    vae = tiny_vae(likelihood)
+    assert tuple(vae.sample(0, seed=0).shape) == (0, IMAGE_SIZE, IMAGE_SIZE, 1)
+    assert tuple(vae.decode(np.zeros((0, LATENT_DIM), np.float32)).shape) == (
+        0,
+        IMAGE_SIZE,
+        IMAGE_SIZE,
+        1,
+    )
+    assert tuple(vae.sample(3, seed=0).shape) == (3, IMAGE_SIZE, IMAGE_SIZE, 1)

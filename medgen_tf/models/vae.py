@@ -355,6 +355,9 @@ class VAE(keras.Model):
 
     def decode(self, z):
         """Decoded images in [0, 1]: Bernoulli probabilities or Gaussian means."""
+        if z.shape[0] == 0:
+            # TF's Conv2D gives an empty batch its input's channels, not its filters' count.
+            return ops.zeros((0, *self.decoder.outputs[0].shape[1:]), "float32")
         outputs = ops.cast(self.decoder(z), "float32")
         return ops.sigmoid(outputs) if self.likelihood == "bernoulli" else outputs
 
