@@ -107,8 +107,6 @@ def load_sampler(run_dir):
             if hasattr(model, "sample"):  # VAE: prior samples in [0, 1]
 
                 def sample(num_samples, seed, labels=None, model=model):
-                    if not num_samples:
-                        return _no_images(model.decoder)
                     images = model.sample(int(num_samples), seed=_as_seed(seed))
                     return 2.0 * np.asarray(images) - 1.0
 
@@ -117,8 +115,6 @@ def load_sampler(run_dir):
                 num_classes = getattr(model, "num_classes", None)
 
                 def sample(num_samples, seed, labels=None, model=model, classes=num_classes):
-                    if not num_samples:
-                        return _no_images(model.generator)
                     if classes:
                         labels = _labels_or_classes_in_turn(labels, num_samples, classes)
                     images = model.generate(int(num_samples), seed=_as_seed(seed), labels=labels)
@@ -171,7 +167,7 @@ def _predict(model, inputs, batch_size=256):
 
 def _no_images(network):
     # Zero samples asked for: no images, of the network's shape. Not computed: TF's Conv2D
-    # gives an empty batch its input's channels, so VAE.sample(0) has the wrong shape.
+    # gives an empty batch its input's channels (VAE.decode catches the same case).
     return np.zeros((0, *network.outputs[0].shape[1:]), np.float32)
 
 

@@ -57,6 +57,14 @@ def test_evaluate_command_on_a_tiny_trained_gan(tmp_path, capsys):
     assert (tmp_path / "evaluation.png").stat().st_size > 1000
 
 
+def _prior_images_from_logits(decoder, num_samples, latent_dim, seed=0):
+    """Reference images in [-1, 1]: a Bernoulli decoder's logits on the prior draws of ``seed``
+    (as VAE.sample and `medgen-tf sample` draw them), through a numpy sigmoid and 2 m - 1."""
+    z = keras.random.normal((num_samples, latent_dim), seed=seed)
+    logits = keras.ops.convert_to_numpy(decoder(z)).astype(np.float64)
+    return 2.0 / (1.0 + np.exp(-logits)) - 1.0
+
+
 def test_evaluate_run_samples_a_vae_decoder(tmp_path, record_calls):
     decoder = build_decoder(32, latent_dim=4, base_filters=8)  # Bernoulli: outputs logits
     decoder.save(tmp_path / "decoder.keras")
@@ -69,9 +77,7 @@ def test_evaluate_run_samples_a_vae_decoder(tmp_path, record_calls):
     # through a sigmoid (pixel means in [0, 1]) and then 2 m - 1. Reference: the same draws
     # as VAE.sample and `medgen-tf sample` (seed 0 is evaluate_run's default), mapped in numpy.
     (generated,) = scored
-    z = keras.random.normal((20, 4), seed=0)
-    logits = keras.ops.convert_to_numpy(decoder(z)).astype(np.float64)
-    np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-logits)) - 1.0, atol=1e-5)
+    np.testing.assert_allclose(generated, _prior_images_from_logits(decoder, 20, 4), atol=1e-5)
     assert generated.min() >= -1.0 and generated.max() <= 1.0
 
 
@@ -94,9 +100,7 @@ def test_evaluate_run_samples_a_whole_vae_in_minus_one_to_one(tmp_path, record_c
     # The model's prior samples (seed 0 is evaluate_run's default), as images in [-1, 1]:
     # computed here from the decoder, not through VAE.sample, and mapped in numpy.
     (generated,) = scored
-    z = keras.random.normal((20, 4), seed=0)
-    decoded = keras.ops.convert_to_numpy(vae.decoder(z)).astype(np.float64)
-    np.testing.assert_allclose(generated, 2.0 / (1.0 + np.exp(-decoded)) - 1.0, atol=1e-5)
+    np.testing.assert_allclose(generated, _prior_images_from_logits(vae.decoder, 20, 4), atol=1e-5)
     assert generated.min() >= -1.0 and generated.max() <= 1.0
     assert generated.min() < -0.5 and generated.max() > 0.5
 
