@@ -612,13 +612,16 @@ def test_unpaired_batches_of_another_form_are_one_line():
         assert len(str(caught.value).splitlines()) == 1
 
 
+def _generator_pair(channels):
+    """Two tiny ResNet generators, A -> B and B -> A, for SIZE-pixel images."""
+    return tuple(
+        build_resnet_generator(SIZE, channels, base_filters=4, num_residual_blocks=1, name=name)
+        for name in ("g_ab", "g_ba")
+    )
+
+
 def test_networks_that_do_not_fit_together_are_refused_when_built():
-    generator_ab = build_resnet_generator(
-        SIZE, 3, base_filters=4, num_residual_blocks=1, name="g_ab"
-    )
-    generator_ba = build_resnet_generator(
-        SIZE, 3, base_filters=4, num_residual_blocks=1, name="g_ba"
-    )
+    generator_ab, generator_ba = _generator_pair(channels=3)
     one_channel = build_patchgan_discriminator(SIZE, 1, base_filters=4, name="d_b")
     three_channels = build_patchgan_discriminator(SIZE, 3, base_filters=4, name="d_a")
     with pytest.raises(ValueError, match=r"g_ab makes images of shape \(32, 32, 3\) but d_b"):
@@ -643,12 +646,7 @@ def test_an_empty_batch_passes_the_pool_unchanged_also_under_xla():
 
 
 def test_fully_convolutional_discriminators_of_any_size_are_accepted():
-    generator_ab = build_resnet_generator(
-        SIZE, 1, base_filters=4, num_residual_blocks=1, name="g_ab"
-    )
-    generator_ba = build_resnet_generator(
-        SIZE, 1, base_filters=4, num_residual_blocks=1, name="g_ba"
-    )
+    generator_ab, generator_ba = _generator_pair(channels=1)
     any_size_a = build_patchgan_discriminator(None, 1, base_filters=4, name="d_a")
     any_size_b = build_patchgan_discriminator(None, 1, base_filters=4, name="d_b")
     model = CycleGAN(generator_ab, generator_ba, any_size_a, any_size_b, pool_size=2)
