@@ -5,7 +5,7 @@ embedded cohort, a few of which carry a small hyperintense disc drawn inside the
 (:func:`medgen_tf.evaluation.draw_lesion`; random position, radius and intensity, fixed by a
 seed). The lesions are synthetic: this is a controlled benchmark, not a diagnostic model.
 
-Four training conditions for the same small CNN, each over several seeds:
+Five training conditions for the same small CNN, each over several seeds:
 
 - ``"real only"``: the scarce, imbalanced training slices as they are;
 - ``"real + cGAN"``: plus lesion samples of a conditional GAN (Mirza & Osindero 2014) trained
@@ -15,8 +15,10 @@ Four training conditions for the same small CNN, each over several seeds:
 - ``"both"``;
 - ``"real, positives repeated"``: a control that only rebalances (each real positive repeated
   as often as the cGAN condition adds samples), so a gain of ``"real + cGAN"`` can be split into
-  "more positives seen per epoch" and "new information from the generator".
+  "more positives per batch" and "new information from the generator".
 
+Every condition trains for the same number of gradient steps (those of the real training set
+over ``num_epochs`` epochs), so a condition that adds slices does not also add updates.
 Balanced accuracy and AUROC are measured on held-out subjects (splits are by subject, never by
 slice, and the GAN never sees a held-out subject). Taught in
 ``notebooks/05_synthetic_data_augmentation.ipynb``.
@@ -25,6 +27,7 @@ Example:
     >>> splits = lesion_detection_splits(image_size=32, train_prevalence=0.08)  # doctest: +SKIP
     >>> rows = run_experiment(splits["train"], splits["test"], seeds=(0, 1, 2))  # doctest: +SKIP
     >>> print(format_results(rows))  # doctest: +SKIP
+    >>> print(format_paired_differences(rows, baseline="real only"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -48,9 +51,12 @@ __all__ = [
     "build_classifier",
     "classifier_logits",
     "evaluate_classifier",
+    "format_paired_differences",
     "format_results",
     "lesion_detection_data",
     "lesion_detection_splits",
+    "lesion_effect",
+    "paired_differences",
     "run_experiment",
     "summarize",
     "synthetic_lesion_samples",
@@ -158,14 +164,7 @@ def lesion_detection_data(
         raise ValueError(f"prevalence must be in [0, 1], got {prevalence}")
     if radius_range is None:
         radius_range = (0.05 * image_size, 0.1 * image_size)
-    slices = brain_slices(
-        (contrast,),
-        split=split,
-        image_size=image_size,
-        num_subjects=num_subjects,
-        slices_per_subject=slices_per_subject,
-        return_labels=True,
-    )
+    slices = _cohort_slices(split, image_size, contrast, num_subjects, slices_per_subject)
     images, brain = slices[contrast], slices["mask"][..., 0] > 0.5
     depth = np.array([ndimage.distance_transform_edt(mask).max() for mask in brain])
     eligible = np.flatnonzero(depth >= radius_range[1] + 1.0)
@@ -193,6 +192,59 @@ def lesion_detection_data(
         "lesion_mask": lesion_masks,
         "brain_mask": brain,
     }
+
+
+def _cohort_slices(split, image_size, contrast, num_subjects, slices_per_subject):
+    """The lesion-free slices (and masks, subjects) that :func:`lesion_detection_data` draws on."""
+    return brain_slices(
+        (contrast,),
+        split=split,
+        image_size=image_size,
+        num_subjects=num_subjects,
+        slices_per_subject=slices_per_subject,
+        return_labels=True,
+    )
+
+
+def lesion_effect(
+    split="train",
+    prevalence=0.08,
+    image_size=32,
+    contrast="t2",
+    num_subjects=32,
+    slices_per_subject=48,
+    **kwargs,
+):
+    """How much a real simulated lesion changes its slice: one value per positive slice.
+
+    Each value is the mean over pixels of ``|lesioned - original|``, for the slices that
+    :func:`lesion_detection_data` (called with the same arguments) gives a lesion. It is the
+    yardstick for a conditional generator's label effect, the mean ``|G(z, lesion) -
+    G(z, normal)|`` over pixels: a generator that draws lesions like the real ones changes its
+    samples by about this much when the label flips; a lesion disc covers a few pixels of a
+    slice, so the value is small.
+
+    Args:
+        split, prevalence, image_size, contrast, num_subjects, slices_per_subject, **kwargs:
+            as for :func:`lesion_detection_data` (``seed``, ``radius_range``,
+            ``intensity_range``).
+
+    Returns:
+        ``(num_positive,)`` float64 array, in the slices' order.
+    """
+    data = lesion_detection_data(
+        split,
+        prevalence,
+        image_size=image_size,
+        contrast=contrast,
+        num_subjects=num_subjects,
+        slices_per_subject=slices_per_subject,
+        **kwargs,
+    )
+    clean = _cohort_slices(split, image_size, contrast, num_subjects, slices_per_subject)[contrast]
+    positive = data["labels"] == 1
+    change = np.abs(data["images"][positive].astype(np.float64) - clean[positive])
+    return change.reshape(int(positive.sum()), -1).mean(axis=1)
 
 
 def lesion_detection_splits(train_prevalence=0.08, test_prevalence=0.5, **kwargs):
@@ -269,9 +321,23 @@ def train_classifier(
     augment=False,
     learning_rate=1e-3,
     class_weight=None,
+    steps_per_epoch=None,
     **classifier_kwargs,
 ):
     """Build, compile and fit :func:`build_classifier`; returns the trained model.
+
+    The model takes ``num_epochs * steps_per_epoch`` gradient steps. By default
+    ``steps_per_epoch`` is ``ceil(n / batch_size)``, one pass over the ``n`` slices per epoch,
+    so a larger training set gets more steps. Pass ``steps_per_epoch`` to fix the number of
+    steps whatever ``n`` is (:func:`run_experiment` does, so that its conditions get equal
+    steps). The batches then form one stream of passes over the slices, each pass in the order
+    fixed by ``(seed, pass)``, and the epochs take consecutive chunks of it: Keras 3 ``fit``
+    with ``steps_per_epoch`` keeps one iterator over a dataset across epochs (it starts a new
+    one only once a dataset of known length is used up; this one's length is unknown to it), so
+    a set with more batches per pass than ``steps_per_epoch`` is not cut to its first batches
+    each epoch (tests/test_augmentation.py checks that every slice is seen). With
+    ``steps_per_epoch = ceil(m / batch_size)`` for ``m < n``, each slice is seen about ``m / n``
+    times as often as with the default.
 
     ``augment=True`` maps :func:`build_augmenter` over the training batches only (never at
     evaluation). ``class_weight`` (e.g. ``{0: 1.0, 1: 10.0}``) is passed to ``fit``; off by default.
@@ -283,13 +349,19 @@ def train_classifier(
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
     targets = np.asarray(labels, np.float32).reshape(-1, 1)
-    # Epochs back to back, each in the order fixed by (seed, epoch), as training.fit does.
+    batches_per_pass = math.ceil(len(targets) / batch_size)
+    if steps_per_epoch is None:
+        steps_per_epoch = batches_per_pass
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+    # Passes back to back, each in the order fixed by (seed, pass), as training.fit does; as many
+    # as the steps need (the default: one per epoch). fit consumes them as one stream.
     dataset = make_dataset(
         np.asarray(images, np.float32),
         targets,
         batch_size=batch_size,
         seed=seed,
-        num_epochs=num_epochs,
+        num_epochs=math.ceil(num_epochs * steps_per_epoch / batches_per_pass),
         drop_remainder=False,
     )
     if augment:
@@ -300,7 +372,7 @@ def train_classifier(
     model.fit(
         dataset,
         epochs=num_epochs,
-        steps_per_epoch=math.ceil(len(targets) / batch_size),
+        steps_per_epoch=steps_per_epoch,
         class_weight=class_weight,
         shuffle=False,
         verbose=0,
@@ -417,10 +489,20 @@ def run_experiment(
         train, test: dicts with ``"images"`` and ``"labels"`` (e.g. from
             :func:`lesion_detection_splits`); the cGAN sees ``train`` only.
         seeds: one classifier per (condition, seed); one cGAN per seed, shared by the
-            conditions that use synthetic data. Seed ``k`` fixes the classifier's weights, batch
-            order and augmentation, and the cGAN's, so conditions differ only in their data.
+            conditions that use synthetic data. Seed ``k`` fixes the classifier's initial
+            weights, its shuffling, dropout and augmentation streams, and the cGAN. For a
+            seed, every condition starts from the same initial weights and draws from the same
+            seeded streams; the batches are shared only by conditions whose training sets have
+            the same size (real only and classic augmentation, before augmentation changes
+            the slices; real + cGAN, both and the repeat control, whose added slices differ):
+            a set of another size is shuffled into another order. Per-seed differences are
+            paired by the initial weights and the seed, not by identical batches.
         conditions: names from :data:`CONDITIONS`.
-        num_epochs, gan_epochs, batch_size: classifier epochs, cGAN epochs, batch size.
+        num_epochs, gan_epochs, batch_size: classifier epochs, cGAN epochs, batch size. Every
+            condition trains for the same number of gradient steps, ``num_epochs`` times the
+            real training set's ``ceil(n / batch_size)``: a balanced set (about twice as many
+            slices) is seen about half as many times per slice, instead of getting twice as
+            many updates (see ``steps_per_epoch`` of :func:`train_classifier`).
         gans: optional ``{seed: trained ConditionalGAN}`` to reuse; those trained here are
             added to it.
         gan_kwargs, classifier_kwargs: extra arguments of :func:`train_conditional_gan` and
@@ -447,6 +529,8 @@ def run_experiment(
             f"run_experiment: train has no positive slice, so {balancing} cannot balance the "
             "classes; use a training split with lesions"
         )
+    # The same number of gradient steps for every condition: the real set's steps per epoch.
+    steps_per_epoch = math.ceil(len(labels) / batch_size)
     rows = []
     for seed in seeds:
         for name in conditions:
@@ -478,6 +562,7 @@ def run_experiment(
                 batch_size,
                 seed=seed,
                 augment=augment,
+                steps_per_epoch=steps_per_epoch,
                 **(classifier_kwargs or {}),
             )
             scores = evaluate_classifier(model, test["images"], test["labels"])
@@ -522,4 +607,70 @@ def format_results(rows):
             f"{name:{width}s}{accuracy:>13.3f} ± {accuracy_std:.3f}"
             f"{area:>11.3f} ± {area_std:.3f}{entry['seeds']:>7d}"
         )
+    return "\n".join(lines)
+
+
+def paired_differences(rows, baseline="real only", metric="auroc", confidence=0.95):
+    """Each condition minus ``baseline``, paired by seed, with a t-interval over seeds.
+
+    For every condition other than ``baseline``, the per-seed differences ``condition -
+    baseline`` of ``metric`` (seeds present in both), their mean, and the two-sided
+    ``confidence`` Student-t interval of the mean (``mean ± t * sd / sqrt(k)``, ``k - 1``
+    degrees of freedom; NaN bounds for a single seed). The seeds vary the classifier's
+    training (initial weights, batches, augmentation, the cGAN), never the test set: the
+    interval measures training noise only, not the sampling of test subjects.
+
+    Returns:
+        ``{condition: {"per_seed": array, "seeds": k, "mean", "low", "high"}}``, in the order of
+        ``rows``.
+
+    Raises:
+        ValueError: ``baseline`` has no row.
+    """
+    from scipy import stats
+
+    values = {}
+    for row in rows:
+        values.setdefault(row["condition"], {})[row["seed"]] = float(row[metric])
+    if baseline not in values:
+        raise ValueError(f"no rows for the baseline condition {baseline!r}")
+    result = {}
+    for name, by_seed in values.items():
+        if name == baseline:
+            continue
+        seeds = [seed for seed in by_seed if seed in values[baseline]]
+        per_seed = np.array([by_seed[seed] - values[baseline][seed] for seed in seeds])
+        mean = float(per_seed.mean()) if len(seeds) else float("nan")
+        low = high = float("nan")
+        if len(seeds) > 1:
+            quantile = stats.t.ppf(0.5 + confidence / 2, len(seeds) - 1)
+            half = quantile * per_seed.std(ddof=1) / math.sqrt(len(seeds))
+            low, high = mean - half, mean + half
+        result[name] = {
+            "per_seed": per_seed,
+            "seeds": len(seeds),
+            "mean": mean,
+            "low": float(low),
+            "high": float(high),
+        }
+    return result
+
+
+def format_paired_differences(rows, baseline="real only", metric="auroc", confidence=0.95):
+    """:func:`paired_differences` as a plain-text table, one line per condition."""
+    differences = paired_differences(rows, baseline, metric, confidence)
+    width = max([len("condition"), *(len(name) for name in differences)]) + 2
+    interval_title = f"{confidence:.0%} t-interval"
+    lines = [
+        f"{metric}: condition minus {baseline!r}, paired by seed",
+        f"{'condition':{width}s}{'mean':>8s}  {interval_title:>18s}  per seed",
+    ]
+    lines.append("-" * (len(lines[1]) + 12))
+    for name, entry in differences.items():
+        if entry["seeds"] > 1:
+            interval = f"[{entry['low']:+.3f}, {entry['high']:+.3f}]"
+        else:
+            interval = "n/a (one seed)"
+        per_seed = ", ".join(f"{value:+.3f}" for value in entry["per_seed"])
+        lines.append(f"{name:{width}s}{entry['mean']:>+8.3f}  {interval:>18s}  {per_seed}")
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 balanced-accuracy metrics it reports."""
 
 import itertools
+import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,9 +16,12 @@ from medgen_tf.augmentation import (
     build_classifier,
     classifier_logits,
     evaluate_classifier,
+    format_paired_differences,
     format_results,
     lesion_detection_data,
     lesion_detection_splits,
+    lesion_effect,
+    paired_differences,
     run_experiment,
     summarize,
     synthetic_lesion_samples,
@@ -227,3 +232,118 @@ def test_augmented_training_is_reproducible_by_seed():
 
     np.testing.assert_array_equal(weights(0), weights(0))
     assert not np.array_equal(weights(0), weights(1))
+
+
+def _total_steps(model):
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def test_train_classifier_takes_steps_per_epoch_times_epochs():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (40, 16, 16, 1)).astype("float32")
+    labels = (np.arange(40) % 4 == 0).astype("int32")
+    small = dict(batch_size=8, base_filters=4)
+    # Default: one pass per epoch, ceil(40 / 8) = 5 steps.
+    assert _total_steps(train_classifier(images, labels, 3, **small)) == 15
+    # Fewer steps than a pass, and more than a pass (the stream then runs over several passes).
+    assert _total_steps(train_classifier(images, labels, 3, steps_per_epoch=2, **small)) == 6
+    assert _total_steps(train_classifier(images, labels, 3, steps_per_epoch=7, **small)) == 21
+
+
+class _RowRecorder(keras.Model):
+    """Counts how often each row is trained on; a row's id is the value of its first pixel."""
+
+    def __init__(self, num_rows):
+        super().__init__()
+        self.num_rows = num_rows
+        self.dense = keras.layers.Dense(1)
+        self.counts = self.add_weight(shape=(num_rows,), initializer="zeros", trainable=False)
+
+    def call(self, images):
+        return self.dense(keras.ops.reshape(images, (keras.ops.shape(images)[0], -1)))
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        ids = tf.cast(tf.round(data[0][:, 0, 0, 0]), tf.int32)
+        self.counts.assign_add(tf.reduce_sum(tf.one_hot(ids, self.num_rows), axis=0))
+        return {"rows_seen": tf.reduce_sum(self.counts)}  # fit needs at least one output
+
+
+def test_fixed_steps_run_through_the_whole_set_across_epochs(monkeypatch):
+    # 12 rows in batches of 2 is 6 batches a pass; 2 steps an epoch for 6 epochs is 12 batches.
+    # Keras 3 keeps one iterator across epochs, so the epochs take consecutive chunks of the
+    # stream and every row is seen twice; a dataset restarted each epoch would feed only the
+    # first 4 rows of one order, 6 times over.
+    images = np.broadcast_to(np.arange(12, dtype="float32")[:, None, None, None], (12, 4, 4, 1))
+    labels = np.zeros(12, "int32")
+    monkeypatch.setattr(
+        "medgen_tf.augmentation.build_classifier", lambda *args, **kwargs: _RowRecorder(12)
+    )
+    model = train_classifier(images, labels, 6, batch_size=2, steps_per_epoch=2)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.counts), np.full(12, 2.0))
+
+
+def test_every_condition_gets_the_real_sets_number_of_steps(splits, monkeypatch):
+    import medgen_tf.augmentation as module
+
+    steps, original = {}, module.train_classifier
+
+    def recording(images, labels, *args, **kwargs):
+        model = original(images, labels, *args, **kwargs)
+        steps[len(labels)] = _total_steps(model)
+        return model
+
+    monkeypatch.setattr(module, "train_classifier", recording)
+    train = splits["train"]
+    run_experiment(
+        train,
+        splits["test"],
+        seeds=(0,),
+        conditions=("real only", "classic augmentation", "real, positives repeated"),
+        num_epochs=2,
+        batch_size=8,
+        classifier_kwargs=dict(base_filters=4),
+    )
+    num_real = len(train["labels"])  # 48 slices, 5 positives: the control has 86
+    assert sorted(steps) == [num_real, 2 * int((train["labels"] == 0).sum())]
+    # 2 epochs of ceil(48 / 8) = 6 steps, whatever the set's size (86 slices: 11 a pass).
+    assert set(steps.values()) == {2 * math.ceil(num_real / 8)} == {12}
+
+
+def test_paired_differences_match_a_hand_computation():
+    baseline = [0.60, 0.70, 0.65]
+    other = [0.50, 0.62, 0.63]  # differences -0.10, -0.08, -0.02
+    rows = [
+        {"condition": name, "seed": seed, "auroc": value, "balanced_accuracy": 0.5}
+        for name, values in (("real only", baseline), ("classic augmentation", other))
+        for seed, value in enumerate(values)
+    ]
+    # Mean -0.2 / 3; sample sd sqrt(((-0.1 + 0.2/3)^2 + (-0.08 + 0.2/3)^2 + (-0.02 + 0.2/3)^2) / 2)
+    # = 0.041633; t(0.975, df 2) = 4.302653 (a t table); half width 4.302653 * 0.041633 / sqrt(3).
+    mean, half = -0.2 / 3, 4.302653 * 0.0416333 / math.sqrt(3)
+    entry = paired_differences(rows)["classic augmentation"]
+    np.testing.assert_allclose(entry["per_seed"], [-0.10, -0.08, -0.02], atol=1e-12)
+    assert entry["seeds"] == 3 and entry["mean"] == pytest.approx(mean)
+    assert entry["low"] == pytest.approx(mean - half, abs=1e-5)  # -0.170087
+    assert entry["high"] == pytest.approx(mean + half, abs=1e-5)  # +0.036754: crosses 0
+    # Rows of a seed missing from the baseline are left out of the pairs.
+    rows.append({"condition": "classic augmentation", "seed": 7, "auroc": 0.9})
+    assert paired_differences(rows)["classic augmentation"]["seeds"] == 3
+    table = format_paired_differences(rows)
+    assert "-0.067" in table and "[-0.170, +0.037]" in table
+    single = paired_differences(rows[:1] + rows[3:4])["classic augmentation"]
+    assert single["seeds"] == 1 and np.isnan(single["low"]) and np.isnan(single["high"])
+    assert "n/a (one seed)" in format_paired_differences(rows[:1] + rows[3:4])
+    with pytest.raises(ValueError, match="baseline"):
+        paired_differences(rows, baseline="both")
+
+
+def test_lesion_effect_is_the_mean_change_of_each_positive_slice():
+    data = lesion_detection_data("train", 0.1, seed=3, **LESIONS)
+    clean = brain_slices(("t2",), split="train", return_labels=True, **TINY)["t2"]
+    positive = np.flatnonzero(data["labels"] == 1)
+    expected = [np.abs(data["images"][i] - clean[i]).mean() for i in positive]
+    effect = lesion_effect("train", 0.1, seed=3, **LESIONS)
+    np.testing.assert_allclose(effect, expected, rtol=1e-6)
+    assert len(effect) == 5 and (effect > 0).all()
