@@ -152,3 +152,43 @@ def test_image_batch_check_refuses_what_it_can_see_and_lets_an_unknown_rank_thro
         ValueError, match="GAN expects float images scaled to \\[-1, 1\\], got uint8"
     ):
         check_image_batch(tf.zeros((2, 4, 4, 1), tf.uint8), "GAN", "[-1, 1]")
+
+
+def _builders():
+    from medgen_tf.models import cyclegan, gan, vae
+
+    return {
+        "gan.build_generator": lambda size: gan.build_generator(8, size, base_filters=4),
+        "gan.build_discriminator": lambda size: gan.build_discriminator(size, base_filters=4),
+        "vae.build_encoder": lambda size: vae.build_encoder(size, base_filters=4),
+        "vae.build_decoder": lambda size: vae.build_decoder(size, base_filters=4),
+        "vae.build_vae": lambda size: vae.build_vae(size, base_filters=4),
+        "cyclegan.build_resnet_generator": lambda size: cyclegan.build_resnet_generator(
+            size, base_filters=4, num_residual_blocks=1
+        ),
+        "cyclegan.build_patchgan_discriminator": lambda size: cyclegan.build_patchgan_discriminator(
+            size, base_filters=4
+        ),
+        "cyclegan.check_image_size": cyclegan.check_image_size,
+    }
+
+
+@pytest.mark.parametrize("image_size", [None, 28.5, 32.0, 0, -32, True, "32"])
+@pytest.mark.parametrize("builder", sorted(_builders()))
+def test_builders_refuse_an_image_size_that_is_no_positive_int_in_one_line(builder, image_size):
+    # None gave a TypeError, 28.5 was truncated to 28 and 0 built a network. The PatchGAN
+    # takes None (any size), as documented.
+    if builder == "cyclegan.build_patchgan_discriminator" and image_size is None:
+        assert _builders()[builder](None).inputs[0].shape[1:3] == (None, None)
+        return
+    short_name = builder.split(".")[1]
+    with pytest.raises(ValueError, match=rf"^{short_name}: image_size must be a positive int, got"):
+        _builders()[builder](image_size)
+
+
+def test_the_image_size_check_passes_whole_numbers_of_any_integer_type():
+    from medgen_tf.models.layers import check_image_size_argument
+
+    for size in (32, np.int64(32), np.int32(32)):
+        assert check_image_size_argument(size, "builder") == 32
+        assert type(check_image_size_argument(size, "builder")) is int

@@ -332,3 +332,19 @@ def test_no_samples_and_no_reconstructions_have_the_images_shape(likelihood):
         1,
     )
     assert tuple(vae.sample(3, seed=0).shape) == (3, IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(beta=None),
+        dict(beta=float("nan")),
+        dict(kl_warmup_steps=None),
+        dict(gaussian_sigma=None),
+    ],
+    ids=["beta None", "beta NaN", "warm-up None", "sigma None"],
+)
+def test_missing_or_nan_loss_settings_are_a_value_error(settings):
+    # None gave a TypeError from a comparison; NaN passed and trained on a NaN loss.
+    with pytest.raises(ValueError, match="need beta >= 0, kl_warmup_steps >= 0, gaussian_sigma"):
+        tiny_vae(**settings)

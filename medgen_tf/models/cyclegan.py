@@ -18,6 +18,7 @@ from medgen_tf.models.layers import (
     check_batch_structure,
     check_compile_arguments,
     check_image_batch,
+    check_image_size_argument,
     engine_compile_arguments,
     loss_scaled,
 )
@@ -99,6 +100,7 @@ def check_image_size(image_size, num_residual_blocks=None):
         ...
         ValueError: image_size=20 is not supported: it must be a multiple of 4 and at least 24.
     """
+    image_size = check_image_size_argument(image_size, "check_image_size")
     if num_residual_blocks is None:
         num_residual_blocks = _default_residual_blocks(image_size)
     # The generator's multiple (the PatchGAN takes any side), from the larger minimum up.
@@ -138,6 +140,7 @@ def build_resnet_generator(
 
     Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
+    image_size = check_image_size_argument(image_size, "build_resnet_generator")
     if num_residual_blocks is None:
         num_residual_blocks = _default_residual_blocks(image_size)
     _check_generator_side(image_size, num_residual_blocks)
@@ -193,6 +196,7 @@ def build_patchgan_discriminator(
     Notebook: ``notebooks/03_cyclegan.ipynb``.
     """
     if image_size is not None:
+        image_size = check_image_size_argument(image_size, "build_patchgan_discriminator")
         _check_patchgan_side(image_size)
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images

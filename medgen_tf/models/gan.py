@@ -16,6 +16,7 @@ from medgen_tf.models.layers import (
     check_batch_structure,
     check_compile_arguments,
     check_image_batch,
+    check_image_size_argument,
     engine_compile_arguments,
     loss_scaled,
 )
@@ -71,7 +72,7 @@ def build_generator(
 
     Notebook: ``notebooks/01_gan.ipynb``.
     """
-    start, steps = _upsampling_plan(image_size)
+    start, steps = _upsampling_plan(check_image_size_argument(image_size, "build_generator"))
     noise = keras.Input((latent_dim,), name="noise")
     inputs, x = [noise], noise
     if num_classes:
@@ -137,6 +138,7 @@ def build_discriminator(
 
     Notebook: ``notebooks/01_gan.ipynb``.
     """
+    image_size = check_image_size_argument(image_size, "build_discriminator")
     if normalization not in (None, "batch", "layer"):
         raise ValueError(f"normalization must be None, 'batch' or 'layer', got {normalization!r}.")
     images = keras.Input((image_size, image_size, channels), name="images")

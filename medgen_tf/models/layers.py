@@ -12,6 +12,21 @@ import numbers
 import keras
 
 
+def check_image_size_argument(image_size, builder) -> int:
+    """``image_size`` as an int, or a one-line ValueError naming it and ``builder``.
+
+    Refused: None, a bool, a float (``int()`` would quietly make 28.5 into 28) and sides below 1,
+    before they reach a shape arithmetic that fails with a TypeError or builds a wrong network.
+    """
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, numbers.Integral)
+        or image_size < 1
+    ):
+        raise ValueError(f"{builder}: image_size must be a positive int, got {image_size!r}.")
+    return int(image_size)
+
+
 def computes_in_float16(network) -> bool:
     """Whether any layer of ``network`` (nested models included) computes in float16.
 

@@ -17,6 +17,7 @@ from medgen_tf.models.layers import (
     check_batch_structure,
     check_compile_arguments,
     check_image_batch,
+    check_image_size_argument,
     engine_compile_arguments,
     loss_scaled,
 )
@@ -81,6 +82,7 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
 
     Notebook: ``notebooks/02_vae.ipynb``.
     """
+    image_size = check_image_size_argument(image_size, "build_encoder")
     images = keras.Input((image_size, image_size, channels), name="images")
     x = images
     for block in range(_num_downsamples(image_size)):
@@ -120,6 +122,7 @@ def build_decoder(
 
     Notebook: ``notebooks/02_vae.ipynb``.
     """
+    image_size = check_image_size_argument(image_size, "build_decoder")
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     num_blocks = _num_downsamples(image_size)
@@ -250,7 +253,11 @@ class VAE(keras.Model):
         super().__init__(**kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if beta < 0 or kl_warmup_steps < 0 or gaussian_sigma <= 0:
+        try:  # None (a TypeError) and NaN (no comparison holds) are refused too
+            valid = beta >= 0 and kl_warmup_steps >= 0 and gaussian_sigma > 0
+        except TypeError:
+            valid = False
+        if not valid:
             raise ValueError(
                 f"need beta >= 0, kl_warmup_steps >= 0, gaussian_sigma > 0; got {beta}, "
                 f"{kl_warmup_steps}, {gaussian_sigma}"
@@ -471,6 +478,7 @@ def build_vae(
 
     Notebook: ``notebooks/02_vae.ipynb``.
     """
+    check_image_size_argument(image_size, "build_vae")
     encoder = build_encoder(image_size, channels, latent_dim, base_filters)
     decoder = build_decoder(image_size, channels, latent_dim, base_filters, likelihood)
     return VAE(encoder, decoder, likelihood=likelihood, **kwargs)
