@@ -10,16 +10,30 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from medgen_tf import losses
-from medgen_tf.models.layers import (
-    MaximumLeakyReLU,
-    check_batch_structure,
-    check_compile_arguments,
-    check_image_batch,
-    check_image_size_argument,
-    engine_compile_arguments,
-    loss_scaled,
-)
+try:
+    from medgen_tf import losses
+    from medgen_tf.models.layers import (
+        MaximumLeakyReLU,
+        check_batch_structure,
+        check_compile_arguments,
+        check_image_batch,
+        check_image_size_argument,
+        engine_compile_arguments,
+        loss_scaled,
+    )
+except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
+    if not (error.name or "").startswith("medgen_tf"):
+        raise
+    import losses
+    from layers import (
+        MaximumLeakyReLU,
+        check_batch_structure,
+        check_compile_arguments,
+        check_image_batch,
+        check_image_size_argument,
+        engine_compile_arguments,
+        loss_scaled,
+    )
 
 __all__ = ["GAN", "ConditionalGAN", "build_discriminator", "build_generator", "default_optimizers"]
 

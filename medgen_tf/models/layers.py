@@ -2,7 +2,9 @@
 
 A model module imports only keras, tensorflow, numpy, ``medgen_tf.losses`` and this file,
 so copying a model into another project means copying at most three files (Pix2Pix has no
-builders of its own: it takes the networks that ``cyclegan.py`` builds, a fourth file).
+builders of its own: it takes the networks that ``cyclegan.py`` builds, a fourth file). Put
+them side by side, unchanged: where ``medgen_tf`` is not installed, a model file imports its
+neighbours ``losses`` and ``layers`` instead.
 """
 
 from __future__ import annotations

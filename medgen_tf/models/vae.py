@@ -12,15 +12,28 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from medgen_tf import losses
-from medgen_tf.models.layers import (
-    check_batch_structure,
-    check_compile_arguments,
-    check_image_batch,
-    check_image_size_argument,
-    engine_compile_arguments,
-    loss_scaled,
-)
+try:
+    from medgen_tf import losses
+    from medgen_tf.models.layers import (
+        check_batch_structure,
+        check_compile_arguments,
+        check_image_batch,
+        check_image_size_argument,
+        engine_compile_arguments,
+        loss_scaled,
+    )
+except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
+    if not (error.name or "").startswith("medgen_tf"):
+        raise
+    import losses
+    from layers import (
+        check_batch_structure,
+        check_compile_arguments,
+        check_image_batch,
+        check_image_size_argument,
+        engine_compile_arguments,
+        loss_scaled,
+    )
 
 __all__ = [
     "LIKELIHOODS",
