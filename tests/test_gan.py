@@ -571,3 +571,17 @@ def test_conditional_labels_of_unknown_rank_pass_and_no_labels_generate_nothing(
     np.testing.assert_array_equal(unknown_rank(tf.constant([[1], [2]], tf.int64)), [1, 2])
     gan = tiny_gan(num_classes=3)
     assert gan.generate(0, labels=[]).shape == (0, 32, 32, 1)
+
+
+def test_wgan_gp_refuses_a_critic_with_batch_norm_nested_or_not():
+    # The penalty is per sample; batch statistics mix the samples of the interpolated batch.
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)
+    critic = build_discriminator(32, base_filters=FILTERS, normalization="batch")
+    wrapped = keras.Sequential([keras.Input((32, 32, 1)), critic])
+    for network in (critic, wrapped):
+        with pytest.raises(ValueError, match="normalization=None or 'layer'"):
+            GAN(generator, network, loss="wgan_gp")
+    assert GAN(generator, critic, loss="hinge").loss_name == "hinge"  # other losses: allowed
+    for normalization in (None, "layer"):
+        critic = build_discriminator(32, base_filters=FILTERS, normalization=normalization)
+        assert GAN(generator, critic, loss="wgan_gp").is_wasserstein

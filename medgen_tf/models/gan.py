@@ -272,6 +272,11 @@ class GAN(keras.Model):
         self.loss_name = _loss_key(loss)
         self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
         self.is_wasserstein = self.loss_name == "wgan_gp"
+        if self.is_wasserstein and _has_batch_norm(discriminator):
+            raise ValueError(
+                "loss='wgan_gp' needs a critic without batch norm (its gradient penalty is per "
+                "sample): build it with normalization=None or 'layer'."
+            )
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
         if self.is_wasserstein and float(label_smoothing):
@@ -522,6 +527,14 @@ class GAN(keras.Model):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _has_batch_norm(network):
+    # Nested models included: a critic may wrap another model.
+    return any(
+        isinstance(layer, layers.BatchNormalization) or _has_batch_norm(layer)
+        for layer in getattr(network, "layers", [])
+    )
 
 
 def _embedded_classes(network):
