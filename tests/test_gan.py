@@ -573,6 +573,24 @@ def test_conditional_labels_of_unknown_rank_pass_and_no_labels_generate_nothing(
     assert gan.generate(0, labels=[]).shape == (0, 32, 32, 1)
 
 
+@pytest.mark.parametrize("labels", [-1, 3], ids=["-1", "num_classes"])
+@pytest.mark.parametrize("arrays", [True, False], ids=["arrays", "dataset"])
+def test_conditional_gan_fit_refuses_labels_outside_its_classes(labels, arrays):
+    # -1 (a common "unlabelled" mark) trained silently as the last class; 3 gave a 57-line
+    # embedding error on a CPU. Arrays are checked up front (XLA drops in-graph checks), a
+    # dataset's labels inside the graph.
+    gan = tiny_gan(num_classes=3)
+    gan.compile()
+    images, labels = square_images(4), np.full(4, labels, "int32")
+    if arrays:
+        with pytest.raises(ValueError, match=r"^ConditionalGAN.fit: labels must lie in \[0, 3\)"):
+            gan.fit(images, labels, batch_size=4, epochs=1, verbose=0)
+        return
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 3\)"):
+        gan.fit(dataset, epochs=1, verbose=0)
+
+
 def test_wgan_gp_refuses_a_critic_with_batch_norm_nested_or_not():
     # The penalty is per sample; batch statistics mix the samples of the interpolated batch.
     generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS)

@@ -537,6 +537,10 @@ def _has_batch_norm(network):
     )
 
 
+def _pair(data):
+    return isinstance(data, (tuple, list)) and len(data) >= 2
+
+
 def _embedded_classes(network):
     # The size of the label Embedding (build_generator/build_discriminator have one each).
     for layer in network.layers:
@@ -615,7 +619,36 @@ class ConditionalGAN(GAN):
         if not isinstance(data, (tuple, list)) or len(data) < 2:
             raise ValueError("ConditionalGAN expects batches of (images, labels).")
         check_image_batch(data[0], "ConditionalGAN", "[-1, 1]")
-        return data[0], _class_labels(data[1], "ConditionalGAN expects")
+        labels = _class_labels(data[1], "ConditionalGAN expects")
+        if not self.num_classes:
+            return data[0], labels
+        # Unchecked, -1 trains as the last class and a label too large fails deep in the graph
+        # (on a CPU; on a GPU its lookup gives zeros). XLA drops these: fit checks arrays too.
+        message = f"ConditionalGAN: labels must lie in [0, {self.num_classes})"
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=message),
+            tf.debugging.assert_less(labels, self.num_classes, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return data[0], tf.identity(labels)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # The in-graph checks of _unpack vanish under XLA (jit_compile="auto" on a GPU).
+        for labels in (y, *(d[1] for d in (x, kwargs.get("validation_data")) if _pair(d))):
+            if isinstance(labels, np.ndarray):
+                self._check_label_range(labels, "ConditionalGAN.fit")
+        return super().fit(x, y, *args, **kwargs)
+
+    def _check_label_range(self, values, context):
+        if (
+            self.num_classes
+            and values.size
+            and not 0 <= values.min() <= values.max() < self.num_classes
+        ):
+            raise ValueError(
+                f"{context}: labels must lie in [0, {self.num_classes}), got "
+                f"{values.min()} to {values.max()}."
+            )
 
     def _generator_inputs(self, noise, labels):
         return [noise, labels]
@@ -637,16 +670,7 @@ class ConditionalGAN(GAN):
             )
         # Checked here, where it is cheap: an embedding lookup out of range fails on a CPU but
         # returns zeros, without an error, on a GPU.
-        values = ops.convert_to_numpy(labels)
-        if (
-            self.num_classes
-            and values.size
-            and not 0 <= values.min() <= values.max() < self.num_classes
-        ):
-            raise ValueError(
-                f"ConditionalGAN.generate: labels must lie in [0, {self.num_classes}), got "
-                f"{values.min()} to {values.max()}."
-            )
+        self._check_label_range(ops.convert_to_numpy(labels), "ConditionalGAN.generate")
         return super().generate(num_samples, seed=seed, labels=labels)
 
     def get_config(self):
