@@ -1,6 +1,7 @@
 """Tests for medgen_tf.models.cyclegan: architectures, image pool, schedule, training step."""
 
 import doctest
+import json
 
 import keras
 import numpy as np
@@ -657,3 +658,12 @@ def test_fully_convolutional_discriminators_of_any_size_are_accepted():
     three_channels = build_patchgan_discriminator(None, 3, base_filters=4, name="d_b3")
     with pytest.raises(ValueError, match=r"makes images of shape \(32, 32, 1\) but d_b3 takes"):
         CycleGAN(generator_ab, generator_ba, any_size_a, three_channels)
+
+
+def test_from_config_leaves_the_callers_config_whole():
+    model = _small_cyclegan()
+    config = model.get_config()
+    before = json.dumps(config)
+    first, second = (CycleGAN.from_config(config) for _ in range(2))
+    assert json.dumps(config) == before
+    assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before

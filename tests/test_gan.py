@@ -603,3 +603,13 @@ def test_wgan_gp_refuses_a_critic_with_batch_norm_nested_or_not():
     for normalization in (None, "layer"):
         critic = build_discriminator(32, base_filters=FILTERS, normalization=normalization)
         assert GAN(generator, critic, loss="wgan_gp").is_wasserstein
+
+
+@pytest.mark.parametrize("num_classes", [None, 3], ids=["gan", "conditional"])
+def test_from_config_leaves_the_callers_config_whole(num_classes):
+    gan = tiny_gan(num_classes=num_classes)
+    config = gan.get_config()
+    before = json.dumps(config)
+    first, second = (type(gan).from_config(config) for _ in range(2))
+    assert json.dumps(config) == before
+    assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before

@@ -170,3 +170,13 @@ def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
         model.fit(tf.data.Dataset.from_tensor_slices((images, images)).batch(4), verbose=0)
     with pytest.raises(ValueError, match="compile takes no loss="):
         model.compile(loss="mae")
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_from_config_leaves_the_callers_config_whole(adversarial):
+    model = _model(adversarial)
+    config = model.get_config()
+    before = json.dumps(config)
+    first, second = (Pix2Pix.from_config(config) for _ in range(2))
+    assert json.dumps(config) == before
+    assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before

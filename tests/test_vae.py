@@ -348,3 +348,14 @@ def test_missing_or_nan_loss_settings_are_a_value_error(settings):
     # None gave a TypeError from a comparison; NaN passed and trained on a NaN loss.
     with pytest.raises(ValueError, match="need beta >= 0, kl_warmup_steps >= 0, gaussian_sigma"):
         tiny_vae(**settings)
+
+
+def test_from_config_leaves_the_callers_config_whole():
+    import json
+
+    vae = tiny_vae()
+    config = vae.get_config()
+    before = json.dumps(config)
+    first, second = (VAE.from_config(config) for _ in range(2))
+    assert json.dumps(config) == before
+    assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before

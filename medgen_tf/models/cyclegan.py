@@ -6,6 +6,8 @@ paired pix2pix-style reference lives in :mod:`medgen_tf.models.pix2pix`.
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import tensorflow as tf
 from keras import layers, ops
@@ -744,7 +746,7 @@ class CycleGAN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserializing pops the nested configs: keep the caller's
         for key in ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

@@ -5,6 +5,8 @@ Taught in ``notebooks/01_gan.ipynb``. The losses live in :mod:`medgen_tf.losses`
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -523,7 +525,7 @@ class GAN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserializing pops the nested configs: keep the caller's
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

@@ -7,6 +7,8 @@ supervision: here every input comes with its true target.
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -240,7 +242,7 @@ class Pix2Pix(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserializing pops the nested configs: keep the caller's
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         if config.get("discriminator") is not None:
             config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])

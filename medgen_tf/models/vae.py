@@ -9,6 +9,8 @@ Taught in ``notebooks/02_vae.ipynb``.
 
 from __future__ import annotations
 
+import copy
+
 import keras
 from keras import ops
 
@@ -463,7 +465,7 @@ class VAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserializing pops the nested configs: keep the caller's
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
         return cls(**config)
