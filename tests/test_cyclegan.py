@@ -660,6 +660,17 @@ def test_fully_convolutional_discriminators_of_any_size_are_accepted():
         CycleGAN(generator_ab, generator_ba, any_size_a, three_channels)
 
 
+@pytest.mark.parametrize(
+    "weights",
+    [dict(lambda_cycle=-1.0), dict(identity_weight=-0.5), dict(lambda_cycle=float("nan"))],
+)
+def test_negative_loss_weights_are_refused(weights):
+    # A negative weight turns a term the generators should lower into one they raise.
+    with pytest.raises(ValueError, match="lambda_cycle and identity_weight must be >= 0"):
+        _small_cyclegan(**weights)
+    assert _small_cyclegan(lambda_cycle=0.0, identity_weight=0.0).lambda_cycle == 0.0
+
+
 def test_from_config_leaves_the_callers_config_whole():
     model = _small_cyclegan()
     config = model.get_config()

@@ -172,6 +172,32 @@ def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
         model.compile(loss="mae")
 
 
+def test_a_negative_l1_weight_is_refused():
+    for weight in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="l1_weight must be >= 0"):
+            _model(adversarial=False, l1_weight=weight)
+    assert _model(adversarial=False, l1_weight=0.0).l1_weight == 0.0
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_pairs_of_different_batch_sizes_are_refused_in_one_line(adversarial):
+    # They failed inside the graph with "Dimensions must be equal, but are 3 and 2 ...".
+    model = _model(adversarial)
+    model.compile()
+    images = np.zeros((6, SIZE, SIZE, 1), "float32")
+    pairs = tf.data.Dataset.zip(
+        (
+            tf.data.Dataset.from_tensor_slices(images).batch(3, drop_remainder=True),
+            tf.data.Dataset.from_tensor_slices(images).batch(2, drop_remainder=True),
+        )
+    )
+    with pytest.raises(
+        ValueError, match="pairs, one target per input: got batches of 3 inp"
+    ) as caught:
+        model.fit(pairs, epochs=1, verbose=0)
+    assert len(str(caught.value).splitlines()) == 1
+
+
 @pytest.mark.parametrize("adversarial", [False, True])
 def test_from_config_leaves_the_callers_config_whole(adversarial):
     model = _model(adversarial)

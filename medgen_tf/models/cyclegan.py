@@ -456,9 +456,10 @@ class CycleGAN(keras.Model):
     Args:
         generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).
         discriminator_a, discriminator_b: PatchGANs judging domain A and domain B images.
-        lambda_cycle: weight of the cycle loss (10 in the paper).
-        identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5). At 0
-            the two identity generator passes are skipped and ``identity_loss`` reports 0.
+        lambda_cycle: weight of the cycle loss (10 in the paper), at least 0.
+        identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5), at least
+            0. At 0 the two identity generator passes are skipped and ``identity_loss`` reports
+            0.
         pool_size: image pool size per discriminator (50), at least 0 (0: no pool).
         seed: seed of the pools' random choices.
 
@@ -488,6 +489,11 @@ class CycleGAN(keras.Model):
         super().__init__(**kwargs)
         if int(pool_size) < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}.")
+        if not (float(lambda_cycle) >= 0 and float(identity_weight) >= 0):
+            raise ValueError(
+                f"lambda_cycle and identity_weight must be >= 0, got {lambda_cycle} and "
+                f"{identity_weight}."
+            )
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.lambda_cycle = float(lambda_cycle)

@@ -51,7 +51,7 @@ class Pix2Pix(keras.Model):
         generator: image-to-image model (``cyclegan.build_resnet_generator``).
         discriminator: ``None``, or a PatchGAN whose input has the channels of ``a`` and ``b``
             stacked (``build_patchgan_discriminator(size, channels=2)`` for one-channel MR).
-        l1_weight: lambda_L1 (100 in the paper).
+        l1_weight: lambda_L1 (100 in the paper), at least 0.
 
     Example:
         >>> from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
@@ -78,6 +78,8 @@ class Pix2Pix(keras.Model):
                     f"input stacked with its target ({a_channels + b_channels}): build it with "
                     f"channels={a_channels + b_channels}."
                 )
+        if not float(l1_weight) >= 0:
+            raise ValueError(f"l1_weight must be >= 0, got {l1_weight}.")
         self.generator, self.discriminator = generator, discriminator
         self.l1_weight = float(l1_weight)
         names = ["g_loss", "l1_loss"] + (["g_adversarial_loss", "d_loss"] if discriminator else [])
@@ -165,6 +167,12 @@ class Pix2Pix(keras.Model):
             raise ValueError("Pix2Pix expects batches of (images_a, images_b) pairs.")
         for images, what in zip(data, ("input images", "target images"), strict=True):
             check_image_batch(images, "Pix2Pix", "[-1, 1]", what)
+        sizes = [images.shape[0] if images.shape.rank else None for images in data]
+        if None not in sizes and sizes[0] != sizes[1]:
+            raise ValueError(
+                f"Pix2Pix expects (images_a, images_b) pairs, one target per input: got batches "
+                f"of {sizes[0]} inputs and {sizes[1]} targets."
+            )
         return data[0], data[1]
 
     def train_step(self, data):

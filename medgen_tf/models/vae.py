@@ -83,7 +83,8 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
     covariance; the log-variance head keeps the variance positive without a constraint.
 
     Args:
-        image_size: side of the square images (a multiple of 4).
+        image_size: side of the square images: even and above 8 (the encoder halves it while
+            it stays so: 28 -> 7, 32 -> 8, 64 -> 8).
         channels: image channels (1 for MR).
         latent_dim: length of z.
         base_filters: filters of the first block; each next block has twice as many, up to
