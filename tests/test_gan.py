@@ -480,14 +480,6 @@ def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
         gan.fit(images, batch_size=4, epochs=1, verbose=0, callbacks=[scheduler])
 
 
-def test_module_examples_run():
-    import doctest
-
-    from medgen_tf.models import gan
-
-    assert doctest.testmod(gan) == (0, 10)
-
-
 def test_a_model_compiled_with_xla_is_loaded_with_the_loading_machines_choice(tmp_path):
     # Keras records jit_compile resolved: a GAN saved on a GPU ("auto" -> XLA) must not force
     # XLA on a CPU, where graph mode is faster. steps_per_execution is kept.

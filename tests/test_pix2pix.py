@@ -39,14 +39,6 @@ def test_fit_lowers_the_l1_loss_to_the_paired_target(adversarial):
     assert model.translate(np.zeros((2, SIZE, SIZE, 1), "float32")).shape == (2, SIZE, SIZE, 1)
 
 
-def test_module_example_runs():
-    import doctest
-
-    from medgen_tf.models import pix2pix
-
-    assert doctest.testmod(pix2pix) == (0, 3)
-
-
 def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
     model = _model(adversarial=True)
     model.compile(generator_optimizer="adam", discriminator_optimizer="sgd")

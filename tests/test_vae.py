@@ -291,14 +291,6 @@ def test_resume_through_the_engine_equals_uninterrupted(tmp_path):
         )
 
 
-def test_module_examples_run():
-    import doctest
-
-    from medgen_tf.models import vae
-
-    assert doctest.testmod(vae) == (0, 9)
-
-
 def test_fit_runs_eagerly_and_reports_the_kl_weight():
     vae = tiny_vae(kl_warmup_steps=4)
     vae.compile(keras.optimizers.Adam(1e-3), run_eagerly=True)

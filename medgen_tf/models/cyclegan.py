@@ -113,6 +113,7 @@ def check_image_size(image_size, num_residual_blocks=None):
     and :func:`build_patchgan_discriminator`) can be built at ``image_size``. Builds nothing.
 
     Example:
+        >>> from medgen_tf.models.cyclegan import check_image_size
         >>> check_image_size(20)
         Traceback (most recent call last):
         ...
@@ -152,6 +153,8 @@ def build_resnet_generator(
         name: the model's name.
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.cyclegan import build_resnet_generator
         >>> generator = build_resnet_generator(32, base_filters=4, num_residual_blocks=1)
         >>> tuple(generator(ops.zeros((1, 32, 32, 1))).shape)
         (1, 32, 32, 1)
@@ -207,6 +210,8 @@ def build_patchgan_discriminator(
         name: the model's name.
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.cyclegan import build_patchgan_discriminator
         >>> discriminator = build_patchgan_discriminator(32, base_filters=4)
         >>> tuple(discriminator(ops.zeros((1, 32, 32, 1))).shape)
         (1, 2, 2, 1)
@@ -250,6 +255,7 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
             ``total_steps`` when None.
 
     Example:
+        >>> from medgen_tf.models.cyclegan import LinearDecayAfterHalf
         >>> schedule = LinearDecayAfterHalf(2e-4, total_steps=100)
         >>> round(float(schedule(75)), 10)  # computed in float32
         0.0001
@@ -328,6 +334,7 @@ class ImagePool(keras.layers.Layer):
         seed: seed of the pool's SeedGenerator.
 
     Example:
+        >>> from medgen_tf.models.cyclegan import ImagePool
         >>> pool = ImagePool(50, (64, 64, 1))
         >>> shown_to_discriminator = pool(fake_images)  # doctest: +SKIP
 
@@ -464,9 +471,11 @@ class CycleGAN(keras.Model):
         seed: seed of the pools' random choices.
 
     Example:
-        >>> size = 64
-        >>> model = CycleGAN(build_resnet_generator(size), build_resnet_generator(size),
-        ...                  build_patchgan_discriminator(size), build_patchgan_discriminator(size))
+        >>> from medgen_tf.models.cyclegan import (CycleGAN, build_patchgan_discriminator,
+        ...     build_resnet_generator, default_optimizers)
+        >>> generators = [build_resnet_generator(32, base_filters=4) for _ in range(2)]
+        >>> discriminators = [build_patchgan_discriminator(32, base_filters=4) for _ in range(2)]
+        >>> model = CycleGAN(*generators, *discriminators)
         >>> model.compile(**default_optimizers(total_steps=1000))
         >>> model.fit(tf.data.Dataset.zip((t1_batches, t2_batches)), epochs=5)  # doctest: +SKIP
         >>> fake_t2 = model.translate(t1_images, "a2b")  # doctest: +SKIP

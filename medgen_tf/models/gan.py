@@ -82,6 +82,8 @@ def build_generator(
         name: the model's name.
 
     Example:
+        >>> import keras
+        >>> from medgen_tf.models.gan import build_generator
         >>> generator = build_generator(latent_dim=16, image_size=32, base_filters=8)
         >>> tuple(generator(keras.random.normal((2, 16), seed=0)).shape)
         (2, 32, 32, 1)
@@ -148,6 +150,8 @@ def build_discriminator(
         name: the model's name.
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.gan import build_discriminator
         >>> discriminator = build_discriminator(image_size=32, base_filters=8)
         >>> tuple(discriminator(ops.zeros((2, 32, 32, 1))).shape)
         (2, 1)
@@ -235,7 +239,9 @@ class GAN(keras.Model):
         seed: seed of the noise SeedGenerator.
 
     Example:
-        >>> gan = GAN(build_generator(64, 32), build_discriminator(32), loss="non_saturating")
+        >>> from medgen_tf.models.gan import GAN, build_discriminator, build_generator
+        >>> from medgen_tf.models.gan import default_optimizers
+        >>> gan = GAN(build_generator(8, 32, base_filters=4), build_discriminator(32, base_filters=4))
         >>> gan.compile(*default_optimizers())
         >>> gan.fit(images_dataset, epochs=5)  # doctest: +SKIP
         >>> samples = gan.generate(16, seed=0)
@@ -583,8 +589,9 @@ class ConditionalGAN(GAN):
         **kwargs: the other arguments of :class:`GAN` (loss, label_smoothing, seed, ...).
 
     Example:
-        >>> gan = ConditionalGAN(build_generator(64, 32, num_classes=3),
-        ...                      build_discriminator(32, num_classes=3), num_classes=3)
+        >>> from medgen_tf.models.gan import ConditionalGAN, build_discriminator, build_generator
+        >>> gan = ConditionalGAN(build_generator(8, 32, base_filters=4, num_classes=3),
+        ...                      build_discriminator(32, base_filters=4, num_classes=3))
         >>> gan.compile()
         >>> gan.generate(3, labels=[0, 1, 2]).shape
         (3, 32, 32, 1)

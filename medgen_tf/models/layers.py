@@ -158,6 +158,8 @@ class ReflectionPadding2D(keras.layers.Layer):
             smaller than the side it pads.
 
     Example:
+        >>> import keras
+        >>> from medgen_tf.models.layers import ReflectionPadding2D
         >>> tuple(ReflectionPadding2D(3)(keras.ops.zeros((1, 64, 64, 1))).shape)
         (1, 70, 70, 1)
 
@@ -234,6 +236,8 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         center, scale: learn a per-channel offset / scale (off by default, as in CycleGAN).
 
     Example:
+        >>> import keras
+        >>> from medgen_tf.models.layers import InstanceNormalization
         >>> tuple(InstanceNormalization()(keras.ops.ones((2, 8, 8, 4))).shape)
         (2, 8, 8, 4)
 
@@ -267,6 +271,8 @@ class MaximumLeakyReLU(keras.layers.Layer):
         negative_slope: slope for negative inputs, in [0, 1] (where ``maximum`` is LeakyReLU).
 
     Example:
+        >>> import keras
+        >>> from medgen_tf.models.layers import MaximumLeakyReLU
         >>> x = keras.ops.convert_to_tensor([-1.0, 2.0])
         >>> keras.ops.convert_to_numpy(MaximumLeakyReLU(0.2)(x))
         array([-0.2,  2. ], dtype=float32)

@@ -55,9 +55,14 @@ class Pix2Pix(keras.Model):
 
     Example:
         >>> from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
-        >>> model = Pix2Pix(build_resnet_generator(64), build_patchgan_discriminator(64, 2))
+        >>> from medgen_tf.models.pix2pix import Pix2Pix
+        >>> model = Pix2Pix(build_resnet_generator(32, base_filters=4),
+        ...                 build_patchgan_discriminator(32, channels=2, base_filters=4))
         >>> model.compile()
         >>> model.fit(tf.data.Dataset.from_tensor_slices((t1, t2)).batch(8))  # doctest: +SKIP
+
+        In a project this file was lifted into, beside ``cyclegan.py``, the imports read
+        ``from cyclegan import ...`` and ``from pix2pix import Pix2Pix``.
 
     Notebook: ``notebooks/03_cyclegan.ipynb`` (the paired reference that CycleGAN is scored
     against).

@@ -92,6 +92,8 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
         name: the model's name.
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.vae import build_encoder
         >>> z_mean, z_log_var = build_encoder(32, latent_dim=8, base_filters=4)(ops.zeros((2, 32, 32, 1)))
         >>> tuple(z_mean.shape), tuple(z_log_var.shape)
         ((2, 8), (2, 8))
@@ -132,6 +134,8 @@ def build_decoder(
         name: the model's name.
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.vae import build_decoder
         >>> decoder = build_decoder(32, latent_dim=8, base_filters=4)
         >>> tuple(decoder(ops.zeros((2, 8))).shape)
         (2, 32, 32, 1)
@@ -174,6 +178,8 @@ class Sampling(keras.layers.Layer):
             call and is saved with the model, so each step draws new noise).
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.vae import Sampling
         >>> tuple(Sampling(seed=0)([ops.zeros((2, 4)), ops.zeros((2, 4))]).shape)
         (2, 4)
 
@@ -247,7 +253,10 @@ class VAE(keras.Model):
         seed: seed of the sampling layer's SeedGenerator.
 
     Example:
-        >>> vae = VAE(build_encoder(32, latent_dim=8), build_decoder(32, latent_dim=8))
+        >>> import keras
+        >>> from medgen_tf.models.vae import VAE, build_decoder, build_encoder
+        >>> vae = VAE(build_encoder(32, latent_dim=8, base_filters=4),
+        ...           build_decoder(32, latent_dim=8, base_filters=4))
         >>> vae.compile(keras.optimizers.Adam(1e-3))
         >>> vae.fit(images, epochs=1, batch_size=32)  # doctest: +SKIP
 
@@ -488,6 +497,8 @@ def build_vae(
         **kwargs: passed to :class:`VAE` (``beta``, ``kl_warmup_steps``, ``seed``, ...).
 
     Example:
+        >>> from keras import ops
+        >>> from medgen_tf.models.vae import build_vae
         >>> vae = build_vae(32, latent_dim=8, base_filters=4, seed=0)
         >>> tuple(vae(ops.zeros((2, 32, 32, 1))).shape)
         (2, 32, 32, 1)
