@@ -36,12 +36,38 @@ VALUE_RANGE = (-1.0, 1.0)
 NEIGHBOURS = 3
 
 
+#: The whole-number settings evaluate reads from config.json, with the least each may be
+#: (the cohort needs a subject per split). A hand-edited or damaged file gave a traceback from
+#: int() or the cohort builder, or (an image_size of 32.7) a silently truncated size.
+_WHOLE_NUMBER_SETTINGS = {"image_size": 1, "num_subjects": 3, "seed": 0}
+
+
+def _check_settings(path: Path, settings: dict) -> None:
+    for key, minimum in _WHOLE_NUMBER_SETTINGS.items():
+        value = settings.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < minimum
+        ):
+            raise DataError(
+                f"{path}: {key} {value!r} is not a whole number of at least {minimum} "
+                "(a damaged or hand-edited config.json?)"
+            )
+    for key in ("data", "data_spec"):
+        value = settings.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DataError(
+                f"{path}: {key} {value!r} is not a data spec such as 'brain:t1' "
+                "(a damaged or hand-edited config.json?)"
+            )
+
+
 def _read_config(run_dir: Path) -> dict:
     # Required: without it the data, size and cohort of the run would be guessed, and the
     # guess (brain at 64 px) fails later as a shape mismatch that hides the missing file.
     run = read_run_config(run_dir)
     # The caller's settings win over the engine's where both have one (e.g. "seed").
     settings = {**run["engine"], **run["config"]}
+    _check_settings(Path(run_dir) / "config.json", settings)
     # The cohort seed is the caller's "seed" (the recipes load their data with it); the
     # engine's own seed only shuffled the batches of whatever data it was given.
     settings["data_seed"] = int(run["config"].get("seed") or 0)

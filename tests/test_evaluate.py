@@ -438,3 +438,33 @@ def test_a_missing_extractor_is_not_blamed_on_the_data(tmp_path, capsys, medmnis
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"{missing}: feature extractor weights not found" in error[0]
     assert "data 'medmnist:" not in error[0]
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("image_size", "abc"),
+        ("image_size", 32.7),
+        ("image_size", True),
+        ("num_subjects", "x"),
+        ("num_subjects", 1),
+        ("seed", "x"),
+        ("seed", -5),
+        ("data", 5),
+        ("data", ["brain:t1"]),
+    ],
+)
+def test_a_run_config_with_a_setting_of_the_wrong_type_is_one_line_naming_it(
+    tmp_path, capsys, setting, value
+):
+    # A hand-edited config.json gave tracebacks ("invalid literal for int() with base 10:
+    # 'abc'", "num_subjects must be at least 3", "expected non-negative integer"), and an
+    # image_size of 32.7 was evaluated at 32 without a word.
+    build_generator(16, 32, base_filters=8).save(tmp_path / "generator.keras")
+    config = {"model": "dcgan", **SPEC, setting: value}
+    (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+    assert cli.main(["evaluate", str(tmp_path), "--n", "20"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert f"{tmp_path / 'config.json'}: {setting} {value!r}" in error[0]
+    assert not (tmp_path / "metrics.json").exists()
