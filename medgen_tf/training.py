@@ -255,16 +255,33 @@ def _unreadable_checkpoint(checkpoint: Path, file: Path, error, kind="unreadable
     )
 
 
+def _check_meta(checkpoint: Path, epoch, history) -> None:
+    """ValueError for a meta.json whose epoch or history save_checkpoint cannot have written.
+
+    A resume trusts both: an epoch of -3 trained "epochs" -3 to 0 (checkpoints/epoch_-001), one
+    above the folder's name skipped epochs, and a history entry that is no list was a TypeError.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch {epoch!r} is not a number of completed epochs")
+    match = _CHECKPOINT_PATTERN.match(checkpoint.name)
+    if match and epoch != int(match.group(1)):
+        raise ValueError(f"epoch {epoch} in the folder of epoch {int(match.group(1))}")
+    for name, values in history.items():
+        if not isinstance(values, list) or not all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in values
+        ):
+            raise ValueError(f"history of {name!r} is not a list of numbers")
+
+
 def _read_checkpoint(checkpoint: Path) -> tuple[dict, dict]:
     file = checkpoint / "meta.json"
     try:
         meta = json.loads(file.read_text())
         if not (
-            isinstance(meta, dict)
-            and isinstance(meta.get("epoch"), int)
-            and isinstance(meta.get("history"), dict)
+            isinstance(meta, dict) and "epoch" in meta and isinstance(meta.get("history"), dict)
         ):
             raise ValueError("no epoch and history")
+        _check_meta(checkpoint, meta["epoch"], meta["history"])
         file = checkpoint / "state.npz"
         state = np.load(file)  # allow_pickle stays False: a checkpoint holds numbers only
         if not hasattr(state, "files"):  # a bare .npy array

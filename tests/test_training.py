@@ -670,6 +670,39 @@ def test_a_damaged_newest_checkpoint_is_one_line_naming_the_file_and_the_way_out
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
 
 
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        ({"history": {"first_loss": 5}}, "history"),
+        ({"history": {"first_loss": ["high", "low"]}}, "history"),
+        ({"epoch": -3}, "epoch -3"),
+        ({"epoch": 7}, "epoch 7"),
+        ({"epoch": True}, "epoch True"),
+    ],
+)
+def test_a_checkpoint_whose_meta_json_holds_wrong_values_is_one_line_and_changes_nothing(
+    tmp_path, edit, problem
+):
+    # A history entry that was no list gave a TypeError traceback ("'int' object is not
+    # iterable"); an epoch of -3 resumed there and trained "epochs" -3 to 0, writing
+    # checkpoints/epoch_-001 and samples/epoch_-01.png; an epoch 7 in epoch_0002 skipped five.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, **QUIET)
+    newest = latest_checkpoint(tmp_path / "checkpoints")
+    meta = json.loads((newest / "meta.json").read_text())
+    (newest / "meta.json").write_text(json.dumps({**meta, **edit}))
+    written = {name: (tmp_path / name).read_bytes() for name in ("config.json", "history.json")}
+    with pytest.raises(DataError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=3, resume=True, **QUIET)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and str(newest / "meta.json") in message
+    assert problem in message and f"delete the folder {newest} to resume from epoch_0001" in message
+    assert {name: (tmp_path / name).read_bytes() for name in written} == written
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch_0001",
+        "epoch_0002",
+    ]
+
+
 def test_a_refused_checkpoint_leaves_the_model_as_it_was(tmp_path):
     trained = build_toy()
     trained.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
