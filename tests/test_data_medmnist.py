@@ -146,6 +146,8 @@ def _arrays_npz(path, images, labels):
         (np.zeros((0, 28, 28), np.uint8), np.zeros((0, 1), np.uint8), "has 0 images"),
         (np.zeros((3, 28, 28), np.uint8), np.zeros((3, 0), np.uint8), "no label column"),
         (np.zeros((3, 28, 40), np.uint8), np.zeros((3, 1), np.uint8), "28x40, not square"),
+        # was "zero-size array to reduction operation minimum which has no identity", no file
+        (np.zeros((3, 0, 0), np.uint8), np.zeros((3, 1), np.uint8), "0x0 pixels"),
         (np.linspace(0, 2, 3 * 28 * 28).reshape(3, 28, 28), np.zeros((3, 1)), r"in \[0, 2\]"),
         (np.full((3, 28, 28), np.nan, np.float32), np.zeros((3, 1)), "NaN or Inf"),
         (np.full((3, 28, 28), 300, np.int64), np.zeros((3, 1)), "expected 0..255"),
@@ -160,6 +162,7 @@ def _arrays_npz(path, images, labels):
         "empty",
         "no-label-column",
         "non-square",
+        "0x0-images",
         "float>1",
         "nan",
         "int>255",

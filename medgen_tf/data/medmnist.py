@@ -220,6 +220,9 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         )
     if len(images) == 0:
         raise DataError(f"{path}: split {split} has 0 images")
+    if images.shape[1] == 0:
+        # Every later step (the range check's min, the resize) fails on them without the file.
+        raise DataError(f"{path}: {split}_images are 0x0 pixels")
     if labels.ndim == 0:
         raise DataError(f"{path}: {split}_labels is a single value, expected one row per image")
     if len(labels) != len(images):
