@@ -393,6 +393,52 @@ def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
     assert capfd.readouterr().err == ""
 
 
+def _sform_only(path, affine):
+    # nibabel cannot store a singular affine as a qform (it decomposes it), only as an sform.
+    header = nib.Nifti1Image(_volume(), np.eye(4)).header
+    header.set_sform(affine, code=1)
+    header.set_qform(None, code=0)
+    nib.save(nib.Nifti1Image(_volume(), None, header), str(path))
+    return path
+
+
+def _affine(rotation=None, translation=(0.0, 0.0, 0.0)):
+    affine = np.eye(4)
+    if rotation is not None:
+        affine[:3, :3] = rotation
+    affine[:3, 3] = translation
+    return affine
+
+
+@pytest.mark.parametrize(
+    "affine, problem",
+    [
+        # Two voxel axes along one world direction: loaded without a word, and reoriented and
+        # sliced by an orientation the file does not have.
+        (_affine([[1, 1, 0], [1, 1, 0], [0, 0, 1]]), "not invertible"),
+        # Was "unreadable or corrupt NIfTI (Cannot drop coordinates when applying orientation
+        # to data)".
+        (_affine(np.diag([1.0, 1.0, 0.0])), "not invertible"),
+        # Was "unreadable or corrupt NIfTI (SVD did not converge)".
+        (_affine(np.diag([1.0, np.nan, 1.0])), "NaN or Inf"),
+        # Was loaded, and translate copied it into its output.
+        (_affine(translation=(np.inf, 0.0, 0.0)), "NaN or Inf"),
+    ],
+    ids=["rank-2", "zero-column", "nan", "inf-offset"],
+)
+def test_a_voxel_to_world_affine_that_is_not_invertible_is_refused_in_one_line(
+    tmp_path, affine, problem
+):
+    path = _sform_only(tmp_path / "odd.nii.gz", affine)
+    with pytest.raises(DataError, match=f"affine .*{problem}") as error:
+        load_volume(path)
+    _one_line_naming(error, path)
+    # A scaled, rotated, sheared but invertible one still loads.
+    sheared = _affine([[0.0, 2.0, 0.3], [0.5, 0.0, 0.0], [0.0, 0.1, 3.0]], (5.0, -4.0, 2.0))
+    volume, _ = load_volume(_sform_only(tmp_path / "sheared.nii.gz", sheared))
+    assert volume.shape[0] == _volume().shape[1]
+
+
 def test_a_scale_factor_overflowing_float32_gives_only_the_one_line(tmp_path, capfd):
     image = nib.Nifti1Image(np.round(_volume() * 100).astype(np.int16), np.eye(4))
     image.header["scl_slope"], image.header["scl_inter"] = np.float32(1e38), 0

@@ -112,6 +112,7 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
             )
         if 0 in shape:
             raise DataError(f"{path}: empty image (shape {shape})")
+        _check_affine(image.affine, path)
         _check_claimed_size(image, data_size, path)
         if len(shape) == 4:
             if volume_index is None:
@@ -213,6 +214,27 @@ def _check_voxel_sizes(path: Path) -> None:
         raise DataError(
             f"{path}: voxel size pixdim[1:{1 + spatial}] = ({shown}) in the header is zero, "
             "negative or not finite; set the real voxel size in mm and save the file again"
+        )
+
+
+def _check_affine(affine, path: Path) -> None:
+    """DataError for a voxel-to-world affine that gives no orientation: non-finite entries, or
+    a singular 3x3 part (two voxel axes along one world direction, or one of length 0).
+
+    Reorienting needs it: nibabel failed on some ("SVD did not converge", "Cannot drop
+    coordinates ..."), and reoriented others by a direction the file does not have.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise DataError(
+            f"{path}: the voxel-to-world affine (sform/qform) has NaN or Inf entries; set the "
+            "real geometry in the header and save the file again"
+        )
+    if np.linalg.matrix_rank(affine[:3, :3]) < 3:
+        raise DataError(
+            f"{path}: the voxel-to-world affine (sform/qform) is not invertible (two voxel axes "
+            "along one direction, or one of length 0), so the orientation is unknown; set the "
+            "real geometry in the header and save the file again"
         )
 
 
