@@ -739,6 +739,13 @@ def fit(
         checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
     steps = None if is_dataset else steps_per_epoch(num_examples, batch_size)
+    if steps == 0:
+        # make_dataset refuses it too, but only once the run folder exists and an earlier run
+        # in it was set aside for a run that cannot start.
+        raise DataError(
+            f"{num_examples} examples is fewer than batch_size={batch_size}, so an epoch has no "
+            f"full batch; use a smaller batch size or more data (nothing was written to {run_dir})"
+        )
     if checkpoint is not None:
         # Checked before anything is built or written: a refused resume changes nothing. These
         # decide the batches and the numerics; the strategy and the number of replicas may

@@ -947,6 +947,21 @@ def test_a_new_run_whose_model_fails_to_build_leaves_the_old_checkpoints_in_plac
     assert not (tmp_path / "replaced").exists()
 
 
+def test_fewer_examples_than_a_batch_are_refused_before_the_folder_is_touched(tmp_path):
+    # Refused only by make_dataset, after the run folder was made and an earlier run set aside:
+    # `medgen-tf train` left an empty folder, and a notebook re-run with a larger batch moved
+    # its finished run into replaced/ for a run that never started.
+    with pytest.raises(DataError, match=r"^24 examples is fewer than batch_size=32") as caught:
+        fit(build_toy, IMAGES, tmp_path / "new", num_epochs=1, batch_size=32, verbose=0)
+    assert "\n" not in str(caught.value) and not (tmp_path / "new").exists()
+    fit(build_toy, IMAGES, tmp_path / "run", num_epochs=1, **QUIET)
+    before = sorted(path.name for path in (tmp_path / "run").iterdir())
+    with pytest.raises(DataError, match="fewer than batch_size=32"):
+        fit(build_toy, IMAGES, tmp_path / "run", num_epochs=1, batch_size=32, verbose=0)
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == before
+    assert "replaced" not in before
+
+
 def _crash_mid_write(self, path, *args, **kwargs):
     Path(path).write_bytes(b"the first bytes of a file")
     raise OSError("disk full")
