@@ -59,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from medgen_tf.data.pipeline import make_dataset, steps_per_epoch
+from medgen_tf.data.pipeline import _as_structure, make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError
 from medgen_tf.files import abandoned_partial, atomic_path, read_run_config
 
@@ -550,11 +550,9 @@ def _resolve_strategy(strategy):
 
 
 def _num_examples(data) -> int:
-    if isinstance(data, dict):
-        return len(next(iter(data.values())))
-    if isinstance(data, (tuple, list)):
-        return len(data[0])
-    return len(data)
+    # make_dataset's own checks (at least one array, all of one length), made here, before the
+    # run folder is touched: made there, they came after an earlier run was set aside.
+    return _as_structure(data, None)[1]
 
 
 def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:

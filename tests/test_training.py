@@ -962,6 +962,27 @@ def test_fewer_examples_than_a_batch_are_refused_before_the_folder_is_touched(tm
     assert "replaced" not in before
 
 
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        ((IMAGES, IMAGES[:20]), "arrays differ in length"),
+        ({}, "no arrays given"),
+        ([], "no arrays given"),
+    ],
+    ids=["unequal-lengths", "empty-dict", "empty-list"],
+)
+def test_arrays_make_dataset_refuses_are_refused_before_an_earlier_run_is_set_aside(
+    tmp_path, data, problem
+):
+    # Unequal lengths were refused by make_dataset only after the earlier run had been moved
+    # into replaced/; {} was a StopIteration and [] an IndexError from counting the examples.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    before = sorted(path.name for path in tmp_path.iterdir())
+    with pytest.raises(DataError, match=problem):
+        fit(build_toy, data, tmp_path, num_epochs=1, **QUIET)
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
 def _crash_mid_write(self, path, *args, **kwargs):
     Path(path).write_bytes(b"the first bytes of a file")
     raise OSError("disk full")
