@@ -43,6 +43,15 @@ _seed = _int_at_least(0, f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)",
 _image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
 
 
+def _path(text: str) -> str:
+    """An argparse type: a non-empty path. An empty argument is an unset variable (``--out
+    "$RUN"``), which pathlib would read as the current folder: translate wrote its volumes
+    there, and ``--input ""`` translated every NIfTI file in it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path (an unset variable?)")
+    return text
+
+
 def _image_out(path: str):
     """``--out`` of a figure, checked before any work: matplotlib would refuse an unknown
     extension only once the figure is drawn. A missing extension is matplotlib's default
@@ -53,6 +62,9 @@ def _image_out(path: str):
     from matplotlib.backend_bases import FigureCanvasBase
 
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        # "/" has no name to add an extension to, and ".." would become "...png".
+        raise DataError(f"--out {path}: names a folder, not an image file (e.g. {path}/grid.png)")
     if not path.suffix:
         return path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
     # pgf is listed but needs a LaTeX installation to write.
@@ -80,7 +92,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--data", default="brain", help="data spec, e.g. brain, brain:t2, nifti:DIR"
     )
     preview.add_argument(
-        "--out", default="data_preview.png", help="image to write: .png, .pdf, ... (%(default)s)"
+        "--out",
+        type=_path,
+        default="data_preview.png",
+        help="image to write: .png, .pdf, ... (%(default)s)",
     )
     # A preview builds no model: any side the resize can make will do.
     preview.add_argument(
@@ -115,7 +130,9 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="GANs (default 128), VAE (default 512)",
     )
-    train.add_argument("--out", dest="run_dir", required=True, metavar="DIR", help="run folder")
+    train.add_argument(
+        "--out", dest="run_dir", type=_path, required=True, metavar="DIR", help="run folder"
+    )
     train.add_argument(
         "--resume",
         action="store_true",
@@ -132,31 +149,35 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_seed, default=0, metavar="N", help="(%(default)s)")
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
-    sample.add_argument("run_dir")
+    sample.add_argument("run_dir", type=_path)
     sample.add_argument("--n", type=_positive, default=64)
     sample.add_argument(
-        "--out", default="samples.png", help="image to write: .png, .pdf, ... (%(default)s)"
+        "--out",
+        type=_path,
+        default="samples.png",
+        help="image to write: .png, .pdf, ... (%(default)s)",
     )
     sample.add_argument("--seed", type=_seed, default=0)
 
     evaluate = commands.add_parser(
         "evaluate", help="score the samples of a GAN or VAE run (FD-medgen, KID, ...)"
     )
-    evaluate.add_argument("run_dir")
+    evaluate.add_argument("run_dir", type=_path)
     evaluate.add_argument(
         "--n", type=_positive, default=500, help="samples (and real slices) per score"
     )
     evaluate.add_argument("--seed", type=_seed, default=0)
 
     translate = commands.add_parser("translate", help="translate images with a CycleGAN run")
-    translate.add_argument("run_dir")
+    translate.add_argument("run_dir", type=_path)
     translate.add_argument(
         "--input",
+        type=_path,
         required=True,
         help="NIfTI file (PATH#N: volume N of a 4-D file), folder or data spec",
     )
     translate.add_argument("--direction", choices=("a2b", "b2a"), default="a2b")
-    translate.add_argument("--out", required=True, help="output folder")
+    translate.add_argument("--out", type=_path, required=True, help="output folder")
     translate.add_argument(
         "--intensity",
         choices=("cohort", "percentiles"),
@@ -166,7 +187,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     demo = commands.add_parser("demo", help="quick tour: data preview and a short GAN run")
-    demo.add_argument("--out", default="outputs/demo", help="folder to write (%(default)s)")
+    demo.add_argument(
+        "--out", type=_path, default="outputs/demo", help="folder to write (%(default)s)"
+    )
     return parser
 
 

@@ -242,3 +242,54 @@ def test_train_help_gives_each_models_latent_dim_default_and_every_option_a_text
     ]:
         assert f"{option} {shown}" in text
     assert "give the run's settings again" in text and "MEDGEN_QUICK=1" in text
+
+
+@pytest.mark.parametrize(
+    "arguments, option",
+    [
+        (["train", "dcgan", "--out", ""], "--out"),
+        (["translate", "RUN", "--input", "NII", "--out", ""], "--out"),
+        (["translate", "RUN", "--input", "", "--out", "OUT"], "--input"),
+        (["translate", "", "--input", "NII", "--out", "OUT"], "run_dir"),
+        (["sample", "", "--out", "OUT/grid.png"], "run_dir"),
+        (["sample", "RUN", "--out", ""], "--out"),
+        (["evaluate", ""], "run_dir"),
+        (["data", "preview", "--out", ""], "--out"),
+        (["demo", "--out", ""], "--out"),
+    ],
+)
+def test_an_empty_path_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, arguments, option):
+    # An empty argument (an unset variable: --out "$RUN") is no path. pathlib reads it as the
+    # current folder: translate --out "" wrote its volumes there, and --input "" translated
+    # every NIfTI file there; sample and preview --out "" were a ValueError traceback
+    # "PosixPath('.') has an empty name".
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    arguments = [
+        a.replace("RUN", str(tmp_path / "run"))
+        .replace("OUT", str(tmp_path / "out"))
+        .replace("NII", str(tmp_path / "scan.nii.gz"))
+        for a in arguments
+    ]
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(error)
+    assert error[-1].endswith(f"error: argument {option}: empty path (an unset variable?)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["scan.nii.gz"]
+
+
+@pytest.mark.parametrize("command", ["sample", "preview"])
+@pytest.mark.parametrize("out", ["/", "..", "."])
+def test_an_image_out_that_names_no_file_is_one_line(tmp_path, capsys, monkeypatch, command, out):
+    # Was a ValueError traceback "PosixPath('/') has an empty name"; ".." wrote "...png".
+    monkeypatch.chdir(tmp_path)
+    arguments = {
+        "sample": ["sample", str(tmp_path / "run"), "--out", out],
+        "preview": ["data", "preview", "--image-size", "16", "--out", out],
+    }[command]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"--out {out}: names a folder, not an image file" in error[0]
+    assert list(tmp_path.iterdir()) == []
