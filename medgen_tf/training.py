@@ -550,9 +550,18 @@ def _resolve_strategy(strategy):
 
 
 def _num_examples(data) -> int:
-    # make_dataset's own checks (at least one array, all of one length), made here, before the
-    # run folder is touched: made there, they came after an earlier run was set aside.
-    return _as_structure(data, None)[1]
+    # make_dataset's own checks (at least one array, all of one length, numeric), made here,
+    # before the run folder is touched: made there, they came after an earlier run was set aside.
+    structure, count = _as_structure(data, None)
+    # A NaN image trains a whole epoch before the NaN guard stops it, blaming the model's loss.
+    floats = [array for array in tf.nest.flatten(structure) if array.dtype.kind == "f"]
+    bad = sum(int(array.size - np.count_nonzero(np.isfinite(array))) for array in floats)
+    if bad:
+        raise DataError(
+            f"the data hold {bad} NaN or Inf values; every loss would be NaN from the first "
+            "batch that holds one"
+        )
+    return count
 
 
 def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:

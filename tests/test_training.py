@@ -983,6 +983,32 @@ def test_arrays_make_dataset_refuses_are_refused_before_an_earlier_run_is_set_as
     assert sorted(path.name for path in tmp_path.iterdir()) == before
 
 
+def _with_a_nan(images):
+    images = images.copy()
+    images[3, 0, 0, 0] = np.nan
+    return images
+
+
+@pytest.mark.parametrize(
+    "data, problem",
+    [
+        (_with_a_nan(IMAGES), "the data hold 1 NaN or Inf values"),
+        (np.where(IMAGES > 1.0, np.inf, IMAGES), "NaN or Inf values"),
+        (np.array([None] * 24), "array has dtype object"),
+        ((IMAGES, np.array([None] * 24)), "array 1 has dtype object"),
+    ],
+    ids=["nan-image", "inf-images", "object", "object-labels"],
+)
+def test_data_no_step_can_train_on_are_refused_before_the_folder_is_made(tmp_path, data, problem):
+    # A NaN image trained a whole epoch, then the NaN guard blamed the model ("first_loss is
+    # nan at epoch 1"), leaving a run folder with only config.json; an object array (ragged, or
+    # holding None) was TensorFlow's "Failed to convert a NumPy array to a Tensor
+    # (Unsupported object type NoneType)", also after the folder was made.
+    with pytest.raises(DataError, match=re.escape(problem)) as caught:
+        fit(build_toy, data, tmp_path / "run", num_epochs=1, **QUIET)
+    assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
+
+
 def _crash_mid_write(self, path, *args, **kwargs):
     Path(path).write_bytes(b"the first bytes of a file")
     raise OSError("disk full")

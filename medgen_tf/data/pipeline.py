@@ -46,6 +46,14 @@ def _as_structure(arrays, labels):
         leaves = [("array", structure)]
     if not leaves:
         raise DataError("make_dataset: no arrays given")
+    for name, value in leaves:
+        # TensorFlow's own refusal ("Failed to convert a NumPy array to a Tensor (Unsupported
+        # object type NoneType)") names neither the array nor the cause.
+        if value.dtype.kind in "OMmV":
+            raise DataError(
+                f"make_dataset: {name} has dtype {value.dtype}; give numeric arrays (an object "
+                "array holds ragged rows or None)"
+            )
     lengths = {name: (value.shape[0] if value.ndim else 0) for name, value in leaves}
     if len(set(lengths.values())) != 1:
         raise DataError(f"make_dataset: arrays differ in length (first dimension): {lengths}")
