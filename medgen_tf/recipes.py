@@ -102,7 +102,18 @@ def _gan_data(config, conditional=False):
         raise DataError(f"data spec {config['data']!r}: a conditional GAN needs labels")
     labels = data["labels"].astype(np.int32)
     # A local .npz names no classes: its labels are the classes 0 .. max.
-    names = list(data["label_names"]) or [str(label) for label in range(int(labels.max()) + 1)]
+    names = list(data["label_names"])
+    if not names:
+        largest = int(labels.max())
+        if largest >= len(labels):
+            # Then most classes have no image, and the label embeddings (one image-sized row per
+            # class) grow with the largest label: ids such as 2**31 - 1 ran out of memory.
+            raise DataError(
+                f"data spec {config['data']!r}: labels go up to {largest} ({largest + 1} "
+                f"classes) for {len(labels)} images; a conditional GAN needs class indices "
+                "0..k-1 (renumber them)"
+            )
+        names = [str(label) for label in range(largest + 1)]
     config["num_classes"] = len(names)
     config["label_names"] = names
     return data["images"], labels

@@ -236,3 +236,23 @@ def test_an_option_the_model_does_not_use_is_refused(tmp_path, capsys, model, fl
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and named in error[0] and model in error[0]
     assert not run_dir.exists()
+
+
+def test_a_cgan_on_labels_that_are_no_class_indices_is_refused_before_anything_is_built(
+    tmp_path, capsys, medmnist_npz
+):
+    # A local .npz has no class names, so its classes were 0 .. the largest label: labels
+    # {0, 5000} on 12 images built label embeddings of 5001 classes (almost all without an
+    # image) and trained; labels up to 2**31 - 1 were a MemoryError traceback while naming
+    # the 2**31 classes.
+    path = medmnist_npz(tmp_path / "ids.npz", size=16, counts=(12, 4, 4))
+    arrays = dict(np.load(path))
+    arrays["train_labels"] = np.array([[0], [5000]] * 6)
+    np.savez(path, **arrays)
+    run_dir = tmp_path / "run"
+    arguments = ["train", "cgan", "--data", f"medmnist:{path}", "--image-size", "16"]
+    assert main([*arguments, "--batch-size", "4", "--epochs", "1", "--out", str(run_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"medmnist:{path}" in error[0]
+    assert "labels go up to 5000 (5001 classes) for 12 images" in error[0]
+    assert not run_dir.exists()
