@@ -417,6 +417,15 @@ def evaluate_run(
     size = min(int(num_samples), len(test["images"]))
     labels = None
     if num_classes:
+        # Labels beyond the generator's embedding fail inside it ("indices[1] = 2 is not in
+        # [0, 2)", a traceback): data with other classes than the run's are refused here.
+        largest = None if train["labels"] is None else int(np.max(train["labels"]))
+        if largest is None or largest >= num_classes:
+            found = "no labels" if largest is None else f"labels up to {largest}"
+            raise DataError(
+                f"{run_dir}: the generator knows {num_classes} classes, but data {data!r} has "
+                f"{found}; evaluate it on the data it was trained on"
+            )
         labels = np.random.default_rng(seed).choice(train["labels"], size)
     generated = sample(size, seed, labels)
     if generated.shape[1:] != train["images"].shape[1:]:

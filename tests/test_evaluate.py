@@ -468,3 +468,15 @@ def test_a_run_config_with_a_setting_of_the_wrong_type_is_one_line_naming_it(
     assert len(error) == 1
     assert f"{tmp_path / 'config.json'}: {setting} {value!r}" in error[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_conditional_generator_with_fewer_classes_than_the_data_is_one_line(tmp_path, capsys):
+    # Labels drawn from data with more classes than the generator's label embedding were an
+    # InvalidArgumentError traceback "indices[1] = 2 is not in [0, 2)" from Embedding.call().
+    build_generator(8, 32, base_filters=4, num_classes=2).save(tmp_path / "generator.keras")
+    _write_config(tmp_path, "cgan")  # brain:t1: 3 region classes
+    assert cli.main(["evaluate", str(tmp_path), "--n", "20"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"medgen-tf: error: {tmp_path}: ")
+    assert "the generator knows 2 classes, but data 'brain:t1' has labels up to 2" in error[0]
+    assert not (tmp_path / "metrics.json").exists()
