@@ -47,6 +47,7 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -615,10 +616,13 @@ CONTENDERS = {
 
 
 def _setup_precision(mixed_precision):
+    """``True`` is ``mixed_float16`` (the package's ``--mixed-precision``); a string names the
+    Keras policy (``"mixed_bfloat16"``, for the CPU facts)."""
     import keras
 
     if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        policy = "mixed_float16" if mixed_precision is True else str(mixed_precision)
+        keras.mixed_precision.set_global_policy(policy)
 
 
 def task_throughput(
@@ -708,6 +712,25 @@ def task_pipeline(model="dcgan", batches=200, image_size=None, batch_size=None):
     }
 
 
+# The instruction sets behind the mixed-precision rows of the CPU facts: bfloat16 and float16
+# are fast on a CPU only where it has instructions for them (AMX and AVX-512 on recent Xeons).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16")
+
+
+def cpu_features(cpuinfo="/proc/cpuinfo"):
+    """Which of ``CPU_FEATURES`` the CPU reports (Linux); None where that cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [name for name in CPU_FEATURES if name in flags]
+
+
 def task_facts():
     import keras
     import tensorflow as tf
@@ -724,6 +747,7 @@ def task_facts():
         pass
     return {
         "cpu_model": model_name,
+        "cpu_features": cpu_features(),
         "nproc": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
@@ -836,7 +860,54 @@ def task_quality(model="vae", cap_s=600):
     return run_quality(model=model, cap_s=cap_s)
 
 
+def task_fit_steps(model="dcgan", mixed_precision=False, steps=1):
+    """Images/s of the package's ``fit`` over ``steps`` steps after one warm-up step, in one
+    ``fit`` call: for a setting too slow for ``task_throughput``'s interleaved windows (each
+    of which runs its steps plus two). On this CPU that is ``mixed_float16``: float16 has no
+    fast kernels here, and a 64 px DCGAN step takes tens of seconds."""
+    import keras
+
+    _setup_precision(mixed_precision)
+    config, source = model_defaults(model)
+    arrays = model_arrays(model, config["image_size"])
+    dataset, data_source = make_batches(arrays, config["batch_size"])
+    built = package_model(model, config)
+    stamps = []
+
+    class Stamps(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            stamps.append((time.perf_counter(), time.process_time()))
+
+        def on_train_end(self, logs=None):
+            stamps.append((time.perf_counter(), time.process_time()))
+
+    start = time.perf_counter()
+    built.fit(dataset, epochs=1, steps_per_epoch=steps + 1, verbose=0, callbacks=[Stamps()])
+    (wall_0, cpu_0), (wall_1, cpu_1) = stamps[1], stamps[-1]
+    images = config["batch_size"] * steps
+    entry = {
+        # Trace, build and the first step: the warm-up the other rows report.
+        "warmup_s": round(wall_0 - start, 2),
+        "windows": [significant(images / (wall_1 - wall_0))],
+        "cpu_windows": [significant(images / max(cpu_1 - cpu_0, 1e-9))],
+        "steps_per_window": steps,
+        "xla": bool(built.jit_compile),
+    }
+    entry["images_per_s"] = entry["windows"][0]
+    entry["images_per_cpu_s"] = entry["cpu_windows"][0]
+    return {
+        "model": model,
+        "config": config,
+        "config_source": source,
+        "data_source": data_source,
+        "mixed_precision": mixed_precision,
+        "policy": keras.mixed_precision.global_policy().name,
+        "contenders": {"ours": entry},
+    }
+
+
 TASKS = {
+    "fit_steps": task_fit_steps,
     "throughput": task_throughput,
     "profile": task_profile,
     "quality": task_quality,

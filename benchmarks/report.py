@@ -91,7 +91,10 @@ def _window_text(value):
 def _ratio(numerator, denominator):
     if not numerator or not denominator:
         return "n/a"
-    return f"{numerator / denominator:.2f}x"
+    ratio = numerator / denominator
+    if ratio < 0.095:  # two significant figures, not "0.01x" for a hundredfold slowdown
+        return f"{ratio:.2g}x"
+    return f"{ratio:.2f}x"
 
 
 def window_ratios(ours, other, key="windows"):
@@ -183,6 +186,7 @@ def render_facts(facts):
         f"| CPU | {facts.get('cpu_model')}, {facts.get('nproc')} logical CPUs "
         f"({facts.get('affinity')} usable by this process) |",
         f"| GPU | {', '.join(facts.get('gpus') or []) or 'none'} |",
+        *_cpu_features_row(facts),
         f"| Python / TensorFlow / Keras / NumPy | {facts.get('python')} / "
         f"{facts.get('tensorflow')} / {facts.get('keras')} / {facts.get('numpy')} |",
         f"| TF threads (intra / inter op; 0 = one per core) | "
@@ -191,6 +195,16 @@ def render_facts(facts):
         f"| Platform | {facts.get('platform')} |",
     ]
     return lines + [""]
+
+
+def _cpu_features_row(facts):
+    if "cpu_features" not in facts:  # a run from before this row existed
+        return []
+    features = facts["cpu_features"]
+    shown = "not readable" if features is None else ", ".join(features) or "none of them"
+    return [
+        f"| CPU instruction sets (of AVX2, AVX-512, AVX-512 BF16, AMX BF16, AVX-512 FP16) | {shown} |"
+    ]
 
 
 def render_load(results):
@@ -314,12 +328,23 @@ def render_cpu(cpu):
     for key, label in (
         ("onednn_off", "oneDNN off (`TF_ENABLE_ONEDNN_OPTS=0`), own process"),
         ("one_thread", "1 intra-op + 1 inter-op thread, own process"),
+        ("mixed_bfloat16", "`mixed_bfloat16` policy (no loss scaling), own process"),
+        (
+            "mixed_float16",
+            "`mixed_float16` policy with `LossScaleOptimizer` (`--mixed-precision`), own "
+            "process, one timed step after one warm-up step",
+        ),
     ):
         result = cpu.get(key, {})
+        if key not in cpu and key.startswith("mixed_"):
+            continue  # a run from before these rows existed
         if _error(result) or not result:
             lines.append(f"| {label} | not measured: {result.get('error', 'not run')} | | | |")
             continue
         entry = result["contenders"]["ours"]
+        batch_size = (result.get("config") or {}).get("batch_size")
+        if key == "mixed_float16" and batch_size and entry.get("images_per_s"):
+            label += f" (a step of {batch_size} images: {batch_size / entry['images_per_s']:.1f} s)"
         lines.append(
             f"| {label} | {_number(entry['images_per_s'], 2)} | "
             f"{_number(entry['images_per_cpu_s'], 2)} | {_ratio(entry['images_per_s'], base)} | "

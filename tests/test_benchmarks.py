@@ -482,3 +482,33 @@ def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_nam
     assert finished.returncode == 1
     assert "TensorFlow sees no GPU" in finished.stderr and "ALLOW_CPU=1" in finished.stderr
     assert sorted((root / "benchmarks").glob("RESULTS-gpu-*")) == before
+
+
+def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(monkeypatch):
+    def tiny_defaults(model):
+        return {"image_size": 32, "batch_size": 4, "latent_dim": 8, "base_filters": 4}, "test"
+
+    def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
+        rng = np.random.default_rng(0)
+        return [rng.uniform(-1, 1, (16, image_size, image_size, 1)).astype("float32")]
+
+    monkeypatch.setattr(harness, "model_defaults", tiny_defaults)
+    monkeypatch.setattr(harness, "load_images", fake_images)
+    try:
+        result = harness.task_fit_steps("dcgan", mixed_precision="mixed_bfloat16", steps=2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    entry = result["contenders"]["ours"]
+    assert result["policy"] == "mixed_bfloat16"
+    assert entry["steps_per_window"] == 2 and len(entry["windows"]) == 1
+    assert entry["images_per_s"] > 0 and entry["images_per_cpu_s"] > 0
+    # The warm-up (build, trace, first step) is outside the timed steps.
+    assert entry["warmup_s"] > 0
+    assert result["config"]["batch_size"] == 4
+
+
+def test_cpu_features_reads_the_flags_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
+    assert harness.cpu_features(cpuinfo) == ["avx2", "avx512f", "amx_bf16"]
+    assert harness.cpu_features(tmp_path / "missing") is None

@@ -264,3 +264,29 @@ def test_header_lists_network_settings_not_the_recipes_training_slices_and_gpu_m
     assert "peak RSS MiB (GPU MiB)" in scaling[0] and "| 900.0 (GPU 512.5) | 9 |" in scaling[2]
     del result["peak_gpu_mib"]
     assert "GPU" not in report.render_throughput_model("dcgan", result)[0]
+
+
+def test_cpu_table_shows_both_mixed_precision_policies_and_a_hundredfold_slowdown():
+    base = {"xla": {"contenders": {"ours": _entry([100.0]), "ours_xla": _entry([90.0])}}}
+    float16 = {"config": {"batch_size": 32}, "contenders": {"ours": _entry([0.64])}}
+    table = "\n".join(
+        report.render_cpu(
+            {
+                **base,
+                "mixed_bfloat16": {"contenders": {"ours": _entry([170.0])}},
+                "mixed_float16": float16,
+            }
+        )
+    )
+    assert "`mixed_bfloat16` policy" in table and "| 1.70x |" in table
+    # 0.64 images/s against 100: "0.0064x", not a rounded "0.01x"; and the step's seconds.
+    assert "| 0.0064x |" in table and "a step of 32 images: 50.0 s" in table
+    # A run saved before these rows existed renders without them.
+    assert "mixed_" not in "\n".join(report.render_cpu(base))
+
+
+def test_machine_table_lists_the_cpu_instruction_sets_when_recorded():
+    facts = {"cpu_model": "x", "nproc": 2, "affinity": 2, "cpu_features": ["avx2", "amx_bf16"]}
+    assert "| avx2, amx_bf16 |" in "\n".join(report.render_facts(facts))
+    assert "| none of them |" in "\n".join(report.render_facts({**facts, "cpu_features": []}))
+    assert "instruction sets" not in "\n".join(report.render_facts({"cpu_model": "x"}))
