@@ -40,7 +40,13 @@ _seed = _int_at_least(0, f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)",
 # The smallest side every model can build (GAN generators start at 4 to 7 pixels and double
 # at least twice); other sizes a model cannot build are refused by its builders' own rules
 # before any data is loaded (recipes.train).
-_image_size = _int_at_least(16, "must be an integer of at least 16 (pixels)")
+# The largest side any command takes: above it the data alone outgrow memory (100000 asked
+# numpy for 3.49 TiB, a traceback, after the builders had accepted it); MedMNIST's largest
+# files are 224 pixels.
+MAX_IMAGE_SIZE = 512
+_image_size = _int_at_least(
+    16, f"must be an integer from 16 to {MAX_IMAGE_SIZE} (pixels)", MAX_IMAGE_SIZE
+)
 
 
 def _path(text: str) -> str:
@@ -99,7 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     # A preview builds no model: any side the resize can make will do.
     preview.add_argument(
-        "--image-size", type=_int_at_least(4, "must be an integer of at least 4"), default=64
+        "--image-size",
+        type=_int_at_least(4, f"must be an integer from 4 to {MAX_IMAGE_SIZE}", MAX_IMAGE_SIZE),
+        default=64,
     )
 
     train = commands.add_parser(

@@ -17,6 +17,10 @@ from medgen_tf.cli import main
         (["evaluate", "RUN", "--n", "0"], "--n"),
         (["sample", "RUN", "--n", "-3", "--out", "RUN/grid.png"], "--n"),
         (["data", "preview", "--image-size", "0", "--out", "RUN/grid.png"], "--image-size"),
+        # A slip of the keyboard: the data load asked for 3.49 TiB and failed with a traceback
+        # (numpy's _ArrayMemoryError), after the model's own checks had accepted the size.
+        (["train", "vae", "--image-size", "100000", "--out", "RUN"], "--image-size"),
+        (["data", "preview", "--image-size", "100000", "--out", "RUN/grid.png"], "--image-size"),
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, capsys, arguments, option):
