@@ -670,7 +670,29 @@ def render_headline(results):
             f"- XLA on this machine (DCGAN, fit): {_ratio(c['ours_xla']['images_per_s'], c['ours']['images_per_s'])}"
             f' the speed of `jit_compile="auto"` ({_auto_mode(c["ours"])}).'
         )
+        lines += _precision_headline(results["cpu"], c["ours"]["images_per_s"])
     return ["## Headline ratios", ""] + lines + [""] if lines else []
+
+
+def _precision_headline(cpu, base):
+    """The mixed-precision policies against float32 graph mode, where both were measured."""
+    parts = []
+    for key, label in (
+        ("mixed_bfloat16", "`mixed_bfloat16`"),
+        ("mixed_float16", "`mixed_float16` (what `--mixed-precision` sets)"),
+    ):
+        result = cpu.get(key)
+        if not result or _error(result):
+            continue
+        speed = result["contenders"]["ours"]["images_per_s"]
+        part = f"{label} {_ratio(speed, base)}"
+        batch_size = (result.get("config") or {}).get("batch_size")
+        if key == "mixed_float16" and batch_size and speed:
+            part += f" (a step of {batch_size} images: {batch_size / speed:.1f} s)"
+        parts.append(part)
+    if not parts:
+        return []
+    return [f"- Mixed precision on this machine (DCGAN, fit), against float32: {'; '.join(parts)}."]
 
 
 def render(results, options, saved_quality=None):

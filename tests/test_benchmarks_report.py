@@ -290,3 +290,17 @@ def test_machine_table_lists_the_cpu_instruction_sets_when_recorded():
     assert "| avx2, amx_bf16 |" in "\n".join(report.render_facts(facts))
     assert "| none of them |" in "\n".join(report.render_facts({**facts, "cpu_features": []}))
     assert "instruction sets" not in "\n".join(report.render_facts({"cpu_model": "x"}))
+
+
+def test_headline_gives_the_mixed_precision_policies_against_float32():
+    cpu = {
+        "xla": {"contenders": {"ours": _entry([100.0]), "ours_xla": _entry([90.0])}},
+        "mixed_bfloat16": {"contenders": {"ours": _entry([170.0])}},
+        "mixed_float16": {"config": {"batch_size": 32}, "contenders": {"ours": _entry([0.64])}},
+    }
+    headline = "\n".join(report.render_headline({"cpu": cpu}))
+    assert "`mixed_bfloat16` 1.70x" in headline
+    assert "`mixed_float16` (what `--mixed-precision` sets) 0.0064x" in headline
+    assert "a step of 32 images: 50.0 s" in headline
+    del cpu["mixed_bfloat16"], cpu["mixed_float16"]
+    assert "Mixed precision" not in "\n".join(report.render_headline({"cpu": cpu}))
