@@ -33,6 +33,10 @@ def _int_at_least(minimum: int, what: str, maximum: int | None = None):
 
 
 _positive = _int_at_least(1, "must be a positive integer")
+# A sample grid's images are drawn in one call: a million was a segmentation fault (or the OOM
+# killer); 10**9 latent dimensions a ResourceExhaustedError traceback from the first layer.
+MAX_SAMPLES = 1024
+MAX_LATENT_DIM = 4096
 # keras.utils.set_random_seed (train) takes 0 .. 2**32 - 1; keras.random (sample, evaluate)
 # fails with a traceback from 2**63 on. One range for every command, so a seed works in all.
 SEED_MAX = 2**32 - 1
@@ -133,7 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--latent-dim",
-        type=_positive,
+        type=_int_at_least(1, f"must be an integer from 1 to {MAX_LATENT_DIM}", MAX_LATENT_DIM),
         default=None,
         metavar="N",
         help="GANs (default 128), VAE (default 512)",
@@ -158,7 +162,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="draw samples from a trained run")
     sample.add_argument("run_dir", type=_path)
-    sample.add_argument("--n", type=_positive, default=64)
+    sample.add_argument(
+        "--n",
+        type=_int_at_least(1, f"must be an integer from 1 to {MAX_SAMPLES}", MAX_SAMPLES),
+        default=64,
+    )
     sample.add_argument(
         "--out",
         type=_path,

@@ -21,6 +21,10 @@ from medgen_tf.cli import main
         # (numpy's _ArrayMemoryError), after the model's own checks had accepted the size.
         (["train", "vae", "--image-size", "100000", "--out", "RUN"], "--image-size"),
         (["data", "preview", "--image-size", "100000", "--out", "RUN/grid.png"], "--image-size"),
+        # Drawn in one call: a segmentation fault (exit 139) under a memory limit, else the OOM
+        # killer; a latent size of 10**9 was a ResourceExhaustedError traceback.
+        (["sample", "RUN", "--n", "1000000", "--out", "RUN/grid.png"], "--n"),
+        (["train", "dcgan", "--latent-dim", "1000000000", "--out", "RUN"], "--latent-dim"),
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, capsys, arguments, option):
