@@ -302,3 +302,24 @@ def test_tfds_unknown_version_or_config_gives_tfds_reason(tmp_path, name, reason
     # Only a name TFDS has not registered is called that.
     with pytest.raises(DataError, match=r"^tfds:no_such_dataset_xyz/cfg: not a TFDS dataset"):
         tfds_catalog.load_tfds("no_such_dataset_xyz/cfg", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["malaria", "cats_vs_dogs"])
+def test_tfds_images_of_different_sizes_load_padded_to_squares(monkeypatch, name):
+    # malaria (in TFDS_MEDICAL) and cats_vs_dogs hold images of many sizes: np.stack of them
+    # was a ValueError traceback "all input arrays must have the same shape".
+    tfds = pytest.importorskip("tensorflow_datasets")
+    _no_proxy(monkeypatch)
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: _Connection())
+    with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+        data = tfds_catalog.load_tfds(name, image_size=16)
+    assert data["images"].shape == (4, 16, 16, 3) and data["labels"].shape == (4,)
+    assert data["images"].min() >= -1.0 and data["images"].max() <= 1.0
+
+
+def test_a_non_square_image_is_padded_with_black_to_keep_its_aspect():
+    import numpy as np
+
+    wide = np.full((1, 2, 4, 1), 255, np.uint8)
+    (square,) = tfds_catalog.square_resized(wide, 4)
+    np.testing.assert_array_equal(square[..., 0], [[0] * 4, [255] * 4, [255] * 4, [0] * 4])

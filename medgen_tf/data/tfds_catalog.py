@@ -166,6 +166,24 @@ def _builder_problem(error: Exception) -> str:
     return first
 
 
+def square_resized(images: np.ndarray, image_size: int) -> np.ndarray:
+    """(n, h, w, c) images padded with black to squares, then resized (antialiased) to
+    (n, image_size, image_size, c) float32, in their own value scale: a non-square image keeps
+    its aspect, as NIfTI slices do (:func:`medgen_tf.data.nifti.pad_to_square`)."""
+    import tensorflow as tf
+
+    _, height, width, _ = images.shape
+    side = max(height, width)
+    pad_h, pad_w = side - height, side - width
+    square = np.pad(
+        images.astype(np.float32),
+        ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+    )
+    if side == image_size:
+        return square
+    return tf.image.resize(square, (image_size, image_size), antialias=True).numpy()
+
+
 def load_tfds(
     name: str,
     split: str = "train",
@@ -188,7 +206,6 @@ def load_tfds(
         raise DataError(
             f"tfds:{name}: tensorflow-datasets is not installed; pip install 'medgen-tf[tfds]'"
         ) from error
-    import tensorflow as tf
 
     # TFDS logs a warning for a dataset folder not yet prepared; the one-line error (or the
     # download) that follows says it better.
@@ -224,10 +241,19 @@ def load_tfds(
         labels.append(int(example.get(TFDS_LABEL_KEY, -1)))
     if not images:
         raise DataError(f"tfds:{name}: split {split!r} is empty")
+    channels = sorted({image.shape[-1] for image in images})
+    if len(channels) != 1:
+        raise DataError(f"tfds:{name}: split {split!r} mixes images of {channels} channels")
+    # Many datasets hold images of many sizes (malaria, cats_vs_dogs): stacked as they are,
+    # they were numpy's "all input arrays must have the same shape". Each size is resized
+    # as one batch.
+    by_shape = {}
+    for index, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(index)
+    batch = np.empty((len(images), image_size, image_size, channels[0]), np.float32)
+    for indices in by_shape.values():
+        batch[indices] = square_resized(np.stack([images[i] for i in indices]), image_size)
     low, high = value_range
-    batch = tf.image.resize(
-        np.stack(images).astype(np.float32), (image_size, image_size), antialias=True
-    ).numpy()
     label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
     label_names = list(getattr(label_feature, "names", []) or [])
     return {
