@@ -78,6 +78,9 @@ def _as_images(a, b, mask=None):
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     if a.shape.rank not in (3, 4):
         raise ValueError(f"images must be (n, h, w, c) or (h, w, c), got shape {a.shape}")
+    # No images (or a zero-size axis) gave an empty array of scores, or NaN after the mean.
+    if a.shape.num_elements() == 0:
+        raise ValueError(f"images have no pixels, got shape {a.shape}")
     check_finite(a, "a")
     check_finite(b, "b")
     single = a.shape.rank == 3
@@ -87,7 +90,13 @@ def _as_images(a, b, mask=None):
         mask = tf.convert_to_tensor(mask, dtype=tf.float32)
         if single:
             mask = mask[None]
-        if mask.shape.rank != 4 or mask.shape[:3] != a.shape[:3]:
+        # Another channel count than 1 or the images' would not broadcast in mae and psnr, and
+        # ssim would take the union of its channels.
+        if (
+            mask.shape.rank != 4
+            or mask.shape[:3] != a.shape[:3]
+            or mask.shape[3] not in (1, a.shape[3])
+        ):
             raise ValueError(
                 f"mask must have the images' shape (or one channel), got {mask.shape} "
                 f"for images {a.shape}"
@@ -151,7 +160,8 @@ def psnr(a, b, data_range, mask=None, reduce=None):
         values = tf.image.psnr(a, b, max_val=data_range)
     else:
         mse = tf.cast(_masked_mean(tf.square(a - b), mask), tf.float64)
-        values = 10.0 * np.log10(data_range**2 / mse.numpy())
+        with np.errstate(divide="ignore"):  # identical images: MSE 0, PSNR inf, as documented
+            values = 10.0 * np.log10(data_range**2 / mse.numpy())
     return _finish(values, single, reduce)
 
 

@@ -340,3 +340,46 @@ def test_memorization_still_flags_copies_when_a_blank_slice_is_in_train_and_test
     assert result["fraction_flagged"] == pytest.approx(3 / 30)
     with pytest.raises(ValueError, match="every test sample is also in train"):
         metrics.memorization(generated, train, train[:5])
+
+
+def test_a_mask_with_another_channel_count_is_one_line(image_pair):
+    # A 3-channel mask for 1-channel images: mae and psnr raised TensorFlow's BroadcastTo
+    # InvalidArgumentError, and ssim silently scored the union of the three channels.
+    a, b, mask = image_pair
+    wrong = np.repeat(mask, 3, axis=-1)
+    for name, call in {
+        "mae": lambda: metrics.mae(a, b, mask=wrong),
+        "psnr": lambda: metrics.psnr(a, b, 1.0, mask=wrong),
+        "ssim": lambda: metrics.ssim(a, b, 1.0, mask=wrong),
+    }.items():
+        with pytest.raises(ValueError, match="mask must have the images' shape") as raised:
+            call()
+        assert "\n" not in str(raised.value), name
+    # One channel, or the images' own count, is still accepted.
+    rgb_a, rgb_b = np.repeat(a, 3, axis=-1), np.repeat(b, 3, axis=-1)
+    np.testing.assert_allclose(
+        metrics.mae(rgb_a, rgb_b, mask=wrong), metrics.mae(rgb_a, rgb_b, mask=mask), rtol=1e-6
+    )
+
+
+def test_empty_image_batches_are_refused():
+    # No images gave an empty array of scores, and reduce="mean" a NaN with numpy warnings.
+    empty = np.zeros((0, 16, 16, 1), np.float32)
+    for call in (
+        lambda: metrics.mae(empty, empty, reduce="mean"),
+        lambda: metrics.psnr(empty, empty, 1.0),
+        lambda: metrics.ssim(empty, empty, 1.0, reduce="mean"),
+    ):
+        with pytest.raises(ValueError, match="no pixels"):
+            call()
+    # A zero-width channel axis was a NaN per image.
+    with pytest.raises(ValueError, match="no pixels"):
+        metrics.mae(np.zeros((2, 16, 16, 0)), np.zeros((2, 16, 16, 0)))
+
+
+def test_masked_psnr_of_identical_images_is_inf_without_a_warning(image_pair, recwarn):
+    a, _, mask = image_pair
+    assert np.all(np.isinf(metrics.psnr(a, a, 1.0, mask=mask)))
+    assert np.all(np.isinf(metrics.psnr(a, a, 1.0)))
+    # numpy's "divide by zero encountered" was printed for every masked call.
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
