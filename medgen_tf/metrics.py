@@ -273,6 +273,9 @@ def _as_features(features, name="features"):
         features = features.reshape(len(features), -1)
     if features.ndim != 2 or len(features) < 2:
         raise ValueError(f"{name} must be (n, d) with n >= 2, got shape {features.shape}")
+    # d = 0 was numpy's "zero-size array to reduction" in frechet_distance, NaN in kid.
+    if features.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one feature, got shape {features.shape}")
     if not np.all(np.isfinite(features)):
         raise ValueError(f"{name} contain NaN or inf")
     return features
@@ -299,11 +302,22 @@ def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b):
     leaves an imaginary part that grows with the features' magnitude, so that its tolerance
     refuses large features; this form needs no ``eps`` regularisation either.
     """
-    mean_a, mean_b = np.asarray(mean_a, np.float64), np.asarray(mean_b, np.float64)
+    mean_a = np.atleast_1d(np.asarray(mean_a, np.float64))
+    mean_b = np.atleast_1d(np.asarray(mean_b, np.float64))
     covariance_a = np.atleast_2d(np.asarray(covariance_a, np.float64))
     covariance_b = np.atleast_2d(np.asarray(covariance_b, np.float64))
     if mean_a.shape != mean_b.shape or covariance_a.shape != covariance_b.shape:
         raise ValueError("the two sets of moments must have the same dimension")
+    # A mean that does not match its covariance was scored all the same (only the trace of the
+    # covariances enters), and a NaN made the SVD fail with LinAlgError.
+    if mean_a.ndim != 1 or covariance_a.shape != (len(mean_a), len(mean_a)):
+        raise ValueError(
+            f"moments must be a mean (d,) and covariance (d, d), got {mean_a.shape} and "
+            f"{covariance_a.shape}"
+        )
+    for moment in (mean_a, mean_b, covariance_a, covariance_b):
+        if not np.all(np.isfinite(moment)):
+            raise ValueError("the moments contain NaN or inf")
     # With A = C_a^(1/2), B = C_b^(1/2): (A B)(A B)^T = A C_b A has the eigenvalues of
     # A A C_b = C_a C_b (XY and YX share them), so the singular values of A B are their square
     # roots; taken directly, not as square roots of eigenvalues, so round-off is not amplified.
@@ -383,6 +397,11 @@ def pairwise_distances(x, y, chunk_size=1024):
     """Euclidean distances (len(x), len(y)) in float64, computed in row chunks."""
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     y = np.asarray(y, np.float64).reshape(len(y), -1)
+    # Else numpy's "matmul: Input operand 1 has a mismatch in its core dimension 0".
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]} per row"
+        )
     y_norms = np.einsum("ij,ij->i", y, y)
     result = np.empty((len(x), len(y)))
     for start in range(0, len(x), chunk_size):
@@ -411,6 +430,11 @@ def precision_recall(features_real, features_fake, k=3):
     """
     real = _as_features(features_real, "features_real")
     fake = _as_features(features_fake, "features_fake")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"features_real and features_fake must have the same dimension, got "
+            f"{real.shape[1]} and {fake.shape[1]}"
+        )
     if not 1 <= k < min(len(real), len(fake)):
         raise ValueError(f"k must be in [1, min(n_real, n_fake) - 1], got {k}")
     real_radii = _knn_radii(real, k)

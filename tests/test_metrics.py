@@ -383,3 +383,51 @@ def test_masked_psnr_of_identical_images_is_inf_without_a_warning(image_pair, re
     assert np.all(np.isinf(metrics.psnr(a, a, 1.0)))
     # numpy's "divide by zero encountered" was printed for every masked call.
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_feature_sets_of_different_dimension_are_one_line():
+    # precision_recall and pairwise_distances raised numpy's "matmul: Input operand 1 has a
+    # mismatch in its core dimension 0, with gufunc signature ..."
+    generator = np.random.default_rng(10)
+    eight, seven = generator.normal(size=(20, 8)), generator.normal(size=(20, 7))
+    for call in (
+        lambda: metrics.precision_recall(eight, seven),
+        lambda: metrics.pairwise_distances(eight, seven),
+        lambda: metrics.frechet_distance(eight, seven),
+        lambda: metrics.kid(eight, seven, subset_size=10),
+        lambda: metrics.memorization(eight, eight + 1.0, seven),
+    ):
+        with pytest.raises(ValueError, match="same dimension") as raised:
+            call()
+        assert "\n" not in str(raised.value)
+
+
+def test_features_without_columns_are_refused():
+    # (n, 0) features: frechet_distance raised numpy's "zero-size array to reduction operation
+    # maximum which has no identity", kid returned (nan, nan) with a warning per subset.
+    empty = np.zeros((10, 0))
+    for call in (
+        lambda: metrics.frechet_distance(empty, empty),
+        lambda: metrics.kid(empty, empty, subset_size=5),
+        lambda: metrics.precision_recall(empty, empty),
+    ):
+        with pytest.raises(ValueError, match=r"at least one feature, got shape \(10, 0\)"):
+            call()
+
+
+def test_frechet_distance_from_moments_checks_the_moments():
+    # A 3-vector mean with 2x2 covariances was silently scored (0.0 for equal means), and a NaN
+    # covariance raised LinAlgError "SVD did not converge".
+    eye = np.eye(2)
+    with pytest.raises(ValueError, match=r"mean \(d,\) and covariance \(d, d\)"):
+        metrics.frechet_distance_from_moments(np.zeros(3), eye, np.zeros(3), eye)
+    with pytest.raises(ValueError, match=r"mean \(d,\) and covariance \(d, d\)"):
+        metrics.frechet_distance_from_moments(
+            np.zeros(2), np.ones((2, 3)), np.zeros(2), np.ones((2, 3))
+        )
+    with pytest.raises(ValueError, match="NaN or inf"):
+        metrics.frechet_distance_from_moments(
+            np.zeros(2), np.full((2, 2), np.nan), np.zeros(2), eye
+        )
+    # Scalars are one-dimensional moments: N(0, 1) and N(3, 4) are 9 + 1 + 4 - 2 * 2 = 10 apart.
+    assert metrics.frechet_distance_from_moments(0.0, 1.0, 3.0, 4.0) == pytest.approx(10.0)
