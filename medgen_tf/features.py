@@ -128,10 +128,34 @@ def _grey_batch(images):
     return images
 
 
-def _prepare(images, value_range):
+def _to_unit_range(images, value_range):
+    """``images`` (n, h, w, 1) mapped from ``value_range`` to [-1, 1], after checking them.
+
+    Images outside ``value_range`` are refused rather than clipped: 8-bit slices read with the
+    default (-1, 1) became white, and their features were those of blank images. The 1 % slack
+    leaves room for round-off and interpolation overshoot.
+    """
     images = _grey_batch(images)
-    low, high = value_range
-    images = 2.0 * (images - low) / (high - low) - 1.0
+    if len(images) == 0 or images.size == 0:
+        raise DataError(f"no images to extract features from, got shape {images.shape}")
+    low, high = (float(value) for value in value_range)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise DataError(f"value_range must be (low, high) with high > low, got {value_range!r}")
+    non_finite = int(np.count_nonzero(~np.isfinite(images)))
+    if non_finite:
+        raise DataError(f"images: {non_finite} NaN or Inf values; did training diverge?")
+    smallest, largest = float(images.min()), float(images.max())
+    slack = 0.01 * (high - low)
+    if smallest < low - slack or largest > high + slack:
+        raise DataError(
+            f"images span [{smallest:g}, {largest:g}], outside value_range ({low}, {high}); "
+            "pass the range the images are stored in, e.g. value_range=(0, 255) for 8-bit"
+        )
+    return 2.0 * (images - low) / (high - low) - 1.0
+
+
+def _prepare(images, value_range):
+    images = _to_unit_range(images, value_range)
     if images.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
         # Area-like averaging when shrinking, bilinear when enlarging: the extractor only ever
         # saw 64x64 slices, so scores at other sizes are comparable among themselves only.
@@ -143,8 +167,9 @@ def extract_features(images, value_range=(-1.0, 1.0), batch_size: int = 256, ext
     """FD-medgen features (n, FEATURE_DIM) float64 of grey images (n, h, w, 1).
 
     Args:
-        images: slices (n, h, w, 1) or (n, h, w) in ``value_range``; resized to 64x64 when they
-            are another size. A single slice (h, w, 1) is one image, as in :mod:`medgen_tf.metrics`,
+        images: slices (n, h, w, 1) or (n, h, w) in ``value_range`` (outside it by more than
+            1 % of its width, NaN or Inf: DataError); resized to 64x64 when they are another
+            size. A single slice (h, w, 1) is one image, as in :mod:`medgen_tf.metrics`,
             and gives features (1, FEATURE_DIM): they stay 2-D, the shape every distribution
             metric expects.
         value_range: (low, high) of the images (the cohort's default is (-1, 1)).
@@ -262,6 +287,8 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
     ``timeout`` seconds, raises a one-line DataError instead of hanging. ``images`` are read as
     in :func:`extract_features`: a single (h, w, 1) slice gives features (1, 2048).
     """
+    # Checked before any download. InceptionV3 expects [-1, 1].
+    images = _to_unit_range(images, value_range)
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]
     if not cached.is_file():
@@ -284,9 +311,6 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
             f"InceptionV3 ImageNet weights could not be downloaded ({type(error).__name__}); "
             "use FD-medgen (medgen_tf.features.extract_features)"
         ) from None
-    images = _grey_batch(images)
-    low, high = value_range
-    images = 2.0 * (images - low) / (high - low) - 1.0  # InceptionV3 expects [-1, 1]
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = tf.image.resize(images[start : start + batch_size], (299, 299))

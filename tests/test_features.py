@@ -130,3 +130,27 @@ def test_the_extractor_trains_and_writes_any_weights_name_keras_accepts(tmp_path
     result = features.train_feature_extractor(out_path, num_epochs=1, num_subjects=3, verbose=0)
     assert result["weights"] == str(out_path) and result["sha256"] == sha256_of(out_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == [".weights.h5"]
+
+
+def test_images_outside_the_value_range_are_refused_not_clipped():
+    images = np.random.default_rng(2).uniform(-1, 1, (4, 64, 64, 1)).astype(np.float32)
+    eight_bit = np.round((images + 1) * 127.5).astype(np.uint8)
+    # 8-bit slices with the default value_range (-1, 1) were clipped to white: features of four
+    # blank images, silently (a Frechet distance of them is a wrong number, not an error).
+    with pytest.raises(DataError, match=r"images span \[0, 255\].*value_range \(-1.0, 1.0\)"):
+        features.extract_features(eight_bit)
+    np.testing.assert_allclose(
+        features.extract_features(eight_bit, value_range=(0, 255)),
+        features.extract_features(images),
+        atol=0.02,
+    )
+    # A NaN pixel gave NaN features; an empty value range divided by zero.
+    with_nan = images.copy()
+    with_nan[1, 5, 5, 0] = np.nan
+    with pytest.raises(DataError, match="1 NaN or Inf"):
+        features.extract_features(with_nan)
+    with pytest.raises(DataError, match="value_range"):
+        features.extract_features(images, value_range=(1.0, 1.0))
+    # No images: numpy's "need at least one array to concatenate".
+    with pytest.raises(DataError, match="no images"):
+        features.extract_features(np.zeros((0, 64, 64, 1), np.float32))
