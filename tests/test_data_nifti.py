@@ -448,11 +448,26 @@ def test_a_scale_factor_overflowing_float32_gives_only_the_one_line(tmp_path, ca
     # pytest would catch numpy's RuntimeWarning before it reached stderr: record it here.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(DataError, match="NaN or Inf voxels") as error:
+        with pytest.raises(DataError, match="voxels beyond float32's range") as error:
             load_volume(path)
     _one_line_naming(error, path)
     assert [str(warning.message) for warning in caught] == []
     assert capfd.readouterr().err == ""
+
+
+def test_finite_voxels_beyond_float32_are_not_called_nan_or_inf(tmp_path):
+    # They were "8000 NaN or Inf voxels", for a file that holds none: the cast to float32 made
+    # the Inf. A file with real NaN voxels is still called so.
+    volume = _volume().astype(np.float64)
+    volume[:2] = 1e300
+    path = _save(volume, tmp_path / "float64.nii.gz")
+    with pytest.raises(DataError, match=r": \d+ voxels beyond float32's range") as error:
+        load_volume(path)
+    _one_line_naming(error, path)
+    volume = _volume().astype(np.float64)
+    volume[0, 0, 0] = np.nan
+    with pytest.raises(DataError, match=r": 1 NaN or Inf voxels$"):
+        load_volume(_save(volume, tmp_path / "nan.nii.gz"))
 
 
 def test_constant_foreground_is_refused(tmp_path):

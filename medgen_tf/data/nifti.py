@@ -138,6 +138,15 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
         # the cast would only add two lines of noise before it.
         with np.errstate(over="ignore", invalid="ignore"):
             data = np.asarray(image.dataobj, dtype=np.float32)
+            if not np.all(np.isfinite(data)):
+                # Finite values beyond float32 (a float64 file, or a scale factor) became Inf
+                # in the cast: calling them NaN or Inf voxels sent users looking for those.
+                beyond = np.isfinite(np.asarray(image.dataobj)) & ~np.isfinite(data)
+                if beyond.any():
+                    raise DataError(
+                        f"{path}: {int(beyond.sum())} voxels beyond float32's range (magnitude "
+                        "above 3.4e38, after the header's scale factor); rescale the image"
+                    )
         affine = np.asarray(image.affine, dtype=np.float64)
     except DataError:
         raise
