@@ -45,6 +45,14 @@ def histogram_match(images, reference, mask=None, reference_mask=None, num_quant
         raise ValueError("mask and reference_mask must have the shapes of images and reference.")
     if not mask.any() or not reference_mask.any():
         raise ValueError("histogram_match needs at least one masked value in each array.")
+    # One point maps every pixel to the reference's minimum.
+    if int(num_quantiles) < 2:
+        raise ValueError(f"num_quantiles must be at least 2, got {num_quantiles}")
+    # One NaN makes every quantile NaN, and the whole output one constant.
+    for name, values in (("images", images[mask]), ("reference", reference[reference_mask])):
+        non_finite = int(np.count_nonzero(~np.isfinite(values)))
+        if non_finite:
+            raise ValueError(f"{name}: {non_finite} NaN or Inf values inside the mask")
     levels = _quantile_levels(num_quantiles)
     source_quantiles = np.quantile(images[mask], levels)
     reference_quantiles = np.quantile(reference[reference_mask], levels)
@@ -58,18 +66,35 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     """MAE, PSNR and SSIM of ``predicted`` against ``target``, inside ``mask`` and overall.
 
     Images are first mapped from ``value_range`` to [0, 1], so MAE is a fraction of the full
-    intensity range and PSNR uses a peak of 1. Returns a dict of floats (means over images):
+    intensity range and PSNR uses a peak of 1. Predictions are clipped to the range; a target
+    outside it (by more than 1 % of its width) is a ValueError: the range is wrong. Returns a dict of floats (means over images):
     ``mae_brain, psnr_brain, ssim_brain, mae_image, psnr_image, ssim_image``.
     """
     from medgen_tf import metrics
 
-    low, high = value_range
-    predicted = (np.asarray(predicted, np.float32) - low) / (high - low)
-    target = (np.asarray(target, np.float32) - low) / (high - low)
+    low, high = (float(value) for value in value_range)
+    # (1, 1) was blamed on the model as NaN predictions; a reversed range was scored.
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range!r}")
+    predicted = np.asarray(predicted, np.float32)
+    target = np.asarray(target, np.float32)
     mask = np.asarray(mask, np.float32)
     # Checked before the clip, which would turn an Inf from a diverged model into a score.
     metrics.check_finite(predicted, "predicted")
     metrics.check_finite(target, "target")
+    # The ground truth must be on the stated scale (1 % slack for round-off): 8-bit targets
+    # with the default (-1, 1) were scored with a peak of 1 (PSNR -38 dB). Predictions may
+    # overshoot it (they are clipped below); the truth cannot.
+    if target.size:
+        smallest, largest = float(target.min()), float(target.max())
+        slack = 0.01 * (high - low)
+        if smallest < low - slack or largest > high + slack:
+            raise ValueError(
+                f"target spans [{smallest:g}, {largest:g}], outside value_range ({low:g}, "
+                f"{high:g}); pass the range the images are stored in"
+            )
+    predicted = (predicted - low) / (high - low)
+    target = (target - low) / (high - low)
     predicted = np.clip(predicted, 0.0, 1.0)
     results = {}
     for where, region in (("brain", mask), ("image", None)):

@@ -77,3 +77,45 @@ def test_draw_lesion_paints_a_disc_and_leaves_the_rest():
     assert core[8, 6] and not core[0, 0] and core.sum() > 5
     np.testing.assert_allclose(lesioned[core, 0], 0.9)
     assert lesioned[0, 0, 0] == -0.5 and image[8, 6, 0] == -0.5  # the input is not modified
+
+
+def test_translation_metrics_refuse_targets_outside_the_value_range_and_bad_ranges():
+    from medgen_tf.evaluation import translation_metrics
+
+    rng = np.random.default_rng(4)
+    target = rng.uniform(-1, 1, (2, 16, 16, 1)).astype("float32")
+    predicted = np.clip(target + 0.1 * rng.standard_normal(target.shape), -1, 1)
+    mask = np.ones_like(target)
+    # 8-bit targets with the default (-1, 1) were scored: PSNR -37.7 dB, SSIM 0.0002.
+    eight_bit = np.round((target + 1) * 127.5).astype(np.uint8)
+    with pytest.raises(
+        ValueError, match=r"target spans \[\d+, 255\], outside value_range \(-1, 1\)"
+    ):
+        translation_metrics(predicted, eight_bit, mask)
+    expected = translation_metrics(predicted, target, mask)
+    rescaled = translation_metrics((predicted + 1) * 127.5, eight_bit, mask, value_range=(0, 255))
+    assert rescaled["psnr_brain"] == pytest.approx(expected["psnr_brain"], abs=0.1)
+    # (1, 1) was blamed on the model ("predicted: 512 NaN or Inf values; did training
+    # diverge?"), and a reversed (1, -1) was scored as if it were (-1, 1).
+    for value_range in [(1.0, 1.0), (1.0, -1.0)]:
+        with pytest.raises(ValueError, match="value_range must be"):
+            translation_metrics(predicted, target, mask, value_range=value_range)
+
+
+def test_histogram_match_refuses_nan_and_a_one_point_table():
+    rng = np.random.default_rng(5)
+    images = rng.normal(size=(2, 8, 8, 1)).astype("float32")
+    with_nan = images.copy()
+    with_nan[0, 0, 0, 0] = np.nan
+    # One NaN pixel made every quantile NaN: all 128 pixels came back as one constant.
+    with pytest.raises(ValueError, match="images: 1 NaN or Inf"):
+        histogram_match(with_nan, images)
+    with pytest.raises(ValueError, match="reference: 1 NaN or Inf"):
+        histogram_match(images, with_nan)
+    # A NaN outside the mask is left alone, as every value outside it is.
+    mask = np.ones(images.shape, bool)
+    mask[0, 0, 0, 0] = False
+    assert np.isnan(histogram_match(with_nan, images, mask=mask)[0, 0, 0, 0])
+    # num_quantiles=1 mapped every pixel to the reference's minimum.
+    with pytest.raises(ValueError, match="num_quantiles"):
+        histogram_match(images, images, num_quantiles=1)
