@@ -243,6 +243,8 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
     data_range = _check_data_range(data_range)
     if power_factors is None:
         power_factors = MS_SSIM_WEIGHTS
+    if len(power_factors) < 1:
+        raise ValueError("ms_ssim needs at least one of power_factors (one scale)")
     a, b, _, single = _as_images(a, b)
     minimum = (filter_size - 1) * 2 ** (len(power_factors) - 1) + 1
     if min(a.shape[1], a.shape[2]) < minimum:
@@ -267,12 +269,13 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
 # --------------------------------------------------------------------------- distributions
 
 
-def _as_features(features, name="features"):
+def _as_features(features, name="features", min_rows=2):
     features = np.asarray(features, dtype=np.float64)
     if features.ndim > 2:
-        features = features.reshape(len(features), -1)
-    if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"{name} must be (n, d) with n >= 2, got shape {features.shape}")
+        # Not -1: numpy cannot infer it for no rows ("cannot reshape array of size 0").
+        features = features.reshape(len(features), int(np.prod(features.shape[1:])))
+    if features.ndim != 2 or len(features) < min_rows:
+        raise ValueError(f"{name} must be (n, d) with n >= {min_rows}, got shape {features.shape}")
     # d = 0 was numpy's "zero-size array to reduction" in frechet_distance, NaN in kid.
     if features.shape[1] < 1:
         raise ValueError(f"{name} must have at least one feature, got shape {features.shape}")
@@ -435,6 +438,9 @@ def precision_recall(features_real, features_fake, k=3):
             f"features_real and features_fake must have the same dimension, got "
             f"{real.shape[1]} and {fake.shape[1]}"
         )
+    if isinstance(k, bool) or not float(k).is_integer():
+        raise ValueError(f"k must be an integer, got {k!r}")
+    k = int(k)
     if not 1 <= k < min(len(real), len(fake)):
         raise ValueError(f"k must be in [1, min(n_real, n_fake) - 1], got {k}")
     real_radii = _knn_radii(real, k)
@@ -477,9 +483,10 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
     Raises:
         ValueError: every test sample is also in train, so there is no reference distance.
     """
-    generated = _as_features(generated, "generated")
-    train = _as_features(train, "train")
-    test = _as_features(test, "test")
+    # Nearest neighbours need no second sample: one generated image can be checked.
+    generated = _as_features(generated, "generated", min_rows=1)
+    train = _as_features(train, "train", min_rows=1)
+    test = _as_features(test, "test", min_rows=1)
     if not generated.shape[1] == train.shape[1] == test.shape[1]:
         raise ValueError("generated, train and test must have the same dimension")
     generated_distances = pairwise_distances(generated, train)
@@ -545,6 +552,10 @@ def balanced_accuracy(labels, predictions):
         raise ValueError(
             f"need equal, non-empty shapes, got {labels.shape} and {predictions.shape}"
         )
+    # A NaN label is a class of its own that no prediction equals: the mean became NaN.
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} contain NaN or Inf")
     recalls = [np.mean(predictions[labels == value] == value) for value in np.unique(labels)]
     return float(np.mean(recalls))
 

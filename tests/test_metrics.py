@@ -431,3 +431,34 @@ def test_frechet_distance_from_moments_checks_the_moments():
         )
     # Scalars are one-dimensional moments: N(0, 1) and N(3, 4) are 9 + 1 + 4 - 2 * 2 = 10 apart.
     assert metrics.frechet_distance_from_moments(0.0, 1.0, 3.0, 4.0) == pytest.approx(10.0)
+
+
+def test_memorization_checks_a_single_generated_sample():
+    # One generated image was refused ("generated must be (n, d) with n >= 2"), though its
+    # nearest training neighbour is well defined; so is a single held-out reference.
+    generator = np.random.default_rng(11)
+    train = generator.random((20, 8, 8, 1))
+    test = generator.random((5, 8, 8, 1))
+    copy = metrics.memorization(train[3:4], train, test)
+    assert copy["flagged_indices"] == [0] and copy["closest_pairs"][0][:2] == (0, 3)
+    fresh = metrics.memorization(generator.random((1, 8, 8, 1)), train, test[:1])
+    assert fresh["flagged_indices"] == [] and fresh["fraction_flagged"] == 0.0
+    with pytest.raises(ValueError, match=r"generated must be \(n, d\) with n >= 1"):
+        metrics.memorization(train[:0], train, test)
+
+
+def test_small_argument_mistakes_are_one_line():
+    generator = np.random.default_rng(12)
+    real, fake = generator.normal(size=(20, 4)), generator.normal(size=(20, 4))
+    # k=2.5 was numpy's TypeError "Partition index must be integer".
+    with pytest.raises(ValueError, match="k must be an integer"):
+        metrics.precision_recall(real, fake, k=2.5)
+    # No power factors was IndexError "pop from empty list" inside TensorFlow.
+    a = generator.random((1, 32, 32, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="power_factors"):
+        metrics.ms_ssim(a, a, 1.0, power_factors=())
+    # NaN labels or predictions gave a balanced accuracy of NaN with numpy warnings.
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.balanced_accuracy([0, 1, np.nan], [0, 1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.balanced_accuracy([0, 1, 1], [0, np.nan, 1])
