@@ -21,7 +21,9 @@ def to_display(images, value_range: tuple[float, float] | None = None) -> np.nda
     """Map images to [0, 1] for display.
 
     ``value_range`` defaults to the range the data were stored in: (0, 255) for ``uint8``,
-    otherwise (-1, 1) if any value is below 0, else (0, 1). Values outside it are clipped.
+    otherwise (-1, 1) if any value is below 0, else (0, 1), and the data's own (min, max) when
+    they lie clearly outside those (beyond -2 or 2, e.g. float intensities in [0, 255] or CT
+    numbers). Values outside the range are clipped.
     """
     value_range = value_range or default_value_range(images)
     low, high = value_range
@@ -36,7 +38,17 @@ def default_value_range(*image_sets) -> tuple[float, float]:
     arrays = [np.asarray(images) for images in image_sets]
     if arrays and all(array.dtype == np.uint8 for array in arrays):
         return (0.0, 255.0)
-    if any(array.size and np.nanmin(array) < 0 for array in arrays):
+    values = [array[np.isfinite(array)] for array in arrays if array.size]
+    values = [array for array in values if array.size]
+    if not values:
+        return (0.0, 1.0)
+    low = min(float(array.min()) for array in values)
+    high = max(float(array.max()) for array in values)
+    # Float data on another scale were clipped to (0, 1) or (-1, 1): an all-white or binary
+    # picture. A little tanh or interpolation overshoot keeps the stored scale.
+    if (low < -2.0 or high > 2.0) and high > low:
+        return (low, high)
+    if low < 0:
         return (-1.0, 1.0)
     return (0.0, 1.0)
 
@@ -52,6 +64,8 @@ def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1)
             f"image_grid expects (n, h, w), (n, h, w, 1) or (n, h, w, 3) images, got {images.shape}"
         )
     count, height, width = images.shape[:3]
+    if count == 0:  # else numpy's "negative dimensions are not allowed"
+        raise ValueError(f"image_grid got no images, shape {images.shape}")
     num_columns = max(1, min(num_columns, count))
     num_rows = -(-count // num_columns)
     grid = np.ones(

@@ -76,3 +76,20 @@ def test_plot_history_draws_one_panel_per_metric_and_saves(tmp_path):
     assert [axis.get_title() for axis in figure.axes] == ["d_loss", "g_loss"]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
     matplotlib.pyplot.close("all")
+
+
+def test_float_images_on_another_scale_are_shown_on_their_own_range():
+    # Float intensities in [0, 255] (or CT numbers) were clipped to (0, 1): an all-white grid.
+    raw = np.array([0.0, 51.0, 255.0], dtype=np.float32)
+    np.testing.assert_allclose(viz.to_display(raw), [0.0, 0.2, 1.0])
+    hounsfield = np.array([-1000.0, 0.0, 1000.0])
+    np.testing.assert_allclose(viz.to_display(hounsfield), [0.0, 0.5, 1.0])
+    assert viz.default_value_range(raw, np.array([0.0, 510.0])) == (0.0, 510.0)
+    # A little tanh or interpolation overshoot keeps the stored scale.
+    assert viz.default_value_range(np.array([-1.05, 0.0, 1.02])) == (-1.0, 1.0)
+
+
+def test_an_empty_image_grid_is_one_line():
+    # No images was numpy's "negative dimensions are not allowed".
+    with pytest.raises(ValueError, match="no images"):
+        viz.image_grid(np.zeros((0, 8, 8, 1)))
