@@ -625,10 +625,13 @@ def paired_differences(rows, baseline="real only", metric="auroc", confidence=0.
         ``rows``.
 
     Raises:
-        ValueError: ``baseline`` has no row.
+        ValueError: ``baseline`` has no row, or ``confidence`` is not in (0, 1).
     """
     from scipy import stats
 
+    # 95 (a percentage) gave NaN bounds, 1.0 infinite ones.
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence}")
     values = {}
     for row in rows:
         values.setdefault(row["condition"], {})[row["seed"]] = float(row[metric])

@@ -347,3 +347,18 @@ def test_lesion_effect_is_the_mean_change_of_each_positive_slice():
     effect = lesion_effect("train", 0.1, seed=3, **LESIONS)
     np.testing.assert_allclose(effect, expected, rtol=1e-6)
     assert len(effect) == 5 and (effect > 0).all()
+
+
+@pytest.mark.parametrize("confidence", [95, 0.0, 1.0, float("nan")])
+def test_paired_differences_refuse_a_confidence_outside_0_1(confidence):
+    rows = [
+        {"condition": name, "seed": seed, "auroc": value}
+        for name, values in (("real only", [0.6, 0.7, 0.65]), ("both", [0.5, 0.62, 0.63]))
+        for seed, value in enumerate(values)
+    ]
+    # confidence=95 (a percentage) gave an interval of NaN bounds, printed as "[+nan, +nan]";
+    # 1.0 gave (-inf, inf).
+    with pytest.raises(ValueError, match="confidence must be in"):
+        paired_differences(rows, confidence=confidence)
+    with pytest.raises(ValueError, match="confidence must be in"):
+        format_paired_differences(rows, confidence=confidence)
