@@ -796,8 +796,12 @@ def fit(
                 meta = load_checkpoint(model, checkpoint)
                 initial_epoch = int(meta["epoch"])
                 history.update({key: list(values) for key, values in meta["history"].items()})
-            elif resume and verbose != 0:
-                print(f"no checkpoint in {run_dir / 'checkpoints'}; starting from epoch 0")
+            elif resume:
+                # Whatever the verbosity: the command line runs at 0 when stdout is no terminal,
+                # and a --resume into a mistyped folder would start a new run in silence.
+                logger.warning(
+                    "%s: nothing to resume (no checkpoint); a new run starts at epoch 0", run_dir
+                )
 
             if is_dataset:
                 dataset = data

@@ -923,6 +923,21 @@ def test_a_new_run_sets_aside_an_earlier_one_that_has_no_checkpoint_left(tmp_pat
     assert not (run_dir / "generator.keras").exists()
 
 
+def test_a_resume_that_finds_no_checkpoint_says_so_at_any_verbosity(tmp_path, caplog, capsys):
+    # The notice was printed only with verbose != 0, and the command line passes 0 unless
+    # stdout is a terminal: a --resume into a mistyped folder started a new run in silence.
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        fit(build_toy, IMAGES, tmp_path / "typo", num_epochs=1, resume=True, **QUIET)
+    assert f"{tmp_path / 'typo'}: nothing to resume (no checkpoint); a new run starts" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        fit(build_toy, IMAGES, tmp_path / "typo", num_epochs=2, resume=True, **QUIET)
+    assert "nothing to resume" not in caplog.text  # it found epoch 1 this time
+    assert capsys.readouterr().out == ""
+
+
 def test_a_model_that_fails_to_build_creates_no_run_folder(tmp_path):
     def broken_builder():
         raise ValueError("image_size=100 is not supported")
