@@ -108,9 +108,15 @@ def _as_images(a, b, mask=None):
 
 
 def _check_data_range(data_range):
-    if data_range is None or not float(data_range) > 0:
-        raise ValueError(f"data_range must be a positive number (max - min), got {data_range}")
-    return float(data_range)
+    # inf gave PSNR inf for any pair and SSIM NaN; a string or an array failed in
+    # float() with a message that did not name data_range.
+    try:
+        value = float(data_range)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"data_range must be a positive number (max - min), got {data_range!r}")
+    return value
 
 
 def _finish(values, single, reduce):

@@ -462,3 +462,13 @@ def test_small_argument_mistakes_are_one_line():
         metrics.balanced_accuracy([0, 1, np.nan], [0, 1, 1])
     with pytest.raises(ValueError, match="NaN"):
         metrics.balanced_accuracy([0, 1, 1], [0, np.nan, 1])
+
+
+@pytest.mark.parametrize("data_range", [float("inf"), "x", np.array([1.0, 2.0]), 0.0, -1.0])
+def test_a_data_range_that_is_no_positive_finite_number_is_refused(image_pair, data_range):
+    # inf gave PSNR inf for any pair and SSIM NaN; a string or an array raised numpy/Python
+    # conversion errors that did not name data_range.
+    a, b, _ = image_pair
+    for call in (metrics.psnr, metrics.ssim):
+        with pytest.raises(ValueError, match="data_range must be a positive number"):
+            call(a, b, data_range)
