@@ -182,6 +182,14 @@ def ssim(a, b, data_range, mask=None, reduce=None):
     mask (the mask cropped by 5 pixels per side to align with the map). Windows centred near
     the mask border still see some pixels outside it; that is the usual convention.
 
+    SSIM is not invariant to a shift of the intensities: its luminance term
+    ``(2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1)`` assumes a scale that starts at 0, as in the
+    paper (``tf.image.ssim``, which this calls, does not shift either). Images in [-1, 1] scored
+    with ``data_range=2`` give another value than the same images mapped to [0, 1] with
+    ``data_range=1`` (0.820 against 0.913 for mid-grey noise; means of opposite sign even make
+    that term negative); map them to [0, 1] first, as
+    :func:`medgen_tf.evaluation.translation_metrics` does. PSNR and MAE do not depend on it.
+
     Args:
         a, b: images (n, h, w, c) or (h, w, c).
         data_range: max - min of the intensity scale; explicit, never inferred.
