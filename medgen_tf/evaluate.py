@@ -21,7 +21,7 @@ import numpy as np
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
 from medgen_tf.errors import DataError, first_line
-from medgen_tf.files import atomic_path, load_keras_file, read_run_config
+from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
 
 __all__ = [
     "compare_feature_sets",
@@ -106,6 +106,7 @@ def load_sampler(run_dir):
         raise DataError(f"{run_dir}: run folder not found")
     if (run_dir / "generator.keras").is_file():
         generator = load_keras_file(run_dir / "generator.keras", compile=False)
+        check_generator(generator, run_dir / "generator.keras")
         latent_dim = int(generator.inputs[0].shape[-1])
         num_classes = _num_classes(generator)
 
@@ -118,6 +119,7 @@ def load_sampler(run_dir):
         return sample, "gan", num_classes
     if (run_dir / "decoder.keras").is_file():
         decoder = load_keras_file(run_dir / "decoder.keras", compile=False)
+        check_generator(decoder, run_dir / "decoder.keras")
         latent_dim = int(decoder.inputs[0].shape[-1])
         logits = decoder.layers[-1].name == "logits"
 

@@ -171,3 +171,21 @@ def load_keras_file(path, **kwargs):
         return keras.saving.load_model(path, **kwargs)
     except Exception as error:  # zip, h5py, json and Keras errors alike
         raise DataError(f"{path}: damaged .keras model ({first_line(error)})") from error
+
+
+def check_generator(model, path) -> None:
+    """DataError naming ``path`` unless ``model`` maps noise to images: its first input a batch
+    of vectors (batch, latent_dim), its first output a batch of images (batch, h, w, c).
+
+    A discriminator exported in a generator's place, called with noise, fails with Keras'
+    multi-line "Exception encountered when calling Functional.call()" traceback.
+    """
+    inputs = list(getattr(model, "inputs", None) or [])
+    outputs = list(getattr(model, "outputs", None) or [])
+    if inputs and outputs and len(inputs[0].shape) == 2 and len(outputs[0].shape) == 4:
+        return
+    shapes = ", ".join(str(tuple(tensor.shape)) for tensor in inputs) or "none"
+    raise DataError(
+        f"{path}: not a generator (its inputs: {shapes}); a generator takes noise vectors "
+        "(batch, latent_dim) and makes images"
+    )

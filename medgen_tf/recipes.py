@@ -36,7 +36,7 @@ import numpy as np
 
 from medgen_tf.config import QUICK
 from medgen_tf.errors import DataError
-from medgen_tf.files import atomic_path, load_keras_file, read_run_config
+from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
 
@@ -210,6 +210,7 @@ def _draw_generator(run_dir, config, num_samples, seed):
     if not path.is_file():
         raise DataError(f"run folder {run_dir}: no generator.keras (did training finish?)")
     generator = load_keras_file(path, compile=False)
+    check_generator(generator, path)
     # The sizes come from the generator itself, not from config.json, which may be edited.
     latent_dim = int(generator.inputs[0].shape[-1])
     noise = keras.random.normal((num_samples, latent_dim), seed=seed)

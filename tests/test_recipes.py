@@ -256,3 +256,23 @@ def test_a_cgan_on_labels_that_are_no_class_indices_is_refused_before_anything_i
     assert len(error) == 1 and f"medmnist:{path}" in error[0]
     assert "labels go up to 5000 (5001 classes) for 12 images" in error[0]
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+def test_a_model_file_that_is_no_generator_is_one_line_naming_it(tmp_path, capsys, command):
+    # A discriminator saved as generator.keras (a slip when exporting by hand) was called
+    # with noise and gave Keras' multi-line "Exception encountered when calling
+    # Functional.call()" traceback.
+    from medgen_tf.models.gan import build_discriminator
+
+    build_discriminator(32, base_filters=4).save(tmp_path / "generator.keras")
+    config = {"model": "dcgan", "data": "brain:t1", "image_size": 32, "num_subjects": 8}
+    (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+    arguments = {
+        "sample": ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")],
+        "evaluate": ["evaluate", str(tmp_path), "--n", "20"],
+    }[command]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"{tmp_path / 'generator.keras'}: not a generator" in error[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "generator.keras"]
