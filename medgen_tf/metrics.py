@@ -498,6 +498,12 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
         ValueError: every test sample is also in train, so there is no reference distance.
     """
     # Nearest neighbours need no second sample: one generated image can be checked.
+    # A factor <= 0 makes the threshold <= 0, so that not even an exact copy is flagged; a
+    # negative num_pairs would drop the farthest pairs from the list instead.
+    if not float(threshold_factor) > 0:
+        raise ValueError(f"threshold_factor must be positive, got {threshold_factor}")
+    if int(num_pairs) < 0:
+        raise ValueError(f"num_pairs must be 0 or more, got {num_pairs}")
     generated = _as_features(generated, "generated", min_rows=1)
     train = _as_features(train, "train", min_rows=1)
     test = _as_features(test, "test", min_rows=1)
@@ -527,7 +533,7 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
         )
     threshold = float(threshold_factor * test_nearest[~duplicates].min())
     flagged = np.flatnonzero(generated_nearest < threshold)
-    order = np.argsort(generated_nearest, kind="stable")[:num_pairs]
+    order = np.argsort(generated_nearest, kind="stable")[: int(num_pairs)]
     median_test = float(np.median(test_nearest))
     return {
         "generated_to_train": summary(generated_nearest),

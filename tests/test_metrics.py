@@ -472,3 +472,17 @@ def test_a_data_range_that_is_no_positive_finite_number_is_refused(image_pair, d
     for call in (metrics.psnr, metrics.ssim):
         with pytest.raises(ValueError, match="data_range must be a positive number"):
             call(a, b, data_range)
+
+
+def test_memorization_refuses_a_threshold_factor_or_num_pairs_that_cannot_work():
+    generator = np.random.default_rng(13)
+    train, test = generator.random((10, 4)), generator.random((5, 4))
+    generated = train[:3].copy()  # three exact copies
+    # threshold_factor 0 or below made the threshold <= 0: exact copies went unflagged.
+    for factor in (0.0, -0.5, float("nan")):
+        with pytest.raises(ValueError, match="threshold_factor must be"):
+            metrics.memorization(generated, train, test, threshold_factor=factor)
+    # num_pairs=-1 silently listed all pairs but the farthest.
+    with pytest.raises(ValueError, match="num_pairs must be"):
+        metrics.memorization(generated, train, test, num_pairs=-1)
+    assert metrics.memorization(generated, train, test, num_pairs=0)["closest_pairs"] == []
