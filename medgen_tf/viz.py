@@ -106,10 +106,14 @@ def compare_rows(
     ``path`` is given.
     """
     labels = list(rows)
+    if not labels:  # else "max() arg is an empty sequence"
+        raise ValueError("compare_rows needs at least one row")
     # One range for every row: chosen row by row, an early generator's output that happens to
     # be all >= 0 would be shown as if it were in [0, 1], brighter than the real row under it.
     value_range = value_range or default_value_range(*rows.values())
     num_columns = max(len(np.asarray(rows[label])) for label in labels)
+    if num_columns == 0:  # else matplotlib's "Number of columns must be a positive integer"
+        raise ValueError("compare_rows needs at least one image in a row")
     figure, axes = plt.subplots(
         len(labels),
         num_columns,

@@ -93,3 +93,12 @@ def test_an_empty_image_grid_is_one_line():
     # No images was numpy's "negative dimensions are not allowed".
     with pytest.raises(ValueError, match="no images"):
         viz.image_grid(np.zeros((0, 8, 8, 1)))
+
+
+def test_compare_rows_without_rows_or_images_is_one_line():
+    # No rows was "max() arg is an empty sequence"; rows of no images matplotlib's "Number of
+    # columns must be a positive integer, not 0".
+    with pytest.raises(ValueError, match="compare_rows needs at least one row"):
+        viz.compare_rows({})
+    with pytest.raises(ValueError, match="compare_rows needs at least one image"):
+        viz.compare_rows({"input": np.zeros((0, 8, 8, 1))})
