@@ -248,7 +248,24 @@ def load_generator(run_dir, direction="a2b"):
     path = Path(run_dir) / GENERATOR_FILES[direction]
     if not path.is_file():
         raise DataError(f"{run_dir}: no {path.name}; is this a finished CycleGAN run folder?")
-    return load_keras_file(path)
+    generator = load_keras_file(path)
+    # Its input's shape is read as the images' size and channels: a noise-to-image generator
+    # in its place "translated 8-channel images" (its latent size), and called with slices
+    # gave a multi-line Keras traceback.
+    inputs = list(getattr(generator, "inputs", None) or [])
+    outputs = list(getattr(generator, "outputs", None) or [])
+    if not (
+        len(inputs) == 1
+        and len(outputs) == 1
+        and len(inputs[0].shape) == 4
+        and tuple(inputs[0].shape[1:3]) == tuple(outputs[0].shape[1:3])
+    ):
+        shapes = ", ".join(str(tuple(tensor.shape)) for tensor in inputs) or "none"
+        raise DataError(
+            f"{path}: not an image-to-image generator (its inputs: {shapes}); translate needs "
+            "the generator a CycleGAN run saved, which maps images to images of their size"
+        )
+    return generator
 
 
 def _predict_in_full_batches(generator, images, batch_size):

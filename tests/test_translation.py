@@ -406,3 +406,22 @@ def test_an_older_runs_recorded_widths_resume_and_are_still_checked(tmp_path, re
     assert config["base_filters"] == 2 and config["discriminator_base_filters"] == 2
     assert "filters" not in config and "discriminator_filters" not in config
     assert all((run_dir / name).exists() for name in GENERATOR_FILES.values())
+
+
+@pytest.mark.parametrize("source", ["volume", "brain:t1"])
+def test_a_generator_file_that_translates_no_images_is_one_line_naming_it(tmp_path, source):
+    # A noise-to-image generator (or any model that is no image-to-image network) saved as
+    # generator_ab.keras was called with slices: Keras' multi-line "Exception encountered
+    # when calling Functional.call()" traceback.
+    from medgen_tf.models.gan import build_generator
+
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    build_generator(8, SIZE, base_filters=4).save(run_dir / GENERATOR_FILES["a2b"])
+    volume_path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    source = str(volume_path) if source == "volume" else source
+    with pytest.raises(DataError) as raised:
+        translate_run(run_dir, source, "a2b", out_dir=tmp_path / "out")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{run_dir / GENERATOR_FILES['a2b']}: not an image-to-image")
+    assert not (tmp_path / "out").exists()
