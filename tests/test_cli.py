@@ -301,3 +301,25 @@ def test_an_image_out_that_names_no_file_is_one_line(tmp_path, capsys, monkeypat
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"--out {out}: names a folder, not an image file" in error[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_mixed_precision_on_a_cpu_warns_in_one_line_and_still_trains(
+    tmp_path, capsys, monkeypatch, gpu
+):
+    from medgen_tf import cli, recipes
+
+    calls = []
+    monkeypatch.setattr(cli, "_gpu_visible", lambda: gpu)
+    monkeypatch.setattr(recipes, "train", lambda **options: calls.append(options) or tmp_path)
+    assert main(["train", "dcgan", "--mixed-precision", "--out", str(tmp_path / "run")]) == 0
+    assert calls and calls[0]["mixed_precision"] is True  # a warning, not a refusal
+    error = capsys.readouterr().err.strip().splitlines()
+    if gpu:
+        assert error == []
+    else:
+        assert len(error) == 1 and error[0].startswith("medgen-tf: warning: --mixed-precision")
+        assert "over 100 times slower" in error[0]
+    calls.clear()
+    assert main(["train", "dcgan", "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().err.strip() == ""
