@@ -66,6 +66,8 @@ from medgen_tf.files import abandoned_partial, atomic_path, read_run_config
 logger = logging.getLogger(__name__)
 #: Where ``fit(resume=False)`` sets an earlier run's outputs aside (one generation kept).
 REPLACED_RUN = "replaced"
+# Where an earlier run's outputs gather before they replace replaced/ (_set_aside_earlier_run).
+_REPLACING = ".replacing"
 #: What ``fit``, the recipes' exports (also ``*.keras``) and ``medgen_tf.evaluate`` write into a
 #: run folder: a new run sets all of them aside, so none of them describes another run.
 _RUN_OUTPUTS = (
@@ -577,14 +579,19 @@ def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:
     run folder is a deliberate choice.
     """
     replaced = run_dir / REPLACED_RUN
-    dropped = replaced.exists()
-    if dropped:
-        _discard(replaced)
-    replaced.mkdir()
+    # Gathered in a staging folder, then swapped in for the generation before: a kill part-way
+    # leaves what was moved in staging, where the new run's next start completes it. Moving
+    # straight into replaced/ lost the moved part to that next start, which discards replaced/.
+    staging = run_dir / _REPLACING
+    staging.mkdir(exist_ok=True)
     # The checkpoints first: once they are moved, a resume can no longer continue the old run.
     for path in [run_dir / name for name in _RUN_OUTPUTS] + sorted(run_dir.glob("*.keras")):
         if path.exists():
-            os.replace(path, replaced / path.name)
+            os.replace(path, staging / path.name)
+    dropped = replaced.exists()
+    if dropped:
+        _discard(replaced)
+    os.replace(staging, replaced)
     logger.warning(
         "%s: new run (resume=False); the earlier run (%s, samples, history, weights) was moved "
         "to %s%s",
@@ -740,7 +747,9 @@ def fit(
         )
     # An earlier run, when this call starts a new run: set aside once the model is built
     # (below), so a builder that fails leaves the folder as it was.
-    earlier_run = not resume and bool(trained)
+    # A staging folder left by a kill during an earlier set-aside: that set-aside is finished
+    # first, whatever is left of the earlier run's outputs.
+    earlier_run = not resume and (bool(trained) or (run_dir / _REPLACING).is_dir())
     newest_earlier = checkpoint if earlier_run else None
     if earlier_run:
         checkpoint = None

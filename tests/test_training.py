@@ -1057,3 +1057,40 @@ def test_a_figure_saved_under_a_bare_name_reports_the_file_matplotlib_writes(tmp
 
     path = viz.save_image_grid(IMAGES[:4], tmp_path / "grid")
     assert path == tmp_path / "grid.png" and path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("kill_at", ["first move", "fourth move", "after the discard"])
+def test_a_set_aside_killed_part_way_loses_nothing_when_the_new_run_starts_again(
+    tmp_path, monkeypatch, kill_at
+):
+    # One generation is kept in replaced/. A kill while the earlier run's files were being moved
+    # there, then the same new run started again, had discarded the part already moved (its
+    # checkpoints first) with the generation before, as if it were that generation.
+    from medgen_tf import training
+
+    run_dir = tmp_path / "run"
+    _an_earlier_run(run_dir)
+    fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)  # replaced/ holds the first run
+    earlier = _files(run_dir, but={"replaced"})
+    real_replace, real_discard, moves = os.replace, training._discard, []
+
+    def replace_then_die(source, target):
+        if len(moves) == {"first move": 1, "fourth move": 4}[kill_at]:
+            raise KeyboardInterrupt  # stands in for SIGKILL between two moves
+        moves.append(source)
+        real_replace(source, target)
+
+    def discard_then_die(path):
+        real_discard(path)
+        raise KeyboardInterrupt
+
+    if kill_at == "after the discard":
+        monkeypatch.setattr(training, "_discard", discard_then_die)
+    else:
+        monkeypatch.setattr(training.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
+    monkeypatch.undo()
+    fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
+    assert _files(run_dir / "replaced") == earlier
+    assert not [path.name for path in run_dir.iterdir() if path.name.startswith(".")]
