@@ -26,6 +26,7 @@ narrower networks; that is the only speed switch.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -533,11 +534,14 @@ def demo(out_dir="outputs/demo") -> list[Path]:
             "brain", out_dir / "data_preview.png", image_size=64, num_subjects=_brain_subjects()
         )
     ]
-    run_dir = out_dir / "gan_run"
-    if run_dir.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(run_dir)
+    run_dir = out_dir / "gan_run"
+    # A new demo trains beside the last one and replaces it only once done: an interrupted or
+    # failed demo leaves the last complete run as it was.
+    staging = out_dir / ".gan_run.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
     num_epochs = 1 if QUICK else 5
     start = time.perf_counter()
     train(
@@ -547,10 +551,13 @@ def demo(out_dir="outputs/demo") -> list[Path]:
         num_epochs=num_epochs,
         batch_size=32,
         latent_dim=64,
-        run_dir=run_dir,
+        run_dir=staging,
         verbose=0,
     )
     seconds = time.perf_counter() - start
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    os.replace(staging, run_dir)
     paths.append(sample(run_dir, num_samples=64, out=out_dir / "gan_samples.png"))
     history = json.loads((run_dir / "history.json").read_text())
     metrics = {

@@ -179,12 +179,30 @@ def test_recipes_train_on_an_rgb_npz_whose_classes_are_unnamed(tmp_path, medmnis
     assert recipe.draw(tmp_path, config, 4, 0).shape == (4, 16, 16, 3)
 
 
-def test_demo_writes_preview_samples_and_metrics(tmp_path):
+def test_demo_writes_preview_samples_and_metrics(tmp_path, monkeypatch):
     paths = recipes.demo(tmp_path / "demo")
     names = {path.name for path in paths}
     assert {"data_preview.png", "gan_samples.png", "metrics.json"} <= names
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["training_seconds"] > 0 and np.isfinite(metrics["final"]["d_loss"])
+    # A demo interrupted while it trains leaves the last complete run whole (it was deleted
+    # before training began), and the next demo replaces it.
+    run_dir = tmp_path / "demo" / "gan_run"
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    real_train = recipes.train
+
+    def train_then_interrupt(*args, **kwargs):
+        real_train(*args, **{**kwargs, "num_epochs": 1})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipes, "train", train_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.demo(tmp_path / "demo")
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    monkeypatch.undo()
+    recipes.demo(tmp_path / "demo")
+    assert (run_dir / "history.json").is_file()
+    assert not (tmp_path / "demo" / ".gan_run.partial").exists()
 
 
 def test_a_damaged_checkpoint_through_the_cli_names_it_and_the_way_out(tmp_path, capsys):
