@@ -176,6 +176,9 @@ def extract_features(images, value_range=(-1.0, 1.0), batch_size: int = 256, ext
         batch_size: images per forward pass.
         extractor: a model from :func:`load_feature_extractor`; default the shipped one.
     """
+    # 0 was "range() arg 3 must not be zero", a negative size an empty concatenation.
+    if int(batch_size) < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
     extractor = extractor or load_feature_extractor()
     images = _prepare(images, value_range)
     outputs = [
@@ -288,6 +291,8 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
     in :func:`extract_features`: a single (h, w, 1) slice gives features (1, 2048).
     """
     # Checked before any download. InceptionV3 expects [-1, 1].
+    if int(batch_size) < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
     images = _to_unit_range(images, value_range)
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]
