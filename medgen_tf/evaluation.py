@@ -109,6 +109,8 @@ COLUMNS = ("mae_brain", "psnr_brain", "ssim_brain", "mae_image", "psnr_image", "
 
 def format_table(rows, columns=COLUMNS):
     """A plain-text table: ``rows`` maps a method name to its :func:`translation_metrics`."""
+    if not rows:  # else "max() arg is an empty sequence"
+        raise ValueError("format_table got no rows: pass {method name: translation_metrics(...)}")
     width = max(len(name) for name in rows) + 2
     header = "method".ljust(width) + "".join(column.rjust(12) for column in columns)
     lines = [header, "-" * len(header)]

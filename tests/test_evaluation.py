@@ -119,3 +119,8 @@ def test_histogram_match_refuses_nan_and_a_one_point_table():
     # num_quantiles=1 mapped every pixel to the reference's minimum.
     with pytest.raises(ValueError, match="num_quantiles"):
         histogram_match(images, images, num_quantiles=1)
+
+
+def test_format_table_without_rows_is_one_line():
+    with pytest.raises(ValueError, match="format_table got no rows"):
+        format_table({})

@@ -486,3 +486,12 @@ def test_memorization_refuses_a_threshold_factor_or_num_pairs_that_cannot_work()
     with pytest.raises(ValueError, match="num_pairs must be"):
         metrics.memorization(generated, train, test, num_pairs=-1)
     assert metrics.memorization(generated, train, test, num_pairs=0)["closest_pairs"] == []
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3, 2.5, None])
+def test_pairwise_distances_refuses_a_chunk_size_that_is_no_positive_int(chunk_size):
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        metrics.pairwise_distances(x, x, chunk_size=chunk_size)
+    # A numpy integer is an integer.
+    assert metrics.pairwise_distances(x, x, chunk_size=np.int64(2)).shape == (3, 3)

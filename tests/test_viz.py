@@ -102,3 +102,19 @@ def test_compare_rows_without_rows_or_images_is_one_line():
         viz.compare_rows({})
     with pytest.raises(ValueError, match="compare_rows needs at least one image"):
         viz.compare_rows({"input": np.zeros((0, 8, 8, 1))})
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_columns": 0}, "num_columns must be a positive int"),
+        ({"num_columns": -2}, "num_columns must be a positive int"),
+        ({"num_columns": 2.5}, "num_columns must be a positive int"),
+        ({"padding": -1}, "padding must be an int of at least 0"),
+    ],
+)
+def test_image_grid_refuses_columns_or_padding_it_cannot_lay_out(options, message):
+    images = np.zeros((4, 8, 8, 1), "float32")
+    with pytest.raises(ValueError, match=message):
+        viz.image_grid(images, **options)
+    assert viz.image_grid(images, num_columns=np.int64(2)).shape == (17, 17)
