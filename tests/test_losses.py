@@ -87,6 +87,33 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
     )
 
 
+def test_gradient_penalty_is_taken_per_sample_at_the_interpolates():
+    # A linear critic has one gradient everywhere, so it cannot tell where the penalty is taken.
+    # D(x) = ||x||^2 / 2 has gradient x: the penalty is mean_i (||x_hat_i|| - 1)^2 at
+    # x_hat_i = eps_i * real_i + (1 - eps_i) * fake_i, one eps per sample, norms over H, W and C.
+    def critic(images, training):
+        return 0.5 * keras.ops.sum(keras.ops.square(images), axis=[1, 2, 3])
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(4, 3, 3, 2)).astype("float32")
+    fake = rng.normal(2.0, 0.5, size=(4, 3, 3, 2)).astype("float32")
+    eps = keras.ops.convert_to_numpy(
+        keras.random.uniform((4, 1, 1, 1), seed=keras.random.SeedGenerator(7))
+    )
+    assert np.ptp(eps) > 0.1  # the samples' eps differ, so one shared eps would show
+    interpolates = eps * real + (1 - eps) * fake
+    norms = np.sqrt((interpolates**2).sum(axis=(1, 2, 3)))
+    expected = np.mean((norms - 1) ** 2)
+    # At the real or the fake images alone, or with the mean taken before squaring, it differs.
+    for other in (real, fake):
+        assert np.mean((np.sqrt((other**2).sum(axis=(1, 2, 3))) - 1) ** 2) != pytest.approx(
+            expected, rel=1e-2
+        )
+    assert (norms.mean() - 1) ** 2 != pytest.approx(expected, rel=1e-2)
+    value = losses.gradient_penalty(critic, real, fake, seed=keras.random.SeedGenerator(7))
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+
+
 def test_cycle_and_identity_are_mean_absolute_errors():
     # Differences of 0, -1, 3 and -4 per pixel, both signs: MAE = 8 / 4 = 2, while the RMSE
     # (sqrt(26 / 4) = 2.55), the mean squared error (6.5), the signed mean (-0.5) and the
