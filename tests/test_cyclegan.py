@@ -430,6 +430,30 @@ def test_evaluate_and_validation_report_the_training_losses_and_change_nothing(u
     cycled_b = model.translate(model.translate(images_b, "b2a"), "a2b")
     cycle = np.abs(cycled_a - images_a).mean() + np.abs(cycled_b - images_b).mean()
     assert results["cycle_loss"] == pytest.approx(cycle, rel=1e-5)
+    # The other terms by hand too: "> 0" alone let an identity loss on the wrong domain
+    # (|G_ab(a) - a|), a dropped identity weight or a D_a judged on G_ab's fakes through.
+    fake_b, fake_a = model.translate(images_a, "a2b"), model.translate(images_b, "b2a")
+    identity = np.abs(model.translate(images_b, "a2b") - images_b).mean()
+    identity += np.abs(model.translate(images_a, "b2a") - images_a).mean()
+    assert results["identity_loss"] == pytest.approx(identity, rel=1e-5)
+
+    def logits(discriminator, images):
+        return keras.ops.convert_to_numpy(discriminator(images, training=False))
+
+    d_a_fake, d_b_fake = (
+        logits(model.discriminator_a, fake_a),
+        logits(model.discriminator_b, fake_b),
+    )
+    adversarial = np.mean((d_b_fake - 1) ** 2) + np.mean((d_a_fake - 1) ** 2)
+    assert results["g_adversarial_loss"] == pytest.approx(adversarial, rel=1e-5)
+    g_loss = adversarial + 10.0 * cycle + 0.5 * 10.0 * identity
+    assert results["g_loss"] == pytest.approx(g_loss, rel=1e-5)
+    for name, discriminator, real, fake_logits in (
+        ("d_a_loss", model.discriminator_a, images_a, d_a_fake),
+        ("d_b_loss", model.discriminator_b, images_b, d_b_fake),
+    ):
+        d_loss = 0.5 * (np.mean((logits(discriminator, real) - 1) ** 2) + np.mean(fake_logits**2))
+        assert results[name] == pytest.approx(d_loss, rel=1e-5), name
 
 
 def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_load(

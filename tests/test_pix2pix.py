@@ -148,8 +148,23 @@ def test_evaluate_reports_the_training_losses_and_changes_nothing(adversarial, u
     images_a, images_b = next(iter(_paired_dataset()))
     l1 = np.abs(model.translate(images_a.numpy()) - images_b.numpy()).mean()
     assert results["l1_loss"] == pytest.approx(l1, rel=1e-5)
-    adversarial_loss = results.get("g_adversarial_loss", 0.0)
+    if not adversarial:
+        assert results["g_loss"] == pytest.approx(100.0 * l1, rel=1e-5)
+        return
+    # By hand, not read back from the results: D judges (input, target) pairs stacked in that
+    # order, the generator's loss is softplus(-D), D's is half the sum of its two terms.
+    fake_b = model.translate(images_a.numpy())
+
+    def logits(target):
+        pair = np.concatenate([images_a.numpy(), target], axis=-1)
+        return keras.ops.convert_to_numpy(model.discriminator(pair, training=False))
+
+    fake_logits, real_logits = logits(fake_b), logits(images_b.numpy())
+    adversarial_loss = np.logaddexp(0.0, -fake_logits).mean()
+    assert results["g_adversarial_loss"] == pytest.approx(adversarial_loss, rel=1e-5)
     assert results["g_loss"] == pytest.approx(100.0 * l1 + adversarial_loss, rel=1e-5)
+    d_loss = 0.5 * (np.logaddexp(0.0, -real_logits).mean() + np.logaddexp(0.0, fake_logits).mean())
+    assert results["d_loss"] == pytest.approx(d_loss, rel=1e-5)
 
 
 def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
