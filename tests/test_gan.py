@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from medgen_tf import losses
 from medgen_tf.models.gan import (
     GAN,
     ConditionalGAN,
@@ -330,9 +331,49 @@ def test_evaluate_and_validation_report_the_training_metrics_without_any_update(
     )
     assert set(results) == names
     assert all(np.isfinite(value) for value in results.values())
-    if loss == "wgan_gp":
-        assert results["gradient_penalty"] > 0
     assert not np.array_equal(keras.ops.convert_to_numpy(gan.seed_generator.state), noise_state)
+    # The values by hand: replay the noise (and the penalty's eps) from the state evaluate began
+    # with, batch by batch. "Finite" and "penalty > 0" let a d_loss without its penalty weight,
+    # a label-smoothed or swapped loss, or a generator judged on the real images through.
+    gan.seed_generator.state.assign(noise_state)
+    expected = {name: [] for name in names}
+    for start in (0, 8):
+        real = images[start : start + 8]
+        labels = None if num_classes is None else tf.constant(np.arange(start, start + 8) % 3)
+        noise = keras.ops.convert_to_numpy(gan.sample_noise(8))
+
+        def run(network, inputs, labels=labels):
+            inputs = tf.constant(inputs, tf.float32)
+            inputs = inputs if labels is None else [inputs, labels]
+            return keras.ops.convert_to_numpy(network(inputs, training=False)).astype("float64")
+
+        fake = run(gan.generator, noise).astype("float32")
+        real_logits, fake_logits = run(gan.discriminator, real), run(gan.discriminator, fake)
+        if loss == "wgan_gp":
+            penalty = float(
+                losses.gradient_penalty(
+                    gan.discriminator,
+                    real,
+                    fake,
+                    seed=gan.seed_generator,
+                    critic_inputs=None if labels is None else [labels],
+                )
+            )
+            distance = real_logits.mean() - fake_logits.mean()
+            expected["gradient_penalty"].append(penalty)
+            expected["wasserstein_distance"].append(distance)
+            expected["d_loss"].append(-distance + 10.0 * penalty)
+            expected["g_loss"].append(-fake_logits.mean())
+        else:
+            expected["d_loss"].append(
+                np.logaddexp(0, -real_logits).mean() + np.logaddexp(0, fake_logits).mean()
+            )
+            expected["g_loss"].append(np.logaddexp(0, -fake_logits).mean())
+        # Both losses here read logits: the decision threshold is 0.
+        expected["d_accuracy_real"].append(np.mean(real_logits > 0.0))
+        expected["d_accuracy_fake"].append(np.mean(fake_logits <= 0.0))
+    for name, values in expected.items():
+        assert results[name] == pytest.approx(np.mean(values), rel=1e-4, abs=1e-6), name
 
 
 @pytest.mark.parametrize("num_classes", [None, 3])
