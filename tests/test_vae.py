@@ -133,13 +133,22 @@ def test_closed_form_kl_matches_monte_carlo_and_is_zero_at_the_prior():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_one_step_fit_reports_the_elbo_terms(likelihood):
-    vae = tiny_vae(likelihood)
+    # beta away from 1: with weight 1 a training loss that left the KL weight out looked right.
+    vae = tiny_vae(likelihood, beta=0.5)
+    # Posterior means moved off the prior (KL ~ 8 nats, ~1e-4 at init): the weight shows.
+    kernel, bias = vae.encoder.get_layer("z_mean").get_weights()
+    vae.encoder.get_layer("z_mean").set_weights([kernel, np.full_like(bias, 2.0)])
     vae.compile(keras.optimizers.Adam(1e-3))
     history = vae.fit(blob_images(8), batch_size=8, epochs=1, verbose=0).history
     for key in ("loss", "reconstruction_loss", "kl_loss", "kl_weight"):
         assert np.isfinite(history[key][0]), key
+    assert history["kl_weight"][0] == pytest.approx(0.5)
+    # Half the KL term then lies far outside the rtol below.
+    assert history["kl_loss"][0] > 1e-4 * history["loss"][0]
     np.testing.assert_allclose(
-        history["loss"][0], history["reconstruction_loss"][0] + history["kl_loss"][0], rtol=1e-5
+        history["loss"][0],
+        history["reconstruction_loss"][0] + 0.5 * history["kl_loss"][0],
+        rtol=1e-5,
     )
     decoded = keras.ops.convert_to_numpy(vae.sample(4, seed=0))
     assert decoded.shape == (4, IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -160,6 +169,30 @@ def test_gaussian_reconstruction_loss_is_scaled_squared_error():
     means = keras.ops.convert_to_numpy(vae.reconstruct(images))
     expected = np.mean(np.sum((images - means) ** 2, axis=(1, 2, 3)) / (2 * 0.2**2))
     assert logs["reconstruction_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_bernoulli_reconstruction_loss_and_the_evaluated_elbo_are_exact():
+    # The Bernoulli term was only seen to fall in training: a cross-entropy with target and
+    # prediction swapped, or one of probabilities taken as logits, falls too.
+    vae = tiny_vae("bernoulli", beta=0.5)
+    images = blob_images(4)  # soft disc edges: targets strictly between 0 and 1 too
+    vae.compile("adam")
+    log_var = vae.encoder.get_layer("z_log_var")  # as above: z is the posterior mean
+    kernel, bias = log_var.get_weights()
+    log_var.set_weights([np.zeros_like(kernel), np.full_like(bias, -30.0)])
+    logs = vae.evaluate(images, batch_size=4, verbose=0, return_dict=True)
+    z_mean, z_log_var = (
+        keras.ops.convert_to_numpy(t).astype(np.float64) for t in vae.encode(images)
+    )
+    logits = keras.ops.convert_to_numpy(vae.decoder(z_mean.astype(np.float32))).astype(np.float64)
+    # -log p(x | z) of a Bernoulli with logit l: softplus(l) - x * l, summed over the pixels.
+    per_pixel = np.logaddexp(0.0, logits) - images * logits
+    reconstruction = np.mean(per_pixel.sum(axis=(1, 2, 3)))
+    assert logs["reconstruction_loss"] == pytest.approx(reconstruction, rel=1e-4)
+    kl = np.mean(np.sum(-0.5 * (1 + z_log_var - z_mean**2 - np.exp(z_log_var)), axis=-1))
+    assert logs["kl_loss"] == pytest.approx(kl, rel=1e-4)
+    # Evaluation reports the negative ELBO, KL weight 1 whatever beta is.
+    assert logs["loss"] == pytest.approx(reconstruction + kl, rel=1e-4)
 
 
 def test_brief_training_beats_untrained_on_test_elbo():
