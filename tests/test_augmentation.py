@@ -172,7 +172,25 @@ def test_conditional_gan_samples_have_the_requested_class(splits):
     assert np.abs(images - normal).max() > 1e-3
 
 
-def test_runner_gives_finite_metrics_for_every_condition(splits):
+def test_runner_gives_finite_metrics_for_every_condition(splits, monkeypatch):
+    import medgen_tf.augmentation as module
+
+    # What each condition trains and is scored on. Row counts alone passed a runner that never
+    # augmented, repeated negatives as "positives", labelled the cGAN's slices 0, or scored the
+    # classifiers on their own training set.
+    trained, scored = [], []
+    original_train, original_evaluate = module.train_classifier, module.evaluate_classifier
+
+    def recording_train(images, labels, *args, augment=False, **kwargs):
+        trained.append((np.array(images), np.array(labels), augment))
+        return original_train(images, labels, *args, augment=augment, **kwargs)
+
+    def recording_evaluate(model, images, labels):
+        scored.append((np.array(images), np.array(labels)))
+        return original_evaluate(model, images, labels)
+
+    monkeypatch.setattr(module, "train_classifier", recording_train)
+    monkeypatch.setattr(module, "evaluate_classifier", recording_evaluate)
     rows = run_experiment(
         splits["train"],
         splits["test"],
@@ -191,6 +209,30 @@ def test_runner_gives_finite_metrics_for_every_condition(splits):
             assert row["num_train"] == 2 * num_negative
         else:
             assert row["num_synthetic"] == 0
+    real_images, real_labels = splits["train"]["images"], splits["train"]["labels"]
+    by_condition = dict(zip(CONDITIONS, trained, strict=True))
+    for name, (images, labels, augment) in by_condition.items():
+        balance, augmented = CONDITIONS[name]
+        assert augment == augmented, name
+        np.testing.assert_array_equal(images[: len(real_labels)], real_images, err_msg=name)
+        np.testing.assert_array_equal(labels[: len(real_labels)], real_labels, err_msg=name)
+        added_images, added_labels = images[len(real_labels) :], labels[len(real_labels) :]
+        if balance is None:
+            assert len(added_labels) == 0, name
+            continue
+        assert (added_labels == 1).all() and (labels == 1).sum() == num_negative, name
+        # The repeat control adds copies of real positive slices; the cGAN new slices.
+        distances = np.abs(added_images[:, None] - real_images[None]).max(axis=(2, 3, 4))
+        nearest = distances.argmin(axis=1)
+        if balance == "repeat":
+            assert (distances.min(axis=1) == 0).all() and (real_labels[nearest] == 1).all()
+        else:
+            assert (distances.min(axis=1) > 0).all(), name
+    np.testing.assert_array_equal(by_condition["both"][0], by_condition["real + cGAN"][0])
+    assert len(scored) == len(CONDITIONS)
+    for images, labels in scored:
+        np.testing.assert_array_equal(images, splits["test"]["images"])
+        np.testing.assert_array_equal(labels, splits["test"]["labels"])
     table = format_results(rows)
     assert all(name in table for name in CONDITIONS)
     with pytest.raises(ValueError, match="unknown condition"):
