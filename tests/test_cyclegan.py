@@ -456,6 +456,33 @@ def test_evaluate_and_validation_report_the_training_losses_and_change_nothing(u
         assert results[name] == pytest.approx(d_loss, rel=1e-5), name
 
 
+def test_a_training_step_reports_the_losses_of_the_networks_it_started_with():
+    # With no pool (size 0) each D judges this step's fakes, so the step's D losses can be
+    # computed by hand from the networks before the step (instance norm only: training=True
+    # and False agree). Only test_step was checked by value: D_a trained on G_ab's fakes
+    # (the pools swapped) or on real B slices passed every test.
+    model = _small_cyclegan(pool_size=0)
+    model.compile()
+    real_a, real_b = (batch.numpy() for batch in next(iter(_unpaired_dataset())))
+
+    def run(network, images):
+        return keras.ops.convert_to_numpy(network(images, training=False)).astype("float64")
+
+    fake_b, fake_a = run(model.generator_ab, real_a), run(model.generator_ba, real_b)
+    d_a_fake = run(model.discriminator_a, fake_a.astype("float32"))
+    d_b_fake = run(model.discriminator_b, fake_b.astype("float32"))
+    expected = {
+        "d_a_loss": 0.5
+        * (np.mean((run(model.discriminator_a, real_a) - 1) ** 2) + np.mean(d_a_fake**2)),
+        "d_b_loss": 0.5
+        * (np.mean((run(model.discriminator_b, real_b) - 1) ** 2) + np.mean(d_b_fake**2)),
+        "g_adversarial_loss": np.mean((d_b_fake - 1) ** 2) + np.mean((d_a_fake - 1) ** 2),
+    }
+    logs = model.train_step((real_a, real_b))
+    for name, value in expected.items():
+        assert float(logs[name]) == pytest.approx(value, rel=1e-4), name
+
+
 def test_pool_random_state_survives_keras_and_weights_files_and_old_files_still_load(
     tmp_path, strip_seed_states
 ):
