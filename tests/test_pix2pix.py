@@ -167,6 +167,34 @@ def test_evaluate_reports_the_training_losses_and_changes_nothing(adversarial, u
     assert results["d_loss"] == pytest.approx(d_loss, rel=1e-5)
 
 
+def test_a_training_step_reports_the_losses_of_the_networks_it_started_with():
+    # Only test_step was checked by value: a training step whose D judged (target, input)
+    # pairs, or took the real pairs for fakes, passed. Instance norm only, so training=True
+    # and False agree, and every logged loss comes from the networks before the step.
+    model = _model(adversarial=True)
+    model.compile()
+    images_a, images_b = (batch.numpy() for batch in next(iter(_paired_dataset())))
+    fake_b = model.translate(images_a)
+
+    def logits(target):
+        pair = np.concatenate([images_a, target], axis=-1)
+        return keras.ops.convert_to_numpy(model.discriminator(pair, training=False))
+
+    fake_logits, real_logits = logits(fake_b), logits(images_b)
+    l1 = np.abs(fake_b - images_b).mean()
+    adversarial = np.logaddexp(0.0, -fake_logits).mean()
+    d_loss = 0.5 * (np.logaddexp(0.0, -real_logits).mean() + np.logaddexp(0.0, fake_logits).mean())
+    logs = model.train_step((tf.constant(images_a), tf.constant(images_b)))
+    expected = {
+        "l1_loss": l1,
+        "g_adversarial_loss": adversarial,
+        "g_loss": 100.0 * l1 + adversarial,
+        "d_loss": d_loss,
+    }
+    for name, value in expected.items():
+        assert float(logs[name]) == pytest.approx(value, rel=1e-4), name
+
+
 def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
     # The generator would add the axis to its input, and the L1 term would then compare
     # (N, H, W) targets with (N, H, W, 1) outputs: a wrong number, and no error.
