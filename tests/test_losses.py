@@ -129,7 +129,23 @@ def test_cycle_and_identity_are_mean_absolute_errors():
 
 
 def test_registry_accepts_dashes_and_rejects_unknown_names():
-    assert losses.get_adversarial_loss("wgan-gp")[0] is losses.wasserstein_critic_loss
+    # Every name to its own pair: one entry checked let e.g. least squares train G with the
+    # non-saturating loss.
+    expected = {
+        "non-saturating": (
+            losses.non_saturating_discriminator_loss,
+            losses.non_saturating_generator_loss,
+        ),
+        "least_squares": (
+            losses.least_squares_discriminator_loss,
+            losses.least_squares_generator_loss,
+        ),
+        "Hinge": (losses.hinge_discriminator_loss, losses.hinge_generator_loss),
+        "wgan-gp": (losses.wasserstein_critic_loss, losses.wasserstein_generator_loss),
+    }
+    for name, pair in expected.items():
+        assert losses.get_adversarial_loss(name) == pair, name
+    assert len(losses.ADVERSARIAL_LOSSES) == len(expected)
     with pytest.raises(ValueError, match="Unknown adversarial loss"):
         losses.get_adversarial_loss("minimax")
 
