@@ -142,6 +142,16 @@ def test_main_notebook_has_solutions(path):
     assert expected.is_file(), f"{path.name}: no solutions notebook {expected.relative_to(ROOT)}"
 
 
+def test_the_course_notebooks_are_all_found():
+    # The hygiene tests above are parametrised over a glob: a notebook deleted or renamed, or
+    # the folder moved, leaves them fewer (or no) cases, all passing; an empty list is only a
+    # skip. The course is six notebooks, 00 to 05, each with its solutions.
+    assert [path.name[:2] for path in MAIN_NOTEBOOKS] == ["00", "01", "02", "03", "04", "05"]
+    solutions = sorted(path.name for path in SOLUTIONS_DIR.glob("*.ipynb"))
+    assert solutions == sorted(solutions_path(path).name for path in MAIN_NOTEBOOKS)
+    assert set(NOTEBOOKS) >= set(MAIN_NOTEBOOKS) | {SOLUTIONS_DIR / name for name in solutions}
+
+
 def test_every_solutions_notebook_belongs_to_a_main_notebook():
     main_stems = {path.stem for path in MAIN_NOTEBOOKS}
     orphans = [
