@@ -312,6 +312,31 @@ def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(
     np.testing.assert_array_equal(fresh.generate(2), gan.generate(2))
 
 
+def test_a_training_step_reports_the_losses_it_trained_on():
+    # The training losses were only seen to move in the right direction: a step that left out
+    # the label smoothing, or a G loss on the logits D gave before its update, still moves so.
+    # Replayed by hand: the noise from the step's seed state, D's loss from the D before the
+    # step, G's from the D after it (D has no batch norm; G's uses batch statistics in both).
+    gan = tiny_gan(label_smoothing=0.1)
+    # A large D step, so the G loss of D before and after the step differ beyond the tolerance.
+    gan.compile(keras.optimizers.Adam(0.02), keras.optimizers.Adam(2e-4))
+    real = tf.constant(square_images(8))
+    state = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    fake = gan.generator(gan.sample_noise(8), training=True)
+    real_logits = keras.ops.convert_to_numpy(gan.discriminator(real)).astype("float64")
+    fake_logits = keras.ops.convert_to_numpy(gan.discriminator(fake)).astype("float64")
+    d_loss = np.mean(0.9 * np.logaddexp(0, -real_logits) + 0.1 * np.logaddexp(0, real_logits))
+    d_loss += np.logaddexp(0, fake_logits).mean()
+    gan.seed_generator.state.assign(state)
+    logs = gan.train_step((real,))
+    new_logits = keras.ops.convert_to_numpy(gan.discriminator(fake)).astype("float64")
+    g_loss, stale = (np.logaddexp(0, -logits).mean() for logits in (new_logits, fake_logits))
+    assert abs(g_loss - stale) > 1e-2 * g_loss  # D did change: the two cases differ
+    assert float(logs["d_loss"]) == pytest.approx(d_loss, rel=1e-4)
+    assert float(logs["g_loss"]) == pytest.approx(g_loss, rel=1e-4)
+    assert float(logs["d_accuracy_real"]) == pytest.approx(np.mean(real_logits > 0))
+
+
 @pytest.mark.parametrize(("loss", "num_classes"), [("non_saturating", None), ("wgan_gp", 3)])
 def test_evaluate_and_validation_report_the_training_metrics_without_any_update(
     loss, num_classes, unchanged_by
