@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from medgen_tf import DataError, config
 from medgen_tf.data import brain, brain_slices, subject_volumes
@@ -103,9 +104,8 @@ def test_subjects_differ_in_anatomy():
     assert np.mean(first != second) > 0.01
 
 
-@pytest.mark.parametrize("image_size", [28, 32, 64, 128, 256])
-def test_image_sizes(image_size):
-    data = brain_slices(
+def _six_slices(image_size):
+    return brain_slices(
         ("t1", "t2"),
         split="all",
         image_size=image_size,
@@ -113,8 +113,26 @@ def test_image_sizes(image_size):
         slices_per_subject=2,
         use_cache=False,
     )
+
+
+@pytest.mark.parametrize("image_size", [28, 32, 64, 128, 256])
+def test_image_sizes(image_size):
+    data, reference = _six_slices(image_size), _six_slices(64)
     assert data["t1"].shape == data["t2"].shape == (6, image_size, image_size, 1)
-    assert np.isfinite(data["t1"]).all()
+
+    # The same slices of the same subjects at every size, not just arrays of the right shape
+    # (a blank, flipped, shuffled or wrong-contrast resize passed the shape check): shrunk to
+    # 28 px, each slice matches the 64 px one (correlation 0.98 or more when written).
+    def shrunk(images):
+        return tf.image.resize(images, (28, 28), method="area").numpy().reshape(len(images), -1)
+
+    for contrast in ("t1", "t2"):
+        images = data[contrast]
+        assert np.isfinite(images).all()
+        assert images.min() == pytest.approx(-1.0, abs=0.01) and images.max() > 0.99
+        pairs = zip(shrunk(images), shrunk(reference[contrast]), strict=True)
+        correlations = [np.corrcoef(a, b)[0, 1] for a, b in pairs]
+        assert min(correlations) > 0.95, (contrast, correlations)
 
 
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, monkeypatch, caplog):
