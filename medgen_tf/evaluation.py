@@ -32,6 +32,10 @@ def histogram_match(images, reference, mask=None, reference_mask=None, num_quant
             of OTHER subjects: matching must not peek at the test targets).
         mask, reference_mask: boolean arrays of the same shapes, or None for everything.
         num_quantiles: points of the look-up table.
+
+    Ties: a value repeated over a run of quantiles maps to the reference's quantile at the
+    start of that run (``skimage.exposure.match_histograms`` maps it to the end), which only
+    matters for images with large flat regions inside the mask.
     """
     images = np.asarray(images, dtype=np.float32)
     reference = np.asarray(reference, dtype=np.float32)
@@ -72,27 +76,15 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     """
     from medgen_tf import metrics
 
-    low, high = (float(value) for value in value_range)
-    # (1, 1) was blamed on the model as NaN predictions; a reversed range was scored.
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range!r}")
     predicted = np.asarray(predicted, np.float32)
     target = np.asarray(target, np.float32)
     mask = np.asarray(mask, np.float32)
     # Checked before the clip, which would turn an Inf from a diverged model into a score.
     metrics.check_finite(predicted, "predicted")
     metrics.check_finite(target, "target")
-    # The ground truth must be on the stated scale (1 % slack for round-off): 8-bit targets
-    # with the default (-1, 1) were scored with a peak of 1 (PSNR -38 dB). Predictions may
-    # overshoot it (they are clipped below); the truth cannot.
-    if target.size:
-        smallest, largest = float(target.min()), float(target.max())
-        slack = 0.01 * (high - low)
-        if smallest < low - slack or largest > high + slack:
-            raise ValueError(
-                f"target spans [{smallest:g}, {largest:g}], outside value_range ({low:g}, "
-                f"{high:g}); pass the range the images are stored in"
-            )
+    # The ground truth must be on the stated scale. Predictions may overshoot it (they are
+    # clipped below); the truth cannot.
+    low, high = metrics.check_value_range(target, value_range, "target")
     predicted = (predicted - low) / (high - low)
     target = (target - low) / (high - low)
     predicted = np.clip(predicted, 0.0, 1.0)

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from medgen_tf import metrics
 from medgen_tf.data.nifti import sha256_of
 from medgen_tf.errors import DataError
 from medgen_tf.files import atomic_path
@@ -138,19 +139,10 @@ def _to_unit_range(images, value_range):
     images = _grey_batch(images)
     if len(images) == 0 or images.size == 0:
         raise DataError(f"no images to extract features from, got shape {images.shape}")
-    low, high = (float(value) for value in value_range)
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise DataError(f"value_range must be (low, high) with high > low, got {value_range!r}")
     non_finite = int(np.count_nonzero(~np.isfinite(images)))
     if non_finite:
         raise DataError(f"images: {non_finite} NaN or Inf values; did training diverge?")
-    smallest, largest = float(images.min()), float(images.max())
-    slack = 0.01 * (high - low)
-    if smallest < low - slack or largest > high + slack:
-        raise DataError(
-            f"images span [{smallest:g}, {largest:g}], outside value_range ({low}, {high}); "
-            "pass the range the images are stored in, e.g. value_range=(0, 255) for 8-bit"
-        )
+    low, high = metrics.check_value_range(images, value_range, "images", DataError)
     return 2.0 * (images - low) / (high - low) - 1.0
 
 

@@ -89,7 +89,7 @@ def test_translation_metrics_refuse_targets_outside_the_value_range_and_bad_rang
     # 8-bit targets with the default (-1, 1) were scored: PSNR -37.7 dB, SSIM 0.0002.
     eight_bit = np.round((target + 1) * 127.5).astype(np.uint8)
     with pytest.raises(
-        ValueError, match=r"target spans \[\d+, 255\], outside value_range \(-1, 1\)"
+        ValueError, match=r"^target: values span \[\d+, 255\], outside value_range \(-1, 1\)"
     ):
         translation_metrics(predicted, eight_bit, mask)
     expected = translation_metrics(predicted, target, mask)

@@ -137,7 +137,9 @@ def test_images_outside_the_value_range_are_refused_not_clipped():
     eight_bit = np.round((images + 1) * 127.5).astype(np.uint8)
     # 8-bit slices with the default value_range (-1, 1) were clipped to white: features of four
     # blank images, silently (a Frechet distance of them is a wrong number, not an error).
-    with pytest.raises(DataError, match=r"images span \[0, 255\].*value_range \(-1.0, 1.0\)"):
+    with pytest.raises(
+        DataError, match=r"^images: values span \[0, 255\], outside value_range \(-1, 1\)"
+    ):
         features.extract_features(eight_bit)
     np.testing.assert_allclose(
         features.extract_features(eight_bit, value_range=(0, 255)),

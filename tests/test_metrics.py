@@ -495,3 +495,22 @@ def test_pairwise_distances_refuses_a_chunk_size_that_is_no_positive_int(chunk_s
         metrics.pairwise_distances(x, x, chunk_size=chunk_size)
     # A numpy integer is an integer.
     assert metrics.pairwise_distances(x, x, chunk_size=np.int64(2)).shape == (3, 3)
+
+
+def test_check_value_range_allows_one_percent_slack_and_raises_the_error_type_asked_for():
+    from medgen_tf.errors import DataError
+
+    images = np.array([-1.019, 0.0, 1.019], np.float32)  # within 1 % of the width 2 (0.02)
+    assert metrics.check_value_range(images, (-1, 1)) == (-1.0, 1.0)
+    assert metrics.check_value_range(np.zeros((0, 4)), (0, 255)) == (0.0, 255.0)
+    with pytest.raises(
+        ValueError, match=r"^target: values span \[-1.03, 1\], outside value_range \(-1, 1\); pass"
+    ):
+        metrics.check_value_range(np.array([-1.03, 1.0]), (-1, 1), "target")
+    with pytest.raises(
+        DataError, match=r"^images: values span \[0, 300\], outside value_range \(0, 255\)"
+    ):
+        metrics.check_value_range(np.array([0, 300], np.uint16), (0, 255), error=DataError)
+    for bad_range in [(1, 1), (1, -1), (0, float("inf")), (float("nan"), 1)]:
+        with pytest.raises(ValueError, match=r"^value_range must be \(low, high\) with high > low"):
+            metrics.check_value_range(images, bad_range)
