@@ -310,10 +310,16 @@ def compare_feature_sets(reference, candidates, k=3, seed=0, num_subsets=50):
 def format_score_table(scores, kid_scale=1000.0):
     """A plain-text table of :func:`compare_feature_sets` scores, one row per set.
 
-    KID is shown times ``kid_scale`` (mean +- std over subsets).
+    KID is shown times ``kid_scale`` (mean +- std over subsets), a positive number; the header
+    names it (``KID x 1e3`` for 1000, ``KID x 500`` for 500).
     """
-    exponent = round(math.log10(kid_scale)) if kid_scale > 0 else 0
-    kid_header = f"KID x 1e{exponent}" if kid_scale != 1 else "KID"
+    if not kid_scale > 0:
+        raise ValueError(f"kid_scale must be positive, got {kid_scale}")
+    exponent = round(math.log10(kid_scale))
+    if math.isclose(kid_scale, 10.0**exponent):
+        kid_header = f"KID x 1e{exponent}" if exponent else "KID"
+    else:
+        kid_header = f"KID x {kid_scale:g}"
     width = max([len("set")] + [len(name) for name in scores])
     lines = [
         f"{'set':<{width}}  {'n':>4}  {'FD-medgen':>9}  {kid_header:>15}  "

@@ -480,3 +480,23 @@ def test_a_conditional_generator_with_fewer_classes_than_the_data_is_one_line(tm
     assert len(error) == 1 and error[0].startswith(f"medgen-tf: error: {tmp_path}: ")
     assert "the generator knows 2 classes, but data 'brain:t1' has labels up to 2" in error[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_kid_header_names_the_scale_the_values_were_multiplied_by():
+    # A kid_scale that is no power of ten was labelled with the nearest one: kid_scale=500
+    # printed 0.002 as "1.00" under "KID x 1e3" (which says 2.00).
+    from medgen_tf.evaluate import format_score_table
+
+    row = {"n": 10, "fd_medgen": 1.0, "kid_mean": 0.002, "kid_std": 0.001}
+    row.update(precision=0.5, recall=0.5)
+    for kid_scale, header, shown in (
+        (1000, "KID x 1e3", "2.00 +- 1.00"),
+        (500, "KID x 500", "1.00 +- 0.50"),
+        (1, "KID", "0.00 +- 0.00"),
+        (0.01, "KID x 1e-2", "0.00 +- 0.00"),
+    ):
+        title, line = format_score_table({"x": row}, kid_scale=kid_scale).splitlines()
+        assert title.split("  ")[-3].strip() == header and shown in line
+    for kid_scale in (0, -1000):
+        with pytest.raises(ValueError, match=f"kid_scale must be positive, got {kid_scale}"):
+            format_score_table({"x": row}, kid_scale=kid_scale)
