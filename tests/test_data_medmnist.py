@@ -199,7 +199,7 @@ def test_upper_case_npz_suffix_is_a_path_and_names_keep_their_case(tmp_path, med
 
 
 def test_multi_label_and_whole_float_labels_load(tmp_path):
-    images = np.zeros((3, 28, 28), np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     multi = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 1]], np.uint8)  # ChestMNIST-style (n, k)
     data = medmnist.load_medmnist(_arrays_npz(tmp_path / "multi.npz", images, multi))
     np.testing.assert_array_equal(data["labels"], [0, 1, 0])
@@ -298,7 +298,45 @@ def test_images_with_a_wrong_channel_count_or_rank_are_refused(tmp_path, shape):
     for channels in (1, 3):
         good = _arrays_npz(
             tmp_path / f"good{channels}.npz",
-            np.zeros((3, 28, 28, channels), np.uint8),
+            np.random.default_rng(0).integers(0, 256, (3, 28, 28, channels), dtype=np.uint8),
             np.zeros((3, 1)),
         )
         assert medmnist.load_medmnist(good)["images"].shape == (3, 28, 28, channels)
+
+
+@pytest.mark.parametrize(
+    ("split", "index", "channels", "value", "dtype", "shown"),
+    [
+        ("train", 2, None, 0, np.uint8, "0"),  # float 0..1 images cast to uint8: all 0
+        ("test", 0, 3, (255, 0, 0), np.uint8, "(255, 0, 0)"),  # one colour everywhere
+        ("val", 1, 1, 1.0, np.float32, "1"),
+    ],
+    ids=["grey-black", "rgb-red", "float-white"],
+)
+def test_a_constant_image_is_refused_naming_the_file_the_split_and_the_first_index(
+    tmp_path, medmnist_npz, split, index, channels, value, dtype, shown
+):
+    # An image whose pixels are all one value carries nothing to learn; it loaded as a blank
+    # image (a NIfTI volume of one value is refused). Every other image is random.
+    path = medmnist_npz(tmp_path / "flat.npz", channels=channels)
+    arrays = dict(np.load(path))
+    images = arrays[f"{split}_images"].astype(dtype)
+    if dtype == np.float32:
+        images = images / np.float32(255.0)
+    original = images.copy()
+    images[index] = value
+    images[index + 1] = value  # a second one: the first is named, and how many there are
+    arrays[f"{split}_images"] = images
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="constant") as error:
+        medmnist.load_medmnist(path, split=split)
+    assert _one_line(error) == (
+        f"{path}: {split}_images[{index}] is constant (every pixel is {shown}), as are 2 of "
+        f"{len(images)} images; nothing to learn from them"
+    )
+    # One pixel of another value is enough to load.
+    images[index + 1] = original[index + 1]
+    images[index, 0, 0] = 128 if dtype == np.uint8 else 0.5
+    arrays[f"{split}_images"] = images
+    np.savez(path, **arrays)
+    assert len(medmnist.load_medmnist(path, split=split)["images"]) == len(images)

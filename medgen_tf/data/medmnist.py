@@ -245,11 +245,27 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def check_not_constant(images: np.ndarray, path, split: str = "train") -> None:
+    """DataError naming the first of (n, s, s, c) images whose pixels are all one value (grey
+    level or colour), as float 0..1 images cast to uint8 (all 0) are: like a constant NIfTI
+    volume, such an image carries nothing to learn from."""
+    constant = np.all(images.min(axis=(1, 2)) == images.max(axis=(1, 2)), axis=-1)
+    if np.any(constant):
+        index = int(np.argmax(constant))
+        pixel = [f"{float(value):g}" for value in images[index, 0, 0]]
+        shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
+        raise DataError(
+            f"{path}: {split}_images[{index}] is constant (every pixel is {shown}), as are "
+            f"{int(constant.sum())} of {len(images)} images; nothing to learn from them"
+        )
+
+
 def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
     """Images as float32 in [0, 1]: integers 0..255 are divided by 255, floats in [0, 1] kept.
 
     Dividing float images already in [0, 1] by 255 would give blank images, and guessing a
-    scale for any other range would hide a real problem, so those are refused.
+    scale for any other range would hide a real problem, so those are refused, as are
+    constant images (:func:`check_not_constant`).
     """
     kind = images.dtype.kind
     if kind in "iu":
@@ -258,6 +274,7 @@ def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
             raise DataError(
                 f"{path}: {split}_images are integers in [{low}, {high}], expected 0..255"
             )
+        check_not_constant(images, path, split)
         return images.astype(np.float32) / 255.0
     if kind == "f":
         if not np.all(np.isfinite(images)):
@@ -269,6 +286,7 @@ def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
                 f"{path}: float {split}_images are in [{low:g}, {high:g}], expected [0, 1] "
                 "(or uint8 0..255)"
             )
+        check_not_constant(images, path, split)
         return images.astype(np.float32)
     raise DataError(f"{path}: {split}_images have dtype {images.dtype}, expected uint8 or float")
 
