@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import shutil
@@ -155,9 +156,12 @@ def _write_json(path: Path, payload) -> None:
 def save_checkpoint(model, checkpoint_dir, epoch: int, history=None, keep: int = 2) -> Path:
     """Write ``checkpoint_dir/epoch_NNNN`` atomically (temporary folder, then rename).
 
-    ``epoch`` is the number of completed epochs. Older checkpoints beyond ``keep`` are removed
-    only after the new one is complete.
+    ``epoch`` is the number of completed epochs. Older checkpoints beyond the newest ``keep``
+    (at least 1: the new one) are removed only after the new one is complete.
     """
+    # keep=0 kept them all (a slice [:-0] is empty) and keep=-1 removed only the oldest.
+    if not isinstance(keep, numbers.Integral) or keep < 1:
+        raise ValueError(f"{checkpoint_dir}: keep must be a whole number >= 1, got {keep!r}")
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"epoch_{epoch:04d}"

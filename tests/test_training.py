@@ -204,6 +204,20 @@ def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
     assert latest_checkpoint(tmp_path).name == "epoch_0003"
 
 
+@pytest.mark.parametrize("keep", [0, -1, 1.5])
+def test_keep_below_one_or_not_a_count_is_refused_before_anything_is_written(tmp_path, keep):
+    # keep=0 kept every checkpoint (list[:-0] is empty, so nothing was removed), keep=-1
+    # removed only the oldest, and keep=1.5 was a TypeError after the checkpoint was written.
+    model = build_toy()
+    save_checkpoint(model, tmp_path, 1)
+    with pytest.raises(ValueError, match="keep must be a whole number >= 1") as error:
+        save_checkpoint(model, tmp_path, 2, keep=keep)
+    assert "\n" not in str(error.value) and repr(keep) in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001"]
+    save_checkpoint(model, tmp_path, 2, keep=np.int64(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0002"]
+
+
 def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path, exited_pid):
     fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
     # Left by a kill while writing a checkpoint, while deleting an old one, and while deleting
