@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -423,11 +424,18 @@ def translate_run(
     NIfTI inputs give one translated volume each (``<name>_<direction>.nii.gz``, the input's
     affine) plus a PNG of its middle slices; ``PATH#N`` picks volume N of 4-D files
     (``<name>_vol<N>_<direction>.nii.gz``), as ``nifti:PATH#N`` does in a data spec. A data
-    spec (e.g. ``brain:t1``, test split) gives a PNG grid of inputs above their translations.
+    spec (e.g. ``brain:t1``, test split) gives a PNG grid of ``num_images`` (a whole number, at
+    least 1) inputs above their translations.
     NIfTI volumes are scaled as the source domain's training data (``intensity``; default
     :func:`run_intensity`). Every NIfTI input is read before the first file is written, and
     a refused input leaves no output folder behind. Returns the written paths.
     """
+    if (
+        isinstance(num_images, bool)
+        or not isinstance(num_images, numbers.Integral)
+        or num_images < 1
+    ):
+        raise ValueError(f"num_images={num_images}: give a whole number of images, at least 1")
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)
     with _output_folder(out_dir):

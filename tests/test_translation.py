@@ -425,3 +425,18 @@ def test_a_generator_file_that_translates_no_images_is_one_line_naming_it(tmp_pa
     assert "\n" not in message
     assert message.startswith(f"{run_dir / GENERATOR_FILES['a2b']}: not an image-to-image")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_number_of_images_that_is_no_count_is_one_line_naming_it(tmp_path, medmnist_npz):
+    # num_images=0 reached generator.predict with no images: UnboundLocalError ("batch_outputs")
+    # from inside Keras; -1 a numpy ValueError on linspace's sample count.
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    spec = f"medmnist:{medmnist_npz(tmp_path / 'gray.npz', size=SIZE)}"
+    for num_images in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"num_images={num_images}: .*whole number") as raised:
+            translate_run(run_dir, spec, "a2b", out_dir=tmp_path / "out", num_images=num_images)
+        assert "\n" not in str(raised.value)
+        assert not (tmp_path / "out").exists()
+    assert translate_run(run_dir, spec, "a2b", out_dir=tmp_path / "out", num_images=2) == [
+        tmp_path / "out" / "a2b.png"
+    ]
