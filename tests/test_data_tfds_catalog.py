@@ -10,6 +10,7 @@ import sys
 import threading
 import types
 
+import numpy as np
 import pytest
 
 from medgen_tf import DataError
@@ -318,8 +319,80 @@ def test_tfds_images_of_different_sizes_load_padded_to_squares(monkeypatch, name
 
 
 def test_a_non_square_image_is_padded_with_black_to_keep_its_aspect():
-    import numpy as np
-
     wide = np.full((1, 2, 4, 1), 255, np.uint8)
     (square,) = tfds_catalog.square_resized(wide, 4)
     np.testing.assert_array_equal(square[..., 0], [[0] * 4, [255] * 4, [255] * 4, [0] * 4])
+
+
+@functools.cache
+def _toy_builder_class(dataset_name):
+    """A TFDS builder registered as ``dataset_name`` (once per process) that writes the
+    ``examples`` set on the class, (image, label) pairs, as the ``features`` set on it."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class Toy(tfds.core.GeneratorBasedBuilder):
+        name = dataset_name
+        VERSION = tfds.core.Version("1.0.0")
+        examples, features = [], None
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=self.features)
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for index, (image, label) in enumerate(self.examples):
+                yield index, {"image": image, "label": label}
+
+    return Toy
+
+
+def _prepared_toy(data_dir, name, image_feature, label_feature, examples):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    builder_class = _toy_builder_class(name)
+    builder_class.examples = examples
+    builder_class.features = tfds.features.FeaturesDict(
+        {"image": image_feature, "label": label_feature}
+    )
+    builder_class(data_dir=data_dir).download_and_prepare()
+
+
+def test_uint16_images_are_scaled_by_their_full_range(tmp_path):
+    # 12-bit CT/MR is often stored as uint16: divided by 255 like uint8, 65535 became 513.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    levels = np.array([[0, 4095, 30000, 65535]] * 4, np.uint16)
+    images = [np.roll(levels, shift, axis=1)[..., None] for shift in range(3)]
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_uint16",
+        tfds.features.Image(shape=(4, 4, 1), dtype=np.uint16),
+        tfds.features.ClassLabel(names=["a", "b"]),
+        [(image, index % 2) for index, image in enumerate(images)],
+    )
+    data = tfds_catalog.load_tfds("medgen_toy_uint16", data_dir=tmp_path, image_size=4)
+    expected = -1.0 + np.stack(images).astype(np.float64) / 65535.0 * 2.0
+    np.testing.assert_allclose(data["images"], expected, atol=1e-6)
+    np.testing.assert_array_equal(data["labels"], [0, 1, 0])
+    low, high = tfds_catalog.load_tfds(
+        "medgen_toy_uint16", data_dir=tmp_path, image_size=4, value_range=(0.0, 1.0)
+    )["images"][0, 0, [0, 3], 0]
+    assert (low, high) == (0.0, 1.0)
+
+
+def test_float_images_of_no_known_scale_are_one_line_errors(tmp_path):
+    # Divided by 255 like uint8, float images in [0, 1] loaded as one flat grey.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32).reshape(4, 4, 1)
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_float",
+        tfds.features.Image(shape=(4, 4, 1), dtype=np.float32),
+        tfds.features.ClassLabel(names=["a"]),
+        [(ramp, 0), (ramp[::-1], 0)],
+    )
+    with pytest.raises(DataError) as caught:
+        tfds_catalog.load_tfds("medgen_toy_float", data_dir=tmp_path, image_size=4)
+    assert str(caught.value) == (
+        "tfds:medgen_toy_float: images have dtype float32, expected uint8 or uint16"
+    )

@@ -194,7 +194,9 @@ def load_tfds(
 ):
     """Images and labels of a TFDS catalog image dataset (needs the ``tfds`` extra).
 
-    The dataset must have an ``image`` feature (uint8) and may have a ``label``. A dataset not
+    The dataset must have an ``image`` feature and may have a ``label``. uint8 images are
+    divided by 255 and uint16 ones by 65535, then mapped linearly onto ``value_range``: 12-bit
+    scans stored in uint16 (0..4095) fill its lowest sixteenth. A dataset not
     yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) is
     prepared from the source files in its ``downloads/`` folder, downloading those missing;
     when none is there and none of its sources can be reached, a one-line DataError says so
@@ -244,6 +246,11 @@ def load_tfds(
     channels = sorted({image.shape[-1] for image in images})
     if len(channels) != 1:
         raise DataError(f"tfds:{name}: split {split!r} mixes images of {channels} channels")
+    # uint16 (12-bit CT/MR) divided by 255 like uint8 went far outside value_range (65535 to 513).
+    dtype = images[0].dtype
+    if dtype.kind != "u":
+        raise DataError(f"tfds:{name}: images have dtype {dtype}, expected uint8 or uint16")
+    full_scale = float(np.iinfo(dtype).max)
     # Many datasets hold images of many sizes (malaria, cats_vs_dogs): stacked as they are,
     # they were numpy's "all input arrays must have the same shape". Each size is resized
     # as one batch.
@@ -257,7 +264,7 @@ def load_tfds(
     label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
     label_names = list(getattr(label_feature, "names", []) or [])
     return {
-        "images": (low + batch / 255.0 * (high - low)).astype(np.float32),
+        "images": (low + batch / full_scale * (high - low)).astype(np.float32),
         "labels": np.array(labels, dtype=np.int32) if label_feature is not None else None,
         "label_names": label_names,
         "name": name,
