@@ -26,6 +26,7 @@ narrower networks; that is the only speed switch.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import time
@@ -483,9 +484,16 @@ def _read_config(run_dir) -> dict:
 
 
 def sample(run_dir, num_samples: int = 64, out="samples.png", seed: int = 0) -> Path:
-    """Draw ``num_samples`` images from a finished run and save them as a PNG grid."""
+    """Draw ``num_samples`` images (a whole number, at least 1) from a finished run and save
+    them as a PNG grid."""
     from medgen_tf.viz import save_image_grid
 
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, numbers.Integral)
+        or num_samples < 1
+    ):
+        raise ValueError(f"num_samples={num_samples}: give a whole number of images, at least 1")
     config = _read_config(run_dir)
     recipe = get_recipe(config["model"])
     if recipe.draw is None:

@@ -294,3 +294,19 @@ def test_a_model_file_that_is_no_generator_is_one_line_naming_it(tmp_path, capsy
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"{tmp_path / 'generator.keras'}: not a generator" in error[0]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "generator.keras"]
+
+
+def test_sample_refuses_a_number_of_samples_that_is_no_count(tmp_path):
+    # In Python (the CLI's --n checks its own): num_samples=-1 was TensorFlow's multi-line
+    # InvalidArgumentError "Dimension -1 must be >= 0" from the noise draw, 0 a ValueError
+    # from the image grid that named neither the argument nor the call.
+    from medgen_tf.models.gan import build_generator
+
+    build_generator(8, 32, base_filters=4).save(tmp_path / "generator.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "dcgan"}}))
+    for num_samples in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf"num_samples={num_samples}: .*at least 1"):
+            recipes.sample(tmp_path, num_samples=num_samples, out=tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+    assert recipes.sample(tmp_path, num_samples=2, out=tmp_path / "x.png") == tmp_path / "x.png"
+    assert (tmp_path / "x.png").is_file()
