@@ -371,9 +371,12 @@ def test_uint16_images_are_scaled_by_their_full_range(tmp_path):
         [(image, index % 2) for index, image in enumerate(images)],
     )
     data = tfds_catalog.load_tfds("medgen_toy_uint16", data_dir=tmp_path, image_size=4)
-    expected = -1.0 + np.stack(images).astype(np.float64) / 65535.0 * 2.0
+    # Which example each is (TFDS may shuffle them): image k has 65535 in column (3 + k) % 4.
+    order = (np.argmax(data["images"][:, 0, :, 0], axis=1) - 3) % 4
+    assert sorted(order) == [0, 1, 2]
+    expected = -1.0 + np.stack(images)[order].astype(np.float64) / 65535.0 * 2.0
     np.testing.assert_allclose(data["images"], expected, atol=1e-6)
-    np.testing.assert_array_equal(data["labels"], [0, 1, 0])
+    np.testing.assert_array_equal(data["labels"], order % 2)
     low, high = tfds_catalog.load_tfds(
         "medgen_toy_uint16", data_dir=tmp_path, image_size=4, value_range=(0.0, 1.0)
     )["images"][0, 0, [0, 3], 0]
@@ -396,3 +399,27 @@ def test_float_images_of_no_known_scale_are_one_line_errors(tmp_path):
     assert str(caught.value) == (
         "tfds:medgen_toy_float: images have dtype float32, expected uint8 or uint16"
     )
+
+
+def test_text_labels_become_class_indices_in_the_order_of_their_names(tmp_path):
+    # A Text label feature (no ClassLabel names) was int(b"tumour"): a ValueError traceback.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    names = ["tumour", "normal", "tumour", "œdème", "cyst"]
+    images = rng.integers(0, 256, (len(names), 4, 4, 1), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(len(names))  # which example it is: TFDS shuffles them
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_text_labels",
+        tfds.features.Image(shape=(4, 4, 1)),
+        tfds.features.Text(),
+        list(zip(images, names, strict=True)),
+    )
+    data = tfds_catalog.load_tfds(
+        "medgen_toy_text_labels", data_dir=tmp_path, image_size=4, value_range=(0.0, 255.0)
+    )
+    assert data["label_names"] == ["cyst", "normal", "tumour", "œdème"]
+    assert data["labels"].dtype == np.int32
+    order = np.rint(data["images"][:, 0, 0, 0]).astype(int)
+    assert sorted(order) == list(range(len(names)))
+    np.testing.assert_array_equal(data["labels"], np.array([2, 1, 2, 3, 0])[order])

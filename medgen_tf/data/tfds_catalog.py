@@ -194,13 +194,16 @@ def load_tfds(
 ):
     """Images and labels of a TFDS catalog image dataset (needs the ``tfds`` extra).
 
-    The dataset must have an ``image`` feature and may have a ``label``. uint8 images are
+    The dataset must have an ``image`` feature and may have a ``label``: class indices (with
+    the ``ClassLabel`` names), or text, whose classes are then the names found in ``split``
+    in sorted order (a split missing one numbers the others differently). uint8 images are
     divided by 255 and uint16 ones by 65535, then mapped linearly onto ``value_range``: 12-bit
-    scans stored in uint16 (0..4095) fill its lowest sixteenth. A dataset not
-    yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) is
-    prepared from the source files in its ``downloads/`` folder, downloading those missing;
-    when none is there and none of its sources can be reached, a one-line DataError says so
-    at once.
+    scans stored in uint16 (0..4095) fill its lowest sixteenth.
+
+    A dataset not yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else
+    ``~/tensorflow_datasets``) is prepared from the source files in its ``downloads/`` folder,
+    downloading those missing; when none is there and none of its sources can be reached, a
+    one-line DataError says so at once.
     """
     try:
         import tensorflow_datasets as tfds
@@ -240,7 +243,7 @@ def load_tfds(
     for example in dataset.as_numpy_iterator():
         image = example[TFDS_IMAGE_KEY]
         images.append(image if image.ndim == 3 else image[..., None])
-        labels.append(int(example.get(TFDS_LABEL_KEY, -1)))
+        labels.append(example.get(TFDS_LABEL_KEY, -1))
     if not images:
         raise DataError(f"tfds:{name}: split {split!r} is empty")
     channels = sorted({image.shape[-1] for image in images})
@@ -263,9 +266,20 @@ def load_tfds(
     low, high = value_range
     label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
     label_names = list(getattr(label_feature, "names", []) or [])
+    if label_feature is None:
+        labels = None
+    elif isinstance(labels[0], bytes):
+        # Text labels (int(b"tumour") was a ValueError traceback): the classes are the names
+        # found in this split, in sorted order.
+        texts = sorted(set(labels))
+        label_names = [text.decode("utf-8", "replace") for text in texts]
+        index = {text: number for number, text in enumerate(texts)}
+        labels = np.array([index[text] for text in labels], dtype=np.int32)
+    else:
+        labels = np.array([int(label) for label in labels], dtype=np.int32)
     return {
         "images": (low + batch / full_scale * (high - low)).astype(np.float32),
-        "labels": np.array(labels, dtype=np.int32) if label_feature is not None else None,
+        "labels": labels,
         "label_names": label_names,
         "name": name,
     }
