@@ -55,7 +55,8 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
 
     Returns ``(images_a, images_b, info)``; ``info`` records the subjects of each domain (brain
     specs) and the counts. The shorter domain is resampled (fixed ``seed``) to the longer's
-    length, because the engine batches the two arrays together.
+    length, because the engine batches the two arrays together. ``seed`` and ``num_subjects``
+    choose the simulated cohort of ``brain`` specs.
     """
     from medgen_tf.data import brain_slices, load_spec
 
@@ -79,8 +80,10 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
         images_a, images_b = data[contrast_a][rows_a], data[contrast_b][rows_b]
         info.update(subjects_a=subjects[:half].tolist(), subjects_b=subjects[half:].tolist())
     else:
-        images_a = load_spec(spec_a, image_size=image_size, split=split, seed=seed)["images"]
-        images_b = load_spec(spec_b, image_size=image_size, split=split, seed=seed)["images"]
+        # seed and num_subjects choose the cohort of a brain spec beside another kind.
+        options = dict(image_size=image_size, split=split, seed=seed, num_subjects=num_subjects)
+        images_a = load_spec(spec_a, **options)["images"]
+        images_b = load_spec(spec_b, **options)["images"]
     if images_a.shape[1:] != images_b.shape[1:]:
         raise DataError(
             f"{spec_a} / {spec_b}: image shapes differ ({images_a.shape[1:]} vs {images_b.shape[1:]})"

@@ -440,3 +440,18 @@ def test_a_number_of_images_that_is_no_count_is_one_line_naming_it(tmp_path, med
     assert translate_run(run_dir, spec, "a2b", out_dir=tmp_path / "out", num_images=2) == [
         tmp_path / "out" / "a2b.png"
     ]
+
+
+def test_a_brain_domain_beside_another_kind_comes_from_the_cohort_asked_for(tmp_path, medmnist_npz):
+    # With one brain spec and one of another kind, num_subjects was dropped: domain A came
+    # from the default 32-subject cohort (1152 slices at 32 px) while the cyclegan recipe
+    # recorded the 8 subjects of quick mode in config.json.
+    from medgen_tf.data import load_spec
+    from medgen_tf.translation import unpaired_domains
+
+    spec = f"medmnist:{medmnist_npz(tmp_path / 'gray.npz', size=SIZE)}"
+    images_a, images_b, info = unpaired_domains("brain:t1", spec, SIZE, seed=0, num_subjects=8)
+    cohort = load_spec("brain:t1", image_size=SIZE, seed=0, num_subjects=8)["images"]
+    assert info["num_images_a"] == len(cohort) and info["num_images_b"] == 10
+    np.testing.assert_array_equal(images_a, cohort)
+    assert images_b.shape == images_a.shape
