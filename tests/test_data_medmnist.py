@@ -340,3 +340,24 @@ def test_a_constant_image_is_refused_naming_the_file_the_split_and_the_first_ind
     arrays[f"{split}_images"] = images
     np.savez(path, **arrays)
     assert len(medmnist.load_medmnist(path, split=split)["images"]) == len(images)
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        # Mapped 0..255 onto (1, -1), the images loaded inverted; onto (0, 0), all one value.
+        ({"value_range": (1.0, -1.0)}, r"value_range must be \(low, high\) with high > low"),
+        ({"value_range": (0.0, 0.0)}, r"value_range must be \(low, high\) with high > low"),
+        # TensorFlow's "output dimensions must be positive" traceback, naming no file.
+        ({"image_size": 0}, "image_size must be at least 1, got 0"),
+        ({"image_size": -3}, "image_size must be at least 1, got -3"),
+    ],
+    ids=["reversed-range", "empty-range", "size-0", "size-negative"],
+)
+def test_a_value_range_or_image_size_that_cannot_hold_images_is_refused(
+    tmp_path, medmnist_npz, option, problem
+):
+    path = medmnist_npz(tmp_path / "toymnist.npz")
+    with pytest.raises(ValueError, match=problem) as error:
+        medmnist.load_medmnist(path, **option)
+    assert _one_line(error).startswith(f"{path}: ")

@@ -306,13 +306,22 @@ def load_medmnist(
         split: ``"train"``, ``"val"`` or ``"test"``.
         size: official file size (28, 64, 128, 224) when downloading by name.
         image_size: resize to this side (antialiased) when it differs from the file's.
-        value_range: output intensity range; uint8 0..255 (or float 0..1) maps linearly
-            onto it.
+        value_range: output intensity range ``(low, high)``, high > low; uint8 0..255 (or
+            float 0..1) maps linearly onto it.
 
     Returns:
         dict with ``images`` (n, s, s, c) float32, ``labels`` (n,) int32 (first column for
         multi-label files), ``label_names`` and ``name``.
     """
+    # Checked before any download: (1, -1) loaded inverted images, (0, 0) blank ones, and a
+    # size below 1 was a TensorFlow traceback naming no file.
+    low, high = value_range
+    if not high > low:
+        raise ValueError(
+            f"{name_or_path}: value_range must be (low, high) with high > low, got {value_range}"
+        )
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"{name_or_path}: image_size must be at least 1, got {image_size}")
     path = Path(str(name_or_path))
     if path.suffix.lower() == ".npz":
         name, label_names = path.stem, []
@@ -328,7 +337,6 @@ def load_medmnist(
         label_names = DATASETS[name][1]
         show_licence(name)
     images, labels = read_npz(path, split)
-    low, high = value_range
     images = low + to_unit_range(images, path, split) * (high - low)
     if image_size is not None and image_size != images.shape[1]:
         import tensorflow as tf
