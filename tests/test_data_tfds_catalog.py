@@ -423,3 +423,32 @@ def test_text_labels_become_class_indices_in_the_order_of_their_names(tmp_path):
     order = np.rint(data["images"][:, 0, 0, 0]).astype(int)
     assert sorted(order) == list(range(len(names)))
     np.testing.assert_array_equal(data["labels"], np.array([2, 1, 2, 3, 0])[order])
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        # Mapped 0..255 onto (1, -1), the images loaded inverted; onto (0, 0), all one value.
+        ({"value_range": (1.0, -1.0)}, r"value_range must be \(low, high\) with high > low"),
+        ({"value_range": (0.0, 0.0)}, r"value_range must be \(low, high\) with high > low"),
+        # TensorFlow's "output dimensions must be positive" traceback, after reading the split.
+        ({"image_size": 0}, "image_size must be at least 1, got 0"),
+    ],
+    ids=["reversed-range", "empty-range", "size-0"],
+)
+def test_a_value_range_or_image_size_that_cannot_hold_images_is_refused(tmp_path, option, problem):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_options",
+        tfds.features.Image(shape=(4, 4, 1)),
+        tfds.features.ClassLabel(names=["a"]),
+        [(rng.integers(0, 256, (4, 4, 1), dtype=np.uint8), 0) for _ in range(2)],
+    )
+    with pytest.raises(ValueError, match=problem) as error:
+        tfds_catalog.load_tfds(
+            "medgen_toy_options", data_dir=tmp_path, **{"image_size": 4, **option}
+        )
+    message = str(error.value)
+    assert message.startswith("tfds:medgen_toy_options: ") and "\n" not in message

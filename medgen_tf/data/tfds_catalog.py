@@ -205,6 +205,15 @@ def load_tfds(
     downloading those missing; when none is there and none of its sources can be reached, a
     one-line DataError says so at once.
     """
+    # Checked before the split is read: (1, -1) loaded inverted images, (0, 0) blank ones, and
+    # image_size 0 was TensorFlow's "output dimensions must be positive" traceback.
+    low, high = value_range
+    if not high > low:
+        raise ValueError(
+            f"tfds:{name}: value_range must be (low, high) with high > low, got {value_range}"
+        )
+    if image_size < 1:
+        raise ValueError(f"tfds:{name}: image_size must be at least 1, got {image_size}")
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -263,7 +272,6 @@ def load_tfds(
     batch = np.empty((len(images), image_size, image_size, channels[0]), np.float32)
     for indices in by_shape.values():
         batch[indices] = square_resized(np.stack([images[i] for i in indices]), image_size)
-    low, high = value_range
     label_feature = info.features[TFDS_LABEL_KEY] if TFDS_LABEL_KEY in info.features else None
     label_names = list(getattr(label_feature, "names", []) or [])
     if label_feature is None:
