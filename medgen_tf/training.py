@@ -724,10 +724,13 @@ def fit(
     Raises:
         DataError: a resume with other settings, or with no checkpoint in a folder that holds
             an earlier run; an unreadable checkpoint or ``config.json``.
-        ValueError: ``steps_per_execution`` (of the model's ``compile``) does not divide the
-            steps of an epoch.
+        ValueError: ``num_epochs`` below 1; ``steps_per_execution`` (of the model's
+            ``compile``) does not divide the steps of an epoch.
     """
     run_dir = Path(run_dir)
+    # num_epochs=0 trained nothing, yet set an earlier run in run_dir aside for its new one.
+    if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
+        raise ValueError(f"{run_dir}: num_epochs must be a whole number >= 1, got {num_epochs!r}")
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     strategy = _resolve_strategy(strategy)

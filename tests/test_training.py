@@ -218,6 +218,20 @@ def test_keep_below_one_or_not_a_count_is_refused_before_anything_is_written(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0002"]
 
 
+@pytest.mark.parametrize("num_epochs", [0, -1, 2.5])
+def test_num_epochs_below_one_is_refused_and_changes_nothing(tmp_path, num_epochs):
+    # num_epochs=0 trained nothing, yet moved the earlier run in the folder to replaced/
+    # (dropping the one set aside before) and wrote an untrained model.weights.h5.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, batch_size=8, verbose=0, tensorboard=False)
+    before = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    weights = (tmp_path / "model.weights.h5").read_bytes()
+    with pytest.raises(ValueError, match="num_epochs must be a whole number >= 1") as error:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=num_epochs, batch_size=8, verbose=0)
+    assert "\n" not in str(error.value) and repr(num_epochs) in str(error.value)
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*")) == before
+    assert (tmp_path / "model.weights.h5").read_bytes() == weights
+
+
 def test_a_run_removes_what_interrupted_writes_left_in_its_folder(tmp_path, exited_pid):
     fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
     # Left by a kill while writing a checkpoint, while deleting an old one, and while deleting
