@@ -186,14 +186,21 @@ def train_cyclegan(
     ``medgen-tf translate`` loads) and ``domains.json`` (which subjects went where). The
     learning rate is constant for the first half of ``num_epochs`` and decays to zero over the
     second. ``base_filters`` and ``discriminator_base_filters``: as for :func:`build_cyclegan`.
-    ``domains``: ready ``(images_a, images_b, info)`` instead of loading the specs.
+    ``domains``: ready ``(images_a, images_b, info)`` (as :func:`unpaired_domains` returns)
+    instead of loading the specs; its ``info["spec_a"]`` and ``info["spec_b"]``, where given,
+    are recorded as ``data_a`` and ``data_b`` (``translate`` scales NIfTI inputs by them).
 
     Returns the engine's :class:`~medgen_tf.training.TrainingHistory` (``.model`` attached).
     """
     from medgen_tf.training import fit
 
     run_dir = Path(run_dir)
-    images_a, images_b, info = domains or unpaired_domains(data_a, data_b, image_size, seed=seed)
+    if domains is None:
+        images_a, images_b, info = unpaired_domains(data_a, data_b, image_size, seed=seed)
+    else:
+        # The specs the images came from, not the defaults: run_intensity reads them.
+        images_a, images_b, info = domains
+        data_a, data_b = info.get("spec_a", data_a), info.get("spec_b", data_b)
     total_steps = num_epochs * (len(images_a) // batch_size)
     settings = dict(
         image_size=image_size,

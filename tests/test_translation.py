@@ -455,3 +455,25 @@ def test_a_brain_domain_beside_another_kind_comes_from_the_cohort_asked_for(tmp_
     assert info["num_images_a"] == len(cohort) and info["num_images_b"] == 10
     np.testing.assert_array_equal(images_a, cohort)
     assert images_b.shape == images_a.shape
+
+
+def test_a_run_trained_on_ready_domains_records_their_specs(tmp_path):
+    # Given domains=, train_cyclegan recorded its default data_a/data_b ("brain:t1",
+    # "brain:t2") in config.json, not the specs the images came from: translate then scaled
+    # NIfTI inputs for a run trained on nifti: data as the cohort ("cohort", not "percentiles").
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
+    info = {"spec_a": "nifti:scans/t1", "spec_b": "nifti:scans/t2"}
+    run_dir = tmp_path / "run"
+    train_cyclegan(
+        run_dir,
+        image_size=24,
+        num_epochs=1,
+        batch_size=2,
+        base_filters=2,
+        num_residual_blocks=1,
+        verbose=0,
+        domains=(images, images[::-1].copy(), info),
+    )
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert (config["data_a"], config["data_b"]) == ("nifti:scans/t1", "nifti:scans/t2")
+    assert run_intensity(run_dir, "a2b") == run_intensity(run_dir, "b2a") == "percentiles"
