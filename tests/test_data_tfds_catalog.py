@@ -452,3 +452,34 @@ def test_a_value_range_or_image_size_that_cannot_hold_images_is_refused(tmp_path
         )
     message = str(error.value)
     assert message.startswith("tfds:medgen_toy_options: ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels", "problem"),
+    [
+        # int(array([0, 1])): a TypeError traceback.
+        ("pairs", [[0, 1], [1, 1]], r"labels of shape \(2,\), expected one class index"),
+        # int(0.7) is 0: a regression target became classes in silence.
+        ("fractions", [0.7, 1.0], "fractional labels, expected class indices"),
+    ],
+)
+def test_labels_that_are_no_class_indices_are_one_line_errors(tmp_path, kind, labels, problem):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    name = f"medgen_toy_{kind}"
+    feature = (
+        tfds.features.Tensor(shape=(2,), dtype=np.int64)
+        if kind == "pairs"
+        else tfds.features.Scalar(dtype=np.float32)
+    )
+    _prepared_toy(
+        tmp_path,
+        name,
+        tfds.features.Image(shape=(4, 4, 1)),
+        feature,
+        [(rng.integers(0, 256, (4, 4, 1), dtype=np.uint8), label) for label in labels],
+    )
+    with pytest.raises(DataError, match=problem) as error:
+        tfds_catalog.load_tfds(name, data_dir=tmp_path, image_size=4)
+    message = str(error.value)
+    assert message.startswith(f"tfds:{name}: split 'train' has ") and "\n" not in message

@@ -284,7 +284,19 @@ def load_tfds(
         index = {text: number for number, text in enumerate(texts)}
         labels = np.array([index[text] for text in labels], dtype=np.int32)
     else:
-        labels = np.array([int(label) for label in labels], dtype=np.int32)
+        # int() of a vector label was a TypeError traceback, and of 0.7 silently class 0.
+        shape = next((np.shape(label) for label in labels if np.shape(label) != ()), None)
+        if shape is not None:
+            raise DataError(
+                f"tfds:{name}: split {split!r} has labels of shape {shape}, expected one class "
+                "index per image"
+            )
+        values = np.array(labels)
+        if values.dtype.kind == "f" and not np.all(values == np.floor(values)):
+            raise DataError(
+                f"tfds:{name}: split {split!r} has fractional labels, expected class indices"
+            )
+        labels = values.astype(np.int32)
     return {
         "images": (low + batch / full_scale * (high - low)).astype(np.float32),
         "labels": labels,
