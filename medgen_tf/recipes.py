@@ -320,6 +320,12 @@ def _draw_vae(run_dir, config, num_samples, seed):
     if not path.is_file():
         raise DataError(f"run folder {run_dir}: no vae.keras (did training finish?)")
     vae = load_keras_file(path, compile=False)
+    if not callable(getattr(vae, "sample", None)):
+        # A decoder (or any other model) saved under this name has no prior to draw from.
+        raise DataError(
+            f"{path}: not a VAE (a {type(vae).__name__} without sample()); sample needs the "
+            "whole VAE that medgen-tf train vae exports"
+        )
     return keras.ops.convert_to_numpy(vae.sample(num_samples, seed=seed))
 
 

@@ -77,3 +77,16 @@ def test_sample_without_a_trained_model_is_a_one_line_error(tmp_path, capsys):
     (run_dir / "config.json").write_text(json.dumps({"config": {"model": "vae", "latent_dim": 8}}))
     assert main(["sample", str(run_dir), "--out", str(tmp_path / "grid.png")]) == 2
     assert "no vae.keras" in capsys.readouterr().err
+
+
+def test_sample_names_a_vae_file_that_holds_no_vae(tmp_path, capsys):
+    # The decoder alone saved as vae.keras (a slip when exporting by hand) was loaded and
+    # asked for .sample: AttributeError "'Functional' object has no attribute 'sample'".
+    from medgen_tf.models.vae import build_decoder
+
+    build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / "vae.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "vae"}}))
+    assert main(["sample", str(tmp_path), "--out", str(tmp_path / "grid.png")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"{tmp_path / 'vae.keras'}: not a VAE" in error[0]
+    assert not (tmp_path / "grid.png").exists()
