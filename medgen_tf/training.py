@@ -527,6 +527,9 @@ class TimeLimit(keras.callbacks.Callback):
 
     def __init__(self, seconds, clock=time.monotonic):
         super().__init__()
+        # nan never stopped a run (no time is > nan), and 0 or less stopped it after one batch.
+        if not float(seconds) > 0:
+            raise ValueError(f"need seconds > 0, got {seconds}")
         self.seconds = float(seconds)
         self.clock = clock
         self.stopped_early = False

@@ -480,6 +480,19 @@ def test_time_budget_stops_before_an_epoch_that_would_pass_it(tmp_path):
         TimeBudget(0)
 
 
+@pytest.mark.parametrize("seconds", [float("nan"), 0, -5])
+def test_a_time_limit_of_no_time_is_refused_like_a_time_budget(seconds):
+    # TimeLimit(nan) never stopped (no time is > nan); 0 or -5 stopped every run after its
+    # first batch. TimeBudget refuses them.
+    from medgen_tf.training import TimeBudget, TimeLimit
+
+    with pytest.raises(ValueError, match="need seconds > 0") as error:
+        TimeLimit(seconds)
+    assert "\n" not in str(error.value) and str(seconds) in str(error.value)
+    with pytest.raises(ValueError, match="need seconds > 0"):
+        TimeBudget(seconds)
+
+
 def test_time_limit_stops_mid_epoch_once_the_time_has_passed(tmp_path):
     from medgen_tf.training import TimeLimit
 
