@@ -224,13 +224,21 @@ def evaluate_samples(
         ``{"generated": ..., "real_floor": ...}``, and ``memorization`` (pixel space, against
         every training slice; its ``test_to_train`` part is the floor).
     """
+    generated, train, test = (np.asarray(images, np.float32) for images in (generated, train, test))
+    for name, images in (("generated", generated), ("test", test)):
+        # Checked here: the memorisation check's own error would blame the test split.
+        if images.shape[1:] != train.shape[1:]:
+            raise DataError(
+                f"{name} images are {images.shape[1:]}, train images {train.shape[1:]}: "
+                "scores compare images of one shape"
+            )
     size = min(len(generated), len(test), len(train))
     if num_samples is not None:
         size = min(size, int(num_samples))
     if size < k + 2:
         raise DataError(f"evaluation needs at least {k + 2} samples, got {size}")
     rng = np.random.default_rng(seed)
-    generated = _subset(np.asarray(generated, np.float32), size, rng)
+    generated = _subset(generated, size, rng)
     train_subset = _subset(train, size, rng)
     test_subset = _subset(test, size, rng)
     extract = lambda images: feature_module.extract_features(  # noqa: E731

@@ -500,3 +500,19 @@ def test_the_kid_header_names_the_scale_the_values_were_multiplied_by():
     for kid_scale in (0, -1000):
         with pytest.raises(ValueError, match=f"kid_scale must be positive, got {kid_scale}"):
             format_score_table({"x": row}, kid_scale=kid_scale)
+
+
+def test_evaluate_samples_names_the_set_whose_image_shape_differs():
+    # Generated 28 px images against 32 px slices went through the feature extractor (which
+    # resizes) and failed in the memorisation check, reported as the test split's fault:
+    # "test split: generated, train and test must have the same dimension".
+    rng = np.random.default_rng(0)
+    train, test = rng.uniform(-1, 1, (2, 20, 32, 32, 1)).astype("float32")
+    generated = rng.uniform(-1, 1, (20, 28, 28, 1)).astype("float32")
+    for arrays, problem in (
+        ((generated, train, test), "generated images are (28, 28, 1), train images (32, 32, 1)"),
+        ((train, train, generated), "test images are (28, 28, 1), train images (32, 32, 1)"),
+    ):
+        with pytest.raises(DataError) as raised:
+            evaluate_samples(*arrays)
+        assert str(raised.value).startswith(problem) and "\n" not in str(raised.value)
