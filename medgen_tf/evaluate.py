@@ -89,7 +89,8 @@ def load_sampler(run_dir):
     Looks for, in order: ``generator.keras`` (GAN generator, tanh output; a conditional one
     takes ``[noise, labels]``), ``decoder.keras`` (VAE decoder: logits or [0, 1] means, mapped
     to [-1, 1]), ``vae.keras`` / ``model.keras`` (a whole model with ``generate`` or
-    ``sample``). Returns ``(sample, kind, num_classes)``.
+    ``sample``). The first file found decides (a DataError naming it if it cannot be sampled).
+    Returns ``(sample, kind, num_classes)``.
 
     The same seed draws the same noise as ``medgen-tf sample`` (``keras.random.normal``, as
     ``GAN.generate`` and ``VAE.sample``). For an unconditional GAN or a VAE, the first n images
@@ -149,6 +150,11 @@ def load_sampler(run_dir):
                     return np.asarray(images)
 
                 return sample, "gan", num_classes
+            # Not skipped: the folder's model file is there, it just cannot be sampled.
+            raise DataError(
+                f"{run_dir / name}: a {type(model).__name__} with neither sample() (a VAE) nor "
+                "generate() (a GAN); evaluate samples the model medgen-tf train exports"
+            )
     if any((run_dir / name).is_file() for name in ("generator_ab.keras", "generator_ba.keras")):
         raise DataError(
             f"{run_dir}: a CycleGAN run translates images (medgen-tf translate) and draws no "

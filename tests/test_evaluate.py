@@ -516,3 +516,16 @@ def test_evaluate_samples_names_the_set_whose_image_shape_differs():
         with pytest.raises(DataError) as raised:
             evaluate_samples(*arrays)
         assert str(raised.value).startswith(problem) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["vae.keras", "model.keras"])
+def test_a_model_file_with_nothing_to_sample_is_named(tmp_path, capsys, name):
+    # A model without sample() or generate() (here a decoder) saved as vae.keras or
+    # model.keras was skipped, and evaluate said the folder had "no generator.keras,
+    # decoder.keras, vae.keras or model.keras to sample from".
+    build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / name)
+    _write_config(tmp_path, "vae")
+    assert cli.main(["evaluate", str(tmp_path), "--n", "20"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"{tmp_path / name}: a Functional with neither" in error[0]
+    assert not (tmp_path / "metrics.json").exists()
