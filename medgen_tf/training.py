@@ -162,6 +162,9 @@ def save_checkpoint(model, checkpoint_dir, epoch: int, history=None, keep: int =
     # keep=0 kept them all (a slice [:-0] is empty) and keep=-1 removed only the oldest.
     if not isinstance(keep, numbers.Integral) or keep < 1:
         raise ValueError(f"{checkpoint_dir}: keep must be a whole number >= 1, got {keep!r}")
+    # epoch=-3 wrote epoch_-003, which latest_checkpoint never finds and load_checkpoint refuses.
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"{checkpoint_dir}: epoch {epoch!r} is not a number of completed epochs")
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"epoch_{epoch:04d}"

@@ -218,6 +218,21 @@ def test_keep_below_one_or_not_a_count_is_refused_before_anything_is_written(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0002"]
 
 
+@pytest.mark.parametrize("epoch", [-3, 1.5, True])
+def test_an_epoch_that_is_no_count_of_completed_epochs_is_refused_before_anything_is_written(
+    tmp_path, epoch
+):
+    # epoch=-3 wrote checkpoints/epoch_-003, which latest_checkpoint never finds, keep never
+    # removes and load_checkpoint refuses; 1.5 was "Unknown format code 'd'".
+    model = build_toy()
+    with pytest.raises(ValueError, match="not a number of completed epochs") as error:
+        save_checkpoint(model, tmp_path, epoch)
+    assert "\n" not in str(error.value) and repr(epoch) in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+    save_checkpoint(model, tmp_path, np.int64(0))
+    assert latest_checkpoint(tmp_path).name == "epoch_0000"
+
+
 @pytest.mark.parametrize("num_epochs", [0, -1, 2.5])
 def test_num_epochs_below_one_is_refused_and_changes_nothing(tmp_path, num_epochs):
     # num_epochs=0 trained nothing, yet moved the earlier run in the folder to replaced/
