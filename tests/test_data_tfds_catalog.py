@@ -483,3 +483,29 @@ def test_labels_that_are_no_class_indices_are_one_line_errors(tmp_path, kind, la
         tfds_catalog.load_tfds(name, data_dir=tmp_path, image_size=4)
     message = str(error.value)
     assert message.startswith(f"tfds:{name}: split 'train' has ") and "\n" not in message
+
+
+@pytest.mark.parametrize("max_examples", [0, -1])
+def test_max_examples_below_one_is_refused(tmp_path, max_examples):
+    # take(-1) is the whole split: max_examples=-1 loaded every example; 0 called the split
+    # empty.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_take",
+        tfds.features.Image(shape=(4, 4, 1)),
+        tfds.features.ClassLabel(names=["a"]),
+        [(rng.integers(0, 256, (4, 4, 1), dtype=np.uint8), 0) for _ in range(3)],
+    )
+    with pytest.raises(ValueError) as error:
+        tfds_catalog.load_tfds(
+            "medgen_toy_take", data_dir=tmp_path, image_size=4, max_examples=max_examples
+        )
+    assert str(error.value) == (
+        f"tfds:medgen_toy_take: max_examples must be at least 1 (or None), got {max_examples}"
+    )
+    data = tfds_catalog.load_tfds(
+        "medgen_toy_take", data_dir=tmp_path, image_size=4, max_examples=2
+    )
+    assert len(data["images"]) == 2

@@ -214,6 +214,11 @@ def load_tfds(
         )
     if image_size < 1:
         raise ValueError(f"tfds:{name}: image_size must be at least 1, got {image_size}")
+    # take(-1) is the whole split: max_examples=-1 loaded every example.
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(
+            f"tfds:{name}: max_examples must be at least 1 (or None), got {max_examples}"
+        )
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
