@@ -298,27 +298,38 @@ def compare_feature_sets(reference, candidates, k=3, seed=0, num_subsets=50):
     Returns:
         ``{name: {"n", "fd_medgen", "kid_mean", "kid_std", "precision", "recall"}}``, in the
         order of ``candidates``.
+
+    Raises:
+        ValueError: ``"<name>: <problem>"`` for a set that cannot be scored (another feature
+            width, fewer than ``k + 1`` rows, NaN values, ...).
     """
     reference = np.asarray(reference, np.float64)
     scores = {}
     for name, features in candidates.items():
-        features = np.asarray(features, np.float64)
-        size = min(len(reference), len(features))
-        kid_mean, kid_std = metrics.kid(
-            reference,
-            features,
-            num_subsets=num_subsets,
-            subset_size=min(1000, max(k + 2, size // 2)),
-            seed=seed,
-        )
-        scores[name] = {
-            "n": len(features),
-            "fd_medgen": metrics.frechet_distance(reference, features),
-            "kid_mean": kid_mean,
-            "kid_std": kid_std,
-            **metrics.precision_recall(reference, features, k=k),
-        }
+        try:
+            scores[name] = _feature_scores(reference, features, k, seed, num_subsets)
+        except ValueError as error:  # the metric's words, and which set they are about
+            raise ValueError(f"{name}: {first_line(error)}") from None
     return scores
+
+
+def _feature_scores(reference, features, k, seed, num_subsets):
+    features = np.asarray(features, np.float64)
+    size = min(len(reference), len(features))
+    kid_mean, kid_std = metrics.kid(
+        reference,
+        features,
+        num_subsets=num_subsets,
+        subset_size=min(1000, max(k + 2, size // 2)),
+        seed=seed,
+    )
+    return {
+        "n": len(features),
+        "fd_medgen": metrics.frechet_distance(reference, features),
+        "kid_mean": kid_mean,
+        "kid_std": kid_std,
+        **metrics.precision_recall(reference, features, k=k),
+    }
 
 
 def format_score_table(scores, kid_scale=1000.0):

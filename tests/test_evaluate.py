@@ -529,3 +529,20 @@ def test_a_model_file_with_nothing_to_sample_is_named(tmp_path, capsys, name):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"{tmp_path / name}: a Functional with neither" in error[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_compare_feature_sets_names_the_set_it_cannot_score():
+    # One unusable set among several (as notebook 04 compares) failed with the metric's own
+    # words only, e.g. "features_a and features_b must have the same dimension": which set?
+    from medgen_tf.evaluate import compare_feature_sets
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(40, 8))
+    for name, features, problem in (
+        ("other width", rng.normal(size=(40, 4)), "must have the same dimension"),
+        ("too few", rng.normal(size=(3, 8)), "k must be in"),
+    ):
+        candidates = {"fine": rng.normal(size=(40, 8)), name: features}
+        with pytest.raises(ValueError, match=f"^{name}: .*{problem}") as raised:
+            compare_feature_sets(reference, candidates, k=3)
+        assert "\n" not in str(raised.value)
