@@ -509,3 +509,31 @@ def test_max_examples_below_one_is_refused(tmp_path, max_examples):
         "medgen_toy_take", data_dir=tmp_path, image_size=4, max_examples=2
     )
     assert len(data["images"]) == 2
+
+
+def test_a_constant_image_is_refused_as_in_medmnist_files(tmp_path):
+    # The same PneumoniaMNIST image, all one value, is refused from the .npz
+    # (medmnist.check_not_constant) but loaded here as a blank image.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 6, 4, 3), dtype=np.uint8)  # not square: checked as read
+    images[:, 0, 0, 0] = np.arange(4)  # which example it is: TFDS may shuffle them
+    images[2, 1:] = images[2, 0, 0]  # pixel (0, 0) of it is (2, g, b): one colour everywhere
+    images[2, 0] = images[2, 0, 0]
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_constant",
+        tfds.features.Image(shape=(6, 4, 3)),
+        tfds.features.ClassLabel(names=["a"]),
+        [(image, 0) for image in images],
+    )
+    # Where the constant one is among what TFDS gives back.
+    dataset = tfds.load("medgen_toy_constant", split="train", data_dir=tmp_path)
+    order = [int(example["image"][0, 0, 0]) for example in dataset.as_numpy_iterator()]
+    colour = ", ".join(str(value) for value in images[2, 0, 0])
+    with pytest.raises(DataError) as error:
+        tfds_catalog.load_tfds("medgen_toy_constant", data_dir=tmp_path, image_size=4)
+    assert str(error.value) == (
+        f"tfds:medgen_toy_constant: split 'train' image {order.index(2)} is constant (every "
+        f"pixel is ({colour})), as are 1 of 4 images; nothing to learn from them"
+    )

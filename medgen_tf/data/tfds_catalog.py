@@ -198,7 +198,8 @@ def load_tfds(
     the ``ClassLabel`` names), or text, whose classes are then the names found in ``split``
     in sorted order (a split missing one numbers the others differently). uint8 images are
     divided by 255 and uint16 ones by 65535, then mapped linearly onto ``value_range``: 12-bit
-    scans stored in uint16 (0..4095) fill its lowest sixteenth.
+    scans stored in uint16 (0..4095) fill its lowest sixteenth. An image of one value (grey
+    level or colour) everywhere is refused, as in MedMNIST files.
 
     A dataset not yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else
     ``~/tensorflow_datasets``) is prepared from the source files in its ``downloads/`` folder,
@@ -268,6 +269,20 @@ def load_tfds(
     if dtype.kind != "u":
         raise DataError(f"tfds:{name}: images have dtype {dtype}, expected uint8 or uint16")
     full_scale = float(np.iinfo(dtype).max)
+    # One value (grey level or colour) everywhere: nothing to learn from, as a MedMNIST file's
+    # (medmnist.check_not_constant) or a NIfTI volume's.
+    constant = [
+        index
+        for index, image in enumerate(images)
+        if np.all(image.min(axis=(0, 1)) == image.max(axis=(0, 1)))
+    ]
+    if constant:
+        pixel = [f"{float(value):g}" for value in images[constant[0]][0, 0]]
+        shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
+        raise DataError(
+            f"tfds:{name}: split {split!r} image {constant[0]} is constant (every pixel is "
+            f"{shown}), as are {len(constant)} of {len(images)} images; nothing to learn from them"
+        )
     # Many datasets hold images of many sizes (malaria, cats_vs_dogs): stacked as they are,
     # they were numpy's "all input arrays must have the same shape". Each size is resized
     # as one batch.
