@@ -537,3 +537,22 @@ def test_a_constant_image_is_refused_as_in_medmnist_files(tmp_path):
         f"tfds:medgen_toy_constant: split 'train' image {order.index(2)} is constant (every "
         f"pixel is ({colour})), as are 1 of 4 images; nothing to learn from them"
     )
+
+
+def test_images_of_other_than_one_or_three_channels_are_refused_as_in_medmnist_files(tmp_path):
+    # RGBA loaded, though the package's image grids (viz.image_grid: sample grids, previews)
+    # refuse 4 channels and a MedMNIST file of them is refused.
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_rgba",
+        tfds.features.Image(shape=(4, 4, 4)),
+        tfds.features.ClassLabel(names=["a"]),
+        [(rng.integers(0, 256, (4, 4, 4), dtype=np.uint8), 0) for _ in range(2)],
+    )
+    with pytest.raises(DataError) as error:
+        tfds_catalog.load_tfds("medgen_toy_rgba", data_dir=tmp_path, image_size=4)
+    assert str(error.value) == (
+        "tfds:medgen_toy_rgba: split 'train' has images of 4 channels, expected 1 (grey) or 3 (RGB)"
+    )

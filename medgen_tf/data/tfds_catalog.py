@@ -264,6 +264,12 @@ def load_tfds(
     channels = sorted({image.shape[-1] for image in images})
     if len(channels) != 1:
         raise DataError(f"tfds:{name}: split {split!r} mixes images of {channels} channels")
+    # RGBA loaded, though image grids refuse it, as a MedMNIST file of it is refused.
+    if channels[0] not in (1, 3):
+        raise DataError(
+            f"tfds:{name}: split {split!r} has images of {channels[0]} channels, expected 1 "
+            "(grey) or 3 (RGB)"
+        )
     # uint16 (12-bit CT/MR) divided by 255 like uint8 went far outside value_range (65535 to 513).
     dtype = images[0].dtype
     if dtype.kind != "u":
