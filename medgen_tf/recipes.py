@@ -403,10 +403,16 @@ def train(
     ``data`` (default ``"brain"``) and ``latent_dim`` are for the GANs and the VAE;
     ``data_a`` and ``data_b`` (default ``"brain:t1"``, ``"brain:t2"``) for CycleGAN. Giving one
     the model does not use is a DataError: it would be recorded, and then compared on resume,
-    as if it had shaped the run."""
+    as if it had shaped the run. ``image_size``, ``num_epochs``, ``batch_size`` and ``seed``
+    are whole numbers (a ValueError otherwise, rather than truncating 32.7 to 32)."""
     from medgen_tf.training import fit, trained_outputs
 
     recipe = get_recipe(model)
+    sizes = dict(image_size=image_size, num_epochs=num_epochs, batch_size=batch_size, seed=seed)
+    for name, value in sizes.items():
+        # int() would truncate 32.7 to 32 and record it as asked for.
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name}={value!r}: give a whole number")
     if recipe.two_domains:
         settings = {"data_a": data_a or "brain:t1", "data_b": data_b or "brain:t2"}
         unused = {"data (--data)": data, "latent_dim (--latent-dim)": latent_dim}

@@ -310,3 +310,20 @@ def test_sample_refuses_a_number_of_samples_that_is_no_count(tmp_path):
     assert not (tmp_path / "x.png").exists()
     assert recipes.sample(tmp_path, num_samples=2, out=tmp_path / "x.png") == tmp_path / "x.png"
     assert (tmp_path / "x.png").is_file()
+
+
+def test_train_refuses_fractional_sizes_instead_of_truncating_them(tmp_path):
+    # From Python, train() cast its settings with int(): image_size=32.7 trained at 32 px and
+    # num_epochs=1.5 one epoch, and config.json recorded the truncated values as asked for
+    # (the engine's own check for a whole num_epochs never saw the 1.5).
+    for setting, value in (
+        ("image_size", 32.7),
+        ("num_epochs", 1.5),
+        ("batch_size", 8.5),
+        ("seed", 0.5),
+        ("image_size", True),
+    ):
+        options = {"image_size": 32, "num_epochs": 1, "batch_size": 8, "seed": 0, setting: value}
+        with pytest.raises(ValueError, match=rf"^{setting}={value!r}: give a whole number"):
+            recipes.train("dcgan", run_dir=tmp_path / "run", verbose=0, **options)
+        assert not (tmp_path / "run").exists()
