@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import operator
 from pathlib import Path
 
@@ -403,7 +404,10 @@ def evaluate_run(
     run_dir = Path(run_dir)
     seed = _as_seed(seed)  # a numpy integer too: keras.random and config.json take only ints
     minimum = NEIGHBOURS + 2
-    if int(num_samples) < minimum:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        # int() would score 20 samples for 20.9.
+        raise DataError(f"num_samples={num_samples} (--n): give a whole number of samples")
+    if num_samples < minimum:
         raise DataError(
             f"num_samples={num_samples} (--n): evaluation needs at least {minimum} samples"
         )

@@ -546,3 +546,13 @@ def test_compare_feature_sets_names_the_set_it_cannot_score():
         with pytest.raises(ValueError, match=f"^{name}: .*{problem}") as raised:
             compare_feature_sets(reference, candidates, k=3)
         assert "\n" not in str(raised.value)
+
+
+def test_evaluate_run_refuses_a_number_of_samples_that_is_no_whole_number(tmp_path):
+    # int() truncated it: num_samples=20.9 scored 20 samples, and the report said 20.
+    build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / "decoder.keras")
+    _write_config(tmp_path, "vae")
+    for num_samples in (20.9, 6.5):
+        with pytest.raises(DataError, match=rf"^num_samples={num_samples} \(--n\): .*whole"):
+            evaluate_run(tmp_path, num_samples=num_samples)
+    assert not (tmp_path / "metrics.json").exists()
