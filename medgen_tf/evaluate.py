@@ -262,6 +262,14 @@ def evaluate_samples(
         memorization = metrics.memorization(generated, train, test_subset)
     except ValueError as error:  # e.g. a test split that repeats the train split
         raise DataError(f"test split: {first_line(error)}") from None
+    duplicates = memorization["test_duplicates"]
+    if 2 * duplicates > size:
+        # Then the median test-to-train distance, the reference of distance_ratio, is a copy's
+        # (about 0): the ratio would be NaN or huge, whatever the generator does.
+        raise DataError(
+            f"test split: {duplicates} of the {size} test images scored are also in train, so "
+            "the memorisation check has no unseen reference; use a test split of other subjects"
+        )
     return {
         "num_samples": size,
         "fd_medgen": {
@@ -393,7 +401,8 @@ def evaluate_run(
     mix matches the data. ``seed`` chooses the samples and subsets, not the cohort. A
     ``nifti:`` spec is refused with a ``DataError``: it has no held-out subjects for the floor;
     so are a run folder without ``config.json``, a split (or ``num_samples``) of fewer than 5
-    images, and a test split with no image unseen in train.
+    images, and a test split with no image unseen in train (or more than half of those scored
+    also in train).
 
     Returns:
         the path of ``metrics.json``.
