@@ -518,7 +518,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
             )
         if intensity is None:
             intensity = run_intensity(run_dir, direction)
-        stems = {}
+        stems, inputs = {}, {file.resolve() for file in files}
         for file in files:
             if not is_nifti_path(file):
                 raise DataError(f"{file}: not a NIfTI file (expected .nii or .nii.gz)")
@@ -531,6 +531,13 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
                     f"{stems[stem]}; rename one of them"
                 )
             stems[stem] = file
+            output = out_dir / f"{stem}_{direction}.nii.gz"
+            if output.resolve() in inputs:
+                # Written before that input is read, it would replace it (a folder into itself).
+                raise DataError(
+                    f"{file}: its output {output} is an input too, which writing it would "
+                    "replace; choose another output folder (--out)"
+                )
             count = _volume_count(file) if volume_index is None else None
             if count and count > 1:
                 # load_volume would advise the data spec nifti:PATH#N, which here gives only a

@@ -477,3 +477,18 @@ def test_a_run_trained_on_ready_domains_records_their_specs(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert (config["data_a"], config["data_b"]) == ("nifti:scans/t1", "nifti:scans/t2")
     assert run_intensity(run_dir, "a2b") == run_intensity(run_dir, "b2a") == "percentiles"
+
+
+def test_an_output_that_would_replace_an_input_is_refused_before_writing(tmp_path):
+    # Translating a folder into itself: a.nii.gz's output a_a2b.nii.gz replaced the input of
+    # that name (a scan, or an earlier run's output) before it was read, and that file was
+    # then "translated" from the fresh output.
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _write_volume(folder / "a.nii.gz", _toy_volume())
+    kept = _write_volume(folder / "a_a2b.nii.gz", 0.5 * _toy_volume()).read_bytes()
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    with pytest.raises(DataError, match=r"a\.nii\.gz: its output .*a_a2b\.nii\.gz is an input"):
+        translate_run(run_dir, str(folder), "a2b", out_dir=folder)
+    assert (folder / "a_a2b.nii.gz").read_bytes() == kept
+    assert sorted(path.name for path in folder.iterdir()) == ["a.nii.gz", "a_a2b.nii.gz"]
