@@ -283,6 +283,9 @@ def _check_meta(checkpoint: Path, epoch, history) -> None:
 
 
 def _read_checkpoint(checkpoint: Path) -> tuple[dict, dict]:
+    # Else an unreadable meta.json, with advice to delete the folder that is not there.
+    if not checkpoint.is_dir():
+        raise DataError(f"{checkpoint}: no such checkpoint folder")
     file = checkpoint / "meta.json"
     try:
         meta = json.loads(file.read_text())
@@ -311,8 +314,8 @@ def load_checkpoint(model, checkpoint) -> dict:
     (``{"epoch": completed_epochs, "history": {...}}``).
 
     Raises:
-        DataError: one line naming the unreadable file, or the variable that does not fit or
-            is not finite; the model is then left as it was.
+        DataError: one line naming the missing folder, the unreadable file, or the variable
+            that does not fit or is not finite; the model is then left as it was.
     """
     checkpoint = Path(checkpoint)
     meta, state = _read_checkpoint(checkpoint)

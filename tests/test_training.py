@@ -218,6 +218,19 @@ def test_keep_below_one_or_not_a_count_is_refused_before_anything_is_written(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0002"]
 
 
+def test_a_checkpoint_folder_that_does_not_exist_is_called_missing_not_damaged(tmp_path):
+    # It was "epoch_0002/meta.json: unreadable checkpoint ([Errno 2] No such file or
+    # directory ...); delete the folder .../epoch_0002 to resume from epoch_0001": advice to
+    # delete a folder that is not there.
+    model = build_toy()
+    save_checkpoint(model, tmp_path, 1)
+    missing = tmp_path / "epoch_0002"
+    with pytest.raises(DataError) as error:
+        load_checkpoint(model, missing)
+    assert str(error.value) == f"{missing}: no such checkpoint folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001"]
+
+
 @pytest.mark.parametrize("epoch", [-3, 1.5, True])
 def test_an_epoch_that_is_no_count_of_completed_epochs_is_refused_before_anything_is_written(
     tmp_path, epoch
