@@ -313,11 +313,12 @@ def test_images_with_a_wrong_channel_count_or_rank_are_refused(tmp_path, shape):
     ],
     ids=["grey-black", "rgb-red", "float-white"],
 )
-def test_a_constant_image_is_refused_naming_the_file_the_split_and_the_first_index(
-    tmp_path, medmnist_npz, split, index, channels, value, dtype, shown
+def test_a_split_of_constant_images_is_refused_and_a_few_among_others_load_with_a_warning(
+    tmp_path, medmnist_npz, caplog, split, index, channels, value, dtype, shown
 ):
-    # An image whose pixels are all one value carries nothing to learn; it loaded as a blank
-    # image (a NIfTI volume of one value is refused). Every other image is random.
+    # Images whose pixels are all one value carry nothing to learn; a split of them (float 0..1
+    # images cast to uint8: all 0) loaded as blank images, while a NIfTI volume of one value is
+    # refused. A few blank frames among real images are data, not a bug: they load, named.
     path = medmnist_npz(tmp_path / "flat.npz", channels=channels)
     arrays = dict(np.load(path))
     images = arrays[f"{split}_images"].astype(dtype)
@@ -328,18 +329,29 @@ def test_a_constant_image_is_refused_naming_the_file_the_split_and_the_first_ind
     images[index + 1] = value  # a second one: the first is named, and how many there are
     arrays[f"{split}_images"] = images
     np.savez(path, **arrays)
+    with caplog.at_level("WARNING", logger="medgen_tf.data.medmnist"):
+        assert len(medmnist.load_medmnist(path, split=split)["images"]) == len(images)
+    assert caplog.messages == [
+        f"{path}: {split}_images[{index}] is constant (every pixel is {shown}), as are 2 of "
+        f"{len(images)} images; they are kept"
+    ]
+    images[:] = value
+    arrays[f"{split}_images"] = images
+    np.savez(path, **arrays)
     with pytest.raises(DataError, match="constant") as error:
         medmnist.load_medmnist(path, split=split)
     assert _one_line(error) == (
-        f"{path}: {split}_images[{index}] is constant (every pixel is {shown}), as are 2 of "
-        f"{len(images)} images; nothing to learn from them"
+        f"{path}: all {len(images)} {split}_images are constant ({split}_images[0]: every pixel "
+        f"is {shown}); nothing to learn from them"
     )
-    # One pixel of another value is enough to load.
-    images[index + 1] = original[index + 1]
-    images[index, 0, 0] = 128 if dtype == np.uint8 else 0.5
+    # One pixel of another value is enough to load without a warning.
+    images[:] = original
+    caplog.clear()
     arrays[f"{split}_images"] = images
     np.savez(path, **arrays)
-    assert len(medmnist.load_medmnist(path, split=split)["images"]) == len(images)
+    with caplog.at_level("WARNING", logger="medgen_tf.data.medmnist"):
+        assert len(medmnist.load_medmnist(path, split=split)["images"]) == len(images)
+    assert caplog.messages == []
 
 
 @pytest.mark.parametrize(

@@ -511,9 +511,10 @@ def test_max_examples_below_one_is_refused(tmp_path, max_examples):
     assert len(data["images"]) == 2
 
 
-def test_a_constant_image_is_refused_as_in_medmnist_files(tmp_path):
-    # The same PneumoniaMNIST image, all one value, is refused from the .npz
-    # (medmnist.check_not_constant) but loaded here as a blank image.
+def test_constant_images_are_treated_as_in_medmnist_files(tmp_path, caplog):
+    # A split of images that are each one value is refused, as from the .npz
+    # (medmnist.check_not_constant), but loaded here as blank images; one among others loads,
+    # with a warning naming it.
     tfds = pytest.importorskip("tensorflow_datasets")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 6, 4, 3), dtype=np.uint8)  # not square: checked as read
@@ -531,11 +532,29 @@ def test_a_constant_image_is_refused_as_in_medmnist_files(tmp_path):
     dataset = tfds.load("medgen_toy_constant", split="train", data_dir=tmp_path)
     order = [int(example["image"][0, 0, 0]) for example in dataset.as_numpy_iterator()]
     colour = ", ".join(str(value) for value in images[2, 0, 0])
-    with pytest.raises(DataError) as error:
-        tfds_catalog.load_tfds("medgen_toy_constant", data_dir=tmp_path, image_size=4)
-    assert str(error.value) == (
+    with caplog.at_level("WARNING", logger="medgen_tf.data.tfds_catalog"):
+        data = tfds_catalog.load_tfds("medgen_toy_constant", data_dir=tmp_path, image_size=4)
+    assert len(data["images"]) == 4
+    assert caplog.messages == [
         f"tfds:medgen_toy_constant: split 'train' image {order.index(2)} is constant (every "
-        f"pixel is ({colour})), as are 1 of 4 images; nothing to learn from them"
+        f"pixel is ({colour})), as are 1 of 4 images; they are kept"
+    ]
+    blank = np.zeros((3, 4, 4, 1), np.uint8)
+    blank[1] = 7
+    _prepared_toy(
+        tmp_path,
+        "medgen_toy_blank",
+        tfds.features.Image(shape=(4, 4, 1)),
+        tfds.features.ClassLabel(names=["a"]),
+        [(image, 0) for image in blank],
+    )
+    with pytest.raises(DataError) as error:
+        tfds_catalog.load_tfds("medgen_toy_blank", data_dir=tmp_path, image_size=4)
+    first = tfds.load("medgen_toy_blank", split="train", data_dir=tmp_path)
+    shown = int(next(first.as_numpy_iterator())["image"][0, 0, 0])
+    assert str(error.value) == (
+        "tfds:medgen_toy_blank: split 'train': all 3 images are constant (image 0: every pixel "
+        f"is {shown}); nothing to learn from them"
     )
 
 

@@ -14,6 +14,7 @@ Cite Yang et al., "MedMNIST v2", Scientific Data 10:41 (2023). The TFDS catalog'
 
 from __future__ import annotations
 
+import logging
 import zipfile
 import zlib
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 from medgen_tf import config
 from medgen_tf.data.nifti import file_digest
 from medgen_tf.errors import DataError, first_line
+
+logger = logging.getLogger(__name__)
 
 ZENODO = "https://zenodo.org/records/10519652/files"
 
@@ -246,18 +249,30 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_not_constant(images: np.ndarray, path, split: str = "train") -> None:
-    """DataError naming the first of (n, s, s, c) images whose pixels are all one value (grey
-    level or colour), as float 0..1 images cast to uint8 (all 0) are: like a constant NIfTI
-    volume, such an image carries nothing to learn from."""
+    """Refuse (n, s, s, c) images whose pixels are ALL one value each (grey level or colour),
+    as float 0..1 images cast to uint8 (all 0) are: like a constant NIfTI volume, they carry
+    nothing to learn from. A few constant images among others (a blank frame in a real
+    dataset) load, with a warning naming the first."""
     constant = np.all(images.min(axis=(1, 2)) == images.max(axis=(1, 2)), axis=-1)
-    if np.any(constant):
-        index = int(np.argmax(constant))
-        pixel = [f"{float(value):g}" for value in images[index, 0, 0]]
-        shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
+    if not np.any(constant):
+        return
+    index = int(np.argmax(constant))
+    pixel = [f"{float(value):g}" for value in images[index, 0, 0]]
+    shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
+    if np.all(constant):
         raise DataError(
-            f"{path}: {split}_images[{index}] is constant (every pixel is {shown}), as are "
-            f"{int(constant.sum())} of {len(images)} images; nothing to learn from them"
+            f"{path}: all {len(images)} {split}_images are constant ({split}_images[0]: every "
+            f"pixel is {shown}); nothing to learn from them"
         )
+    logger.warning(
+        "%s: %s_images[%d] is constant (every pixel is %s), as are %d of %d images; they are kept",
+        path,
+        split,
+        index,
+        shown,
+        int(constant.sum()),
+        len(images),
+    )
 
 
 def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:

@@ -275,8 +275,9 @@ def load_tfds(
     if dtype.kind != "u":
         raise DataError(f"tfds:{name}: images have dtype {dtype}, expected uint8 or uint16")
     full_scale = float(np.iinfo(dtype).max)
-    # One value (grey level or colour) everywhere: nothing to learn from, as a MedMNIST file's
-    # (medmnist.check_not_constant) or a NIfTI volume's.
+    # Every image one value (grey level or colour): nothing to learn from, as a MedMNIST
+    # file's (medmnist.check_not_constant) or a NIfTI volume's. A few blank frames among
+    # real images load, with a warning.
     constant = [
         index
         for index, image in enumerate(images)
@@ -285,9 +286,20 @@ def load_tfds(
     if constant:
         pixel = [f"{float(value):g}" for value in images[constant[0]][0, 0]]
         shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
-        raise DataError(
-            f"tfds:{name}: split {split!r} image {constant[0]} is constant (every pixel is "
-            f"{shown}), as are {len(constant)} of {len(images)} images; nothing to learn from them"
+        if len(constant) == len(images):
+            raise DataError(
+                f"tfds:{name}: split {split!r}: all {len(images)} images are constant (image 0: "
+                f"every pixel is {shown}); nothing to learn from them"
+            )
+        logging.getLogger(__name__).warning(
+            "tfds:%s: split %r image %d is constant (every pixel is %s), as are %d of %d "
+            "images; they are kept",
+            name,
+            split,
+            constant[0],
+            shown,
+            len(constant),
+            len(images),
         )
     # Many datasets hold images of many sizes (malaria, cats_vs_dogs): stacked as they are,
     # they were numpy's "all input arrays must have the same shape". Each size is resized
