@@ -213,6 +213,8 @@ def section_scaling(options):
         # the warm-up are enough, and keep the section (256 px steps take seconds) short.
         "windows": 2,
         "window_seconds": min(options.window_seconds, 1.5),
+        # Every size from the 64 px slices: no cohort to build at 28, 128 or 256 px.
+        "resize_from": 64,
     }
     rows = []
     batch_sizes = (16, 64) if options.smoke else SCALING_BATCH_SIZES

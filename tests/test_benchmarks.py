@@ -512,3 +512,68 @@ def test_cpu_features_reads_the_flags_line(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
     assert harness.cpu_features(cpuinfo) == ["avx2", "avx512f", "amx_bf16"]
     assert harness.cpu_features(tmp_path / "missing") is None
+
+
+def test_scaling_resizes_the_64_px_slices_instead_of_building_a_cohort_per_size(monkeypatch):
+    from benchmarks import run
+
+    requested = []
+
+    def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
+        requested.append(image_size)
+        ramp = np.linspace(value_range[0], value_range[1], image_size, dtype="float32")
+        return [np.broadcast_to(ramp[None, None, :, None], (3, image_size, image_size, 1)).copy()]
+
+    monkeypatch.setattr(harness, "load_images", fake_images)
+    (resized,) = harness.model_arrays("dcgan", 16, resize_from=64)
+    assert requested == [64] and resized.shape == (3, 16, 16, 1) and resized.dtype == np.float32
+    # The same picture at the new size, inside the value range: a ramp from -1 to 1.
+    assert resized.min() >= -1.0 and resized.max() <= 1.0
+    assert np.all(np.diff(resized[0, 0, :, 0]) > 0) and resized[0, 0, 0, 0] < -0.8
+    (vae_images,) = harness.model_arrays("vae", 128, resize_from=64)
+    assert requested[-1] == 64 and vae_images.shape[1:3] == (128, 128)
+    assert 0.0 <= vae_images.min() and vae_images.max() <= 1.0
+    harness.model_arrays("dcgan", 64, resize_from=64)
+    assert requested[-1] == 64 and len(requested) == 3
+
+    specs = []
+    monkeypatch.setattr(
+        run, "run_worker", lambda spec, **kwargs: specs.append(spec) or {"error": "x"}
+    )
+    monkeypatch.setattr(run, "DEADLINE", [float("inf")])
+    run.section_scaling(run.argparse.Namespace(smoke=False, window_seconds=2.0))
+    assert specs and all(spec["resize_from"] == 64 for spec in specs)
+    assert sorted({spec["image_size"] for spec in specs}) == [28, 64, 128, 256]
+
+
+def test_scaling_table_says_which_sizes_are_resized_slices():
+    def row(size, source):
+        return {
+            "config": {"image_size": size, "batch_size": 16},
+            "contenders": {"ours": {"images_per_s": 10.0}},
+            "peak_rss_mib": 900.0,
+            "wall_s": 9,
+            "data_source": source,
+        }
+
+    from benchmarks import report
+
+    plain = "make_dataset over the train split's T1 slices in [-1, 1]"
+    lines = report.render_scaling(
+        [
+            ("image_size", row(28, plain + ", the 64 px slices resized to 28 px")),
+            ("image_size", row(64, plain)),
+            ("image_size", row(256, plain + ", the 64 px slices resized to 256 px")),
+        ]
+    )
+    note = [line for line in lines if line.startswith("At ")]
+    assert note == [
+        "At 28 px, 256 px the images are the 64 px slices resized (`tf.image.resize`, antialiased): "
+        "a step's time depends on the arrays' shape, not on what they show, and the sweep needs no "
+        "cohort built at those sizes."
+    ]
+    assert not [
+        line
+        for line in report.render_scaling([("batch_size", row(64, plain))])
+        if line.startswith("At ")
+    ]
