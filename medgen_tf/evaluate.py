@@ -264,8 +264,8 @@ def evaluate_samples(
         raise DataError(f"test split: {first_line(error)}") from None
     duplicates = memorization["test_duplicates"]
     if 2 * duplicates > size:
-        # Then the median test-to-train distance, the reference of distance_ratio, is a copy's
-        # (about 0): the ratio would be NaN or huge, whatever the generator does.
+        # Then most of what should be unseen is not: distance_ratio and the threshold would
+        # rest on the few test images left, a reference too thin to report.
         raise DataError(
             f"test split: {duplicates} of the {size} test images scored are also in train, so "
             "the memorisation check has no unseen reference; use a test split of other subjects"

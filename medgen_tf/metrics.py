@@ -521,8 +521,9 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
     Returns:
         dict: ``generated_to_train`` and ``test_to_train`` summaries (min, 5th percentile,
         median, mean; over all test samples), ``distance_ratio`` (median generated / median
-        test; well below 1 hints at memorisation), ``test_duplicates`` (test samples found in
-        train, left out of the threshold), ``threshold`` (``threshold_factor`` x the smallest
+        of the test samples not found in train; well below 1 hints at memorisation),
+        ``test_duplicates`` (test samples found in train, left out of the threshold and of
+        the ratio), ``threshold`` (``threshold_factor`` x the smallest
         other test-to-train distance), ``flagged_indices`` (generated rows below it),
         ``fraction_flagged``, and ``closest_pairs``: the ``num_pairs`` closest (generated
         index, train index, distance).
@@ -567,13 +568,14 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
     threshold = float(threshold_factor * test_nearest[~duplicates].min())
     flagged = np.flatnonzero(generated_nearest < threshold)
     order = np.argsort(generated_nearest, kind="stable")[: int(num_pairs)]
-    median_test = float(np.median(test_nearest))
+    # The reference is the unseen test images' median, as the threshold's is their minimum:
+    # with half or more of the test samples copied from train, the median over all of them
+    # was 0 and the ratio NaN, whatever the generator did.
+    median_test = float(np.median(test_nearest[~duplicates]))
     return {
         "generated_to_train": summary(generated_nearest),
         "test_to_train": summary(test_nearest),
-        "distance_ratio": float(np.median(generated_nearest) / median_test)
-        if median_test > 0
-        else float("nan"),
+        "distance_ratio": float(np.median(generated_nearest) / median_test),
         "test_duplicates": int(duplicates.sum()),
         "threshold": threshold,
         "flagged_indices": [int(i) for i in flagged],

@@ -514,3 +514,21 @@ def test_check_value_range_allows_one_percent_slack_and_raises_the_error_type_as
     for bad_range in [(1, 1), (1, -1), (0, float("inf")), (float("nan"), 1)]:
         with pytest.raises(ValueError, match=r"^value_range must be \(low, high\) with high > low"):
             metrics.check_value_range(images, bad_range)
+
+
+def test_memorization_ratio_is_against_the_unseen_test_samples_only():
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(20, 6))
+    unseen = rng.normal(size=(2, 6))
+    # Three of five test samples copied from train: the median over all five was 0, and
+    # distance_ratio NaN whatever the generator did.
+    test = np.concatenate([train[:3], unseen])
+    generated = rng.normal(size=(7, 6))
+    result = metrics.memorization(generated, train, test)
+    assert result["test_duplicates"] == 3
+    nearest = lambda rows: np.sqrt(((rows[:, None] - train[None]) ** 2).sum(-1)).min(axis=1)  # noqa: E731
+    expected = np.median(nearest(generated)) / np.median(nearest(unseen))
+    assert np.isfinite(result["distance_ratio"])
+    np.testing.assert_allclose(result["distance_ratio"], expected, rtol=1e-6)
+    # The summary still covers every test sample, duplicates included.
+    assert result["test_to_train"]["median"] < 1e-6
