@@ -506,6 +506,9 @@ def sample(run_dir, num_samples: int = 64, out="samples.png", seed: int = 0) -> 
         or num_samples < 1
     ):
         raise ValueError(f"num_samples={num_samples}: give a whole number of images, at least 1")
+    # int() would draw seed 1 for 1.5 and title the grid "seed 1.5".
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed={seed!r}: give a whole number")
     config = _read_config(run_dir)
     recipe = get_recipe(config["model"])
     if recipe.draw is None:

@@ -51,7 +51,12 @@ def _brain_contrast(spec):
 
 
 def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_subjects=32):
-    """Images of domain A and domain B, from different subjects, of equal count.
+    """Images of domain A and domain B, of equal count.
+
+    Two ``brain`` contrasts come from disjoint halves of the cohort's subjects, so no subject is
+    seen in both domains (unpaired, as CycleGAN assumes). Other specs are loaded as they are:
+    two specs of one dataset give the same images, so keep the domains' sources apart
+    yourself (e.g. two NIfTI folders of different patients).
 
     Returns ``(images_a, images_b, info)``; ``info`` records the subjects of each domain (brain
     specs) and the counts. The shorter domain is resampled (fixed ``seed``) to the longer's

@@ -307,6 +307,10 @@ def test_sample_refuses_a_number_of_samples_that_is_no_count(tmp_path):
     for num_samples in (0, -1, 2.5):
         with pytest.raises(ValueError, match=rf"num_samples={num_samples}: .*at least 1"):
             recipes.sample(tmp_path, num_samples=num_samples, out=tmp_path / "x.png")
+    # seed=1.5 drew with seed 1 and titled the grid "seed 1.5".
+    for seed in (1.5, True, "1"):
+        with pytest.raises(ValueError, match=r"^seed=.*: give a whole number$"):
+            recipes.sample(tmp_path, num_samples=2, out=tmp_path / "x.png", seed=seed)
     assert not (tmp_path / "x.png").exists()
     assert recipes.sample(tmp_path, num_samples=2, out=tmp_path / "x.png") == tmp_path / "x.png"
     assert (tmp_path / "x.png").is_file()
