@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import operator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from medgen_tf import features as feature_module
 from medgen_tf import metrics
-from medgen_tf.errors import DataError, first_line
+from medgen_tf.errors import DataError, first_line, is_whole_number
 from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
 
 __all__ = [
@@ -413,7 +412,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     seed = _as_seed(seed)  # a numpy integer too: keras.random and config.json take only ints
     minimum = NEIGHBOURS + 2
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+    if not is_whole_number(num_samples):
         # int() would score 20 samples for 20.9.
         raise DataError(f"num_samples={num_samples} (--n): give a whole number of samples")
     if num_samples < minimum:

@@ -26,10 +26,10 @@ References:
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
+
+from medgen_tf.errors import is_whole_number
 
 __all__ = [
     "check_finite",
@@ -439,11 +439,7 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
 
 def pairwise_distances(x, y, chunk_size=1024):
     """Euclidean distances (len(x), len(y)) in float64, computed in row chunks."""
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, numbers.Integral)
-        or chunk_size < 1
-    ):
+    if not is_whole_number(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     y = np.asarray(y, np.float64).reshape(len(y), -1)

@@ -26,7 +26,6 @@ narrower networks; that is the only speed switch.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import re
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from medgen_tf.config import QUICK
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, is_whole_number
 from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
@@ -411,7 +410,7 @@ def train(
     sizes = dict(image_size=image_size, num_epochs=num_epochs, batch_size=batch_size, seed=seed)
     for name, value in sizes.items():
         # int() would truncate 32.7 to 32 and record it as asked for.
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if not is_whole_number(value):
             raise ValueError(f"{name}={value!r}: give a whole number")
     if recipe.two_domains:
         settings = {"data_a": data_a or "brain:t1", "data_b": data_b or "brain:t2"}
@@ -500,14 +499,10 @@ def sample(run_dir, num_samples: int = 64, out="samples.png", seed: int = 0) -> 
     them as a PNG grid."""
     from medgen_tf.viz import save_image_grid
 
-    if (
-        isinstance(num_samples, bool)
-        or not isinstance(num_samples, numbers.Integral)
-        or num_samples < 1
-    ):
+    if not is_whole_number(num_samples) or num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: give a whole number of images, at least 1")
     # int() would draw seed 1 for 1.5 and title the grid "seed 1.5".
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_whole_number(seed):
         raise ValueError(f"seed={seed!r}: give a whole number")
     config = _read_config(run_dir)
     recipe = get_recipe(config["model"])

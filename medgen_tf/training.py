@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import os
 import re
 import shutil
@@ -61,7 +60,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from medgen_tf.data.pipeline import _as_structure, make_dataset, steps_per_epoch
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, is_whole_number
 from medgen_tf.files import abandoned_partial, atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
@@ -160,10 +159,10 @@ def save_checkpoint(model, checkpoint_dir, epoch: int, history=None, keep: int =
     (at least 1: the new one) are removed only after the new one is complete.
     """
     # keep=0 kept them all (a slice [:-0] is empty) and keep=-1 removed only the oldest.
-    if not isinstance(keep, numbers.Integral) or keep < 1:
+    if not is_whole_number(keep) or keep < 1:
         raise ValueError(f"{checkpoint_dir}: keep must be a whole number >= 1, got {keep!r}")
     # epoch=-3 wrote epoch_-003, which latest_checkpoint never finds and load_checkpoint refuses.
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+    if not is_whole_number(epoch) or epoch < 0:
         raise ValueError(f"{checkpoint_dir}: epoch {epoch!r} is not a number of completed epochs")
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -738,7 +737,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     # num_epochs=0 trained nothing, yet set an earlier run in run_dir aside for its new one.
-    if not isinstance(num_epochs, numbers.Integral) or num_epochs < 1:
+    if not is_whole_number(num_epochs) or num_epochs < 1:
         raise ValueError(f"{run_dir}: num_epochs must be a whole number >= 1, got {num_epochs!r}")
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
 from pathlib import Path
 
 import numpy as np
 
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, is_whole_number
 from medgen_tf.files import atomic_path, load_keras_file, read_run_config
 from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
@@ -445,11 +444,7 @@ def translate_run(
     :func:`run_intensity`). Every NIfTI input is read before the first file is written, and
     a refused input leaves no output folder behind. Returns the written paths.
     """
-    if (
-        isinstance(num_images, bool)
-        or not isinstance(num_images, numbers.Integral)
-        or num_images < 1
-    ):
+    if not is_whole_number(num_images) or num_images < 1:
         raise ValueError(f"num_images={num_images}: give a whole number of images, at least 1")
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)

@@ -6,7 +6,6 @@ backend when asked to save, so it works on a headless CI machine.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from medgen_tf.errors import is_whole_number
 from medgen_tf.files import atomic_path
 
 
@@ -59,13 +59,9 @@ def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1)
     row: 2-D for grey images, (height, width, 3) for RGB ones."""
     # Checked, not clamped: 0 columns had quietly given one column, a negative padding a grid
     # whose tiles overwrite each other.
-    if (
-        isinstance(num_columns, bool)
-        or not isinstance(num_columns, numbers.Integral)
-        or num_columns < 1
-    ):
+    if not is_whole_number(num_columns) or num_columns < 1:
         raise ValueError(f"image_grid: num_columns must be a positive int, got {num_columns!r}")
-    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+    if not is_whole_number(padding) or padding < 0:
         raise ValueError(f"image_grid: padding must be an int of at least 0, got {padding!r}")
     images = to_display(images, value_range)
     if images.ndim == 4 and images.shape[-1] == 1:

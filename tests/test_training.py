@@ -204,7 +204,7 @@ def test_checkpoints_keep_two_and_ignore_unfinished_folders(tmp_path):
     assert latest_checkpoint(tmp_path).name == "epoch_0003"
 
 
-@pytest.mark.parametrize("keep", [0, -1, 1.5])
+@pytest.mark.parametrize("keep", [0, -1, 1.5, True])
 def test_keep_below_one_or_not_a_count_is_refused_before_anything_is_written(tmp_path, keep):
     # keep=0 kept every checkpoint (list[:-0] is empty, so nothing was removed), keep=-1
     # removed only the oldest, and keep=1.5 was a TypeError after the checkpoint was written.
@@ -246,7 +246,7 @@ def test_an_epoch_that_is_no_count_of_completed_epochs_is_refused_before_anythin
     assert latest_checkpoint(tmp_path).name == "epoch_0000"
 
 
-@pytest.mark.parametrize("num_epochs", [0, -1, 2.5])
+@pytest.mark.parametrize("num_epochs", [0, -1, 2.5, True])
 def test_num_epochs_below_one_is_refused_and_changes_nothing(tmp_path, num_epochs):
     # num_epochs=0 trained nothing, yet moved the earlier run in the folder to replaced/
     # (dropping the one set aside before) and wrote an untrained model.weights.h5.
