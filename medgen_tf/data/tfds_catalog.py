@@ -198,8 +198,9 @@ def load_tfds(
     the ``ClassLabel`` names), or text, whose classes are then the names found in ``split``
     in sorted order (a split missing one numbers the others differently). uint8 images are
     divided by 255 and uint16 ones by 65535, then mapped linearly onto ``value_range``: 12-bit
-    scans stored in uint16 (0..4095) fill its lowest sixteenth. An image of one value (grey
-    level or colour) everywhere is refused, as in MedMNIST files.
+    scans stored in uint16 (0..4095) fill its lowest sixteenth. A split whose images are each
+    one value (grey level or colour) everywhere is refused, and a few such images among others
+    load with a warning, as in MedMNIST files.
 
     A dataset not yet prepared in ``data_dir`` (default ``TFDS_DATA_DIR``, else
     ``~/tensorflow_datasets``) is prepared from the source files in its ``downloads/`` folder,
