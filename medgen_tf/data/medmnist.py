@@ -279,8 +279,8 @@ def to_unit_range(images: np.ndarray, path, split: str = "train") -> np.ndarray:
     """Images as float32 in [0, 1]: integers 0..255 are divided by 255, floats in [0, 1] kept.
 
     Dividing float images already in [0, 1] by 255 would give blank images, and guessing a
-    scale for any other range would hide a real problem, so those are refused, as are
-    constant images (:func:`check_not_constant`).
+    scale for any other range would hide a real problem, so those are refused, as is a split
+    of constant images (:func:`check_not_constant`).
     """
     kind = images.dtype.kind
     if kind in "iu":
