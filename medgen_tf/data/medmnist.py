@@ -248,18 +248,34 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def constant_images(images) -> tuple[list[int], str]:
+    """The indices of the (h, w, c) images whose pixels are all one value (grey level or
+    colour), and that value of the first as messages show it ("0", "(255, 0, 0)"); ``images``
+    is one (n, h, w, c) array, or a list of images of several sizes (TFDS)."""
+    if isinstance(images, np.ndarray):  # one stacked array: a single vectorised test
+        flat = np.all(images.min(axis=(1, 2)) == images.max(axis=(1, 2)), axis=-1)
+        constant = np.flatnonzero(flat).tolist()
+    else:
+        constant = [
+            index
+            for index, image in enumerate(images)
+            if np.all(image.min(axis=(0, 1)) == image.max(axis=(0, 1)))
+        ]
+    if not constant:
+        return [], ""
+    pixel = [f"{float(value):g}" for value in images[constant[0]][0, 0]]
+    return constant, pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
+
+
 def check_not_constant(images: np.ndarray, path, split: str = "train") -> None:
     """Refuse (n, s, s, c) images whose pixels are ALL one value each (grey level or colour),
     as float 0..1 images cast to uint8 (all 0) are: like a constant NIfTI volume, they carry
     nothing to learn from. A few constant images among others (a blank frame in a real
     dataset) load, with a warning naming the first."""
-    constant = np.all(images.min(axis=(1, 2)) == images.max(axis=(1, 2)), axis=-1)
-    if not np.any(constant):
+    constant, shown = constant_images(images)
+    if not constant:
         return
-    index = int(np.argmax(constant))
-    pixel = [f"{float(value):g}" for value in images[index, 0, 0]]
-    shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
-    if np.all(constant):
+    if len(constant) == len(images):
         raise DataError(
             f"{path}: all {len(images)} {split}_images are constant ({split}_images[0]: every "
             f"pixel is {shown}); nothing to learn from them"
@@ -268,9 +284,9 @@ def check_not_constant(images: np.ndarray, path, split: str = "train") -> None:
         "%s: %s_images[%d] is constant (every pixel is %s), as are %d of %d images; they are kept",
         path,
         split,
-        index,
+        constant[0],
         shown,
-        int(constant.sum()),
+        len(constant),
         len(images),
     )
 

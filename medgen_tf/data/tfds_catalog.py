@@ -19,6 +19,7 @@ import urllib.request
 
 import numpy as np
 
+from medgen_tf.data.medmnist import constant_images
 from medgen_tf.errors import DataError, first_line
 
 #: Medical image datasets in the TFDS catalog (``tfds.list_builders()``, tensorflow-datasets
@@ -279,14 +280,8 @@ def load_tfds(
     # Every image one value (grey level or colour): nothing to learn from, as a MedMNIST
     # file's (medmnist.check_not_constant) or a NIfTI volume's. A few blank frames among
     # real images load, with a warning.
-    constant = [
-        index
-        for index, image in enumerate(images)
-        if np.all(image.min(axis=(0, 1)) == image.max(axis=(0, 1)))
-    ]
+    constant, shown = constant_images(images)
     if constant:
-        pixel = [f"{float(value):g}" for value in images[constant[0]][0, 0]]
-        shown = pixel[0] if len(set(pixel)) == 1 else f"({', '.join(pixel)})"
         if len(constant) == len(images):
             raise DataError(
                 f"tfds:{name}: split {split!r}: all {len(images)} images are constant (image 0: "
