@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from medgen_tf import metrics
 from medgen_tf.data.nifti import sha256_of
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, is_whole_number
 from medgen_tf.files import atomic_path
 
 __all__ = [
@@ -146,6 +146,13 @@ def _to_unit_range(images, value_range):
     return 2.0 * (images - low) / (high - low) - 1.0
 
 
+def _check_batch_size(batch_size):
+    # 0 was "range() arg 3 must not be zero", a negative size an empty concatenation, and 2.5
+    # passed int() only to fail in range().
+    if not is_whole_number(batch_size) or batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, a whole number; got {batch_size!r}")
+
+
 def _prepare(images, value_range):
     images = _to_unit_range(images, value_range)
     if images.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -168,9 +175,7 @@ def extract_features(images, value_range=(-1.0, 1.0), batch_size: int = 256, ext
         batch_size: images per forward pass.
         extractor: a model from :func:`load_feature_extractor`; default the shipped one.
     """
-    # 0 was "range() arg 3 must not be zero", a negative size an empty concatenation.
-    if int(batch_size) < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    _check_batch_size(batch_size)
     extractor = extractor or load_feature_extractor()
     images = _prepare(images, value_range)
     outputs = [
@@ -283,8 +288,7 @@ def inception_features(images, value_range=(-1.0, 1.0), batch_size: int = 32, ti
     in :func:`extract_features`: a single (h, w, 1) slice gives features (1, 2048).
     """
     # Checked before any download. InceptionV3 expects [-1, 1].
-    if int(batch_size) < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    _check_batch_size(batch_size)
     images = _to_unit_range(images, value_range)
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]

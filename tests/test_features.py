@@ -158,10 +158,10 @@ def test_images_outside_the_value_range_are_refused_not_clipped():
         features.extract_features(np.zeros((0, 64, 64, 1), np.float32))
 
 
-@pytest.mark.parametrize("batch_size", [0, -4])
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5])
 def test_a_batch_size_below_one_is_one_line(batch_size):
     # 0 was Python's "range() arg 3 must not be zero"; -4 numpy's "need at least one array to
-    # concatenate".
+    # concatenate"; 2.5 passed int() and failed in range().
     images = np.zeros((2, 64, 64, 1), np.float32)
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         features.extract_features(images, batch_size=batch_size)
