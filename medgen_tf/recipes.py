@@ -276,8 +276,7 @@ def _vae_data(config):
 
 
 def _build_vae(config):
-    import keras
-
+    from medgen_tf.models.layers import FusedAdam
     from medgen_tf.models.vae import build_vae
 
     model = build_vae(
@@ -289,7 +288,7 @@ def _build_vae(config):
         gaussian_sigma=config["gaussian_sigma"],
         seed=config["seed"],
     )
-    model.compile(keras.optimizers.Adam(config["learning_rate"]))
+    model.compile(FusedAdam(config["learning_rate"]))
     return model
 
 

@@ -15,6 +15,7 @@ from medgen_tf.models.gan import (
     build_generator,
     default_optimizers,
 )
+from medgen_tf.models.layers import FusedAdam
 
 LATENT_DIM = 8
 FILTERS = 4
@@ -442,7 +443,7 @@ def test_mixed_precision_keras_round_trip_keeps_one_loss_scale_optimizer(tmp_pat
         for optimizer, original in zip(restored.optimizers, gan.optimizers, strict=True):
             assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
             # Not a LossScaleOptimizer around a LossScaleOptimizer.
-            assert type(optimizer.inner_optimizer) is keras.optimizers.Adam
+            assert type(optimizer.inner_optimizer) is FusedAdam  # the default, restored
             assert int(optimizer.iterations) == int(original.iterations)
         restored.fit(square_images(8), batch_size=8, epochs=1, verbose=0)
     finally:

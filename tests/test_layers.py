@@ -1,4 +1,4 @@
-"""Tests for medgen_tf.models.layers: reflection padding, instance norm, loss_scaled."""
+"""Tests for medgen_tf.models.layers: reflection padding, instance norm, loss_scaled, FusedAdam."""
 
 import keras
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from medgen_tf.models.layers import (
+    FusedAdam,
     InstanceNormalization,
     MaximumLeakyReLU,
     ReflectionPadding2D,
@@ -183,3 +184,125 @@ def test_the_image_size_check_passes_whole_numbers_of_any_integer_type():
     for size in (32, np.int64(32), np.int32(32)):
         assert check_image_size_argument(size, "builder") == 32
         assert type(check_image_size_argument(size, "builder")) is int
+
+
+def _adam_pair(seed=0, **settings):
+    """Two copies of one small conv network, one for Keras' Adam and one for FusedAdam."""
+    networks = []
+    for _ in range(2):
+        keras.utils.set_random_seed(seed)
+        networks.append(
+            keras.Sequential(
+                [
+                    keras.Input((8, 8, 2)),
+                    keras.layers.Conv2D(4, 3, padding="same"),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(3),
+                ]
+            )
+        )
+    return networks, keras.optimizers.Adam(**settings), FusedAdam(**settings)
+
+
+def _gradients(network, step):
+    rng = np.random.default_rng(step)
+    return [tf.constant(rng.normal(size=w.shape).astype("float32")) for w in network.weights]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(learning_rate=2e-4, beta_1=0.5),
+        dict(learning_rate=1e-2, beta_2=0.9, epsilon=1e-4, weight_decay=0.1, clipnorm=1.0),
+        dict(learning_rate=1e-3, amsgrad=True),  # Keras' own update: the fallback
+    ],
+)
+def test_fused_adam_takes_the_steps_keras_adam_takes(settings):
+    (keras_network, fused_network), keras_adam, fused_adam = _adam_pair(**settings)
+    initial = [w.numpy() for w in fused_network.weights]
+    for optimizer, network in ((keras_adam, keras_network), (fused_adam, fused_network)):
+        apply = tf.function(lambda grads, o=optimizer, n=network: o.apply(grads, n.weights))
+        for step in range(6):
+            apply(_gradients(network, step))
+    graph = apply.get_concrete_function(_gradients(fused_network, 0)).graph
+    fused_kernels = [op for op in graph.get_operations() if op.type == "ResourceApplyAdam"]
+    assert len(fused_kernels) == (0 if settings.get("amsgrad") else len(fused_network.weights))
+    assert int(fused_adam.iterations) == int(keras_adam.iterations) == 6
+    for ours, theirs, start in zip(
+        fused_network.weights, keras_network.weights, initial, strict=True
+    ):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+        assert not np.allclose(ours.numpy(), start)  # both moved, the same way
+    for ours, theirs in zip(fused_adam.variables, keras_adam.variables, strict=True):
+        assert ours.name.split("_")[-1] == theirs.name.split("_")[-1]  # momentum, velocity...
+        # m + (g - m)(1 - b1) there, b1 m + (1 - b1) g here: float rounding apart.
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-8)
+
+
+def test_fused_adam_state_restores_into_keras_adam_and_back_and_under_loss_scaling():
+    (keras_network, fused_network), _, fused_adam = _adam_pair(learning_rate=1e-2)
+    for step in range(3):
+        fused_adam.apply(_gradients(fused_network, step), fused_network.weights)
+    store = {}
+    fused_adam.save_own_variables(store)
+    # A checkpoint of either class restores into the other (same variables, same order);
+    # build first, or Adam's moments restart silently.
+    restored = keras.optimizers.Adam(learning_rate=1e-2)
+    restored.build(fused_network.weights)
+    restored.load_own_variables(store)
+    back = FusedAdam.from_config(fused_adam.get_config())
+    back.build(fused_network.weights)
+    back.load_own_variables(store)
+    for ours, theirs in zip(back.variables, fused_adam.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert type(keras.optimizers.deserialize(keras.optimizers.serialize(back))) is FusedAdam
+    # Under mixed precision a GAN's compile wraps it; the wrapper steps the fused update.
+    wrapped = keras.optimizers.LossScaleOptimizer(FusedAdam(learning_rate=1e-2))
+    reference = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(learning_rate=1e-2))
+    for optimizer, network in ((wrapped, fused_network), (reference, keras_network)):
+        optimizer.apply([g * 1024.0 for g in _gradients(network, 9)], network.weights)
+    assert int(wrapped.inner_optimizer.iterations) == 1
+
+
+def test_fused_adam_refuses_nothing_keras_adam_takes_sparse_gradients_included():
+    embeddings = [keras.Variable(np.ones((5, 2), "float32")) for _ in range(2)]
+    gradient = tf.IndexedSlices(tf.ones((2, 2)), tf.constant([0, 3]), tf.constant([5, 2]))
+    for optimizer, variable in zip(
+        (keras.optimizers.Adam(0.1), FusedAdam(0.1)), embeddings, strict=True
+    ):
+        optimizer.apply([gradient], [variable])
+    np.testing.assert_allclose(embeddings[0].numpy(), embeddings[1].numpy(), rtol=1e-6)
+    assert embeddings[1].numpy()[1, 0] == 1.0 and embeddings[1].numpy()[0, 0] < 1.0
+
+
+def test_fused_adam_under_mirrored_strategy_matches_keras_adam(two_cpu_python):
+    stdout = two_cpu_python(
+        """
+        import keras
+        from medgen_tf.models.layers import FusedAdam
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        weights = {}
+        for cls in (keras.optimizers.Adam, FusedAdam):
+            with strategy.scope():
+                variable = keras.Variable(np.linspace(-1, 1, 6, dtype="float32"))
+                optimizer = cls(learning_rate=0.1, beta_1=0.5)
+                optimizer.build([variable])
+
+            @tf.function
+            def step():
+                def replica_step():
+                    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                    gradient = tf.cast(replica + 1, "float32") * tf.range(6, dtype="float32")
+                    optimizer.apply([gradient], [variable])
+                strategy.run(replica_step)
+
+            for _ in range(3):
+                step()
+            copies = strategy.experimental_local_results(variable.value)
+            weights[cls.__name__] = [c.numpy() for c in copies]
+        fused, plain = weights["FusedAdam"], weights["Adam"]
+        print(len(fused), np.allclose(fused[0], fused[1]), np.allclose(fused[0], plain[0], atol=1e-6),
+              not np.allclose(fused[0], np.linspace(-1, 1, 6)))
+        """
+    )
+    assert stdout.split()[-4:] == ["2", "True", "True", "True"]

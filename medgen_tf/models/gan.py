@@ -15,6 +15,7 @@ from keras import layers, ops
 try:
     from medgen_tf import losses
     from medgen_tf.models.layers import (
+        FusedAdam,
         MaximumLeakyReLU,
         check_batch_structure,
         check_compile_arguments,
@@ -28,6 +29,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         raise
     import losses
     from layers import (
+        FusedAdam,
         MaximumLeakyReLU,
         check_batch_structure,
         check_compile_arguments,
@@ -201,14 +203,14 @@ def default_optimizers(loss="non_saturating"):
     """``(d_optimizer, g_optimizer)``: Adam(2e-4, beta_1=0.5) (Radford et al. 2015), or for
     WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017). ``loss`` is matched
     as :func:`medgen_tf.losses.get_adversarial_loss` matches it: any case, dashes or
-    underscores."""
+    underscores. Both are :class:`FusedAdam`: Keras' Adam, updated by one kernel per weight."""
     if _loss_key(loss) == "wgan_gp":
         settings = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
     else:
         settings = dict(learning_rate=2e-4, beta_1=0.5)
     return (
-        keras.optimizers.Adam(name="d_adam", **settings),
-        keras.optimizers.Adam(name="g_adam", **settings),
+        FusedAdam(name="d_adam", **settings),
+        FusedAdam(name="g_adam", **settings),
     )
 
 

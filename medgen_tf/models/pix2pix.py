@@ -16,6 +16,7 @@ from keras import ops
 try:
     from medgen_tf import losses
     from medgen_tf.models.layers import (
+        FusedAdam,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -27,6 +28,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         raise
     import losses
     from layers import (
+        FusedAdam,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -112,7 +114,7 @@ class Pix2Pix(keras.Model):
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
 
         def adam(name):
-            return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5, name=name)
+            return FusedAdam(learning_rate=2e-4, beta_1=0.5, name=name)
 
         self.generator_optimizer = loss_scaled(
             generator_optimizer or adam("generator_adam"), self.generator
