@@ -216,6 +216,7 @@ class FitContender:
         self.name, self.model, self.dataset = name, model, dataset
         # The model's resolved setting: "auto" is True or False once compiled.
         self.xla = bool(model.jit_compile)
+        self.optimizer = optimizer_name(getattr(model, "optimizers", None) or [model.optimizer])
         self.call_overheads = []
 
         class BatchStamps(keras.callbacks.Callback):
@@ -252,8 +253,9 @@ class LoopContender:
     ``variant`` names the step it runs (a function of ``benchmarks/reference_loops.py``, and
     whether eager); it goes into the results so that the report labels what was measured."""
 
-    def __init__(self, name, step, dataset, xla=False, variant=None):
+    def __init__(self, name, step, dataset, xla=False, variant=None, optimizer=None):
         self.name, self.step, self.xla, self.variant = name, step, bool(xla), variant
+        self.optimizer = optimizer
         self.iterator = iter(dataset)
 
     def run(self, steps):
@@ -318,6 +320,8 @@ def interleaved_throughput(
         }
         if getattr(contender, "variant", None):
             results[contender.name]["variant"] = contender.variant
+        if getattr(contender, "optimizer", None):
+            results[contender.name]["optimizer"] = contender.optimizer
     for round_index in range(windows):
         for position, contender in enumerate(rotated_order(contenders, round_index)):
             n = steps[contender.name]
@@ -386,36 +390,26 @@ def simultaneous_gan_class():
     return SimultaneousUpdateGAN
 
 
-def fresh_noise_gan_class():
-    """The package's alternating update with a second generator pass: G's step draws new noise
-    instead of reusing D's fakes, as the keras.io DCGAN example writes it (and as this package
-    did before). A benchmark control that prices the generator pass the package saves."""
-    import tensorflow as tf
-
-    from medgen_tf import losses
-    from medgen_tf.models.gan import GAN
-
-    class FreshNoiseGAN(GAN):
-        def train_step(self, data):
-            real_images, _ = self._unpack(data)
-            batch_size = tf.shape(real_images)[0]
-            fake_images = self.generator(self.sample_noise(batch_size), training=True)
-            d_loss, _, _, _ = self._discriminator_step(real_images, fake_images, None)
-            g_variables = self.generator.trainable_variables
-            with tf.GradientTape() as g_tape:
-                fake_images = self.generator(self.sample_noise(batch_size), training=True)
-                g_loss = self.g_loss_fn(self.discriminator(fake_images, training=True))
-            g_gradients = g_tape.gradient(losses.scale_for_replicas(g_loss), g_variables)
-            self.g_optimizer.apply_gradients(zip(g_gradients, g_variables, strict=True))
-            self.trackers["d_loss"].update_state(d_loss)
-            self.trackers["g_loss"].update_state(g_loss)
-            return {"d_loss": d_loss, "g_loss": g_loss}
-
-    return FreshNoiseGAN
+def _built(optimizer, variables):
+    """``optimizer`` built for ``variables`` before a loop's first step, as the package's
+    ``compile`` builds its own: a ``tf.function`` that creates the optimizer's variables on its
+    first call traces twice (40 s against 30 s for the CycleGAN tutorial's step here), which
+    would charge the loop's warm-up with a trace that ours does not pay."""
+    optimizer.build(variables)
+    return optimizer
 
 
-def _fresh_optimizer(optimizer):
+def optimizer_name(optimizers):
+    """The class name of the optimizers (inside any ``LossScaleOptimizer``): ``"FusedAdam"``."""
+    names = sorted({type(getattr(o, "inner_optimizer", o)).__name__ for o in optimizers})
+    return " + ".join(names)
+
+
+def _fresh_optimizer(optimizer, as_written=False):
     """A new optimizer with the same class and settings (and no state), for a hand loop.
+
+    ``as_written``: a Keras ``Adam`` in place of the package's ``FusedAdam`` (same settings),
+    for the loops that stand for code as the tutorials and the article write it.
 
     A ``LossScaleOptimizer`` (what the package's models hold under a ``mixed_float16``
     policy) comes back as a new ``LossScaleOptimizer`` with the same initial scale and growth
@@ -425,8 +419,13 @@ def _fresh_optimizer(optimizer):
     """
     import keras
 
+    from medgen_tf.models.layers import FusedAdam
+
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    fresh = type(inner).from_config(inner.get_config())
+    cls = type(inner)
+    if as_written and cls is FusedAdam:
+        cls = keras.optimizers.Adam
+    fresh = cls.from_config(inner.get_config())
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(
             fresh,
@@ -488,10 +487,7 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
     for name in names:
         # A "_xla" suffix forces XLA (jit_compile=True) for that contender: the CPU-facts table.
         base_name, forced = name.removesuffix("_xla"), name.endswith("_xla")
-        controls = {
-            "ours_simultaneous": simultaneous_gan_class,
-            "ours_fresh_noise": fresh_noise_gan_class,
-        }
+        controls = {"ours_simultaneous": simultaneous_gan_class}
         if base_name in controls:
             gan = build_dcgan(
                 config["image_size"],
@@ -507,11 +503,16 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
         if base_name == "ours" or base_name in controls:
             contenders.append(FitContender(name, gan, dataset))
             continue
+        # The tutorial's and the article's loops take Keras' Adam, as they are written; the
+        # loop computing the package's update takes the package's optimizer too (same work).
+        as_written = base_name != "tutorial_alternating"
+        g_variables = gan.generator.trainable_variables
+        d_variables = gan.discriminator.trainable_variables
         arguments = (
             gan.generator,
             gan.discriminator,
-            _fresh_optimizer(gan.g_optimizer),
-            _fresh_optimizer(gan.d_optimizer),
+            _built(_fresh_optimizer(gan.g_optimizer, as_written), g_variables),
+            _built(_fresh_optimizer(gan.d_optimizer, as_written), d_variables),
             gan.latent_dim,
         )
         if base_name == "tutorial":
@@ -528,7 +529,14 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
         else:
             raise ValueError(f"unknown DCGAN contender {name!r}")
         contenders.append(
-            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+            LoopContender(
+                name,
+                step,
+                dataset,
+                xla=xla and name != "eager",
+                variant=variant,
+                optimizer=optimizer_name(arguments[2:4]),
+            )
         )
     return contenders
 
@@ -545,10 +553,14 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
         if name == "ours":
             contenders.append(FitContender(name, vae, dataset))
             continue
+        optimizer = _built(
+            _fresh_optimizer(vae.optimizer, as_written=True),
+            vae.encoder.trainable_variables + vae.decoder.trainable_variables,
+        )
         step = reference_loops.vae_step(
             vae.encoder,
             vae.decoder,
-            _fresh_optimizer(vae.optimizer),
+            optimizer,
             likelihood=vae.likelihood,
             gaussian_sigma=vae.gaussian_sigma,
             beta=vae.beta,
@@ -559,7 +571,14 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
         )
         variant = "vae_step" + (", eager" if name == "eager" else "")
         contenders.append(
-            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+            LoopContender(
+                name,
+                step,
+                dataset,
+                xla=xla and name != "eager",
+                variant=variant,
+                optimizer=optimizer_name([optimizer]),
+            )
         )
     return contenders
 
@@ -576,12 +595,20 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
         if name == "ours":
             contenders.append(FitContender(name, model, dataset))
             continue
-        step = reference_loops.cyclegan_step(
+        networks = (
             model.generator_ab,
             model.generator_ba,
             model.discriminator_a,
             model.discriminator_b,
-            [_fresh_optimizer(optimizer) for optimizer in model.optimizers],
+        )
+        # Keyed as reference_loops.cyclegan_step takes them: the same order as the networks.
+        optimizers = [
+            _built(_fresh_optimizer(optimizer, as_written=True), network.trainable_variables)
+            for optimizer, network in zip(model.optimizers, networks, strict=True)
+        ]
+        step = reference_loops.cyclegan_step(
+            *networks,
+            optimizers,
             cycle_weight=model.lambda_cycle,
             identity_weight=model.identity_weight,
             compiled=name != "eager",
@@ -590,7 +617,14 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
         )
         variant = "cyclegan_step" + (", eager" if name == "eager" else "")
         contenders.append(
-            LoopContender(name, step, dataset, xla=xla and name != "eager", variant=variant)
+            LoopContender(
+                name,
+                step,
+                dataset,
+                xla=xla and name != "eager",
+                variant=variant,
+                optimizer=optimizer_name(optimizers),
+            )
         )
     return contenders
 
@@ -604,7 +638,6 @@ CONTENDERS = {
             "tutorial_alternating",
             "eager",
             "ours_simultaneous",
-            "ours_fresh_noise",
         ],
     ),
     "vae": (vae_contenders, ["ours", "tutorial", "eager"]),
@@ -781,13 +814,14 @@ def task_facts():
     }
 
 
-def task_threads(intra_op_threads=1, **kwargs):
-    """DCGAN throughput with TensorFlow's thread pools pinned (set before any op runs)."""
+def task_threads(intra_op_threads=1, measure="throughput", **kwargs):
+    """A ``measure`` task (``throughput`` or ``fit_steps``) with TensorFlow's thread pools
+    pinned (set before any op runs)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
     tf.config.threading.set_inter_op_parallelism_threads(int(intra_op_threads))
-    return task_throughput(**kwargs)
+    return TASKS[measure](**kwargs)
 
 
 def task_profile(repeats=7, **overrides):
@@ -796,7 +830,8 @@ def task_profile(repeats=7, **overrides):
 
     Explains the throughput ratios: the package's step (D on real and fake, then G against the
     updated D) runs the same pieces as the TF tutorial's single-pass step plus one more
-    discriminator forward pass on the fakes, the price of updating the networks in turn.
+    discriminator forward pass on the fakes, the price of updating the networks in turn; and
+    it updates the weights with ``FusedAdam`` where the tutorial writes Keras' Adam.
     """
     import keras
     import tensorflow as tf
@@ -830,15 +865,42 @@ def task_profile(repeats=7, **overrides):
             loss = cross_entropy(tf.ones_like(logits), logits)
         return tape.gradient(loss, g_variables)
 
-    arguments = (generator, discriminator, _fresh_optimizer(gan.g_optimizer))
-    arguments += (_fresh_optimizer(gan.d_optimizer), latent_dim)
-    tutorial = reference_loops.dcgan_tutorial_step(*arguments, seed=0)
-    ours = reference_loops.dcgan_alternating_step(*arguments, seed=0)
+    def optimizers(as_written):
+        g_optimizer = _fresh_optimizer(gan.g_optimizer, as_written)
+        return g_optimizer, _fresh_optimizer(gan.d_optimizer, as_written)
+
+    # The tutorial's step with Keras' Adam as the tutorial writes it; ours with the package's.
+    tutorial = reference_loops.dcgan_tutorial_step(
+        generator, discriminator, *optimizers(True), latent_dim, seed=0
+    )
+    ours = reference_loops.dcgan_alternating_step(
+        generator, discriminator, *optimizers(False), latent_dim, seed=0
+    )
+    variables = g_variables + d_variables
+    gradients = [tf.random.normal(v.shape, stddev=1e-3, seed=2) for v in variables]
+
+    def adam_update(optimizer):
+        optimizer.build(variables)
+
+        @tf.function
+        def update():
+            optimizer.apply(gradients, variables)
+            return optimizer.iterations + 0
+
+        return update
+
+    keras_adam, fused_adam = optimizers(True)[0], optimizers(False)[0]
     pieces = {
         "generator forward (batch)": tf.function(lambda: generator(noise, training=True)),
         "discriminator forward (batch)": tf.function(lambda: discriminator(real, training=True)),
         "D gradients: forward real + fake, backward": tf.function(d_backward),
         "G gradients: forward G + D, backward through D and G": tf.function(g_backward),
+        f"Adam update of G's and D's weights: {type(keras_adam).__name__} (the tutorial's)": (
+            adam_update(keras_adam)
+        ),
+        f"Adam update of G's and D's weights: {type(fused_adam).__name__} (the package's)": (
+            adam_update(fused_adam)
+        ),
         "whole step, TF tutorial (one pass, both updated)": lambda: tutorial(real),
         "whole step, ours by hand (D, then G on the same fakes)": lambda: ours(real),
     }
@@ -856,11 +918,14 @@ def task_profile(repeats=7, **overrides):
         milliseconds["whole step, ours by hand (D, then G on the same fakes)"]
         - milliseconds["whole step, TF tutorial (one pass, both updated)"]
     )
+    updates = [name for name in milliseconds if name.startswith("Adam update")]
     return {
         "config": config,
         "milliseconds": milliseconds,
         "ours_minus_tutorial_ms": round(extra, 1),
         "discriminator_forward_ms": milliseconds["discriminator forward (batch)"],
+        "optimizer_saving_ms": round(milliseconds[updates[0]] - milliseconds[updates[1]], 1),
+        "weights": int(sum(np.prod(v.shape) for v in variables)),
     }
 
 
@@ -879,37 +944,80 @@ def task_quality(model="vae", cap_s=600):
     return run_quality(model=model, cap_s=cap_s)
 
 
-def task_fit_steps(model="dcgan", mixed_precision=False, steps=1):
-    """Images/s of the package's ``fit`` over ``steps`` steps after one warm-up step, in one
-    ``fit`` call: for a setting too slow for ``task_throughput``'s interleaved windows (each
-    of which runs its steps plus two). On this CPU that is ``mixed_float16``: float16 has no
-    fast kernels here, and a 64 px DCGAN step takes tens of seconds."""
+def task_fit_steps(
+    model="dcgan",
+    mixed_precision=False,
+    steps=1,
+    warmup_steps=1,
+    min_seconds=0.0,
+    max_steps=None,
+    resize_from=None,
+    **overrides,
+):
+    """Images/s of the package's ``fit`` alone in its process, in one ``fit`` call:
+    ``warmup_steps`` untimed steps (build, trace, the first steps), then timed steps until at
+    least ``steps`` of them and ``min_seconds`` have passed (at most ``max_steps``).
+
+    For a configuration with no contender to interleave with: the scaling sweep, the CPU
+    facts measured in their own process, and ``mixed_float16``, whose 64 px DCGAN step takes
+    tens of seconds on a CPU without fast float16 kernels. It costs fewer steps than
+    ``task_throughput``'s windows, each of which is a ``fit`` call of its steps plus two.
+    """
     import keras
+
+    if max_steps is None:  # as interleaved_throughput: a GPU step can take a few ms
+        max_steps = 5000 if _gpu_present() else 50
 
     _setup_precision(mixed_precision)
     config, source = model_defaults(model)
-    arrays = model_arrays(model, config["image_size"])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    arrays = model_arrays(model, config["image_size"], resize_from=resize_from)
     dataset, data_source = make_batches(arrays, config["batch_size"])
+    data_source = f"{data_source} over {ARRAYS_DESCRIPTION[model]}"
+    if resize_from and resize_from != config["image_size"]:
+        data_source += f", the {resize_from} px slices resized to {config['image_size']} px"
     built = package_model(model, config)
     stamps = []
 
     class Stamps(keras.callbacks.Callback):
+        async_safe = True  # reads no logs: no host sync per step
+        timed_steps = 0
+
         def on_train_batch_begin(self, batch, logs=None):
-            stamps.append((time.perf_counter(), time.process_time()))
+            if batch == warmup_steps:
+                device_sync()
+                stamps.append((time.perf_counter(), time.process_time()))
+
+        def on_train_batch_end(self, batch, logs=None):
+            timed = batch + 1 - warmup_steps
+            if timed >= steps and time.perf_counter() - stamps[0][0] >= min_seconds:
+                self.model.stop_training = True
+            self.timed_steps = max(timed, 0)
 
         def on_train_end(self, logs=None):
+            device_sync()
             stamps.append((time.perf_counter(), time.process_time()))
 
+    callback = Stamps()
     start = time.perf_counter()
-    built.fit(dataset, epochs=1, steps_per_epoch=steps + 1, verbose=0, callbacks=[Stamps()])
-    (wall_0, cpu_0), (wall_1, cpu_1) = stamps[1], stamps[-1]
-    images = config["batch_size"] * steps
+    built.fit(
+        dataset,
+        epochs=1,
+        steps_per_epoch=warmup_steps + max_steps,
+        verbose=0,
+        callbacks=[callback],
+    )
+    (wall_0, cpu_0), (wall_1, cpu_1) = stamps
+    images = config["batch_size"] * callback.timed_steps
     entry = {
-        # Trace, build and the first step: the warm-up the other rows report.
+        # Build, trace and the warm-up steps: the warm-up the other rows report.
         "warmup_s": round(wall_0 - start, 2),
         "windows": [significant(images / (wall_1 - wall_0))],
         "cpu_windows": [significant(images / max(cpu_1 - cpu_0, 1e-9))],
-        "steps_per_window": steps,
+        "steps_per_window": callback.timed_steps,
+        "warmup_steps": warmup_steps,
+        "min_timed_steps": steps,
+        "min_seconds": min_seconds,
         "xla": bool(built.jit_compile),
     }
     entry["images_per_s"] = entry["windows"][0]
@@ -921,6 +1029,7 @@ def task_fit_steps(model="dcgan", mixed_precision=False, steps=1):
         "data_source": data_source,
         "mixed_precision": mixed_precision,
         "policy": keras.mixed_precision.global_policy().name,
+        "unit": UNITS.get(model, "images"),
         "contenders": {"ours": entry},
     }
 

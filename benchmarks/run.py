@@ -147,43 +147,59 @@ def section_throughput(options):
 
 def section_cpu(options):
     """XLA against graph mode (interleaved in one process); oneDNN off, one thread and the two
-    mixed-precision policies (each in its own process: compare with the graph-mode figure,
-    minutes apart)."""
-    spec = {
-        "task": "throughput",
-        "model": "dcgan",
-        # 3 windows at the default --windows 6, as before the throughput section went from 5
-        # to 6: these rows are facts about the machine, not the comparison with the loops.
-        "windows": max(2, options.windows - 3),
-        "window_seconds": options.window_seconds,
-    }
+    mixed-precision policies (each alone in its own process, one ``fit`` call: compare with
+    the graph-mode figure, minutes apart)."""
     results = {}
     log("cpu facts: XLA vs graph")
-    results["xla"] = run_worker({**spec, "contenders": ["ours", "ours_xla"]})
-    log("cpu facts: oneDNN off")
-    results["onednn_off"] = run_worker(
-        {**spec, "contenders": ["ours"]}, env={"TF_ENABLE_ONEDNN_OPTS": "0"}
+    results["xla"] = run_worker(
+        {
+            "task": "throughput",
+            "model": "dcgan",
+            "contenders": ["ours", "ours_xla"],
+            # 3 windows: these rows are facts about the machine, not the comparison with the
+            # loops.
+            "windows": min(3, options.windows),
+            "window_seconds": options.window_seconds,
+        }
     )
+    alone = {"task": "fit_steps", "model": "dcgan", **own_process_steps(options)}
+    log("cpu facts: oneDNN off")
+    results["onednn_off"] = run_worker(alone, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
     log("cpu facts: one thread")
     results["one_thread"] = run_worker(
-        {**spec, "task": "threads", "intra_op_threads": 1, "contenders": ["ours"]}
+        {**alone, "task": "threads", "measure": "fit_steps", "intra_op_threads": 1}
     )
     log("cpu facts: mixed_bfloat16")
-    results["mixed_bfloat16"] = run_worker(
-        {**spec, "contenders": ["ours"], "mixed_precision": "mixed_bfloat16"}
-    )
-    # One timed step: on a CPU a float16 step takes tens of seconds (the table says how many),
-    # too slow for the interleaved windows of the other rows.
-    log("cpu facts: mixed_float16 (one timed step)")
+    results["mixed_bfloat16"] = run_worker({**alone, "mixed_precision": "mixed_bfloat16"})
+    # On a CPU a float16 step takes tens of seconds at batch 32 (two minutes on a 2-core Xeon
+    # without float16 kernels): one timed step of a small batch says as much.
+    log(f"cpu facts: mixed_float16 (one timed step of {FLOAT16_BATCH} images)")
     results["mixed_float16"] = run_worker(
-        {"task": "fit_steps", "model": "dcgan", "mixed_precision": "mixed_float16", "steps": 1}
+        {
+            "task": "fit_steps",
+            "model": "dcgan",
+            "mixed_precision": "mixed_float16",
+            "batch_size": FLOAT16_BATCH,
+            "steps": 1,
+        }
     )
     return results
 
 
+FLOAT16_BATCH = 4
+
+
+def own_process_steps(options):
+    """``fit_steps`` settings for a configuration measured alone: two warm-up steps (the first
+    traces), then at least three timed steps and ``--window-seconds``."""
+    if options.smoke:
+        return {"warmup_steps": 1, "steps": 1, "min_seconds": 0.0}
+    return {"warmup_steps": 2, "steps": 3, "min_seconds": options.window_seconds}
+
+
 def section_profile(options):
     log("profile: the pieces of a DCGAN step")
-    return run_worker({"task": "profile", "repeats": 3 if options.smoke else 7})
+    return run_worker({"task": "profile", "repeats": 3 if options.smoke else 5})
 
 
 def section_pipeline(options):
@@ -206,13 +222,9 @@ def section_scaling(options):
     """DCGAN (ours, fit) images/s and peak memory: batch size at 64 px, then image size at
     batch 16; one subprocess per configuration so ``ru_maxrss`` is that configuration's."""
     spec = {
-        "task": "throughput",
+        "task": "fit_steps",
         "model": "dcgan",
-        "contenders": ["ours"],
-        # One configuration per process and no contender to interleave with: two windows after
-        # the warm-up are enough, and keep the section (256 px steps take seconds) short.
-        "windows": 2,
-        "window_seconds": min(options.window_seconds, 1.5),
+        **own_process_steps(options),
         # Every size from the 64 px slices: no cohort to build at 28, 128 or 256 px.
         "resize_from": 64,
     }
@@ -449,15 +461,13 @@ def main(argv=None):
     parser.add_argument("--quality", action="store_true", help="run the time-to-quality section")
     parser.add_argument("--quality-cap-s", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny windows, skip notebooks")
-    # 6 rounds: with the order rotated every round, each of the DCGAN's 6 contenders runs in
-    # every position once, and the VAE's and CycleGAN's 3 in every position twice (one round
-    # more than before: about +30 s).
-    parser.add_argument("--windows", type=int, default=6)
+    # 5 rounds: with the order rotated every round, each of the DCGAN's 5 contenders runs in
+    # every position once (the VAE's and CycleGAN's 3 in the first two positions twice).
+    parser.add_argument("--windows", type=int, default=5)
     parser.add_argument(
         "--budget-s",
         type=float,
-        # The DCGAN's mixed_float16 row alone takes about 2 minutes on a CPU; make bench stays
-        # under 20 minutes with the venv's install.
+        # make bench stays under 20 minutes with the venv's install (about 1.5 minutes).
         default=1020,
         help="skip the measurements left once this many seconds are spent (default 17 min)",
     )

@@ -307,6 +307,29 @@ def test_dcgan_eager_contender_is_the_article_loop(monkeypatch):
     assert eager.variant == "dcgan_article_step, eager" and eager.xla is False
 
 
+def test_tutorial_loops_take_keras_adam_as_written_and_the_same_work_loop_the_packages(
+    monkeypatch,
+):
+    monkeypatch.setattr(harness, "package_model", _tiny_gan_model)
+    data = tf.data.Dataset.from_tensors(tf.zeros((BATCH, SIZE, SIZE, 1))).repeat()
+    names = ["ours", "tutorial", "tutorial_alternating", "eager", "ours_simultaneous"]
+    config = {"image_size": SIZE, "latent_dim": 16, "base_filters": 8}  # ours_simultaneous
+    contenders = {c.name: c for c in harness.dcgan_contenders(config, data, names)}
+    optimizers = {name: contender.optimizer for name, contender in contenders.items()}
+    assert optimizers == {
+        "ours": "FusedAdam",
+        "tutorial": "Adam",
+        "tutorial_alternating": "FusedAdam",
+        "eager": "Adam",
+        "ours_simultaneous": "FusedAdam",
+    }
+    results = harness.interleaved_throughput(
+        [contenders["ours"], contenders["tutorial"]], BATCH, windows=1, window_seconds=0.01
+    )
+    assert results["ours"]["optimizer"] == "FusedAdam"
+    assert results["tutorial"]["optimizer"] == "Adam"
+
+
 # ---- mixed precision: the loops pay for loss scaling as the package does --------------------
 
 
@@ -335,6 +358,19 @@ def test_fresh_optimizer_keeps_the_loss_scale_optimizer(mixed_float16):
 def test_fresh_optimizer_stays_plain_in_float32():
     fresh = harness._fresh_optimizer(keras.optimizers.Adam(1e-3))
     assert type(fresh) is keras.optimizers.Adam
+
+
+def test_fresh_optimizer_as_written_is_keras_adam_with_the_packages_settings(mixed_float16):
+    from medgen_tf.models.layers import FusedAdam
+
+    fused = FusedAdam(3e-4, beta_1=0.4)
+    assert type(harness._fresh_optimizer(fused)) is not FusedAdam  # wrapped under float16
+    assert type(harness._fresh_optimizer(fused).inner_optimizer) is FusedAdam
+    written = harness._fresh_optimizer(keras.optimizers.LossScaleOptimizer(fused), True)
+    assert type(written.inner_optimizer) is keras.optimizers.Adam
+    assert written.inner_optimizer.get_config()["beta_1"] == pytest.approx(0.4)
+    assert written.inner_optimizer.get_config()["learning_rate"] == pytest.approx(3e-4)
+    assert harness.optimizer_name([written, fused]) == "Adam + FusedAdam"
 
 
 def test_dcgan_loops_scale_the_loss_under_mixed_precision(mixed_float16):
@@ -501,10 +537,103 @@ def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(mon
     entry = result["contenders"]["ours"]
     assert result["policy"] == "mixed_bfloat16"
     assert entry["steps_per_window"] == 2 and len(entry["windows"]) == 1
+    assert entry["warmup_steps"] == 1
     assert entry["images_per_s"] > 0 and entry["images_per_cpu_s"] > 0
     # The warm-up (build, trace, first step) is outside the timed steps.
     assert entry["warmup_s"] > 0
     assert result["config"]["batch_size"] == 4
+
+
+def test_fit_steps_times_at_least_the_steps_and_seconds_asked_and_at_most_max_steps(
+    monkeypatch,
+):
+    def tiny_defaults(model):
+        return {"image_size": 32, "batch_size": 4, "latent_dim": 8, "base_filters": 4}, "test"
+
+    def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
+        rng = np.random.default_rng(0)
+        return [rng.uniform(-1, 1, (16, image_size, image_size, 1)).astype("float32")]
+
+    monkeypatch.setattr(harness, "model_defaults", tiny_defaults)
+    monkeypatch.setattr(harness, "load_images", fake_images)
+    timed = harness.task_fit_steps("dcgan", steps=2, warmup_steps=2, min_seconds=0.3)
+    entry = timed["contenders"]["ours"]
+    assert entry["steps_per_window"] >= 2 and entry["warmup_steps"] == 2
+    # images / (images/s) is the timed wall time: at least min_seconds.
+    assert 4 * entry["steps_per_window"] / entry["images_per_s"] >= 0.3
+    capped = harness.task_fit_steps(
+        "dcgan",
+        steps=1,
+        min_seconds=1e9,
+        max_steps=3,
+        batch_size=2,
+        image_size=16,
+        resize_from=32,
+    )
+    entry = capped["contenders"]["ours"]
+    assert entry["steps_per_window"] == 3 and capped["config"]["batch_size"] == 2
+    assert "resized to 16 px" in capped["data_source"]
+
+
+def test_cpu_facts_time_the_own_process_rows_in_one_fit_call_and_float16_on_a_small_batch(
+    monkeypatch,
+):
+    from benchmarks import run
+
+    specs = []
+    monkeypatch.setattr(
+        run, "run_worker", lambda spec, **kwargs: specs.append((spec, kwargs)) or {"error": "x"}
+    )
+    run.section_cpu(run.argparse.Namespace(smoke=False, windows=6, window_seconds=2.0))
+    by_row = dict(zip(["xla", "onednn_off", "one_thread", "bf16", "fp16"], specs, strict=True))
+    assert by_row["xla"][0]["task"] == "throughput"
+    assert by_row["xla"][0]["contenders"] == ["ours", "ours_xla"]
+    assert by_row["onednn_off"][1] == {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
+    assert by_row["one_thread"][0]["task"] == "threads"
+    assert by_row["one_thread"][0]["measure"] == "fit_steps"
+    for row in ("onednn_off", "one_thread", "bf16"):
+        assert by_row[row][0]["warmup_steps"] == 2 and by_row[row][0]["steps"] == 3
+        assert by_row[row][0]["min_seconds"] == 2.0
+    assert by_row["bf16"][0]["mixed_precision"] == "mixed_bfloat16"
+    fp16 = by_row["fp16"][0]
+    assert fp16["task"] == "fit_steps" and fp16["mixed_precision"] == "mixed_float16"
+    assert fp16["batch_size"] == run.FLOAT16_BATCH < 32 and fp16["steps"] == 1
+
+
+def test_cpu_rows_say_how_they_were_timed_and_the_float16_step():
+    from benchmarks import report
+
+    def row(images_per_s, batch_size=32, steps=5, **extra):
+        entry = {"images_per_s": images_per_s, "images_per_cpu_s": 1.0, "warmup_s": 3.0}
+        entry.update(steps_per_window=steps, **extra)
+        return {"config": {"batch_size": batch_size}, "contenders": {"ours": entry}}
+
+    alone = {"warmup_steps": 2, "min_timed_steps": 3, "min_seconds": 2.0}
+    graph = {
+        "contenders": {
+            "ours": {"images_per_s": 50.0, "images_per_cpu_s": 25.0, "warmup_s": 4.0},
+            "ours_xla": {"images_per_s": 40.0, "images_per_cpu_s": 20.0, "warmup_s": 9.0},
+        }
+    }
+    cpu = {
+        "xla": graph,
+        "onednn_off": row(25.0, **alone),
+        "one_thread": row(20.0, **alone),
+        "mixed_bfloat16": row(55.0, **alone),
+        "mixed_float16": row(0.25, batch_size=4, steps=1, warmup_steps=1),
+    }
+    lines = "\n".join(report.render_cpu(cpu))
+    assert "own process, one fit call: 5 timed steps after 2 warm-up steps | 25.00" in lines
+    assert (
+        "one fit call: 1 timed step after 1 warm-up step (batch 4; a step of 4 images: 16.0 s)"
+        in lines
+    )
+    assert "| 0.25 | 1.00 | 0.005x |" in lines
+    headline = report._precision_headline(cpu, 50.0)[0]
+    assert (
+        "`mixed_float16` (what `--mixed-precision` sets) 0.005x (batch 4: a step of 4 images took 16.0 s)"
+        in headline
+    )
 
 
 def test_cpu_features_reads_the_flags_line(tmp_path):
@@ -543,6 +672,9 @@ def test_scaling_resizes_the_64_px_slices_instead_of_building_a_cohort_per_size(
     monkeypatch.setattr(run, "DEADLINE", [float("inf")])
     run.section_scaling(run.argparse.Namespace(smoke=False, window_seconds=2.0))
     assert specs and all(spec["resize_from"] == 64 for spec in specs)
+    # One fit call per configuration: two warm-up steps, then at least 3 steps and 2 s.
+    assert all(spec["task"] == "fit_steps" and spec["warmup_steps"] == 2 for spec in specs)
+    assert all(spec["steps"] == 3 and spec["min_seconds"] == 2.0 for spec in specs)
     assert sorted({spec["image_size"] for spec in specs}) == [28, 64, 128, 256]
 
 
@@ -567,6 +699,7 @@ def test_scaling_table_says_which_sizes_are_resized_slices():
         ]
     )
     note = [line for line in lines if line.startswith("At ")]
+    assert not [line for line in lines if line.startswith("Each row is one")]  # windows: no note
     assert note == [
         "At 28 px, 256 px the images are the 64 px slices resized (`tf.image.resize`, antialiased): "
         "a step's time depends on the arrays' shape, not on what they show, and the sweep needs no "
@@ -577,3 +710,14 @@ def test_scaling_table_says_which_sizes_are_resized_slices():
         for line in report.render_scaling([("batch_size", row(64, plain))])
         if line.startswith("At ")
     ]
+    timed = row(64, plain)
+    timed["contenders"]["ours"].update(
+        steps_per_window=4, warmup_steps=2, min_timed_steps=3, min_seconds=2.0
+    )
+    lines = report.render_scaling([("batch_size", timed)])
+    assert "| batch_size | 64 | 16 | 10.00 | 4 | 900.0 | 9 |" in lines
+    assert lines[-2] == (
+        "Each row is one `fit` call alone in its own process: 2 untimed warm-up steps (the "
+        "first traces), then timed steps until at least 3 of them and 2 s have passed; "
+        "images/s is their images over their wall time."
+    )
