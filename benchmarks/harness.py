@@ -637,7 +637,6 @@ CONTENDERS = {
             "tutorial",
             "tutorial_alternating",
             "eager",
-            "ours_simultaneous",
         ],
     ),
     "vae": (vae_contenders, ["ours", "tutorial", "eager"]),
@@ -762,6 +761,12 @@ def task_pipeline(model="dcgan", batches=200, image_size=None, batch_size=None):
         "image_size": config["image_size"],
         "batch_size": batch_size,
     }
+
+
+def task_pipelines(models=("dcgan", "vae", "cyclegan"), **kwargs):
+    """``task_pipeline`` for each of ``models`` in one process: ``{"models": {model: result}}``
+    (no model is built, so one process serves them all)."""
+    return {"models": {model: task_pipeline(model, **kwargs) for model in models}}
 
 
 # The instruction sets behind the mixed-precision rows of the CPU facts: bfloat16 and float16
@@ -1040,6 +1045,7 @@ TASKS = {
     "profile": task_profile,
     "quality": task_quality,
     "pipeline": task_pipeline,
+    "pipelines": task_pipelines,
     "facts": task_facts,
     "threads": task_threads,
 }

@@ -219,6 +219,23 @@ def test_pipeline_is_each_models_own(monkeypatch):
     dataset, _ = harness.make_batches(fake_images(8, contrasts=("t1", "t2")), 4)
     a, b = next(iter(dataset))
     assert a.shape == b.shape == (4, 8, 8, 1)
+    # All three in one process: the same measurement per model.
+    both = harness.task_pipelines(("dcgan", "cyclegan"), batches=2, image_size=8)["models"]
+    assert list(both) == ["dcgan", "cyclegan"]
+    assert both["cyclegan"]["structure"] == pair["structure"]
+    assert both["dcgan"]["batch_size"] == gan["batch_size"]
+
+
+def test_pipeline_section_is_one_worker_whose_failure_each_model_reports(monkeypatch):
+    from benchmarks import run
+
+    specs = []
+    monkeypatch.setattr(
+        run, "run_worker", lambda spec, **kwargs: specs.append(spec) or {"error": "boom"}
+    )
+    result = run.section_pipeline(run.argparse.Namespace(smoke=True))
+    assert [spec["task"] for spec in specs] == ["pipelines"]
+    assert result == {model: {"error": "boom"} for model in ("dcgan", "vae", "cyclegan")}
 
 
 # ---- the article's DCGAN loop (the eager contender) -----------------------------------------
