@@ -609,8 +609,8 @@ def test_cpu_facts_time_the_own_process_rows_in_one_fit_call_and_float16_on_a_sm
     assert by_row["one_thread"][0]["task"] == "threads"
     assert by_row["one_thread"][0]["measure"] == "fit_steps"
     for row in ("onednn_off", "one_thread", "bf16"):
-        assert by_row[row][0]["warmup_steps"] == 2 and by_row[row][0]["steps"] == 3
-        assert by_row[row][0]["min_seconds"] == 2.0
+        assert by_row[row][0]["warmup_steps"] == 2 and by_row[row][0]["steps"] == 2
+        assert by_row[row][0]["min_seconds"] == 1.0
     assert by_row["bf16"][0]["mixed_precision"] == "mixed_bfloat16"
     fp16 = by_row["fp16"][0]
     assert fp16["task"] == "fit_steps" and fp16["mixed_precision"] == "mixed_float16"
@@ -689,9 +689,9 @@ def test_scaling_resizes_the_64_px_slices_instead_of_building_a_cohort_per_size(
     monkeypatch.setattr(run, "DEADLINE", [float("inf")])
     run.section_scaling(run.argparse.Namespace(smoke=False, window_seconds=2.0))
     assert specs and all(spec["resize_from"] == 64 for spec in specs)
-    # One fit call per configuration: two warm-up steps, then at least 3 steps and 2 s.
+    # One fit call per configuration: two warm-up steps, then at least 2 steps and 1 s.
     assert all(spec["task"] == "fit_steps" and spec["warmup_steps"] == 2 for spec in specs)
-    assert all(spec["steps"] == 3 and spec["min_seconds"] == 2.0 for spec in specs)
+    assert all(spec["steps"] == 2 and spec["min_seconds"] == 1.0 for spec in specs)
     assert sorted({spec["image_size"] for spec in specs}) == [28, 64, 128, 256]
 
 
