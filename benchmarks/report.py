@@ -358,7 +358,7 @@ def _own_process_note(result, show_step=False):
     ``show_step``, its batch and the time of one step."""
     entry = result["contenders"]["ours"]
     if "warmup_steps" not in entry:  # a run from before one-fit-call rows: its label said
-        if result.get("mixed_precision") == "mixed_float16" and entry.get("images_per_s"):
+        if show_step and entry.get("images_per_s"):
             batch_size = (result.get("config") or {}).get("batch_size")
             return (
                 f", one timed step after one warm-up step (a step of {batch_size} images: "
@@ -769,7 +769,7 @@ def _precision_headline(cpu, base):
         part = f"{label} {_ratio(speed, base)}"
         batch_size = (result.get("config") or {}).get("batch_size")
         if key == "mixed_float16" and batch_size and speed:
-            part += f" (batch {batch_size}: a step of {batch_size} images took {batch_size / speed:.1f} s)"
+            part += f" (a step of {batch_size} images: {batch_size / speed:.1f} s)"
         parts.append(part)
     if not parts:
         return []

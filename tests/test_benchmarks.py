@@ -648,7 +648,7 @@ def test_cpu_rows_say_how_they_were_timed_and_the_float16_step():
     assert "| 0.25 | 1.00 | 0.005x |" in lines
     headline = report._precision_headline(cpu, 50.0)[0]
     assert (
-        "`mixed_float16` (what `--mixed-precision` sets) 0.005x (batch 4: a step of 4 images took 16.0 s)"
+        "`mixed_float16` (what `--mixed-precision` sets) 0.005x (a step of 4 images: 16.0 s)"
         in headline
     )
 
