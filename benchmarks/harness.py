@@ -399,6 +399,18 @@ def _built(optimizer, variables):
     return optimizer
 
 
+def _loop_contender(name, step, dataset, xla, variant, optimizers):
+    """A hand loop's contender: XLA as the compiled model resolved it, except eager."""
+    return LoopContender(
+        name,
+        step,
+        dataset,
+        xla=xla and name != "eager",
+        variant=variant,
+        optimizer=optimizer_name(optimizers),
+    )
+
+
 def optimizer_name(optimizers):
     """The class name of the optimizers (inside any ``LossScaleOptimizer``): ``"FusedAdam"``."""
     names = sorted({type(getattr(o, "inner_optimizer", o)).__name__ for o in optimizers})
@@ -528,16 +540,7 @@ def dcgan_contenders(config, dataset, names, jit_compile="auto"):
             variant = "dcgan_article_step, eager"
         else:
             raise ValueError(f"unknown DCGAN contender {name!r}")
-        contenders.append(
-            LoopContender(
-                name,
-                step,
-                dataset,
-                xla=xla and name != "eager",
-                variant=variant,
-                optimizer=optimizer_name(arguments[2:4]),
-            )
-        )
+        contenders.append(_loop_contender(name, step, dataset, xla, variant, arguments[2:4]))
     return contenders
 
 
@@ -570,16 +573,7 @@ def vae_contenders(config, dataset, names, jit_compile="auto"):
             jit_compile=xla,
         )
         variant = "vae_step" + (", eager" if name == "eager" else "")
-        contenders.append(
-            LoopContender(
-                name,
-                step,
-                dataset,
-                xla=xla and name != "eager",
-                variant=variant,
-                optimizer=optimizer_name([optimizer]),
-            )
-        )
+        contenders.append(_loop_contender(name, step, dataset, xla, variant, [optimizer]))
     return contenders
 
 
@@ -616,16 +610,7 @@ def cyclegan_contenders(config, dataset, names, jit_compile="auto"):
             jit_compile=xla,
         )
         variant = "cyclegan_step" + (", eager" if name == "eager" else "")
-        contenders.append(
-            LoopContender(
-                name,
-                step,
-                dataset,
-                xla=xla and name != "eager",
-                variant=variant,
-                optimizer=optimizer_name(optimizers),
-            )
-        )
+        contenders.append(_loop_contender(name, step, dataset, xla, variant, optimizers))
     return contenders
 
 

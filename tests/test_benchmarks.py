@@ -537,7 +537,10 @@ def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_nam
     assert sorted((root / "benchmarks").glob("RESULTS-gpu-*")) == before
 
 
-def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(monkeypatch):
+@pytest.fixture
+def tiny_dcgan_task(monkeypatch):
+    """harness tasks on a 32 px DCGAN with 4 base filters and 16 random slices."""
+
     def tiny_defaults(model):
         return {"image_size": 32, "batch_size": 4, "latent_dim": 8, "base_filters": 4}, "test"
 
@@ -547,6 +550,9 @@ def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(mon
 
     monkeypatch.setattr(harness, "model_defaults", tiny_defaults)
     monkeypatch.setattr(harness, "load_images", fake_images)
+
+
+def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(tiny_dcgan_task):
     try:
         result = harness.task_fit_steps("dcgan", mixed_precision="mixed_bfloat16", steps=2)
     finally:
@@ -562,17 +568,8 @@ def test_fit_steps_times_the_steps_after_the_first_under_the_policy_it_names(mon
 
 
 def test_fit_steps_times_at_least_the_steps_and_seconds_asked_and_at_most_max_steps(
-    monkeypatch,
+    tiny_dcgan_task,
 ):
-    def tiny_defaults(model):
-        return {"image_size": 32, "batch_size": 4, "latent_dim": 8, "base_filters": 4}, "test"
-
-    def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
-        rng = np.random.default_rng(0)
-        return [rng.uniform(-1, 1, (16, image_size, image_size, 1)).astype("float32")]
-
-    monkeypatch.setattr(harness, "model_defaults", tiny_defaults)
-    monkeypatch.setattr(harness, "load_images", fake_images)
     timed = harness.task_fit_steps("dcgan", steps=2, warmup_steps=2, min_seconds=0.3)
     entry = timed["contenders"]["ours"]
     assert entry["steps_per_window"] >= 2 and entry["warmup_steps"] == 2

@@ -12,7 +12,7 @@ MODULES = {
     "medgen_tf.models.vae": 19,
     "medgen_tf.models.cyclegan": 20,
     "medgen_tf.models.pix2pix": 4,
-    "medgen_tf.models.layers": 10,
+    "medgen_tf.models.layers": 12,
 }
 
 
