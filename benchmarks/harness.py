@@ -657,11 +657,7 @@ def task_throughput(
     config, source = model_defaults(model)
     resize_from = overrides.pop("resize_from", None)
     config.update({k: v for k, v in overrides.items() if v is not None})
-    arrays = model_arrays(model, config["image_size"], resize_from=resize_from)
-    dataset, data_source = make_batches(arrays, config["batch_size"])
-    data_source = f"{data_source} over {ARRAYS_DESCRIPTION[model]}"
-    if resize_from and resize_from != config["image_size"]:
-        data_source += f", the {resize_from} px slices resized to {config['image_size']} px"
+    dataset, data_source = model_dataset(model, config, resize_from)
     build, default_names = CONTENDERS[model]
     names = contenders or default_names
     results = interleaved_throughput(
@@ -686,6 +682,17 @@ def task_throughput(
 
 # What one example of a model's batch is; its throughput figures count these per second.
 UNITS = {"cyclegan": "image pairs"}  # one T1 + one T2 slice each
+
+
+def model_dataset(model, config, resize_from=None):
+    """``(dataset, description)``: ``model``'s arrays at ``config``'s image size and batch size,
+    through ``make_batches``, and what they are (for the report)."""
+    arrays = model_arrays(model, config["image_size"], resize_from=resize_from)
+    dataset, data_source = make_batches(arrays, config["batch_size"])
+    data_source = f"{data_source} over {ARRAYS_DESCRIPTION[model]}"
+    if resize_from and resize_from != config["image_size"]:
+        data_source += f", the {resize_from} px slices resized to {config['image_size']} px"
+    return dataset, data_source
 
 
 def model_arrays(model, image_size, resize_from=None):
@@ -879,7 +886,8 @@ def task_profile(repeats=7, **overrides):
 
         return update
 
-    keras_adam, fused_adam = optimizers(True)[0], optimizers(False)[0]
+    keras_adam = _fresh_optimizer(gan.g_optimizer, as_written=True)
+    fused_adam = _fresh_optimizer(gan.g_optimizer)
     pieces = {
         "generator forward (batch)": tf.function(lambda: generator(noise, training=True)),
         "discriminator forward (batch)": tf.function(lambda: discriminator(real, training=True)),
@@ -961,11 +969,7 @@ def task_fit_steps(
     _setup_precision(mixed_precision)
     config, source = model_defaults(model)
     config.update({k: v for k, v in overrides.items() if v is not None})
-    arrays = model_arrays(model, config["image_size"], resize_from=resize_from)
-    dataset, data_source = make_batches(arrays, config["batch_size"])
-    data_source = f"{data_source} over {ARRAYS_DESCRIPTION[model]}"
-    if resize_from and resize_from != config["image_size"]:
-        data_source += f", the {resize_from} px slices resized to {config['image_size']} px"
+    dataset, data_source = model_dataset(model, config, resize_from)
     built = package_model(model, config)
     stamps = []
 
