@@ -11,7 +11,7 @@ contender always runs first. The rotation is cyclic, not balanced for carry-over
 where a contender is not first it runs right after the same other one (B after A), so an effect
 that one window leaves on the next (garbage collection, allocator state) falls on the same pairs
 in most rounds. Each window times ``steps`` train steps after a warm-up that traces and runs a
-few steps; the figure is the median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
+probe step (``interleaved_throughput``); the figure is the median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
 the report pairs them: the median and the range of the per-round ratios stand next to the
 ratio of the medians.
 
@@ -243,6 +243,9 @@ class FitContender:
         total = time.perf_counter() - start
         (wall_0, cpu_0), (wall_1, cpu_1) = stamps.stamps[1], stamps.stamps[steps + 1]
         window = wall_1 - wall_0
+        # fit's start-up and its first step (with the trace, on the first call): the warm-up
+        # figure, comparable with a loop's first step.
+        self.last_lead_s = wall_0 - start
         self.call_overheads.append(total - window * (steps + 2) / steps)
         return window, cpu_1 - cpu_0
 
@@ -283,10 +286,14 @@ def rotated_order(items, round_index):
     return items[shift:] + items[:shift]
 
 
-def interleaved_throughput(
-    contenders, batch_size, windows=5, window_seconds=3.0, warmup_steps=2, max_steps=None
-):
+def interleaved_throughput(contenders, batch_size, windows=5, window_seconds=3.0, max_steps=None):
     """Median images/s of each contender over ``windows`` interleaved timed windows.
+
+    Before the windows, each contender warms up and is probed for its step time (which sets
+    its steps per window): a loop runs one step (its trace) and then one probe step; ours runs
+    one ``fit`` call whose batch 0 traces and whose one timed step is the probe (the batches
+    around it untimed, as in every window). ``warmup_s`` is the time to the end of the first
+    step, trace included, for both.
 
     One window of each contender per round, in an order rotated every round
     (``rotated_order``); ``windows[i]`` of every contender is from round ``i`` and
@@ -304,15 +311,19 @@ def interleaved_throughput(
     steps = {}
     for contender in contenders:
         start = time.perf_counter()
-        contender.run(warmup_steps)
-        warmup_s = time.perf_counter() - start
-        probe = contender.run(1)[0]
         if isinstance(contender, FitContender):
-            # The warm-up (with tracing) and the probe are not timed calls.
+            probe = contender.run(1)[0]
+            warmup_s = getattr(contender, "last_lead_s", time.perf_counter() - start)
+            # The warm-up call (with tracing) is not a timed call.
             contender.call_overheads.clear()
+        else:
+            contender.run(1)
+            warmup_s = time.perf_counter() - start
+            probe = contender.run(1)[0]
         steps[contender.name] = int(min(max_steps, max(1, round(window_seconds / probe))))
         results[contender.name] = {
             "warmup_s": round(warmup_s, 2),
+            "warmup": "first_step",
             "windows": [],
             "cpu_windows": [],
             "positions": [],

@@ -289,10 +289,18 @@ def render_throughput_model(model, result):
         lines.append("")
         lines.append(
             f"fit's per-call start/stop (outside the timed steps; paid once per fit call): "
-            f"{ours['fit_call_overhead_s']} s; warm-up (trace + first steps): "
+            f"{ours['fit_call_overhead_s']} s; warm-up ({_warmup_label(contenders)}): "
             + ", ".join(f"{n} {e['warmup_s']} s" for n, e in contenders.items())
         )
     return lines + [""]
+
+
+def _warmup_label(contenders):
+    """What the warm-up figures hold: runs that record ``warmup`` time the first step (fit:
+    its start too); older runs warmed up for two steps before a probe step."""
+    if all(e.get("warmup") == "first_step" for e in contenders.values()):
+        return "the trace and the first step; ours also fit's start"
+    return "trace + first steps"
 
 
 def _auto_mode(entry):

@@ -147,12 +147,12 @@ class _FakeFit(harness.FitContender):
 
 
 def test_fit_call_overhead_is_the_median_of_timed_calls_only():
-    # Calls: warm-up, probe, then 3 timed windows. Distinct values, so that only the median of
-    # the timed three gives 0.5: the mean (2.53), max (7.0), min (0.1), last (7.0) or a median
-    # that kept the warm-up and probe (7.0) all differ.
-    fake = _FakeFit([9.0, 9.0, 0.1, 0.5, 7.0])
+    # Calls: one warm-up call (its timed step is the probe), then 3 timed windows. Distinct
+    # values, so that only the median of the timed three gives 0.5: the mean (2.53), max (7.0),
+    # min (0.1), last (7.0) or a median that kept the warm-up (7.0 or 8.0) all differ.
+    fake = _FakeFit([9.0, 0.1, 0.5, 7.0])
     result = harness.interleaved_throughput([fake], 4, windows=3, window_seconds=1.0)
-    # warm-up and probe left out: one overhead per timed window
+    # the warm-up call left out: one overhead per timed window
     assert fake.call_overheads == [0.1, 0.5, 7.0]
     assert result["ours"]["fit_call_overhead_s"] == 0.5
     assert result["ours"]["xla"] is False
@@ -481,6 +481,42 @@ class _FakeLoop:
     def run(self, steps):
         self.log.append(self.name)
         return 1.0, 1.0
+
+
+class _StepLog:
+    """Records the steps asked of each run call; a step takes 0.5 s of wall and CPU time."""
+
+    def __init__(self, name):
+        self.name, self.xla, self.calls = name, False, []
+
+    def run(self, steps):
+        self.calls.append(steps)
+        return 0.5 * steps, 0.5 * steps
+
+
+class _StepLogFit(_StepLog, harness.FitContender):
+    def __init__(self, name):
+        _StepLog.__init__(self, name)
+        self.call_overheads = []
+
+    def run(self, steps):
+        self.last_lead_s = 7.0 if not self.calls else 0.1  # the first call traces
+        self.call_overheads.append(0.2)
+        return super().run(steps)
+
+
+def test_warm_up_is_one_step_and_a_probe_and_fits_probe_is_its_warm_up_call():
+    loop, fit = _StepLog("tutorial"), _StepLogFit("ours")
+    result = harness.interleaved_throughput([fit, loop], 8, windows=2, window_seconds=2.0)
+    # The loop: a first step (its trace), a probe step, then 2.0 s / 0.5 s = 4 steps a window.
+    assert loop.calls == [1, 1, 4, 4]
+    # fit: one call whose timed step is the probe, then the windows.
+    assert fit.calls == [1, 4, 4]
+    # fit's warm-up is its first call's lead (start-up and the traced batch 0).
+    assert result["ours"]["warmup_s"] == 7.0
+    assert result["ours"]["warmup"] == result["tutorial"]["warmup"] == "first_step"
+    assert result["ours"]["images_per_s"] == result["tutorial"]["images_per_s"] == 16.0
+    assert fit.call_overheads == [0.2, 0.2]  # the warm-up call's left out
 
 
 def test_window_order_rotates_every_round():

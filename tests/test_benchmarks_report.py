@@ -206,6 +206,18 @@ def test_each_model_gets_its_own_tutorial_label():
     assert "paid once per fit call" in dcgan
 
 
+def test_warmup_label_says_what_the_run_timed():
+    result = _results()["throughput"]["dcgan"]
+    result["contenders"]["ours"]["fit_call_overhead_s"] = 0.1
+    # A saved run from before the one-step warm-up: two warm-up steps, then a probe.
+    old = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "warm-up (trace + first steps): ours 1.0 s" in old
+    for entry in result["contenders"].values():
+        entry["warmup"] = "first_step"
+    new = "\n".join(report.render_throughput_model("dcgan", result))
+    assert "warm-up (the trace and the first step; ours also fit's start): ours 1.0 s" in new
+
+
 def _pipeline(model, rate, batch_size):
     return {
         "model": model,
