@@ -11,9 +11,9 @@ contender always runs first. The rotation is cyclic, not balanced for carry-over
 where a contender is not first it runs right after the same other one (B after A), so an effect
 that one window leaves on the next (garbage collection, allocator state) falls on the same pairs
 in most rounds. Each window times ``steps`` train steps after a warm-up that traces and runs a
-probe step (``interleaved_throughput``); the figure is the median images/s over the windows. Window ``i`` of every contender belongs to round ``i``, so
-the report pairs them: the median and the range of the per-round ratios stand next to the
-ratio of the medians.
+probe step (``interleaved_throughput``); the figure is the median images/s over the windows.
+Window ``i`` of every contender belongs to round ``i``, so the report pairs them: the median
+and the range of the per-round ratios stand next to the ratio of the medians.
 
 Units: one image per example, so images/s for the DCGAN and the VAE; a CycleGAN example is a
 pair (one T1 and one T2 slice), and its figures are image pairs/s (``result["unit"]``).
