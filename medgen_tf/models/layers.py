@@ -318,9 +318,10 @@ class FusedAdam(keras.optimizers.Adam):
         >>> from medgen_tf.models.layers import FusedAdam
         >>> optimizer = FusedAdam(learning_rate=2e-4, beta_1=0.5)
 
-    Notebook: none teaches it; the GANs of notebooks 01 and 04 and the CycleGAN and Pix2Pix of
-    notebook 03 train with it (``default_optimizers`` and ``compile``'s defaults), as does the
-    VAE of ``medgen-tf train vae``.
+    Notebook: none teaches it; the GANs of notebooks 01, 04 and 05 (the conditional GAN of
+    ``augmentation.train_conditional_gan``) and the CycleGAN and Pix2Pix of notebook 03 train
+    with it (``default_optimizers`` and ``compile``'s defaults), as does the VAE of
+    ``medgen-tf train vae``.
     """
 
     def update_step(self, gradient, variable, learning_rate):
