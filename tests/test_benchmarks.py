@@ -143,6 +143,7 @@ class _FakeFit(harness.FitContender):
 
     def run(self, steps):
         self.call_overheads.append(next(self.overheads))
+        self.last_lead_s = 1.0
         return 1.0, 1.0
 
 
