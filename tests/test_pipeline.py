@@ -1,5 +1,7 @@
 import re
+import warnings
 
+import keras
 import numpy as np
 import pytest
 
@@ -64,6 +66,37 @@ def test_one_pass_dataset_reshuffles_on_each_iteration_reproducibly():
     again = make_dataset(values, batch_size=4, seed=5)
     np.testing.assert_array_equal(np.concatenate(_batches(again)), first)
     np.testing.assert_array_equal(np.concatenate(_batches(again)), second)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 3},
+        {"batch_size": 3, "drop_remainder": False},
+        {"batch_size": 3, "shuffle": False},
+        {"batch_size": 2, "num_epochs": 3},
+        {"batch_size": 3, "initial_epoch": 1, "num_epochs": 3, "drop_remainder": False},
+    ],
+)
+def test_dataset_states_the_number_of_batches_it_yields(options):
+    dataset = make_dataset(np.arange(10, dtype=np.float32), **options)
+    assert int(dataset.cardinality()) == len(_batches(dataset))
+
+
+def test_fit_on_a_one_pass_dataset_knows_its_length_and_runs_every_epoch_without_warning():
+    # Without a stated length, Keras' first epoch ran to the end of the data and warned
+    # "Your input ran out of data; interrupting training", though nothing was interrupted.
+    images = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
+    dataset = make_dataset((images, images[:, :1]), batch_size=4, seed=0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    seen = []
+    count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(dataset, epochs=2, shuffle=False, verbose=0, callbacks=[count])
+    assert [str(warning.message) for warning in caught] == []
+    assert len(history.history["loss"]) == 2 and len(seen) == 2 * 3
 
 
 @pytest.mark.parametrize(
