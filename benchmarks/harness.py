@@ -660,17 +660,21 @@ def task_throughput(
     window_seconds=3.0,
     jit_compile="auto",
     mixed_precision=False,
+    with_xla=False,
     **overrides,
 ):
     """Examples/s of each contender for one model (images/s; CycleGAN: image pairs/s, see
-    ``UNITS``); sizes from the recipes unless overridden."""
+    ``UNITS``); sizes from the recipes unless overridden. ``with_xla`` adds ``ours_xla`` to
+    the contenders: the CPU facts' XLA row, interleaved with ours in the same rounds."""
     _setup_precision(mixed_precision)
     config, source = model_defaults(model)
     resize_from = overrides.pop("resize_from", None)
     config.update({k: v for k, v in overrides.items() if v is not None})
     dataset, data_source = model_dataset(model, config, resize_from)
     build, default_names = CONTENDERS[model]
-    names = contenders or default_names
+    names = list(contenders or default_names)
+    if with_xla and "ours_xla" not in names:
+        names.append("ours_xla")
     results = interleaved_throughput(
         build(config, dataset, names, jit_compile=jit_compile),
         config["batch_size"],

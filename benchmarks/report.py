@@ -331,7 +331,9 @@ def render_cpu(cpu):
             f"| {_auto_row_label(c['ours'])} | "
             f"{_number(base, 2)} | {_number(c['ours']['images_per_cpu_s'], 2)} | 1.00x | "
             f"{c['ours']['warmup_s']} |",
-            f"| XLA (`jit_compile=True`), same process, interleaved | "
+            "| XLA (`jit_compile=True`), same process, interleaved"
+            + (", in the DCGAN throughput run" if xla.get("measured_in") == "throughput" else "")
+            + " | "
             f"{_number(c['ours_xla']['images_per_s'], 2)} | "
             f"{_number(c['ours_xla']['images_per_cpu_s'], 2)} | "
             f"{_ratio(c['ours_xla']['images_per_s'], base)} | {c['ours_xla']['warmup_s']} |",

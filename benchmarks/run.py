@@ -130,8 +130,14 @@ def section_facts(options):
 
 def section_throughput(options):
     results = {}
+    # The CPU facts' XLA row rides along with the DCGAN's contenders: interleaved with ours in
+    # the same rounds, it saves a process of its own (about 50 s of make bench's 20 minutes).
+    with_xla = options.jit_compile == "auto" and "cpu" in getattr(options, "sections", ())
     for model in ("dcgan", "vae", "cyclegan"):
-        log(f"throughput {model}")
+        log(
+            f"throughput {model}"
+            + (" (and ours with XLA)" if with_xla and model == "dcgan" else "")
+        )
         results[model] = run_worker(
             {
                 "task": "throughput",
@@ -140,28 +146,41 @@ def section_throughput(options):
                 "window_seconds": options.window_seconds,
                 "jit_compile": options.jit_compile,
                 "mixed_precision": options.mixed_precision,
+                "with_xla": with_xla and model == "dcgan",
             }
         )
     return results
 
 
-def section_cpu(options):
+def section_cpu(options, throughput=None):
     """XLA against graph mode (interleaved in one process); oneDNN off, one thread and the two
     mixed-precision policies (each alone in its own process, one ``fit`` call: compare with
-    the graph-mode figure, minutes apart)."""
+    the graph-mode figure, minutes apart).
+
+    ``throughput``: the throughput section's results; when its DCGAN run had ``ours_xla``
+    among its contenders, the XLA row is taken from there instead of measured again."""
     results = {}
-    log("cpu facts: XLA vs graph")
-    results["xla"] = run_worker(
-        {
-            "task": "throughput",
-            "model": "dcgan",
-            "contenders": ["ours", "ours_xla"],
-            # 3 windows: these rows are facts about the machine, not the comparison with the
-            # loops.
-            "windows": min(3, options.windows),
-            "window_seconds": options.window_seconds,
+    dcgan = (throughput or {}).get("dcgan") or {}
+    if "ours_xla" in dcgan.get("contenders", {}):
+        log("cpu facts: XLA vs graph, from the DCGAN throughput run")
+        results["xla"] = {
+            **dcgan,
+            "contenders": {name: dcgan["contenders"][name] for name in ("ours", "ours_xla")},
+            "measured_in": "throughput",
         }
-    )
+    else:
+        log("cpu facts: XLA vs graph")
+        results["xla"] = run_worker(
+            {
+                "task": "throughput",
+                "model": "dcgan",
+                "contenders": ["ours", "ours_xla"],
+                # 3 windows: these rows are facts about the machine, not the comparison with
+                # the loops.
+                "windows": min(3, options.windows),
+                "window_seconds": options.window_seconds,
+            }
+        )
     alone = {"task": "fit_steps", "model": "dcgan", **own_process_steps(options)}
     log("cpu facts: oneDNN off")
     results["onednn_off"] = run_worker(alone, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
@@ -464,8 +483,9 @@ def main(argv=None):
     parser.add_argument("--quality-cap-s", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny windows, skip notebooks")
     # 4 rounds: with the order rotated every round, each of the DCGAN's 4 contenders runs in
-    # every position once (the VAE's and CycleGAN's 3 in the first position twice). Each round
-    # more costs about 30 s of the 20 minutes that make bench may take.
+    # every position once (the VAE's and CycleGAN's 3 in the first position twice; XLA, the
+    # DCGAN's fifth when the CPU facts run, never first). Each round more costs about 30 s of
+    # the 20 minutes that make bench may take.
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument(
         "--budget-s",
@@ -499,6 +519,7 @@ def main(argv=None):
         sections = list(options.only or SECTIONS)
         if "facts" not in sections:
             sections.insert(0, "facts")
+    options.sections = sections
     start = time.perf_counter()
     results = {}
     DEADLINE[0] = start + options.budget_s
@@ -508,7 +529,9 @@ def main(argv=None):
             log(f"skipping {name}: --budget-s {options.budget_s} spent")
             results.setdefault("skipped", []).append(name)
             continue
-        results[name] = function(options)
+        # The CPU facts reuse the throughput section's XLA windows when it ran them.
+        earlier = (results.get("throughput"),) if name == "cpu" else ()
+        results[name] = function(options, *earlier)
     results["total_s"] = round(time.perf_counter() - start, 1)
     results["load_at_end"] = machine_load()
     results["command"] = "python benchmarks/run.py " + " ".join(argv or sys.argv[1:])

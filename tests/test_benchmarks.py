@@ -626,6 +626,63 @@ def test_fit_steps_times_at_least_the_steps_and_seconds_asked_and_at_most_max_st
     assert "resized to 16 px" in capped["data_source"]
 
 
+def test_throughput_task_adds_ours_with_xla_only_when_asked(monkeypatch):
+    asked = []
+
+    def build(config, dataset, names, jit_compile="auto"):
+        asked.append(list(names))
+        return []
+
+    monkeypatch.setattr(harness, "model_defaults", lambda model: ({"batch_size": 2}, "test"))
+    monkeypatch.setattr(
+        harness, "model_dataset", lambda model, config, resize_from=None: (None, "test data")
+    )
+    monkeypatch.setitem(harness.CONTENDERS, "dcgan", (build, ["ours", "tutorial"]))
+    monkeypatch.setattr(harness, "interleaved_throughput", lambda contenders, size, **kw: {})
+    harness.task_throughput("dcgan", with_xla=True)
+    harness.task_throughput("dcgan")
+    harness.task_throughput("dcgan", contenders=["ours", "ours_xla"], with_xla=True)
+    assert asked == [["ours", "tutorial", "ours_xla"], ["ours", "tutorial"], ["ours", "ours_xla"]]
+
+
+def test_xla_row_rides_with_the_dcgan_throughput_run_when_the_cpu_facts_follow(monkeypatch):
+    from benchmarks import run
+
+    specs = []
+    monkeypatch.setattr(
+        run, "run_worker", lambda spec, **kwargs: specs.append(spec) or {"error": "x"}
+    )
+    options = {
+        "windows": 4,
+        "window_seconds": 2.0,
+        "jit_compile": "auto",
+        "mixed_precision": False,
+        "sections": ["facts", "throughput", "cpu"],
+    }
+    run.section_throughput(run.argparse.Namespace(**options))
+    assert [(spec["model"], spec["with_xla"]) for spec in specs] == [
+        ("dcgan", True),
+        ("vae", False),
+        ("cyclegan", False),
+    ]
+    # Not when the CPU facts do not run, nor when every contender is forced to one setting.
+    specs.clear()
+    for changes in ({"sections": ["facts", "throughput"]}, {"jit_compile": True}):
+        run.section_throughput(run.argparse.Namespace(**{**options, **changes}))
+    assert len(specs) == 6 and not any(spec["with_xla"] for spec in specs)
+    # The CPU facts then take the XLA row from those windows and start no XLA worker.
+    ours, with_xla = {"images_per_s": 50.0}, {"images_per_s": 40.0}
+    contenders = {"ours": ours, "tutorial": {"images_per_s": 55.0}, "ours_xla": with_xla}
+    specs.clear()
+    cpu = run.section_cpu(
+        run.argparse.Namespace(smoke=False, windows=4, window_seconds=2.0),
+        {"dcgan": {"model": "dcgan", "contenders": contenders}},
+    )
+    assert cpu["xla"]["contenders"] == {"ours": ours, "ours_xla": with_xla}
+    assert cpu["xla"]["measured_in"] == "throughput"
+    assert [spec["task"] for spec in specs] == ["fit_steps", "threads", "fit_steps", "fit_steps"]
+
+
 def test_cpu_facts_time_the_own_process_rows_in_one_fit_call_and_float16_on_a_small_batch(
     monkeypatch,
 ):

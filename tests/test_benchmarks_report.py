@@ -257,6 +257,11 @@ def test_cpu_table_labels_ours_from_what_auto_resolved_to():
     assert "resolved to XLA on this machine" in "\n".join(report.render_cpu(xla(True)))
     assert "resolved to graph mode" in "\n".join(report.render_cpu(xla(False)))
     assert "resolves to this on CPU" in "\n".join(report.render_cpu(xla(None)))
+    # Taken from the DCGAN throughput run's rounds, the row says so.
+    merged = xla(False)
+    merged["xla"]["measured_in"] = "throughput"
+    assert "interleaved, in the DCGAN throughput run |" in "\n".join(report.render_cpu(merged))
+    assert "in the DCGAN throughput run" not in "\n".join(report.render_cpu(xla(False)))
 
 
 def test_header_lists_network_settings_not_the_recipes_training_slices_and_gpu_memory():
