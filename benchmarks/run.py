@@ -131,7 +131,8 @@ def section_facts(options):
 def section_throughput(options):
     results = {}
     # The CPU facts' XLA row rides along with the DCGAN's contenders: interleaved with ours in
-    # the same rounds, it saves a process of its own (about 50 s of make bench's 20 minutes).
+    # the same rounds, it saves a process of its own (52 s in the run at 4d50906) for a fifth
+    # contender's windows here.
     with_xla = options.jit_compile == "auto" and "cpu" in getattr(options, "sections", ())
     for model in ("dcgan", "vae", "cyclegan"):
         log(
