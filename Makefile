@@ -26,7 +26,7 @@ demo: $(STAMP)
 	MEDGEN_QUICK=$${MEDGEN_QUICK:-0} $(BIN)/medgen-tf demo --out outputs/demo
 
 test: $(STAMP)
-	MEDGEN_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+	MEDGEN_QUICK=1 $(BIN)/python -m pytest -n 2 --dist load -q tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 unit: $(STAMP)
 	MEDGEN_QUICK=1 $(BIN)/python -m pytest -q tests

@@ -198,7 +198,7 @@ def test_the_source_distribution_holds_what_its_own_tests_read(tmp_path):
         if name.startswith(("tests/", "benchmarks/", "notebooks/", "data/", "docs/"))
     ]
     assert set(tracked) <= names, sorted(set(tracked) - names)[:5]
-    assert {"environment.yml", "Makefile", "tests/conftest.py"} <= names
+    assert {"environment.yml", "Makefile", "conftest.py", "tests/conftest.py"} <= names
     # Run outputs a notebook wrote next to itself are not part of the course.
     assert not [name for name in names if name.startswith("notebooks/outputs/")]
 
@@ -300,3 +300,53 @@ def test_a_model_file_lifted_with_losses_and_layers_trains_and_round_trips(tmp_p
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "lifted and round-tripped" in result.stdout
+
+
+# ---- the test command ----------------------------------------------------------------------------
+
+_CELLS_AFTER_THE_FIRST = 4
+
+
+def _notebook_that_needs_its_own_first_cell(path, name):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(f"{name} = 0")]
+    notebook.cells += [
+        nbformat.v4.new_code_cell(f"{name} += 1  # a NameError in any kernel but the first's")
+        for _ in range(_CELLS_AFTER_THE_FIRST)
+    ]
+    nbformat.write(notebook, path)
+
+
+def test_make_test_spreads_the_tests_over_the_workers_and_keeps_each_notebook_whole(tmp_path):
+    # make test runs `pytest -n 2 --dist load`; the root conftest.py's scheduler makes a notebook
+    # one unit (its cells share one kernel) and every test a unit of its own. Plain xdist
+    # `load` would deal the cells out one by one and fail them.
+    recipe = re.search(r"^test:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe and "-n 2 --dist load " in recipe.group(1)
+    shutil.copy2(ROOT / "conftest.py", tmp_path)
+    for name in ("first", "second"):
+        _notebook_that_needs_its_own_first_cell(tmp_path / f"{name}.ipynb", name)
+    # Tests long enough that both workers are free before the last is handed out.
+    (tmp_path / "test_one_file.py").write_text(
+        "import os, pathlib, time\n\n"
+        + "".join(
+            f"def test_{index}():\n"
+            "    time.sleep(1.5)\n"
+            f"    pathlib.Path('ran_{index}').write_text(os.environ['PYTEST_XDIST_WORKER'])\n\n"
+            for index in range(4)
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "load", "-p", "no:cacheprovider"]
+        + ["-q", "--nbval-lax", "--nbval-current-env", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"{4 + 2 * (1 + _CELLS_AFTER_THE_FIRST)} passed" in result.stdout
+    workers = {path.read_text() for path in tmp_path.glob("ran_*")}
+    assert workers == {"gw0", "gw1"}  # one file's tests, on both workers
