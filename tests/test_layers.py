@@ -72,6 +72,37 @@ def test_instance_normalization_equals_per_image_per_channel_standardisation():
     np.testing.assert_allclose(output_changed[1], output[1], atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"center": True, "scale": True}, {"axis": 1, "center": True, "scale": True}],
+    ids=["plain", "affine", "channels first"],
+)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_instance_normalization_computes_what_keras_group_normalization_per_channel_does(
+    settings, dtype
+):
+    # Its own call skips GroupNormalization's reshape into groups; the numbers must not move.
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(2, 5, 6, 4)) * [1.0, 5.0, 0.1, 2.0] + [0.0, 3.0, -2.0, 7.0]
+    images = keras.ops.convert_to_tensor(images.astype(dtype))
+    ours = InstanceNormalization(dtype=dtype, **settings)
+    keras_layer = keras.layers.GroupNormalization(
+        groups=-1, epsilon=1e-5, center=ours.center, scale=ours.scale, axis=ours.axis, dtype=dtype
+    )
+    ours.build(images.shape)
+    keras_layer.build(images.shape)
+    for variable in ours.weights:  # a learned scale and offset that are not 1 and 0
+        variable.assign(rng.uniform(0.5, 2.0, variable.shape).astype("float32"))
+    keras_layer.set_weights(ours.get_weights())
+    output = ours(images)
+    assert output.dtype == dtype
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(output).astype("float32"),
+        keras.ops.convert_to_numpy(keras_layer(images)).astype("float32"),
+        atol=1e-5 if dtype == "float32" else 2e-3,
+    )
+
+
 def test_instance_normalization_has_no_parameters_by_default_and_round_trips():
     layer = InstanceNormalization()
     layer.build((None, 8, 8, 16))

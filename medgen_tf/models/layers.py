@@ -249,6 +249,26 @@ class InstanceNormalization(keras.layers.GroupNormalization):
         kwargs.pop("groups", None)
         super().__init__(groups=-1, epsilon=epsilon, center=center, scale=scale, **kwargs)
 
+    def call(self, inputs):
+        # GroupNormalization's arithmetic without its reshape into (..., groups, 1) and back:
+        # with one group per channel the statistics are over the spatial axes alone. A third
+        # of the graph ops per layer, which shortens every CycleGAN trace.
+        rank = len(inputs.shape)
+        channel_axis = self.axis % rank
+        dtype = keras.backend.result_type(inputs.dtype, "float32")  # float16 would overflow
+        x = keras.ops.cast(inputs, dtype)
+        spatial_axes = [axis for axis in range(1, rank) if axis != channel_axis]
+        mean, variance = keras.ops.moments(x, axes=spatial_axes, keepdims=True)
+        inverse = keras.ops.rsqrt(variance + self.epsilon)
+        per_channel = [1] * rank
+        per_channel[channel_axis] = inputs.shape[channel_axis]
+        if self.scale:
+            inverse = inverse * keras.ops.cast(keras.ops.reshape(self.gamma, per_channel), dtype)
+        shift = -mean * inverse
+        if self.center:
+            shift = shift + keras.ops.cast(keras.ops.reshape(self.beta, per_channel), dtype)
+        return keras.ops.cast(x * inverse + shift, self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.pop("groups", None)
