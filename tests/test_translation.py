@@ -6,6 +6,7 @@ test reads off what the model was fed.
 
 import json
 import re
+import shutil
 
 import keras
 import nibabel as nib
@@ -342,6 +343,30 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
 
 
+def _widths_run_options():
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
+    return dict(
+        image_size=24,
+        num_epochs=2,
+        batch_size=2,
+        base_filters=2,
+        num_residual_blocks=1,
+        seed=0,
+        verbose=0,
+        domains=(images, images[::-1].copy(), {"spec_a": "a", "spec_b": "b"}),
+    )
+
+
+@pytest.fixture(scope="module")
+def run_stopped_after_its_first_epoch(tmp_path_factory):
+    """A run folder with epoch 1's checkpoint, as Ctrl-C after that epoch leaves it; each test
+    copies it rather than training its own."""
+    run_dir = tmp_path_factory.mktemp("widths") / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **_widths_run_options())
+    return run_dir
+
+
 @pytest.mark.parametrize(
     "recorded",
     [
@@ -359,23 +384,14 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
     ],
     ids=["old keys", "discriminator width None", "old and new keys"],
 )
-def test_an_older_runs_recorded_widths_resume_and_are_still_checked(tmp_path, recorded):
+def test_an_older_runs_recorded_widths_resume_and_are_still_checked(
+    tmp_path, recorded, run_stopped_after_its_first_epoch
+):
     from medgen_tf.training import latest_checkpoint
 
-    images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
-    run_dir, config_path = tmp_path / "run", tmp_path / "run" / "config.json"
-    options = dict(
-        image_size=24,
-        num_epochs=2,
-        batch_size=2,
-        base_filters=2,
-        num_residual_blocks=1,
-        seed=0,
-        verbose=0,
-        domains=(images, images[::-1].copy(), {"spec_a": "a", "spec_b": "b"}),
-    )
-    with pytest.raises(KeyboardInterrupt):
-        train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **options)
+    options = _widths_run_options()
+    run_dir = shutil.copytree(run_stopped_after_its_first_epoch, tmp_path / "run")
+    config_path = run_dir / "config.json"
     stored = json.loads(config_path.read_text())
     # The width built is recorded, not the default None.
     assert stored["config"]["base_filters"] == 2
