@@ -251,8 +251,9 @@ class InstanceNormalization(keras.layers.GroupNormalization):
 
     def call(self, inputs):
         # GroupNormalization's arithmetic without its reshape into (..., groups, 1) and back:
-        # with one group per channel the statistics are over the spatial axes alone. A third
-        # of the graph ops per layer, which shortens every CycleGAN trace.
+        # with one group per channel the statistics are over the spatial axes alone. Traced
+        # alone, 15 graph ops instead of 21 (57 instead of 67 with the gradient); the
+        # benchmark's 64 px CycleGAN train step traces 11,161 ops instead of 12,361.
         rank = len(inputs.shape)
         channel_axis = self.axis % rank
         dtype = keras.backend.result_type(inputs.dtype, "float32")  # float16 would overflow
