@@ -343,17 +343,18 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
 
 
-def _widths_run_options():
+def _tiny_run_options(num_epochs=2, info=None):
+    """``train_cyclegan`` options for a 24 px run of two 2-image batches, on ready domains."""
     images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
     return dict(
         image_size=24,
-        num_epochs=2,
+        num_epochs=num_epochs,
         batch_size=2,
         base_filters=2,
         num_residual_blocks=1,
         seed=0,
         verbose=0,
-        domains=(images, images[::-1].copy(), {"spec_a": "a", "spec_b": "b"}),
+        domains=(images, images[::-1].copy(), info or {"spec_a": "a", "spec_b": "b"}),
     )
 
 
@@ -363,7 +364,7 @@ def run_stopped_after_its_first_epoch(tmp_path_factory):
     copies it rather than training its own."""
     run_dir = tmp_path_factory.mktemp("widths") / "run"
     with pytest.raises(KeyboardInterrupt):
-        train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **_widths_run_options())
+        train_cyclegan(run_dir, callbacks=[_InterruptAfterFirstEpoch()], **_tiny_run_options())
     return run_dir
 
 
@@ -389,7 +390,7 @@ def test_an_older_runs_recorded_widths_resume_and_are_still_checked(
 ):
     from medgen_tf.training import latest_checkpoint
 
-    options = _widths_run_options()
+    options = _tiny_run_options()
     run_dir = shutil.copytree(run_stopped_after_its_first_epoch, tmp_path / "run")
     config_path = run_dir / "config.json"
     stored = json.loads(config_path.read_text())
@@ -477,19 +478,9 @@ def test_a_run_trained_on_ready_domains_records_their_specs(tmp_path):
     # Given domains=, train_cyclegan recorded its default data_a/data_b ("brain:t1",
     # "brain:t2") in config.json, not the specs the images came from: translate then scaled
     # NIfTI inputs for a run trained on nifti: data as the cohort ("cohort", not "percentiles").
-    images = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 1)).astype("float32")
     info = {"spec_a": "nifti:scans/t1", "spec_b": "nifti:scans/t2"}
     run_dir = tmp_path / "run"
-    train_cyclegan(
-        run_dir,
-        image_size=24,
-        num_epochs=1,
-        batch_size=2,
-        base_filters=2,
-        num_residual_blocks=1,
-        verbose=0,
-        domains=(images, images[::-1].copy(), info),
-    )
+    train_cyclegan(run_dir, **_tiny_run_options(num_epochs=1, info=info))
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert (config["data_a"], config["data_b"]) == ("nifti:scans/t1", "nifti:scans/t2")
     assert run_intensity(run_dir, "a2b") == run_intensity(run_dir, "b2a") == "percentiles"
