@@ -241,3 +241,17 @@ def test_from_config_leaves_the_callers_config_whole(adversarial):
     first, second = (Pix2Pix.from_config(config) for _ in range(2))
     assert json.dumps(config) == before
     assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_targets_that_do_not_match_the_generators_output_are_refused(adversarial):
+    # A 3-channel target broadcast against the 1-channel output inside the L1 term: without a
+    # discriminator the model trained on a wrong loss and raised nothing.
+    model = _model(adversarial)
+    model.compile()
+    inputs = np.zeros((4, SIZE, SIZE, 1), "float32")
+    for targets in (np.zeros((4, SIZE, SIZE, 3), "float32"), np.zeros((4, 16, 16, 1), "float32")):
+        with pytest.raises(ValueError, match=r"target images of shape .* do not match") as caught:
+            model.fit(inputs, targets, batch_size=2, epochs=1, verbose=0)
+        assert len(str(caught.value).splitlines()) == 1
+        assert str((SIZE, SIZE, 1)) in str(caught.value)

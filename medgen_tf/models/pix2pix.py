@@ -180,7 +180,24 @@ class Pix2Pix(keras.Model):
                 f"Pix2Pix expects (images_a, images_b) pairs, one target per input: got batches "
                 f"of {sizes[0]} inputs and {sizes[1]} targets."
             )
+        # Without a discriminator nothing else compares the target with the output, and the L1
+        # term would broadcast a 3-channel target against a 1-channel output without an error.
+        self._check_targets_match_output(data[1])
         return data[0], data[1]
+
+    def _check_targets_match_output(self, targets):
+        outputs = getattr(self.generator, "outputs", None)  # None for a subclassed generator
+        if not outputs or targets.shape.rank != 4 or len(outputs[0].shape) != 4:
+            return
+        output_shape = tuple(outputs[0].shape[1:])
+        target_shape = tuple(targets.shape[1:])
+        for output_side, target_side in zip(output_shape, target_shape, strict=True):
+            if None not in (output_side, target_side) and output_side != target_side:
+                raise ValueError(
+                    f"Pix2Pix: target images of shape (height, width, channels) = "
+                    f"{target_shape} do not match the generator's output {output_shape}; "
+                    "resize the targets or build the generator for them."
+                )
 
     def train_step(self, data):
         real_a, real_b = self._unpack(data)
