@@ -70,9 +70,14 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     """MAE, PSNR and SSIM of ``predicted`` against ``target``, inside ``mask`` and overall.
 
     Images are first mapped from ``value_range`` to [0, 1], so MAE is a fraction of the full
-    intensity range and PSNR uses a peak of 1. Predictions are clipped to the range; a target
-    outside it (by more than 1 % of its width) is a ValueError: the range is wrong. Returns a dict of floats (means over images):
+    intensity range and PSNR uses a peak of 1. Predictions are clipped to the range (a linear
+    output may overshoot it a little). Returns a dict of floats (means over images):
     ``mae_brain, psnr_brain, ssim_brain, mae_image, psnr_image, ssim_image``.
+
+    Raises:
+        ValueError: a target outside ``value_range`` by more than 1 % of its width (the range
+            is wrong), or a prediction outside it by more than 10 % (it is on another scale,
+            e.g. [0, 255]), or NaN or Inf values in either.
     """
     from medgen_tf import metrics
 
@@ -85,6 +90,16 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     # The ground truth must be on the stated scale. Predictions may overshoot it (they are
     # clipped below); the truth cannot.
     low, high = metrics.check_value_range(target, value_range, "target")
+    # Clipping is meant for overshoot: a tanh generator stays in range, a linear output head
+    # may overshoot it a little. 10 % of the width leaves room for that and still refuses a
+    # prediction on another scale ([0, 255] against (-1, 1) was clipped to white and scored).
+    metrics.check_value_range(
+        predicted,
+        (low, high),
+        "predicted",
+        slack=0.1,
+        advice="put the predictions on the target's scale before scoring them",
+    )
     predicted = (predicted - low) / (high - low)
     target = (target - low) / (high - low)
     predicted = np.clip(predicted, 0.0, 1.0)

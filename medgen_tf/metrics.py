@@ -72,14 +72,21 @@ def check_finite(images, name: str) -> None:
         raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
 
 
-def check_value_range(images, value_range, name: str = "images", error=ValueError):
+def check_value_range(
+    images,
+    value_range,
+    name: str = "images",
+    error=ValueError,
+    slack=0.01,
+    advice="pass the range the images are stored in, e.g. value_range=(0, 255) for 8-bit",
+):
     """``value_range`` as floats ``(low, high)``, after checking it and that ``images`` lie in it.
 
-    Images outside the range by more than 1 % of its width (room for round-off and
-    interpolation overshoot) are refused, not clipped: 8-bit slices read with the default
-    (-1, 1) were scored as white images, and their PSNR came out near -38 dB. Raises
+    Images outside the range by more than ``slack`` times its width (default 1 %: room for
+    round-off and interpolation overshoot) are refused, not clipped: 8-bit slices read with the
+    default (-1, 1) were scored as white images, and their PSNR came out near -38 dB. Raises
     ``error`` (``ValueError`` or a subclass such as ``DataError``) with a one-line message
-    naming ``name``.
+    naming ``name`` and ending with ``advice``.
     """
     low, high = (float(value) for value in value_range)
     # (1, 1) was blamed on the model as NaN scores; a reversed range was scored.
@@ -88,11 +95,11 @@ def check_value_range(images, value_range, name: str = "images", error=ValueErro
     images = np.asarray(images)
     if images.size:
         smallest, largest = float(np.min(images)), float(np.max(images))
-        slack = 0.01 * (high - low)
-        if smallest < low - slack or largest > high + slack:
+        margin = slack * (high - low)
+        if smallest < low - margin or largest > high + margin:
             raise error(
                 f"{name}: values span [{smallest:g}, {largest:g}], outside value_range ({low:g}, {high:g}); "
-                "pass the range the images are stored in, e.g. value_range=(0, 255) for 8-bit"
+                f"{advice}"
             )
     return low, high
 

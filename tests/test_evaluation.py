@@ -102,6 +102,30 @@ def test_translation_metrics_refuse_targets_outside_the_value_range_and_bad_rang
             translation_metrics(predicted, target, mask, value_range=value_range)
 
 
+def test_translation_metrics_refuse_predictions_on_another_scale_and_clip_a_small_overshoot():
+    from medgen_tf.evaluation import translation_metrics
+
+    rng = np.random.default_rng(6)
+    target = rng.uniform(-1, 1, (2, 16, 16, 1)).astype("float32")
+    mask = np.ones_like(target)
+    # Predictions in [0, 255] against a (-1, 1) target were clipped to white and scored:
+    # PSNR 6 dB, SSIM 0.12, no error.
+    with pytest.raises(
+        ValueError,
+        match=r"^predicted: values span \[[\d.]+, [\d.]+\], outside value_range \(-1, 1\);"
+        r" put the predictions on the target's scale",
+    ):
+        translation_metrics((target + 1) * 127.5, target, mask)
+    # A linear output overshooting by 5 % of the width is clipped, as the docstring says.
+    overshoot = target.copy()
+    overshoot[0, :4] = 1.1
+    overshoot[1, :4] = -1.1
+    clipped = np.clip(overshoot, -1, 1)
+    assert translation_metrics(overshoot, target, mask) == translation_metrics(
+        clipped, target, mask
+    )
+
+
 def test_histogram_match_refuses_nan_and_a_one_point_table():
     rng = np.random.default_rng(5)
     images = rng.normal(size=(2, 8, 8, 1)).astype("float32")
