@@ -604,6 +604,10 @@ def balanced_accuracy(labels, predictions):
 
     Unlike accuracy it is not inflated by a rare class: predicting "negative" for everything
     scores 0.5 at any prevalence. Classes absent from ``labels`` are ignored.
+
+    Raises:
+        ValueError: shapes that differ or are empty, NaN or Inf values, or predictions that
+            are not whole numbers (scores or logits instead of class labels).
     """
     labels, predictions = np.asarray(labels).reshape(-1), np.asarray(predictions).reshape(-1)
     if labels.shape != predictions.shape or labels.size == 0:
@@ -614,6 +618,12 @@ def balanced_accuracy(labels, predictions):
     for name, values in (("labels", labels), ("predictions", predictions)):
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             raise ValueError(f"{name} contain NaN or Inf")
+    # Logits or probabilities equal no label, so they scored a plausible 0.0 instead of 1.0.
+    if predictions.dtype.kind in "fc" and not np.all(predictions == np.round(predictions)):
+        raise ValueError(
+            "balanced_accuracy: predictions must be class labels; threshold scores or logits "
+            "first, e.g. (logits > 0).astype(int)"
+        )
     recalls = [np.mean(predictions[labels == value] == value) for value in np.unique(labels)]
     return float(np.mean(recalls))
 

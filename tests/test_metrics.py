@@ -464,6 +464,18 @@ def test_small_argument_mistakes_are_one_line():
         metrics.balanced_accuracy([0, 1, 1], [0, np.nan, 1])
 
 
+def test_balanced_accuracy_refuses_scores_and_accepts_whole_number_floats():
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    logits = np.array([-2.0, -1.0, 1.5, 2.0, 0.5, -0.3])
+    # Logits or probabilities equal no label: both scored 0.0, where thresholded they score 1.0.
+    for scores in (logits, 1 / (1 + np.exp(-logits))):
+        with pytest.raises(ValueError, match="predictions must be class labels; threshold"):
+            metrics.balanced_accuracy(labels, scores)
+    assert metrics.balanced_accuracy(labels, (logits > 0).astype(int)) == 1.0
+    assert metrics.balanced_accuracy(labels, (logits > 0).astype(np.float32)) == 1.0
+    assert metrics.balanced_accuracy(labels, np.zeros(6)) == 0.5
+
+
 @pytest.mark.parametrize("data_range", [float("inf"), "x", np.array([1.0, 2.0]), 0.0, -1.0])
 def test_a_data_range_that_is_no_positive_finite_number_is_refused(image_pair, data_range):
     # inf gave PSNR inf for any pair and SSIM NaN; a string or an array raised numpy/Python
