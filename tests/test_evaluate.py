@@ -554,6 +554,21 @@ def test_compare_feature_sets_names_the_set_it_cannot_score():
         assert "\n" not in str(raised.value)
 
 
+def test_compare_feature_sets_blames_a_bad_reference_on_the_reference():
+    # Its faults were reported as the first candidate's, under an internal name:
+    # "gen: features_a contain NaN or inf".
+    from medgen_tf.evaluate import compare_feature_sets
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(30, 4))
+    with_nan = reference.copy()
+    with_nan[0, 0] = np.nan
+    candidates = {"gen": rng.normal(size=(30, 4))}
+    for bad_reference, problem in ((with_nan, "contain NaN"), (reference[:1], r"n >= 2")):
+        with pytest.raises(ValueError, match=f"^reference .*{problem}"):
+            compare_feature_sets(bad_reference, candidates)
+
+
 def test_evaluate_run_refuses_a_number_of_samples_that_is_no_whole_number(tmp_path):
     # int() truncated it: num_samples=20.9 scored 20 samples, and the report said 20.
     build_decoder(32, latent_dim=4, base_filters=8).save(tmp_path / "decoder.keras")
