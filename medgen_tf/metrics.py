@@ -420,7 +420,7 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     subset). Unbiased, so it can be slightly negative for two samples of one distribution.
     With ``subset_size`` >= both n every subset is the whole set and the std is 0: for small
     samples pass e.g. ``subset_size=n // 2``. ``subset_size`` < 2 or ``num_subsets`` < 1 is
-    refused (ValueError): the estimate would be NaN.
+    refused (ValueError): the estimate would be NaN; so is either one that is no whole number.
 
     Returns:
         (mean, std) over the subsets, as floats.
@@ -429,6 +429,11 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     features_b = _as_features(features_b, "features_b")
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError("features_a and features_b must have the same dimension")
+    # int() truncated them: subset_size=2.9 ran with subsets of 2 rows. 3.0 stays allowed, as
+    # precision_recall allows k=3.0.
+    for name, value in (("subset_size", subset_size), ("num_subsets", num_subsets)):
+        if isinstance(value, bool) or not float(value).is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
     # The unbiased estimate divides by m (m - 1), and the mean of no subsets is NaN.
     if int(subset_size) < 2 or int(num_subsets) < 1:
         raise ValueError(

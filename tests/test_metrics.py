@@ -476,6 +476,23 @@ def test_balanced_accuracy_refuses_scores_and_accepts_whole_number_floats():
     assert metrics.balanced_accuracy(labels, np.zeros(6)) == 0.5
 
 
+def test_kid_refuses_a_subset_size_or_num_subsets_that_is_no_whole_number():
+    generator = np.random.default_rng(14)
+    a, b = generator.normal(size=(20, 4)), generator.normal(size=(20, 4))
+    # int() truncated them: subset_size=2.9 ran with 2 rows, and num_subsets=0.5 was refused as
+    # "num_subsets >= 1" without saying that it must be a whole number.
+    with pytest.raises(ValueError, match=r"^subset_size must be a whole number, got 2\.9$"):
+        metrics.kid(a, b, subset_size=2.9, num_subsets=3)
+    with pytest.raises(ValueError, match=r"^num_subsets must be a whole number, got 0\.5$"):
+        metrics.kid(a, b, num_subsets=0.5)
+    with pytest.raises(ValueError, match="^subset_size must be a whole number, got True$"):
+        metrics.kid(a, b, subset_size=True)
+    # Whole-number floats score as the ints do.
+    assert metrics.kid(a, b, subset_size=10.0, num_subsets=3.0) == metrics.kid(
+        a, b, subset_size=10, num_subsets=3
+    )
+
+
 @pytest.mark.parametrize("data_range", [float("inf"), "x", np.array([1.0, 2.0]), 0.0, -1.0])
 def test_a_data_range_that_is_no_positive_finite_number_is_refused(image_pair, data_range):
     # inf gave PSNR inf for any pair and SSIM NaN; a string or an array raised numpy/Python
