@@ -287,6 +287,10 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
             default the paper's 5, :data:`MS_SSIM_WEIGHTS`.
         filter_size: Gaussian window side.
         reduce: None for per-image values, "mean" for their mean.
+
+    Raises:
+        ValueError: images smaller than that minimum side; the message names the largest
+            number of scales that fits them, or says that none does.
     """
     data_range = _check_data_range(data_range)
     if power_factors is None:
@@ -294,12 +298,29 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
     if len(power_factors) < 1:
         raise ValueError("ms_ssim needs at least one of power_factors (one scale)")
     a, b, _, single = _as_images(a, b)
-    minimum = (filter_size - 1) * 2 ** (len(power_factors) - 1) + 1
-    if min(a.shape[1], a.shape[2]) < minimum:
+
+    def minimum_side(num_scales):
+        return (filter_size - 1) * 2 ** (num_scales - 1) + 1
+
+    side = min(a.shape[1], a.shape[2])
+    minimum = minimum_side(len(power_factors))
+    if side < minimum:
+        # The advice names the scales this image holds: a fixed "ms_ssim_weights(3)" was
+        # suggested even to a caller who had passed 3.
+        fitting = 0
+        while minimum_side(fitting + 1) <= side:
+            fitting += 1
+        if fitting == 0:
+            advice = (
+                f"no number of scales fits: one scale needs at least {filter_size}x{filter_size}"
+            )
+        elif fitting <= len(MS_SSIM_WEIGHTS):
+            advice = f"pass at most {fitting} power_factors, e.g. ms_ssim_weights({fitting})"
+        else:
+            advice = f"pass at most {fitting} power_factors"
         raise ValueError(
             f"ms_ssim with {len(power_factors)} scales and filter_size {filter_size} needs "
-            f"images of at least {minimum}x{minimum} pixels, got {tuple(a.shape[1:3])}; "
-            "pass fewer power_factors, e.g. ms_ssim_weights(3)"
+            f"images of at least {minimum}x{minimum} pixels, got {tuple(a.shape[1:3])}; {advice}"
         )
     values = tf.image.ssim_multiscale(
         a,

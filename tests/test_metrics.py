@@ -138,6 +138,31 @@ def test_ms_ssim_orders_noise_levels():
     assert 1.0 > high > low
 
 
+def test_ms_ssim_on_too_small_images_suggests_the_scales_that_fit():
+    generator = np.random.default_rng(15)
+    # The advice was always "e.g. ms_ssim_weights(3)", even to a caller who had passed 3.
+    for side, filter_size, num_scales, advice in (
+        (24, 7, 3, r"pass at most 2 power_factors, e\.g\. ms_ssim_weights\(2\)$"),
+        (64, 11, 5, r"pass at most 3 power_factors, e\.g\. ms_ssim_weights\(3\)$"),
+        (6, 7, 2, r"no number of scales fits: one scale needs at least 7x7$"),
+    ):
+        a = generator.random((1, side, side, 1))
+        with pytest.raises(ValueError, match=rf"got \({side}, {side}\); {advice}"):
+            metrics.ms_ssim(
+                a,
+                a,
+                1.0,
+                power_factors=metrics.ms_ssim_weights(num_scales),
+                filter_size=filter_size,
+            )
+    # The largest suggested number of scales does run on that image.
+    a = generator.random((1, 24, 24, 1))
+    two_scales = metrics.ms_ssim_weights(2)
+    assert metrics.ms_ssim(a, a, 1.0, power_factors=two_scales, filter_size=7, reduce="mean") == (
+        pytest.approx(1.0)
+    )
+
+
 def test_ms_ssim_weights_are_the_papers_finest_scales_renormalised():
     paper = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, scale 1 (finest) first
     # The paper's five sum to 1.0001, so even all five move slightly when renormalised.
