@@ -481,6 +481,27 @@ def test_constant_foreground_is_refused(tmp_path):
         _one_line_naming(error, path)
 
 
+@pytest.mark.parametrize(
+    "bad_range", [(1.0, -1.0), (0.0, 0.0), (0.0, float("nan")), (-float("inf"), 1.0)]
+)
+def test_a_reversed_empty_or_non_finite_value_range_is_refused_before_reading(tmp_path, bad_range):
+    from medgen_tf.data import load_spec
+
+    # (1, -1) and (0, 0) gave every image one constant value, without a word. The paths do not
+    # exist: the range is refused before any file is read.
+    missing = tmp_path / "missing.nii.gz"
+    match = r"value_range must be \(low, high\) with high > low"
+    with pytest.raises(ValueError, match=match):
+        normalize_intensity(_volume(), value_range=bad_range)
+    with pytest.raises(ValueError, match=match):
+        load_nifti_slices(missing, image_size=16, value_range=bad_range)
+    with pytest.raises(ValueError, match=match):
+        load_paired_nifti_slices(missing, missing, image_size=16, value_range=bad_range)
+    path = _save(_volume(), tmp_path / "sub-01_T1w.nii.gz")
+    with pytest.raises(ValueError, match=match):
+        load_spec(f"nifti:{path}", image_size=16, value_range=bad_range)
+
+
 def test_hidden_files_in_a_folder_are_not_scans(tmp_path):
     import nibabel as nib
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medgen_tf import metrics
 from medgen_tf.errors import DataError, first_line
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -301,9 +302,12 @@ def normalize_intensity(
     ``value_range[0]``.
 
     Raises:
+        ValueError: ``value_range`` is not finite with high > low.
         DataError (naming ``name``, e.g. the file): the foreground is (almost) one value, as in
         a binary mask or a label file; scaling it would give all-background images.
     """
+    # (1, -1) gave inverted images and (0, 0) constant ones, without a word.
+    out_low, out_high = metrics.check_value_range((), value_range)
     volume = np.asarray(volume, dtype=np.float32)
     if mask is None:
         mask = foreground_mask(volume)
@@ -316,7 +320,6 @@ def normalize_intensity(
         )
     scaled = (np.clip(volume, low, high) - low) / (high - low)
     scaled = np.where(mask, scaled, 0.0)
-    out_low, out_high = value_range
     return (out_low + scaled * (out_high - out_low)).astype(np.float32)
 
 
@@ -493,7 +496,12 @@ def load_nifti_slices(
     Returns:
         float32 array (n, image_size, image_size, 1); with ``return_sources=True`` also an
         int32 array (n,) giving, for each slice, the index of its file in the sorted list.
+
+    Raises:
+        ValueError: ``value_range`` is not finite with high > low (checked before any file
+            is read).
     """
+    metrics.check_value_range((), value_range)
     files = nifti_files(path)
     all_slices, sources = [], []
     for file_index, file in enumerate(files):
@@ -619,7 +627,12 @@ def load_paired_nifti_slices(
     Returns:
         ``(images_a, images_b, sources)``: two float32 arrays (n, image_size, image_size, 1)
         and, for each row, the index of its pair in :func:`paired_nifti_files` (A's sorted order).
+
+    Raises:
+        ValueError: ``value_range`` is not finite with high > low (checked before any file
+            is read).
     """
+    metrics.check_value_range((), value_range)
     images_a, images_b, sources = [], [], []
     for pair_index, (file_a, file_b) in enumerate(paired_nifti_files(path_a, path_b)):
         volume_a, mask_a, affine = _prepared_volume(file_a, volume_indices[0], value_range)
