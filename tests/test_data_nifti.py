@@ -214,6 +214,49 @@ def test_a_few_padding_voxels_do_not_make_the_whole_volume_foreground():
     assert foreground_mask(volume).mean() < 0.5
 
 
+def test_a_padded_plane_or_a_quarter_of_padding_leaves_the_mask_and_slices_unchanged(tmp_path):
+    # An int16 export: air 0..9 (a tenth of it exactly 0), the head 750..3250.
+    clean = np.round(_volume(shape=(40, 48, 32)) * 1000).astype(np.int16)
+    expected_mask = foreground_mask(clean.astype(np.float32))
+    expected_slices = load_nifti_slices(_save(clean, tmp_path / "clean.nii.gz"), image_size=16)
+    plane = clean.copy()
+    plane[0] = -32768  # one out-of-field-of-view plane: 2.5 % of the voxels, all air
+    quarter = clean.copy()
+    quarter[:4] = quarter[-4:] = -32768  # 27 % padded, still only air
+    quarter[:, :2] = quarter[:, -2:] = -32768
+    assert 0.25 < np.mean(quarter == -32768) < 0.3
+    for name, padded in {"plane": plane, "quarter": quarter}.items():
+        # Over all voxels, the 0.5th percentile was -32768: air was foreground (97.5 % of the
+        # volume for one plane) and blank slices were kept.
+        np.testing.assert_array_equal(foreground_mask(padded.astype(np.float32)), expected_mask)
+        slices = load_nifti_slices(_save(padded, tmp_path / f"{name}.nii.gz"), image_size=16)
+        np.testing.assert_array_equal(slices, expected_slices)
+
+
+def test_a_minimum_at_or_above_zero_is_the_air_level_as_before():
+    from medgen_tf.data import subject_volumes
+
+    # Air written as exact zeros (many voxels at the minimum) is not padding: the mask is the
+    # plain robust-percentile one, bit for bit.
+    def plain_mask(volume):
+        low, high = np.percentile(volume, (0.5, 99.5))
+        return volume > low + 0.1 * (high - low)
+
+    cohort = subject_volumes(0, voxel_size=4.0)
+    blob = _volume(shape=(40, 48, 32))
+    volumes = {
+        "noisy blob": blob,
+        "blob on exact zeros": np.where(blob > 0.5, blob, 0.0),
+        "int16 blob": np.round(blob * 1000).astype(np.int16).astype(np.float32),
+        **{f"cohort {c}": cohort[c] for c in ("t1", "t2", "pd")},
+        "cohort t2 on exact zeros": np.where(cohort["mask"] > 0, cohort["t2"], 0.0),
+    }
+    for name, volume in volumes.items():
+        mask = foreground_mask(volume)
+        np.testing.assert_array_equal(mask, plain_mask(volume), err_msg=name)
+        assert 0.05 < mask.mean() < 0.5, name
+
+
 def test_one_volume_of_a_4d_file_equals_that_volume_saved_alone(tmp_path):
     series = np.stack([_volume(seed=index) for index in range(3)], axis=-1)
     affine = np.diag([-2.0, 1.0, 1.5, 1.0])  # LAS: reoriented after the volume is cut out
