@@ -225,6 +225,47 @@ def test_bad_arguments():
         brain_slices(("t1",), num_subjects=2, image_size=32)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"num_subjects": 2}, r"num_subjects must be a whole number >= 3 \(one per split\), got 2"),
+        ({"num_subjects": 0}, "num_subjects must be a whole number >= 3"),
+        ({"num_subjects": -1}, "num_subjects must be a whole number >= 3"),
+        ({"num_subjects": 4.0}, "num_subjects must be a whole number >= 3 .*got 4.0"),
+        ({"slices_per_subject": 0}, "slices_per_subject must be a whole number >= 1, got 0"),
+        ({"slices_per_subject": -2}, "slices_per_subject must be a whole number >= 1, got -2"),
+        ({"slices_per_subject": 2.5}, "slices_per_subject must be a whole number >= 1"),
+    ],
+)
+def test_bad_counts_are_refused_before_anything_is_built_or_cached(
+    tmp_path, monkeypatch, arguments, message
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(cache))
+    size = {"num_subjects": 4, "image_size": 16, "slices_per_subject": 2, **arguments}
+    with pytest.raises(ValueError, match=message) as error:
+        brain_slices(("t1",), split="all", **size)
+    assert "\n" not in str(error.value)
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+@pytest.mark.parametrize("function", [brain.load_cohort, brain.build_cohort])
+def test_the_cohort_builders_refuse_bad_counts_by_name(tmp_path, monkeypatch, function):
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="num_subjects must be a whole number >= 1, got 0"):
+        function(num_subjects=0, image_size=16, slices_per_subject=2)
+    with pytest.raises(ValueError, match="slices_per_subject must be a whole number >= 1"):
+        function(num_subjects=1, image_size=16, slices_per_subject=-2)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("voxel_size", [0, 0.0, -2.0, float("nan"), True])
+def test_a_voxel_size_that_is_not_a_positive_number_is_refused(voxel_size):
+    for function in (subject_volumes, brain.subject_bias_field):
+        with pytest.raises(ValueError, match="voxel_size must be a number of mm > 0"):
+            function(voxel_size=voxel_size)
+
+
 def test_bias_field_is_smooth_and_near_one():
     field = brain.subject_bias_field(3, seed=0, voxel_size=6.0)
     assert field.shape == (33, 39, 32)

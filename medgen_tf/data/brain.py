@@ -35,13 +35,14 @@ import functools
 import hashlib
 import json
 import logging
+import numbers
 from pathlib import Path
 
 import numpy as np
 
 from medgen_tf import config
 from medgen_tf.data.nifti import load_volume
-from medgen_tf.errors import DataError, first_line
+from medgen_tf.errors import DataError, first_line, is_whole_number
 from medgen_tf.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -345,8 +346,13 @@ def subject_volumes(
     Returns:
         dict with one float32 array (x, y, z) in [0, 1] per contrast (RAS, per-volume robust
         scaling), ``"mask"`` (brain mask, 0/1) and ``"affine"`` (4x4, mm).
+
+    Raises:
+        DataError: an unknown contrast.
+        ValueError: ``voxel_size`` not a finite number > 0.
     """
     contrasts = _check_contrasts(contrasts)
+    _check_voxel_size(voxel_size)
     data_dir = str(config.data_dir())
     volumes, affine = _load_template_cached(data_dir)
     shape = volumes["t1"].shape
@@ -373,7 +379,9 @@ def subject_bias_field(subject: int = 0, seed: int = 0, voxel_size: float = 4.0)
 
     Every contrast of the subject is multiplied by this field (a receive-coil sensitivity is a
     property of the session, not of the sequence); values near 1, slowly varying.
+    ValueError if ``voxel_size`` is not a finite number > 0.
     """
+    _check_voxel_size(voxel_size)
     volumes, _ = _load_template_cached(str(config.data_dir()))
     shape = volumes["t1"].shape
     axes = [np.arange(0, size - 0.5, voxel_size) for size in shape]
@@ -396,15 +404,34 @@ def _check_contrasts(contrasts) -> tuple[str, ...]:
     return contrasts
 
 
+def _check_voxel_size(voxel_size) -> None:
+    # The grid steps by voxel_size: 0 divides by zero and a negative step gives an empty grid.
+    if (
+        not isinstance(voxel_size, numbers.Real)
+        or isinstance(voxel_size, bool)
+        or not (np.isfinite(voxel_size) and voxel_size > 0)
+    ):
+        raise ValueError(f"voxel_size must be a number of mm > 0, got {voxel_size!r}")
+
+
+def _check_count(name: str, value, minimum: int, reason: str = "") -> None:
+    # Checked before anything is built or cached: a bad count otherwise surfaces as a numpy
+    # error deep in the build (or, for a split, after a whole cohort was written to the cache).
+    if not is_whole_number(value) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}{reason}, got {value!r}")
+
+
 def split_subjects(num_subjects: int) -> dict[str, np.ndarray]:
     """Subject ids per split: 75% / 12.5% / 12.5% (24/4/4 for 32), by subject, never by slice.
 
     The held-out subjects are the last ids, so the split depends on ``num_subjects``: subject i
     is the same in every cohort of a seed, and a test subject of a small cohort is a training
     subject of a larger one. Train, evaluate and compare within one cohort size.
+
+    Raises:
+        ValueError: ``num_subjects`` not a whole number >= 3.
     """
-    if num_subjects < 3:
-        raise ValueError(f"num_subjects must be at least 3 (one per split), got {num_subjects}")
+    _check_count("num_subjects", num_subjects, 3, " (one per split)")
     held_out = max(1, round(num_subjects / 8))
     train = num_subjects - 2 * held_out
     ids = np.arange(num_subjects, dtype=np.int32)
@@ -434,7 +461,13 @@ def build_cohort(
     Returns:
         dict: ``"t1"``, ``"t2"``, ``"pd"`` float32 (n, s, s); ``"mask"`` float32 (n, s, s);
         ``"subject"`` int32 (n,); ``"position"`` float32 (n,) in [0, 1] (0 = most inferior).
+
+    Raises:
+        ValueError: ``num_subjects`` or ``slices_per_subject`` not a whole number >= 1,
+            ``image_size`` below :data:`MIN_IMAGE_SIZE`, or an unknown ``t1_source``.
     """
+    _check_count("num_subjects", num_subjects, 1)
+    _check_count("slices_per_subject", slices_per_subject, 1)
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
     if t1_source not in ("template", "simulated"):
@@ -506,7 +539,15 @@ def load_cohort(
     t1_source: str = "template",
     use_cache: bool = True,
 ) -> dict[str, np.ndarray]:
-    """:func:`build_cohort` through the on-disk cache (values in [0, 1])."""
+    """:func:`build_cohort` through the on-disk cache (values in [0, 1]).
+
+    Raises:
+        ValueError: ``num_subjects`` or ``slices_per_subject`` not a whole number >= 1 (checked
+            before the cache is read or written), or any other argument :func:`build_cohort`
+            refuses.
+    """
+    _check_count("num_subjects", num_subjects, 1)
+    _check_count("slices_per_subject", slices_per_subject, 1)
     parameters = {
         "format": CACHE_FORMAT_VERSION,
         "num_subjects": num_subjects,
@@ -590,6 +631,12 @@ def brain_slices(
     Returns:
         dict of float32 arrays (n, image_size, image_size, 1), plus labels if asked.
 
+    Raises:
+        DataError: an unknown contrast or split.
+        ValueError: ``num_subjects`` not a whole number >= 3 (one subject per split),
+            ``slices_per_subject`` not a whole number >= 1, or a bad ``value_range``; all
+            checked before the cohort is built or cached.
+
     Example:
         >>> pairs = brain_slices(("t1", "t2"), split="train", image_size=64)
         >>> pairs["t1"].shape, pairs["t2"].shape  # doctest: +SKIP
@@ -601,10 +648,12 @@ def brain_slices(
     low, high = value_range
     if not high > low:
         raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    # The split first: it needs more subjects than a cohort does, and a refused size must not
+    # build and cache a whole cohort before saying so.
+    subjects = split_subjects(num_subjects)[split]
     cohort = load_cohort(
         num_subjects, image_size, seed, slices_per_subject, protocols, t1_source, use_cache
     )
-    subjects = split_subjects(num_subjects)[split]
     rows = np.isin(cohort["subject"], subjects)
     result = {
         c: (low + cohort[c][rows] * (high - low)).astype(np.float32)[..., None] for c in contrasts
