@@ -1,5 +1,6 @@
 """The data-spec grammar, two-domain loading and the preview grid."""
 
+import re
 import subprocess
 import sys
 
@@ -340,3 +341,31 @@ def test_paired_nifti_domains_are_cut_on_the_same_slices(tmp_path):
     _paired_subject(folder, shift=0)
     with pytest.raises(DataError, match="1 vs 2 NIfTI files"):
         load_domains(f"nifti:{t1}", f"nifti:{folder}", image_size=16, paired=True)
+
+
+def test_a_tilde_in_a_spec_path_is_the_home_folder(tmp_path, monkeypatch):
+    # A shell expands ~ only at the start of a word, so "--data nifti:~/scans" reached the spec
+    # as written and was refused with "~/scans: does not exist" although the folder existed.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    t1, t2 = _paired_subject(tmp_path / "subject", shift=0)
+    four_d = _four_d(tmp_path / "bold.nii.gz")
+    npz = _npz(tmp_path / "toy.npz")
+    for tilde, written in (
+        ("nifti:~/subject", f"nifti:{t1.parent}"),
+        ("nifti:~/subject/t2.nii.gz", f"nifti:{t2}"),
+        ("nifti:~/bold.nii.gz#1", f"nifti:{four_d}#1"),
+        ("medmnist:~/toy.npz", f"medmnist:{npz}"),
+    ):
+        expected = load_spec(written, image_size=16, split="test")
+        data = load_spec(tilde, image_size=16, split="test")
+        np.testing.assert_array_equal(data["images"], expected["images"])
+        assert data["label_names"] == expected["label_names"] and data["name"] == tilde
+    domain_a, domain_b = load_domains(
+        "nifti:~/subject/t1.nii.gz", "nifti:~/subject/t2.nii.gz", image_size=16, paired=True
+    )
+    assert domain_a["images"].shape == domain_b["images"].shape
+    with pytest.raises(DataError, match=re.escape(f"a path needs its kind, e.g. medmnist:{npz}")):
+        parse_spec("~/toy.npz")
+    with pytest.raises(DataError, match="does not exist") as error:
+        load_spec("nifti:~/absent")
+    assert str(error.value).startswith(f"{tmp_path / 'absent'}: does not exist")

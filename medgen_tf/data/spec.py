@@ -18,6 +18,9 @@ spec                           meaning
                                (needs the ``tfds`` extra)
 =============================  ==============================================================
 
+A ``~`` at the start of a PATH is the home folder (``nifti:~/scans``): a shell expands it only
+at the start of a word, so after ``nifti:`` it reaches the spec as written.
+
 Every loader returns ``dict(images=(n, s, s, c) float32 in value_range, labels=(n,) int32 or
 None, label_names=list[str], name=str)``.
 """
@@ -47,7 +50,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     kind = kind.lower()
     if kind not in ("brain", "nifti", "medmnist", "tfds") and _looks_like_path(spec):
         # A bare path is a common slip; say whether the file is there and which prefix to use.
-        path = Path(spec.strip())
+        path = Path(spec.strip()).expanduser()
         prefix = "medmnist" if path.name.lower().endswith(".npz") else "nifti"
         if not path.exists():
             raise DataError(f"{path}: does not exist (data spec {spec!r})")
@@ -70,17 +73,17 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def split_volume_index(spec: str, argument: str) -> tuple[Path, int | None]:
-    """``PATH#N`` -> (PATH, N); plain ``PATH`` -> (PATH, None). A path that exists as written
-    (a ``#`` in a real file name) is taken literally."""
-    if "#" not in argument or Path(argument).exists():
-        return Path(argument), None
+    """``PATH#N`` -> (PATH, N); plain ``PATH`` -> (PATH, None), with ``~`` expanded. A path that
+    exists as written (a ``#`` in a real file name) is taken literally."""
+    if "#" not in argument or Path(argument).expanduser().exists():
+        return Path(argument).expanduser(), None
     path_text, _, index_text = argument.rpartition("#")
     if not index_text.isdigit():
         raise DataError(
             f"data spec {spec!r}: volume index after '#' must be a whole number >= 0, "
             f"e.g. nifti:{path_text}#0"
         )
-    return Path(path_text), int(index_text)
+    return Path(path_text).expanduser(), int(index_text)
 
 
 def _must_exist(path: Path, spec: str) -> Path:
@@ -126,7 +129,7 @@ def load_spec(
     if kind == "medmnist":
         name, _, size_text = argument.partition("@")
         if name.lower().endswith(".npz"):
-            _must_exist(Path(name), spec)
+            name = _must_exist(Path(name).expanduser(), spec)
             if size_text:
                 raise DataError(
                     f"data spec {spec!r}: @{size_text} picks the size of a named MedMNIST "
