@@ -40,6 +40,11 @@ def _plain_file_mode(path):
 #: another process (``medgen-tf evaluate`` into a run folder a resumed run opens) is told apart.
 PARTIAL_PREFIX = ".partial_"
 
+#: Most bytes of ``path``'s stem, and of its suffix, that an :func:`atomic_path` temporary name
+#: keeps. The prefix, PID and random part add about 25 bytes, so a full stem made a name that
+#: open() writes fine (up to 255 bytes on most file systems) fail as "File name too long".
+TEMPORARY_NAME_PART_BYTES = 80
+
 #: A temporary file younger than this is never taken for abandoned: its writer may be alive
 #: where its PID cannot be looked up (another container, or another host sharing the folder).
 PARTIAL_MIN_AGE_SECONDS = 600
@@ -82,7 +87,9 @@ def atomic_path(path, suffix=None):
 
     A reader (or a resumed run) therefore sees the old file or the new one, never a truncated
     mix. The temporary name keeps ``path``'s suffix (or ``suffix``), since writers such as
-    ``keras.Model.save`` and ``nibabel.save`` choose the format from it.
+    ``keras.Model.save`` and ``nibabel.save`` choose the format from it. Of a long name it keeps
+    the first 80 bytes of the stem and the last 80 of the suffix, so it stays under 190 bytes
+    (file systems allow 255) however long ``path``'s name is.
 
     Example:
         >>> with atomic_path("metrics.json") as temporary:  # doctest: +SKIP
@@ -95,9 +102,12 @@ def atomic_path(path, suffix=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
+    # The end of the suffix is what writers read the format from (".weights.h5", ".nii.gz").
+    stem = _shortened(path.stem, TEMPORARY_NAME_PART_BYTES, keep="start")
+    suffix = _shortened(suffix, TEMPORARY_NAME_PART_BYTES, keep="end")
     try:
         handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f"{PARTIAL_PREFIX}{os.getpid()}_{path.stem}.", suffix=suffix
+            dir=path.parent, prefix=f"{PARTIAL_PREFIX}{os.getpid()}_{stem}.", suffix=suffix
         )
     except OSError as error:
         raise _naming(error, path) from None
@@ -116,6 +126,13 @@ def atomic_path(path, suffix=None):
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def _shortened(text: str, limit: int, keep: str) -> str:
+    # Counted in bytes, as the file system limits names, and cut between characters.
+    while len(os.fsencode(text)) > limit:
+        text = text[:-1] if keep == "start" else text[1:]
+    return text
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -1,5 +1,6 @@
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,36 @@ def test_atomic_path_writes_through_a_symlink(tmp_path):
     with atomic_path(link) as temporary:
         temporary.write_text("new")
     assert link.is_symlink() and real.read_text() == "new"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "s" * 234 + ".keras",
+        "volume_" + "x" * 226 + ".nii.gz",  # the stem alone is 233 characters
+        "gan_lr0.0002_beta0.5_" + "b" * 208 + ".weights.h5",  # dots: 219 characters of suffixes
+        "\u00e9" * 120 + ".json",  # 125 characters, 245 bytes: the limit counts bytes
+    ],
+    ids=["keras", "nii.gz", "dotted", "utf-8"],
+)
+def test_a_name_that_open_can_write_is_not_too_long_for_atomic_path(tmp_path, name):
+    # The temporary name added about 25 characters to the whole stem: a 240-character name
+    # that open() writes fine failed with "[Errno 36] File name too long" naming the user's path.
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    if len(os.fsencode(name)) > name_max:
+        pytest.skip(f"this file system allows names of {name_max} bytes")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / name).write_text("open() writes it")
+    target = tmp_path / name
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path  # beside the target: one file system, one rename
+        assert temporary.name.startswith(f".partial_{os.getpid()}_{name[:20]}")
+        # The end of the name, which writers read the format from: .weights.h5, .nii.gz
+        assert temporary.name.endswith("".join(Path(name).suffixes[-2:]))
+        assert len(os.fsencode(temporary.name)) <= name_max
+        temporary.write_text("new")
+    assert target.read_text() == "new"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([name, "plain"])
 
 
 def test_read_run_config_reads_both_layouts_and_names_a_damaged_file(tmp_path):
