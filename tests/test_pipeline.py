@@ -160,3 +160,64 @@ def test_steps_per_epoch_refuses_a_batch_size_below_one():
     with pytest.raises(ValueError, match=r"^batch_size must be positive, got 0$"):
         steps_per_epoch(10, 0)
     assert steps_per_epoch(10, 1) == 10
+
+
+def test_a_list_of_arrays_is_refused_not_read_as_rows_of_each_array():
+    # Each image's rows became examples without a word: 16 batches of shape (4, 64, 1).
+    images = [np.random.default_rng(0).random((64, 64, 1))] * 8
+    message = (
+        "make_dataset: arrays is a list of 8 arrays; give a tuple of parallel arrays, or "
+        "np.stack(...) the list into one array of examples"
+    )
+    with pytest.raises(DataError, match=re.escape(message)) as raised:
+        make_dataset(images, batch_size=4)
+    assert str(raised.value) == message
+    with pytest.raises(DataError, match=r"^make_dataset: labels is a list of 2 arrays"):
+        make_dataset(np.zeros((8, 2)), [np.zeros(8), np.ones(8)], batch_size=4)
+    # A list of numbers is one array, as before (labels given as a list).
+    batches = list(make_dataset(np.arange(4.0), [0, 1, 2, 3], batch_size=2, shuffle=False))
+    assert [labels.numpy().tolist() for _, labels in batches] == [[0, 1], [2, 3]]
+
+
+def test_a_tuple_or_dict_with_labels_keeps_its_structure_and_stays_aligned():
+    # (a, b) with labels was stacked by np.asarray into one array of 2 examples ("arrays differ
+    # in length: {'array 0': 2, 'array 1': 8}"), and a dict with labels was an object array.
+    values = np.arange(8, dtype=np.float32)
+    first, second = values.reshape(8, 1), np.stack([values, values], axis=1)
+    labels = values.astype(np.int32)
+    for (left, right), batch_labels in make_dataset((first, second), labels, batch_size=4):
+        assert left.shape == (4, 1) and right.shape == (4, 2) and batch_labels.shape == (4,)
+        np.testing.assert_array_equal(left.numpy()[:, 0], batch_labels.numpy())
+        np.testing.assert_array_equal(right.numpy()[:, 1], batch_labels.numpy())
+    for images, batch_labels in make_dataset({"t1": first, "t2": -first}, labels, batch_size=4):
+        assert sorted(images) == ["t1", "t2"]
+        np.testing.assert_array_equal(images["t2"].numpy()[:, 0], -batch_labels.numpy())
+
+
+@pytest.mark.parametrize(
+    ("arrays", "labels", "message"),
+    [
+        (
+            (np.zeros((8, 1)), np.zeros((7, 2))),
+            np.zeros(8),
+            "make_dataset: arrays differ in length (first dimension): "
+            "{'arrays[0]': 8, 'arrays[1]': 7, 'labels': 8}",
+        ),
+        (
+            {"t1": np.zeros((8, 1)), "pair": (np.zeros(8), np.zeros(5))},
+            None,
+            "make_dataset: arrays differ in length (first dimension): "
+            "{\"arrays['t1']\": 8, \"arrays['pair'][0]\": 8, \"arrays['pair'][1]\": 5}",
+        ),
+        ({"t1": np.zeros((8, 1))}, np.zeros(3), "{\"arrays['t1']\": 8, 'labels': 3}"),
+        ((np.zeros((8, 1)), None), None, "make_dataset: arrays[1] is None, not an array"),
+        ({"t1": np.zeros((8, 1)), "t2": ()}, None, "arrays['t2'] is an empty tuple (no arrays)"),
+        (np.zeros((2, 1)), [[0, 1], [1]], "make_dataset: labels is ragged (rows of different"),
+        (np.float32(3.0), None, "make_dataset: arrays is a single value, not an array of"),
+    ],
+    ids=["tuple-labels", "nested-dict", "dict-labels", "none", "empty", "ragged", "scalar"],
+)
+def test_a_bad_leaf_is_named_by_its_path_in_one_line(arrays, labels, message):
+    with pytest.raises(DataError, match=re.escape(message)) as raised:
+        make_dataset(arrays, labels, batch_size=1)
+    assert "\n" not in str(raised.value) and "dtype object" not in str(raised.value)

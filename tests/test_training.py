@@ -1078,8 +1078,8 @@ def _with_a_nan(images):
     [
         (_with_a_nan(IMAGES), "the data hold 1 NaN or Inf values"),
         (np.where(IMAGES > 1.0, np.inf, IMAGES), "NaN or Inf values"),
-        (np.array([None] * 24), "array has dtype object"),
-        ((IMAGES, np.array([None] * 24)), "array 1 has dtype object"),
+        (np.array([None] * 24), "arrays has dtype object"),
+        ((IMAGES, np.array([None] * 24)), "arrays[1] has dtype object"),
     ],
     ids=["nan-image", "inf-images", "object", "object-labels"],
 )

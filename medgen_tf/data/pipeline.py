@@ -32,32 +32,71 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = T
 
 
 def _as_structure(arrays, labels):
-    """Validate ``arrays`` (array, tuple/list or dict of arrays) and return it with its length."""
-    if labels is not None:
-        arrays = (arrays, labels)
-    if isinstance(arrays, dict):
-        structure = {key: np.asarray(value) for key, value in arrays.items()}
-        leaves = list(structure.items())
-    elif isinstance(arrays, (tuple, list)):
-        structure = tuple(np.asarray(value) for value in arrays)
-        leaves = [(f"array {index}", value) for index, value in enumerate(structure)]
-    else:
-        structure = np.asarray(arrays)
-        leaves = [("array", structure)]
-    if not leaves:
+    """Validate ``arrays`` (an array, or tuples and dicts of arrays, nested) and ``labels``, and
+    return their structure, as numpy arrays, with its number of examples."""
+    if isinstance(arrays, (dict, tuple, list)) and not arrays:
         raise DataError("make_dataset: no arrays given")
-    for name, value in leaves:
-        # TensorFlow's own refusal ("Failed to convert a NumPy array to a Tensor (Unsupported
-        # object type NoneType)") names neither the array nor the cause.
-        if value.dtype.kind in "OMmV":
-            raise DataError(
-                f"make_dataset: {name} has dtype {value.dtype}; give numeric arrays (an object "
-                "array holds ragged rows or None)"
-            )
-    lengths = {name: (value.shape[0] if value.ndim else 0) for name, value in leaves}
+    leaves = []
+    structure = _converted(arrays, "arrays", leaves)
+    if labels is not None:
+        structure = (structure, _converted(labels, "labels", leaves))
+    lengths = {name: value.shape[0] for name, value in leaves}
     if len(set(lengths.values())) != 1:
         raise DataError(f"make_dataset: arrays differ in length (first dimension): {lengths}")
     return structure, next(iter(lengths.values()))
+
+
+def _converted(value, name, leaves):
+    """``value`` with every leaf a numpy array, each also appended to ``leaves`` as
+    ``(name, array)``, named by its path (``arrays[0]['t1']``); DataError naming a bad leaf."""
+    if isinstance(value, dict):
+        if not value:
+            raise DataError(f"make_dataset: {name} is an empty dict (no arrays)")
+        return {key: _converted(item, f"{name}[{key!r}]", leaves) for key, item in value.items()}
+    if isinstance(value, tuple):
+        if not value:
+            raise DataError(f"make_dataset: {name} is an empty tuple (no arrays)")
+        return tuple(
+            _converted(item, f"{name}[{index}]", leaves) for index, item in enumerate(value)
+        )
+    if isinstance(value, list):
+        held = {_kind_in_list(item) for item in value} - {None}
+        if held:
+            # Ambiguous: tf.data stacks such a list into one array of examples, Keras takes it
+            # for parallel inputs, and np.asarray made each array's rows examples without a word.
+            raise DataError(
+                f"make_dataset: {name} is a list of {len(value)} {'/'.join(sorted(held))}; give "
+                "a tuple of parallel arrays, or np.stack(...) the list into one array of examples"
+            )
+    try:
+        array = np.asarray(value)
+    except ValueError:  # numpy's "inhomogeneous shape": nested lists of unequal lengths
+        raise DataError(
+            f"make_dataset: {name} is ragged (rows of different lengths); give a numeric array"
+        ) from None
+    if array.dtype.kind in "OMmV":
+        # TensorFlow's own refusal ("Failed to convert a NumPy array to a Tensor (Unsupported
+        # object type NoneType)") names neither the array nor the cause.
+        if array.ndim == 0:
+            held = "None" if value is None else f"a {type(value).__name__}"
+            raise DataError(f"make_dataset: {name} is {held}, not an array")
+        raise DataError(
+            f"make_dataset: {name} has dtype {array.dtype}; give numeric arrays (an object "
+            "array holds ragged rows or None)"
+        )
+    if array.ndim == 0:
+        raise DataError(f"make_dataset: {name} is a single value, not an array of examples")
+    leaves.append((name, array))
+    return array
+
+
+def _kind_in_list(item):
+    """What makes a list item more than a number: "arrays", "tuples" or "dicts" (else None)."""
+    if isinstance(item, dict):
+        return "dicts"
+    if isinstance(item, tuple):
+        return "tuples"
+    return "arrays" if len(getattr(item, "shape", ())) > 0 else None
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch) -> tf.Tensor:
@@ -81,9 +120,12 @@ def make_dataset(
     """Batches of in-memory arrays, shuffled per epoch by a stateless seed, prefetched.
 
     Args:
-        arrays: an array, a tuple/list of arrays or a dict of arrays, all of equal length;
-            batches have the same structure.
-        labels: optional second array; batches are then ``(arrays, labels)`` tuples.
+        arrays: an array, a tuple of arrays or a dict of arrays (tuples and dicts may nest),
+            all of equal length; batches have the same structure. A list of numbers is one
+            array; a list of arrays is refused, since it reads two ways (stack it into one
+            array of examples with ``np.stack``, or give a tuple of parallel arrays).
+        labels: optional array (or a structure like ``arrays``); batches are then
+            ``(arrays, labels)`` tuples.
         batch_size: examples per batch.
         shuffle: shuffle within each epoch (the order of epoch ``e`` depends only on
             ``(seed, e)``); False keeps the original order.
@@ -99,8 +141,9 @@ def make_dataset(
             full batches; it also keeps shapes static for XLA).
 
     Raises:
-        DataError: arrays of unequal length, or fewer examples than ``batch_size`` while
-            ``drop_remainder`` (every epoch would be empty).
+        DataError: arrays of unequal length, a list of arrays, a leaf that is not a numeric
+            array (named by its path, e.g. ``arrays[0]`` or ``arrays['t1']``), or fewer
+            examples than ``batch_size`` while ``drop_remainder`` (every epoch would be empty).
     """
     structure, num_examples = _as_structure(arrays, labels)
     if batch_size < 1:
