@@ -106,6 +106,21 @@ def non_saturating_generator_loss(fake_logits):
     return _binary_cross_entropy_with_logits(1.0, _float32(fake_logits))
 
 
+def minimax_generator_loss(fake_logits):
+    """``mean(log(1 - D(G(z))))``, the generator's side of the original minimax game.
+
+    For teaching only: it is what Goodfellow et al.'s value function asks G to minimise, and it
+    saturates. Its gradient with respect to a logit l is ``-sigmoid(l)``, about -5e-5 at
+    l = -10, so a generator whose fakes D rejects confidently learns nothing.
+    :func:`non_saturating_generator_loss` is what to train with. Not in
+    :data:`ADVERSARIAL_LOSSES`. Computed as ``-mean(softplus(l))``, since
+    ``log(1 - sigmoid(l)) = -softplus(l)`` and the log of a difference underflows.
+
+    Notebook: ``notebooks/solutions/01_gan_solutions.ipynb`` (the gradients of each loss).
+    """
+    return -ops.mean(ops.softplus(_float32(fake_logits)))
+
+
 # ---- least squares (Mao et al. 2017; the CycleGAN loss) ---------------------------------------
 
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from medgen_tf import losses
 
@@ -22,6 +23,21 @@ def test_non_saturating_matches_hand_computation():
         expected_d, rel=1e-5
     )
     assert float(losses.non_saturating_generator_loss(FAKE)) == pytest.approx(expected_g, rel=1e-5)
+
+
+def test_minimax_generator_loss_is_log_one_minus_d_and_saturates():
+    logits = np.array([[-3.0], [-1.0], [0.5], [2.0]], "float32")
+    expected = np.mean(np.log(1.0 - 1.0 / (1.0 + np.exp(-logits.astype("float64")))))
+    assert float(losses.minimax_generator_loss(logits)) == pytest.approx(expected, rel=1e-5)
+    # log(1 - sigmoid(100)) underflows to -inf when computed literally; the loss is -100.
+    assert float(losses.minimax_generator_loss(np.array([[100.0]], "float32"))) == -100.0
+    # Its gradient is -sigmoid(l): vanishing for a fake that D rejects confidently.
+    logit = tf.Variable([[-10.0], [-1.0]])
+    with tf.GradientTape() as tape:
+        loss = losses.minimax_generator_loss(logit)
+    gradient = tape.gradient(loss, logit).numpy().ravel() * 2  # undo the mean over 2 logits
+    np.testing.assert_allclose(gradient, -1.0 / (1.0 + np.exp([10.0, 1.0])), rtol=1e-5)
+    assert "minimax" not in losses.ADVERSARIAL_LOSSES
 
 
 def test_one_sided_label_smoothing_only_changes_the_real_target():
