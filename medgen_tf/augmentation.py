@@ -424,20 +424,32 @@ def train_conditional_gan(
 ):
     """A :class:`ConditionalGAN` (two classes) trained on the given slices only.
 
-    ``balance=True`` repeats the positives until they are as many as the negatives, so the
-    generator's lesion class gets as many updates as the normal one. It adds updates, not
-    information: the GAN still sees only the few real positives.
+    ``balance=True`` repeats the slices of the rarer class (usually the positives) until they
+    are as many as those of the other class, so both classes get as many updates; every real
+    slice of both classes is kept. It adds updates, not information: the GAN still sees only
+    the few real slices of the rarer class.
+
+    Raises:
+        DataError: ``labels`` lack one of the classes 0 and 1 (the GAN cannot learn a class it
+            never sees).
     """
     from medgen_tf.models.gan import ConditionalGAN, build_discriminator, build_generator
     from medgen_tf.training import fit
 
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32).reshape(-1)
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    for indices, name, kind in ((positive, "positive", "lesion"), (negative, "negative", "normal")):
+        if len(indices) == 0:
+            raise DataError(f"train_conditional_gan: no {name} slice to learn the {kind} class")
     if balance:
-        positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-        if len(positive) == 0:
-            raise DataError("train_conditional_gan: no positive slice to learn the lesion class")
-        repeats = np.tile(positive, math.ceil(len(negative) / len(positive)))[: len(negative)]
-        order = np.concatenate([negative, repeats])
+        # Only the rarer class is repeated: cutting the larger one to the smaller one's count
+        # threw real slices away (3 negatives and 10 positives trained on 3 of each).
+        count = max(len(positive), len(negative))
+        negative, positive = (
+            np.tile(indices, math.ceil(count / len(indices)))[:count]
+            for indices in (negative, positive)
+        )
+        order = np.concatenate([negative, positive])
         images, labels = images[order], labels[order]
     image_size = images.shape[1]
     keras.utils.set_random_seed(seed)

@@ -404,3 +404,39 @@ def test_paired_differences_refuse_a_confidence_outside_0_1(confidence):
         paired_differences(rows, confidence=confidence)
     with pytest.raises(ValueError, match="confidence must be in"):
         format_paired_differences(rows, confidence=confidence)
+
+
+@pytest.mark.parametrize(
+    "num_negative, num_positive", [(12, 4), (3, 10), (5, 5)], ids=["rare", "common", "even"]
+)
+def test_conditional_gan_balancing_repeats_only_the_rarer_class(
+    num_negative, num_positive, monkeypatch
+):
+    fed = {}
+    # Records what the GAN would be trained on; training itself is not what is tested.
+    monkeypatch.setattr(
+        "medgen_tf.training.fit", lambda model, data, run_dir, **kwargs: fed.update(data=data)
+    )
+    labels = np.array([0] * num_negative + [1] * num_positive)
+    # Each slice's value is its index, so the rows fed can be traced back to real slices.
+    images = np.broadcast_to(
+        np.arange(len(labels), dtype="float32")[:, None, None, None], (len(labels), 16, 16, 1)
+    )
+    train_conditional_gan(images, labels, num_epochs=1, latent_dim=8, base_filters=4)
+    fed_images, fed_labels = fed["data"]
+    majority = max(num_negative, num_positive)
+    # 3 negatives and 10 positives used to train on 3 of each, dropping 7 real positives.
+    assert (fed_labels == 0).sum() == (fed_labels == 1).sum() == majority
+    rows = fed_images[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(labels[rows], fed_labels)  # each row keeps its own label
+    assert set(rows) == set(range(len(labels)))  # every real slice of both classes is kept
+
+
+@pytest.mark.parametrize("label, missing", [(0, "no positive slice"), (1, "no negative slice")])
+def test_conditional_gan_refuses_a_single_class(label, missing):
+    images = np.zeros((6, 16, 16, 1), "float32")
+    # No negatives used to give the GAN an empty training set once balanced.
+    for balance in (True, False):
+        with pytest.raises(DataError, match=missing) as raised:
+            train_conditional_gan(images, np.full(6, label), num_epochs=1, balance=balance)
+        assert "\n" not in str(raised.value)
