@@ -42,7 +42,7 @@ from medgen_tf.data.brain import SPLITS, brain_slices
 from medgen_tf.data.pipeline import make_dataset
 from medgen_tf.errors import DataError
 from medgen_tf.evaluation import draw_lesion
-from medgen_tf.metrics import auroc, balanced_accuracy, check_finite
+from medgen_tf.metrics import auroc, balanced_accuracy, check_finite, check_value_range
 
 __all__ = [
     "CONDITIONS",
@@ -267,6 +267,38 @@ def lesion_detection_splits(train_prevalence=0.08, test_prevalence=0.5, **kwargs
 # --------------------------------------------------------------------------- the classifier
 
 
+def _check_classifier_data(
+    images, labels=None, name="images", labels_name="labels", check_range=True
+):
+    """``images`` as float32, after one-line ValueErrors naming the argument for bad data.
+
+    Images must be a non-empty ``(n, h, w, c)`` array of finite values in [-1, 1] (1 % slack,
+    as :func:`medgen_tf.metrics.check_value_range`) and ``labels``, when given, one 0 or 1 per
+    image. Unchecked, a NaN pixel scored as a finite, meaningless logit (or was blamed on
+    training), labels {0, 255} trained silently with binary cross-entropy, and ``(n, h, w)``
+    images failed deep inside Keras.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"{name} must be a non-empty (n, h, w, c) array, got shape {images.shape}")
+    check_finite(images, name, advice="drop or repair those slices")
+    if check_range:
+        check_value_range(
+            images, (-1.0, 1.0), name, advice="scale them to [-1, 1], as lesion_detection_data does"
+        )
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) != len(images):
+            raise ValueError(
+                f"{name} and {labels_name} differ in length: {len(images)} and {len(labels)}"
+            )
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(
+                f"{labels_name} must be 0 or 1, got values {np.unique(labels)[:5].tolist()}"
+            )
+    return images
+
+
 def build_classifier(
     image_size=32, channels=1, base_filters=16, dropout=0.3, name="lesion_classifier"
 ):
@@ -341,7 +373,15 @@ def train_classifier(
 
     ``augment=True`` maps :func:`build_augmenter` over the training batches only (never at
     evaluation). ``class_weight`` (e.g. ``{0: 1.0, 1: 10.0}``) is passed to ``fit``; off by default.
+
+    Raises:
+        ValueError: ``images`` not a non-empty ``(n, h, w, c)`` array of finite values (in
+            [-1, 1] with ``augment=True``, the augmenter's range), or ``labels`` not one 0 or 1
+            per image.
     """
+    # The range is checked only where the augmenter needs it: :func:`classifier_logits` and
+    # :func:`run_experiment` refuse images off [-1, 1] in any case.
+    images = _check_classifier_data(images, labels, check_range=augment)
     keras.utils.set_random_seed(seed)
     model = build_classifier(images.shape[1], images.shape[-1], **classifier_kwargs)
     model.compile(
@@ -385,8 +425,12 @@ def classifier_logits(model, images, batch_size=256):
 
     Called eagerly batch by batch rather than through ``model.predict``: ``predict`` traces a
     new function for every model, and an experiment builds dozens of them.
+
+    Raises:
+        ValueError: ``images`` not a non-empty ``(n, h, w, c)`` array of finite values in
+            [-1, 1] (a NaN pixel gave a finite, meaningless logit).
     """
-    images = np.asarray(images, np.float32)
+    images = _check_classifier_data(images)
     batches = [
         keras.ops.convert_to_numpy(model(images[start : start + batch_size], training=False))
         for start in range(0, len(images), batch_size)
@@ -398,9 +442,11 @@ def evaluate_classifier(model, images, labels):
     """``{"balanced_accuracy", "auroc"}`` on ``images``; positive when the logit is above 0.
 
     Raises:
-        ValueError: NaN or Inf logits (a diverged classifier), which would otherwise all read
-            as "negative", i.e. a balanced accuracy of exactly 0.5.
+        ValueError: ``images`` or ``labels`` refused as by :func:`train_classifier` (images
+            also in [-1, 1]); NaN or Inf logits (a diverged classifier), which would otherwise
+            all read as "negative", i.e. a balanced accuracy of exactly 0.5.
     """
+    _check_classifier_data(images, labels)
     logits = classifier_logits(model, images)
     check_finite(logits, "classifier logits")
     return {
@@ -525,11 +571,19 @@ def run_experiment(
         "num_train", "num_synthetic"}`` (``num_synthetic``: slices added to the real ones).
 
     Raises:
+        ValueError: images or labels of ``train`` or ``test`` refused as by
+            :func:`evaluate_classifier`, before anything is trained.
         DataError: a balancing condition is asked for but ``train`` has no positive slice.
     """
     unknown = [name for name in conditions if name not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+    # Checked before any training: bad test data surfaced only after a model was trained, or
+    # never (NaN pixels were scored).
+    for split_name, split in (("train", train), ("test", test)):
+        _check_classifier_data(
+            split["images"], split["labels"], f"{split_name}['images']", f"{split_name}['labels']"
+        )
     gans = {} if gans is None else gans
     images, labels = np.asarray(train["images"], np.float32), np.asarray(train["labels"], np.int32)
     num_synthetic = int((labels == 0).sum() - (labels == 1).sum())

@@ -61,15 +61,16 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 # --------------------------------------------------------------------------- paired images
 
 
-def check_finite(images, name: str) -> None:
+def check_finite(images, name: str, advice: str = "did training diverge?") -> None:
     """One-line ValueError naming ``name`` when ``images`` hold NaN or Inf values.
 
     One NaN pixel turns every score into NaN (and an Inf into inf), which reads as a result.
+    ``advice`` ends the message; the default suits a model's outputs, not its input data.
     """
     finite = tf.math.is_finite(tf.convert_to_tensor(images, dtype=tf.float32))
     count = int(tf.size(finite)) - int(tf.math.count_nonzero(finite))
     if count:
-        raise ValueError(f"{name}: {count} NaN or Inf values; did training diverge?")
+        raise ValueError(f"{name}: {count} NaN or Inf values; {advice}")
 
 
 def check_value_range(

@@ -440,3 +440,77 @@ def test_conditional_gan_refuses_a_single_class(label, missing):
         with pytest.raises(DataError, match=missing) as raised:
             train_conditional_gan(images, np.full(6, label), num_epochs=1, balance=balance)
         assert "\n" not in str(raised.value)
+
+
+def _with_nan(images):
+    images = images.copy()
+    images[0, 5, 5, 0] = np.nan
+    return images
+
+
+_GOOD_IMAGES = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 1)).astype("float32")
+_GOOD_LABELS = np.array([0, 1, 0, 1, 0, 1])
+# (images, labels, the message's key words): each refused with a one-line ValueError.
+_BAD_CLASSIFIER_DATA = {
+    # One NaN pixel scored a logit of 2.8e37 (a balanced accuracy of 0.5, no error), or was
+    # blamed on training as "classifier logits: ... did training diverge?".
+    "nan": (_with_nan(_GOOD_IMAGES), _GOOD_LABELS, r"images: 1 NaN or Inf values"),
+    "three_d": (_GOOD_IMAGES[..., 0], _GOOD_LABELS, r"images must be .*\(n, h, w, c\)"),
+    "empty": (_GOOD_IMAGES[:0], _GOOD_LABELS[:0], r"images must be a non-empty"),
+    "labels_1_2": (_GOOD_IMAGES, _GOOD_LABELS + 1, r"labels must be 0 or 1, got values \[1, 2\]"),
+    "labels_0_255": (_GOOD_IMAGES, _GOOD_LABELS * 255, r"labels must be 0 or 1"),
+    "length": (_GOOD_IMAGES, _GOOD_LABELS[:4], r"images and labels differ in length: 6 and 4"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_CLASSIFIER_DATA))
+def test_classifier_entry_points_refuse_bad_data(case):
+    images, labels, message = _BAD_CLASSIFIER_DATA[case]
+    model = build_classifier(16, base_filters=4)
+    calls = [
+        lambda: train_classifier(images, labels, 1, batch_size=4, base_filters=4),
+        lambda: evaluate_classifier(model, images, labels),
+    ]
+    if "labels" not in message:
+        calls.append(lambda: classifier_logits(model, images))
+    for call in calls:
+        with pytest.raises(ValueError, match=message) as raised:
+            call()
+        assert "\n" not in str(raised.value)
+
+
+def test_classifier_refuses_images_off_minus_one_one():
+    images = (_GOOD_IMAGES + 1) * 127.5  # 8-bit scale
+    model = build_classifier(16, base_filters=4)
+    for call in (
+        lambda: classifier_logits(model, images),
+        lambda: evaluate_classifier(model, images, _GOOD_LABELS),
+        # The augmenter's brightness, contrast and fill value assume [-1, 1].
+        lambda: train_classifier(images, _GOOD_LABELS, 1, batch_size=4, augment=True),
+    ):
+        with pytest.raises(
+            ValueError, match=r"images: values span .*outside value_range \(-1, 1\)"
+        ):
+            call()
+    # Within the 1 % slack of metrics.check_value_range, as interpolation overshoot is.
+    assert classifier_logits(model, np.clip(images / 127.5 - 1.0, -1.0, 1.0) * 1.01).shape == (6,)
+
+
+@pytest.mark.parametrize("split_name", ["train", "test"])
+@pytest.mark.parametrize("case", ["nan", "labels_0_255", "length"])
+def test_run_experiment_checks_both_splits_before_training(splits, split_name, case, monkeypatch):
+    import medgen_tf.augmentation as module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the data were checked")
+
+    monkeypatch.setattr(module, "train_classifier", no_training)
+    monkeypatch.setattr(module, "train_conditional_gan", no_training)
+    images, labels, message = _BAD_CLASSIFIER_DATA[case]
+    data = dict(splits)
+    data[split_name] = {"images": images, "labels": labels}
+    message = message.replace("images", f"{split_name}\\['images'\\]")
+    message = message.replace("labels", f"{split_name}\\['labels'\\]")
+    with pytest.raises(ValueError, match=message) as raised:
+        run_experiment(data["train"], data["test"], seeds=(0,), num_epochs=1, batch_size=8)
+    assert "\n" not in str(raised.value)
