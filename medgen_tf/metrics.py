@@ -29,10 +29,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from medgen_tf.errors import is_whole_number
+# check_value_range lives in errors (the data loaders use it too); imported here for the
+# metrics' own checks and for callers that know it as metrics.check_value_range.
+from medgen_tf.errors import check_value_range, is_whole_number
 
 __all__ = [
     "check_finite",
+    "check_value_range",
     "psnr",
     "ssim",
     "ms_ssim",
@@ -71,38 +74,6 @@ def check_finite(images, name: str, advice: str = "did training diverge?") -> No
     count = int(tf.size(finite)) - int(tf.math.count_nonzero(finite))
     if count:
         raise ValueError(f"{name}: {count} NaN or Inf values; {advice}")
-
-
-def check_value_range(
-    images,
-    value_range,
-    name: str = "images",
-    error=ValueError,
-    slack=0.01,
-    advice="pass the range the images are stored in, e.g. value_range=(0, 255) for 8-bit",
-):
-    """``value_range`` as floats ``(low, high)``, after checking it and that ``images`` lie in it.
-
-    Images outside the range by more than ``slack`` times its width (default 1 %: room for
-    round-off and interpolation overshoot) are refused, not clipped: 8-bit slices read with the
-    default (-1, 1) were scored as white images, and their PSNR came out near -38 dB. Raises
-    ``error`` (``ValueError`` or a subclass such as ``DataError``) with a one-line message
-    naming ``name`` and ending with ``advice``.
-    """
-    low, high = (float(value) for value in value_range)
-    # (1, 1) was blamed on the model as NaN scores; a reversed range was scored.
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise error(f"value_range must be (low, high) with high > low, got {value_range!r}")
-    images = np.asarray(images)
-    if images.size:
-        smallest, largest = float(np.min(images)), float(np.max(images))
-        margin = slack * (high - low)
-        if smallest < low - margin or largest > high + margin:
-            raise error(
-                f"{name}: values span [{smallest:g}, {largest:g}], outside value_range ({low:g}, {high:g}); "
-                f"{advice}"
-            )
-    return low, high
 
 
 def _as_images(a, b, mask=None):
@@ -434,6 +405,12 @@ def _polynomial_mmd2_unbiased(x, y):
     return term_xx + term_yy - 2.0 * k_xy.mean()
 
 
+def _is_whole_count(value) -> bool:
+    # Looser than errors.is_whole_number: 3.0 is a count here (sizes often come out of
+    # arithmetic as floats), 2.9 and True are not.
+    return not isinstance(value, bool) and float(value).is_integer()
+
+
 def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     """Kernel inception distance (Binkowski et al. 2018): mean and std of unbiased MMD^2.
 
@@ -451,10 +428,9 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     features_b = _as_features(features_b, "features_b")
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError("features_a and features_b must have the same dimension")
-    # int() truncated them: subset_size=2.9 ran with subsets of 2 rows. 3.0 stays allowed, as
-    # precision_recall allows k=3.0.
+    # int() truncated them: subset_size=2.9 ran with subsets of 2 rows.
     for name, value in (("subset_size", subset_size), ("num_subsets", num_subsets)):
-        if isinstance(value, bool) or not float(value).is_integer():
+        if not _is_whole_count(value):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
     # The unbiased estimate divides by m (m - 1), and the mean of no subsets is NaN.
     if int(subset_size) < 2 or int(num_subsets) < 1:
@@ -515,7 +491,7 @@ def precision_recall(features_real, features_fake, k=3):
             f"features_real and features_fake must have the same dimension, got "
             f"{real.shape[1]} and {fake.shape[1]}"
         )
-    if isinstance(k, bool) or not float(k).is_integer():
+    if not _is_whole_count(k):
         raise ValueError(f"k must be an integer, got {k!r}")
     k = int(k)
     if not 1 <= k < min(len(real), len(fake)):

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from medgen_tf.errors import is_whole_number
+from medgen_tf.errors import check_value_range, is_whole_number
 from medgen_tf.files import atomic_path
 
 
@@ -27,9 +27,7 @@ def to_display(images, value_range: tuple[float, float] | None = None) -> np.nda
     numbers). Values outside the range are clipped.
     """
     value_range = value_range or default_value_range(images)
-    low, high = value_range
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range!r}.")
+    low, high = check_value_range((), value_range)
     images = np.asarray(images, dtype=np.float32)
     return np.clip((images - low) / (high - low), 0.0, 1.0)
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from medgen_tf import config
 from medgen_tf.data.nifti import load_volume
-from medgen_tf.errors import DataError, first_line, is_whole_number
+from medgen_tf.errors import DataError, check_value_range, first_line, is_whole_number
 from medgen_tf.files import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -645,9 +645,7 @@ def brain_slices(
     contrasts = _check_contrasts(contrasts)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose from {SPLITS}")
-    low, high = value_range
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    low, high = check_value_range((), value_range)
     # The split first: it needs more subjects than a cohort does, and a refused size must not
     # build and cache a whole cohort before saying so.
     subjects = split_subjects(num_subjects)[split]

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgen_tf import metrics
-from medgen_tf.errors import DataError, first_line
+from medgen_tf.errors import DataError, check_value_range, first_line
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -322,7 +321,7 @@ def normalize_intensity(
         a binary mask or a label file; scaling it would give all-background images.
     """
     # (1, -1) gave inverted images and (0, 0) constant ones, without a word.
-    out_low, out_high = metrics.check_value_range((), value_range)
+    out_low, out_high = check_value_range((), value_range)
     volume = np.asarray(volume, dtype=np.float32)
     if mask is None:
         mask = foreground_mask(volume)
@@ -516,7 +515,7 @@ def load_nifti_slices(
         ValueError: ``value_range`` is not finite with high > low (checked before any file
             is read).
     """
-    metrics.check_value_range((), value_range)
+    check_value_range((), value_range)
     files = nifti_files(path)
     all_slices, sources = [], []
     for file_index, file in enumerate(files):
@@ -647,7 +646,7 @@ def load_paired_nifti_slices(
         ValueError: ``value_range`` is not finite with high > low (checked before any file
             is read).
     """
-    metrics.check_value_range((), value_range)
+    check_value_range((), value_range)
     images_a, images_b, sources = [], [], []
     for pair_index, (file_a, file_b) in enumerate(paired_nifti_files(path_a, path_b)):
         volume_a, mask_a, affine = _prepared_volume(file_a, volume_indices[0], value_range)
