@@ -476,13 +476,18 @@ def train_conditional_gan(
     the few real slices of the rarer class.
 
     Raises:
+        ValueError: ``images`` are not a non-empty ``(n, h, w, c)`` array of finite values, or
+            ``labels`` are not one 0 or 1 per image.
         DataError: ``labels`` lack one of the classes 0 and 1 (the GAN cannot learn a class it
             never sees).
     """
     from medgen_tf.models.gan import ConditionalGAN, build_discriminator, build_generator
     from medgen_tf.training import fit
 
-    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.int32).reshape(-1)
+    # Labels other than 0 and 1 (a 2, or a 0.5 that int32 would round to 0) used to be dropped
+    # by the balancing or fed to a two-class embedding, silently.
+    images = _check_classifier_data(images, labels, check_range=False)
+    labels = np.asarray(labels).reshape(-1).astype(np.int32)
     positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     for indices, name, kind in ((positive, "positive", "lesion"), (negative, "negative", "normal")):
         if len(indices) == 0:
@@ -664,6 +669,10 @@ def summarize(rows):
 def format_results(rows):
     """The results as a plain-text table: mean ± standard deviation over seeds."""
     summary = summarize(rows)
+    if not summary:
+        raise ValueError(
+            "format_results: no rows to format (an experiment with no seeds or no conditions)"
+        )
     width = max(len("condition"), *(len(name) for name in summary)) + 2
     header = f"{'condition':{width}s}{'balanced accuracy':>20s}{'AUROC':>18s}{'seeds':>7s}"
     lines = [header, "-" * len(header)]

@@ -259,6 +259,9 @@ def test_summary_reports_mean_and_sample_std_over_seeds():
     mean, spread = summarize(rows)["real only"]["auroc"]
     assert mean == pytest.approx(0.7) and spread == pytest.approx(0.2)
     assert "0.700 ± 0.200" in format_results(rows)
+    # No rows (no seeds or no conditions) used to fail as "TypeError: 'int' object is not iterable".
+    with pytest.raises(ValueError, match="no rows to format"):
+        format_results([])
 
 
 def test_augmented_training_is_reproducible_by_seed():
@@ -440,6 +443,23 @@ def test_conditional_gan_refuses_a_single_class(label, missing):
         with pytest.raises(DataError, match=missing) as raised:
             train_conditional_gan(images, np.full(6, label), num_epochs=1, balance=balance)
         assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0, 1, 2, 0, 1, 0], r"labels must be 0 or 1, got values \[0, 1, 2\]"),
+        ([0, 1, 0.5, 0, 1, 0], r"labels must be 0 or 1, got values \[0.0, 0.5, 1.0\]"),
+        ([0, 1, 0, 1], "images and labels differ in length: 6 and 4"),
+    ],
+    ids=["a third class", "a fraction", "too few"],
+)
+def test_conditional_gan_refuses_labels_other_than_one_0_or_1_per_slice(labels, message):
+    images = np.zeros((6, 16, 16, 1), "float32")
+    # A 2 was dropped by the balancing (or fed to a two-class embedding) and 0.5 became 0.
+    with pytest.raises(ValueError, match=message) as raised:
+        train_conditional_gan(images, np.array(labels), num_epochs=1)
+    assert "\n" not in str(raised.value)
 
 
 def _with_nan(images):
