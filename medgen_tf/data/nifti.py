@@ -282,10 +282,10 @@ def foreground_mask(volume: np.ndarray) -> np.ndarray:
     view "foreground", and no blank slice would be dropped. More padding than 0.5 % of the
     volume (a padded plane, a field of view cut after resampling) is a separate mode at the
     minimum, and when that minimum lies further below zero than the bright level of the other
-    voxels lies above it, both levels are taken over the voxels above the minimum. MR
-    magnitude has no-signal at 0, so a minimum at or above 0 (air written as exact zeros, a
-    skull-stripped background) always stays the air level, and the mask is as without this
-    rule.
+    voxels lies above it, both levels are taken over the voxels above the minimum. An MR
+    magnitude image reads 0 where there is no signal, so a minimum at or above 0 (air written
+    as exact zeros, a skull-stripped background) always stays the air level, and the mask is
+    as without this rule.
     """
     low, high = np.percentile(volume, (0.5, 99.5))
     minimum = volume.min()
