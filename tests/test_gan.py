@@ -479,6 +479,21 @@ def test_wgan_gp_one_step_fit_has_a_positive_finite_penalty():
     assert np.isfinite(history["wasserstein_distance"][-1])
 
 
+@pytest.mark.parametrize(
+    ("loss", "n_critic", "critic_steps"),
+    [("wgan_gp", None, 5), ("non_saturating", 3, 3), ("non_saturating", None, 1)],
+    ids=["wgan-gp-default", "non-saturating-3", "non-saturating-default"],
+)
+def test_one_training_step_updates_d_n_critic_times_and_g_once(loss, n_critic, critic_steps):
+    # n_critic was only read back from the constructor: a step that updated D once (or G with
+    # every critic step) trained as well in the short fits and passed every test.
+    gan = tiny_gan(loss=loss, n_critic=n_critic)
+    gan.compile()
+    gan.fit(square_images(8), batch_size=8, epochs=1, verbose=0)
+    assert int(gan.d_optimizer.iterations) == critic_steps
+    assert int(gan.g_optimizer.iterations) == 1
+
+
 def test_mixed_precision_one_step_fit_keeps_float32_outputs():
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
