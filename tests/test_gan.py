@@ -494,6 +494,49 @@ def test_one_training_step_updates_d_n_critic_times_and_g_once(loss, n_critic, c
     assert int(gan.g_optimizer.iterations) == 1
 
 
+def test_the_gradient_penalty_with_its_weight_reaches_the_critics_update():
+    # The penalty was only seen reported as a positive number: a step that stopped its gradient
+    # or left out its weight still reported it. Replayed by hand with plain SGD, so D's new
+    # weights are the old ones minus lr times the gradient of the critic loss plus lambda
+    # times the penalty, on the step's own noise and interpolation (same seed state, drawn in
+    # the step's order: G's noise, then the interpolation's epsilon).
+    weight, learning_rate = 3.0, 0.05
+    gan = tiny_gan(loss="wgan_gp", n_critic=1, gradient_penalty_weight=weight)
+    gan.compile(keras.optimizers.SGD(learning_rate), keras.optimizers.SGD(0.0))
+    real = tf.constant(square_images(8))
+    critic = gan.discriminator
+    before = [keras.ops.convert_to_numpy(v).copy() for v in critic.trainable_variables]
+    state = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    fake = gan.generator(gan.sample_noise(8), training=True)
+    with tf.GradientTape(persistent=True) as tape:
+        critic_loss = tf.reduce_mean(critic(fake)) - tf.reduce_mean(critic(real))
+        penalty = losses.gradient_penalty(critic, real, fake, seed=gan.seed_generator)
+    variables = critic.trainable_variables
+    critic_gradients = tape.gradient(critic_loss, variables)
+    # The logit's bias has no part in the penalty (it leaves grad_x D unchanged): None there.
+    penalty_gradients = [
+        np.zeros(v.shape, "float32") if g is None else np.asarray(g)
+        for v, g in zip(variables, tape.gradient(penalty, variables), strict=True)
+    ]
+    gan.seed_generator.state.assign(state)
+    gan.train_step((real,))
+    step = [
+        keras.ops.convert_to_numpy(new) - old
+        for new, old in zip(critic.trainable_variables, before, strict=True)
+    ]
+    expected = [
+        -learning_rate * (np.asarray(c) + weight * np.asarray(p))
+        for c, p in zip(critic_gradients, penalty_gradients, strict=True)
+    ]
+    flat_step, flat_expected = (np.concatenate([a.ravel() for a in x]) for x in (step, expected))
+    penalty_part = np.concatenate([learning_rate * np.ravel(p) for p in penalty_gradients])
+    # The penalty moves D by far more than the tolerance: without it (or with lambda 1 or 10
+    # in place of 3) the step is measurably another one.
+    tolerance = 1e-3 * np.abs(flat_expected).max()
+    assert np.abs(penalty_part).max() > 20 * tolerance
+    np.testing.assert_allclose(flat_step, flat_expected, rtol=1e-3, atol=tolerance)
+
+
 def test_mixed_precision_one_step_fit_keeps_float32_outputs():
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
