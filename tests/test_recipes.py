@@ -159,6 +159,39 @@ def test_other_gan_recipes_build_and_draw(tmp_path, model):
     np.testing.assert_allclose(recipe.draw(tmp_path, {"model": model}, 4, 0), drawn, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("dcgan", {"loss": "non_saturating", "n_critic": 1, "norm": None, "adam": (2e-4, 0.999)}),
+        ("cgan", {"loss": "non_saturating", "n_critic": 1, "norm": None, "adam": (2e-4, 0.999)}),
+        # Gulrajani et al.: 5 critic steps, lambda 10, Adam(1e-4, 0.5, 0.9), no batch norm.
+        ("wgan-gp", {"loss": "wgan_gp", "n_critic": 5, "norm": "layer", "adam": (1e-4, 0.9)}),
+    ],
+    ids=["dcgan", "cgan", "wgan-gp"],
+)
+def test_each_gan_recipe_builds_the_model_its_name_says(model, expected):
+    # The recipes were only seen to build something that draws images of the right shape: a
+    # wgan-gp recipe that built a DCGAN (loss "non_saturating") passed every test.
+    from medgen_tf.models.gan import ConditionalGAN
+
+    config = {"image_size": 16, "latent_dim": 8, "seed": 3, "base_filters": 4, "num_classes": 3}
+    built = recipes.RECIPES[model].build(config)
+    assert built.loss_name == expected["loss"]
+    assert built.is_wasserstein == (expected["loss"] == "wgan_gp")
+    assert built.n_critic == expected["n_critic"] and built.gradient_penalty_weight == 10.0
+    assert isinstance(built, ConditionalGAN) == (model == "cgan")
+    if model == "cgan":
+        assert built.num_classes == 3
+    assert built.latent_dim == 8 and built.seed == 3
+    layer_types = {type(layer).__name__ for layer in built.discriminator.layers}
+    assert "BatchNormalization" not in layer_types
+    assert ("LayerNormalization" in layer_types) == (expected["norm"] == "layer")
+    learning_rate, beta_2 = expected["adam"]
+    for optimizer in built.optimizers:
+        assert float(optimizer.learning_rate) == pytest.approx(learning_rate)
+        assert (optimizer.beta_1, optimizer.beta_2) == (0.5, beta_2)
+
+
 @pytest.mark.parametrize("model", ["dcgan", "cgan", "vae"])
 def test_recipes_train_on_an_rgb_npz_whose_classes_are_unnamed(tmp_path, medmnist_npz, model):
     # An RGB MedMNIST-layout file (dermamnist is one): the networks were built for 1 channel,
