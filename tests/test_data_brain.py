@@ -223,6 +223,12 @@ def test_bad_arguments():
         brain_slices(("t1",), split="validation", **SMALL)
     with pytest.raises(ValueError, match="num_subjects"):
         brain_slices(("t1",), num_subjects=2, image_size=32)
+    # Before any cohort is built: a reversed or empty range, or an infinite bound (every
+    # slice 0, or NaN), cannot hold the slices.
+    for value_range in [(1.0, -1.0), (0.0, 0.0), (0.0, float("inf")), (float("-inf"), 1.0)]:
+        with pytest.raises(ValueError, match="value_range must be") as error:
+            brain_slices(("t1",), value_range=value_range, **SMALL)
+        assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize(

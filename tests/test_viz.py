@@ -21,8 +21,11 @@ def test_to_display_picks_the_range_the_data_were_stored_in():
 
 def test_to_display_clips_to_an_explicit_range_and_refuses_an_empty_one():
     np.testing.assert_allclose(viz.to_display([-2.0, 0.5, 3.0], (0.0, 1.0)), [0.0, 0.5, 1.0])
-    with pytest.raises(ValueError, match="high > low"):
-        viz.to_display([0.0, 1.0], (1.0, 1.0))
+    # An infinite bound mapped every image to 0 (and -inf, inf to NaN): refused as well.
+    for value_range in [(1.0, 1.0), (0.0, float("inf")), (float("-inf"), 1.0)]:
+        with pytest.raises(ValueError, match="high > low") as error:
+            viz.to_display([0.0, 1.0], value_range)
+        assert "\n" not in str(error.value)
 
 
 def test_image_grid_tiles_row_by_row_with_white_padding():
