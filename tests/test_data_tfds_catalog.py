@@ -431,10 +431,13 @@ def test_text_labels_become_class_indices_in_the_order_of_their_names(tmp_path):
         # Mapped 0..255 onto (1, -1), the images loaded inverted; onto (0, 0), all one value.
         ({"value_range": (1.0, -1.0)}, r"value_range must be \(low, high\) with high > low"),
         ({"value_range": (0.0, 0.0)}, r"value_range must be \(low, high\) with high > low"),
+        # Onto (0, inf), NaN and inf images (0 * inf); onto (-inf, 1), NaN and -inf ones.
+        ({"value_range": (0.0, float("inf"))}, r"value_range must be .* got \(0.0, inf\)"),
+        ({"value_range": (float("-inf"), 1.0)}, r"value_range must be .* got \(-inf, 1.0\)"),
         # TensorFlow's "output dimensions must be positive" traceback, after reading the split.
         ({"image_size": 0}, "image_size must be at least 1, got 0"),
     ],
-    ids=["reversed-range", "empty-range", "size-0"],
+    ids=["reversed-range", "empty-range", "infinite-high", "infinite-low", "size-0"],
 )
 def test_a_value_range_or_image_size_that_cannot_hold_images_is_refused(tmp_path, option, problem):
     tfds = pytest.importorskip("tensorflow_datasets")

@@ -337,17 +337,17 @@ def load_medmnist(
         split: ``"train"``, ``"val"`` or ``"test"``.
         size: official file size (28, 64, 128, 224) when downloading by name.
         image_size: resize to this side (antialiased) when it differs from the file's.
-        value_range: output intensity range ``(low, high)``, high > low; uint8 0..255 (or
+        value_range: output intensity range ``(low, high)``, finite, high > low; uint8 0..255 (or
             float 0..1) maps linearly onto it.
 
     Returns:
         dict with ``images`` (n, s, s, c) float32, ``labels`` (n,) int32 (first column for
         multi-label files), ``label_names`` and ``name``.
     """
-    # Checked before any download: (1, -1) loaded inverted images, (0, 0) blank ones, and a
-    # size below 1 was a TensorFlow traceback naming no file.
+    # Checked before any download: (1, -1) loaded inverted images, (0, 0) blank ones, (0, inf)
+    # NaN and inf ones (0 * inf), and a size below 1 was a TensorFlow traceback naming no file.
     low, high = value_range
-    if not high > low:
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
         raise ValueError(
             f"{name_or_path}: value_range must be (low, high) with high > low, got {value_range}"
         )

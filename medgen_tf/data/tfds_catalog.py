@@ -208,10 +208,11 @@ def load_tfds(
     downloading those missing; when none is there and none of its sources can be reached, a
     one-line DataError says so at once.
     """
-    # Checked before the split is read: (1, -1) loaded inverted images, (0, 0) blank ones, and
-    # image_size 0 was TensorFlow's "output dimensions must be positive" traceback.
+    # Checked before the split is read: (1, -1) loaded inverted images, (0, 0) blank ones,
+    # (0, inf) NaN and inf ones (0 * inf), and image_size 0 was TensorFlow's "output dimensions
+    # must be positive" traceback.
     low, high = value_range
-    if not high > low:
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
         raise ValueError(
             f"tfds:{name}: value_range must be (low, high) with high > low, got {value_range}"
         )
