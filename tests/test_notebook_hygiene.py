@@ -4,9 +4,9 @@ A committed notebook is what a learner reads first, so its outputs must come fro
 run, be free of machine-specific noise and stay small. ``notebook_problems`` returns one
 line per violation; the planted-violation tests below show that each rule can fail.
 
-Main notebooks (``notebooks/NN_name.ipynb``) end with Exercises; their worked solutions live
-in ``notebooks/solutions/NN_name_solutions.ipynb`` with one "Solution ..." heading per
-exercise instead, and every main notebook must have one.
+Main notebooks (``notebooks/NN_name.ipynb``) end with 3 or 4 Exercises and Next steps; their
+worked solutions live in ``notebooks/solutions/NN_name_solutions.ipynb`` with one
+"Solution ..." heading per exercise instead, and every main notebook must have one.
 """
 
 import json
@@ -22,7 +22,8 @@ MAIN_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
 
 MAX_BYTES = 3 * 1024 * 1024
-REQUIRED_SECTIONS = ("Overview", "Setup", "Summary", "Exercises")
+# What the README promises of every main notebook.
+REQUIRED_SECTIONS = ("Overview", "Setup", "Summary", "Exercises", "Next steps")
 SOLUTION_SECTIONS = ("Overview", "Setup", "Summary")
 # Unfinished work left in the prose a learner reads.
 UNFINISHED = re.compile(r"\b(TODO|FIXME)\b")
@@ -96,8 +97,8 @@ def notebook_problems(path: Path) -> list[str]:
             problems.append(f"{name}: no 'Solution ...' heading")
     else:
         exercises = _exercise_count(notebook, headings)
-        if not 2 <= exercises <= 4:
-            problems.append(f"{name}: {exercises} numbered exercises, expected 2 to 4")
+        if not 3 <= exercises <= 4:
+            problems.append(f"{name}: {exercises} numbered exercises, expected 3 or 4")
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] == "markdown" and UNFINISHED.search(_text(cell["source"])):
             problems.append(f"{name} cell {index}: TODO/FIXME left in the text")
@@ -182,19 +183,17 @@ def _clean_notebook() -> dict:
                 "outputs": [{"output_type": "stream", "name": "stdout", "text": "2\n"}],
             },
             markdown("## Summary\ntext"),
-            markdown("## Exercises\n1. one\n2. two\n"),
+            markdown("## Exercises\n1. one\n2. two\n3. three\n"),
+            markdown("## Next steps\ntext"),
         ],
     }
 
 
 def _clean_solutions_notebook() -> dict:
+    # Overview, Setup and the code cell, then a solution, then Summary last.
     notebook = _clean_notebook()
-    notebook["cells"][-1] = notebook["cells"][3]  # Summary last
-    notebook["cells"][3] = {
-        "cell_type": "markdown",
-        "metadata": {},
-        "source": "## Solution 1: one\ntext",
-    }
+    solution = {"cell_type": "markdown", "metadata": {}, "source": "## Solution 1: one\ntext"}
+    notebook["cells"] = [*notebook["cells"][:3], solution, notebook["cells"][3]]
     return notebook
 
 
@@ -265,12 +264,19 @@ def test_solutions_path_of_a_main_notebook():
     "plant, expected",
     [
         (lambda nb: nb["cells"].pop(3), "no 'Summary' section"),
+        (lambda nb: nb["cells"].pop(5), "no 'Next steps' section"),
         (lambda nb: nb["cells"][0].__setitem__("source", "## Overview\ntext"), "no title"),
         (
             lambda nb: nb["cells"].__setitem__(
                 4, {**nb["cells"][4], "source": "## Exercises\n1. only"}
             ),
             "1 numbered exercises",
+        ),
+        (
+            lambda nb: nb["cells"].__setitem__(
+                4, {**nb["cells"][4], "source": "## Exercises\n1. a\n2. b\n"}
+            ),
+            "2 numbered exercises, expected 3 or 4",
         ),
         (
             lambda nb: nb["cells"].__setitem__(
@@ -329,8 +335,10 @@ def test_solutions_path_of_a_main_notebook():
     ],
     ids=[
         "section",
+        "next-steps",
         "title",
         "exercises",
+        "two-exercises",
         "too-many-exercises",
         "mode",
         "stderr",
