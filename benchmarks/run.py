@@ -4,7 +4,8 @@ Usage (from the repository root)::
 
     make bench                                   # = python benchmarks/run.py --out benchmarks/RESULTS.md
     python benchmarks/run.py --only throughput   # one section (names: see SECTIONS)
-    python benchmarks/run.py --quality           # time-to-quality runs (long; capped per model)
+    python benchmarks/run.py --quality           # time-to-quality runs (long; capped per model),
+                                                 # printed: --out also writes the JSON and figure
     python benchmarks/run.py --smoke             # every section, tiny windows: checks the harness
     bash benchmarks/gpu.sh                       # XLA / mixed precision on and off, on a GPU
 
@@ -543,7 +544,12 @@ def main(argv=None):
 
     saved_quality = None
     if "quality" in results:
-        plot_quality(results["quality"], Path(json_path or SAVED_QUALITY).with_suffix(".png"))
+        if json_path:
+            plot_quality(results["quality"], Path(json_path).with_suffix(".png"))
+        else:
+            # The figure goes next to its JSON or nowhere: alone it would overwrite the
+            # committed RESULTS-quality.png with curves RESULTS-quality.json does not hold.
+            log("no --out or --json: no JSON and no figure written, the report is printed")
     else:
         saved_quality = _saved_quality()
     text = render(results, options, saved_quality)

@@ -321,3 +321,51 @@ def test_headline_gives_the_mixed_precision_policies_against_float32():
     assert "a step of 32 images: 50.0 s" in headline
     del cpu["mixed_bfloat16"], cpu["mixed_float16"]
     assert "Mixed precision" not in "\n".join(report.render_headline({"cpu": cpu}))
+
+
+def _stub_quality_run(monkeypatch, tmp_path):
+    """run.main with the facts and the time-to-quality runs stubbed (nothing trains) and the
+    committed RESULTS-quality files moved to ``tmp_path``."""
+    from benchmarks import run
+
+    curve = [(30.0, 20.0), (60.0, 24.0), (90.0, 26.5)]
+    quality_results = {
+        "vae": {
+            "metric": "test PSNR (dB)",
+            "target": 26.0,
+            "higher_is_better": True,
+            "reached": True,
+            "seconds_to_target": 90.0,
+            "best": 26.5,
+            "epochs": 3,
+            "curve": curve,
+            "training_s": 90.0,
+            "cap_s": 600,
+            "stopped_by": "target",
+        }
+    }
+    monkeypatch.setattr(run, "SAVED_QUALITY", tmp_path / "RESULTS-quality.json")
+    monkeypatch.setitem(run.SECTION_FUNCTIONS, "facts", lambda options: {})
+    monkeypatch.setattr(run, "section_quality", lambda options: quality_results)
+    return run
+
+
+def test_quality_run_without_out_writes_neither_the_figure_nor_the_json(
+    monkeypatch, tmp_path, capsys
+):
+    run = _stub_quality_run(monkeypatch, tmp_path)
+    assert run.main(["--quality"]) == 0
+    # A figure alone would stand for curves that no JSON next to it holds.
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    assert "| vae | test PSNR (dB) | 26.0 | yes |" in capsys.readouterr().out
+
+
+def test_quality_run_with_out_writes_the_figure_next_to_its_json(monkeypatch, tmp_path):
+    run = _stub_quality_run(monkeypatch, tmp_path)
+    assert run.main(["--quality", "--out", str(tmp_path / "quality.md")]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "quality.json",
+        "quality.md",
+        "quality.png",
+    ]
+    assert json.loads((tmp_path / "quality.json").read_text())["quality"]["vae"]["curve"]
