@@ -557,11 +557,14 @@ def test_windows_are_saved_with_six_significant_figures():
     assert harness.significant(1234.56789) == 1234.57 and harness.significant(0.0) == 0.0
 
 
-def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_names():
+def _run_gpu_script(python, path=None):
+    """benchmarks/gpu.sh with no GPU visible and ``PYTHON=python`` (``path`` first on PATH)."""
     root = Path(__file__).resolve().parents[1]
     before = sorted((root / "benchmarks").glob("RESULTS-gpu-*"))
-    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHON": python}
     environment.pop("ALLOW_CPU", None)
+    if path is not None:
+        environment["PATH"] = f"{path}{os.pathsep}{environment['PATH']}"
     finished = subprocess.run(
         ["bash", str(root / "benchmarks" / "gpu.sh")],
         env=environment,
@@ -569,9 +572,51 @@ def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_nam
         text=True,
         timeout=120,
     )
+    assert sorted((root / "benchmarks").glob("RESULTS-gpu-*")) == before
+    return finished
+
+
+def _python_stub(folder, name, *python_options):
+    """An executable ``folder/name`` that notes its call in ``folder/called`` and runs this
+    Python with ``python_options``."""
+    folder.mkdir(exist_ok=True)
+    stub = folder / name
+    options = " ".join(python_options)
+    stub.write_text(
+        f'#!/bin/sh\necho called >> "{folder / "called"}"\nexec "{sys.executable}" {options} "$@"\n'
+    )
+    stub.chmod(0o755)
+    return stub
+
+
+def test_gpu_script_without_a_gpu_stops_before_writing_cpu_figures_under_gpu_names():
+    finished = _run_gpu_script(sys.executable)
     assert finished.returncode == 1
     assert "TensorFlow sees no GPU" in finished.stderr and "ALLOW_CPU=1" in finished.stderr
-    assert sorted((root / "benchmarks").glob("RESULTS-gpu-*")) == before
+
+
+def test_gpu_script_runs_a_python_named_without_a_path_from_path(tmp_path):
+    _python_stub(tmp_path / "bin", "medgen-bench-python")
+    finished = _run_gpu_script("medgen-bench-python", path=tmp_path / "bin")
+    # The stub on PATH ran the check (no silent fall-back to python3), and it saw no GPU.
+    assert (tmp_path / "bin" / "called").exists()
+    assert finished.returncode == 1 and "TensorFlow sees no GPU" in finished.stderr
+
+    missing = _run_gpu_script("no-such-medgen-python")
+    assert missing.returncode == 1
+    assert "PYTHON=no-such-medgen-python is neither" in missing.stderr
+    assert "\n" not in missing.stderr.strip()
+
+
+def test_gpu_script_says_when_its_python_has_no_tensorflow(tmp_path):
+    # -I -S: this Python without its site-packages, so without TensorFlow.
+    stub = _python_stub(tmp_path / "bin", "python-without-tensorflow", "-I", "-S")
+    finished = _run_gpu_script(str(stub))
+    assert (tmp_path / "bin" / "called").exists()
+    assert finished.returncode != 0
+    message = finished.stderr.strip()
+    assert "has no TensorFlow" in message and "\n" not in message
+    assert "sees no GPU" not in message
 
 
 @pytest.fixture
