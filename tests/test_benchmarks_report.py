@@ -369,3 +369,29 @@ def test_quality_run_with_out_writes_the_figure_next_to_its_json(monkeypatch, tm
         "quality.png",
     ]
     assert json.loads((tmp_path / "quality.json").read_text())["quality"]["vae"]["curve"]
+
+
+def _cyclegan_throughput(mixed_precision):
+    return {
+        "throughput": {
+            "cyclegan": {
+                "mixed_precision": mixed_precision,
+                "contenders": {
+                    "ours": _entry([1.0, 1.1, 0.9]),
+                    "tutorial": _entry([1.0, 1.0, 1.0]),
+                },
+            }
+        }
+    }
+
+
+def test_cyclegan_headline_says_one_backward_pass_per_generator_when_the_loss_is_scaled():
+    # CycleGAN.train_step shares one backward pass between the generators only when neither
+    # optimizer scales the loss; each LossScaleOptimizer (mixed_float16) scales its own.
+    for mixed_precision in (True, "mixed_float16"):
+        text = "\n".join(report.render_headline(_cyclegan_throughput(mixed_precision)))
+        assert "one backward pass for both" not in text
+        assert "one backward pass per generator" in text
+    for mixed_precision in (False, "mixed_bfloat16"):
+        text = "\n".join(report.render_headline(_cyclegan_throughput(mixed_precision)))
+        assert "one backward pass for both generators" in text
