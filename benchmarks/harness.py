@@ -80,7 +80,8 @@ def model_defaults(model):
 
     From ``medgen_tf.recipes`` when the model has a recipe there (``train``'s defaults:
     64 px, batch 32, the recipe's latent size, 64 base filters outside quick mode), else
-    ``FALLBACK_DEFAULTS``.
+    ``FALLBACK_DEFAULTS``. The CycleGAN's batch of 1 is the benchmark's own, and its source
+    says so.
     """
     import inspect
 
@@ -100,6 +101,12 @@ def model_defaults(model):
     # recipes.train sets base_filters = 16 if QUICK else 64; benchmarks run outside quick mode.
     if "base_filters" in defaults:
         defaults["base_filters"] = 64
+    if model == "cyclegan":
+        return defaults, (
+            f"medgen_tf.recipes (train() defaults), except batch {defaults['batch_size']}: the "
+            "benchmark's own choice, the CycleGAN paper's batch (train() defaults to "
+            f"{parameters['batch_size'].default})"
+        )
     return defaults, "medgen_tf.recipes (train() defaults)"
 
 

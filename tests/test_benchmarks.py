@@ -206,6 +206,22 @@ def test_loops_use_xla_when_the_compiled_model_resolved_to_it(monkeypatch, resol
     assert ours.xla is resolved and tutorial.xla is resolved
 
 
+def test_cyclegan_sizes_say_the_batch_of_1_is_the_benchmarks_own_not_train_defaults():
+    import inspect
+
+    from medgen_tf import recipes
+
+    train_batch = inspect.signature(recipes.train).parameters["batch_size"].default
+    config, source = harness.model_defaults("cyclegan")
+    assert config["batch_size"] == 1 != train_batch
+    assert "except batch 1: the benchmark's own choice, the CycleGAN paper's batch" in source
+    assert f"train() defaults to {train_batch}" in source
+    # The DCGAN's batch is train()'s own default, and its source says only that.
+    config, source = harness.model_defaults("dcgan")
+    assert config["batch_size"] == train_batch
+    assert source == "medgen_tf.recipes (train() defaults)"
+
+
 def test_pipeline_is_each_models_own(monkeypatch):
     def fake_images(image_size, value_range=(-1.0, 1.0), contrasts=("t1",), split="train"):
         return [np.zeros((40, 8, 8, 1), "float32") for _ in contrasts]
