@@ -3,7 +3,9 @@
 Each model is trained the way its notebook trains it (same sizes, same data, same engine), one
 epoch at a time; after every epoch the training clock stops while the model is scored on
 held-out data, so the curve is (training seconds, score) and evaluation time is reported
-apart. A run ends at its target or at its time cap, whichever comes first.
+apart. A run ends at its target, at its time cap, or at the end of its epochs (only the
+CycleGAN's are few: notebook 03's 7, over which its learning rate decays to zero), whichever
+comes first; the summary's ``stopped_by`` says which ("target", "cap" or "epochs").
 
 - VAE (notebook 02): test PSNR of the posterior-mean reconstruction, target 26 dB.
 - DCGAN (notebook 04's settings): FD-medgen of 384 samples against 384 real training slices,
@@ -29,8 +31,9 @@ TARGETS = {"vae": 26.0, "dcgan": None, "cyclegan": 0.85}  # the DCGAN's depends 
 
 def _quality_callback(evaluate, target, cap_s, higher_is_better, clock=time.perf_counter):
     """A Keras callback that scores the model after each epoch, off the training clock, and
-    stops training at the target or once ``cap_s`` training seconds are spent. ``clock``
-    returns seconds (tests pass a fake one)."""
+    stops training at the target or once ``cap_s`` training seconds are spent (``stopped_by``:
+    "target" or "cap"; None while it has not stopped the run). ``clock`` returns seconds
+    (tests pass a fake one)."""
     import keras
 
     class QualityCurve(keras.callbacks.Callback):
@@ -38,6 +41,7 @@ def _quality_callback(evaluate, target, cap_s, higher_is_better, clock=time.perf
             super().__init__()
             self.curve, self.training_s, self.evaluation_s = [], 0.0, 0.0
             self.reached_at = None
+            self.stopped_by = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start = clock()
@@ -52,6 +56,7 @@ def _quality_callback(evaluate, target, cap_s, higher_is_better, clock=time.perf
             if reached and self.reached_at is None:
                 self.reached_at = self.training_s
             if reached or self.training_s >= cap_s:
+                self.stopped_by = "target" if reached else "cap"
                 self.model.stop_training = True
 
     return QualityCurve()
@@ -72,6 +77,8 @@ def _summary(callback, target, cap_s, metric, higher_is_better=True, **extra):
         "training_s": round(callback.training_s, 1),
         "evaluation_s": round(callback.evaluation_s, 1),
         "cap_s": cap_s,
+        # Neither the target nor the cap: fit ran all its epochs.
+        "stopped_by": callback.stopped_by or "epochs",
         **extra,
     }
 

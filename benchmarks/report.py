@@ -541,33 +541,51 @@ def _curve_text(curve, points=10):
     return ", ".join(f"{seconds / 60:.1f}: {value:.3f}" for seconds, value in curve)
 
 
+def stopped_by(result):
+    """Why a time-to-quality run ended: "target", "cap" or "epochs". Results saved before the
+    runs recorded it get it from what they saved (the callback stops at the first epoch at
+    the target, else at the first at the cap; otherwise fit ran out of epochs)."""
+    if result.get("stopped_by"):
+        return result["stopped_by"]
+    if result["reached"]:
+        return "target"
+    return "cap" if result["training_s"] >= result["cap_s"] else "epochs"
+
+
+STOP_REASONS = {"target": "target", "cap": "time cap", "epochs": "its last epoch"}
+
+
 def render_quality(quality):
     lines = [
         "| Model | metric | target | reached | training min to target | best | epochs | "
-        "training min (cap) | settings |",
-        "|---|---|---:|---|---:|---:|---:|---:|---|",
+        "training min (cap) | stopped by | settings |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---|",
     ]
     curves = []
     for model, result in quality.items():
         if _error(result):
-            lines.append(f"| {model} | not measured: {result['error'][:120]} | | | | | | | |")
+            lines.append(f"| {model} | not measured: {result['error'][:120]} | | | | | | | | |")
             continue
         target = result["target"]
         if model == "dcgan" and result.get("floor") is not None:
             target = f"{target} (2x the floor {result['floor']})"
         to_target = result.get("seconds_to_target")
+        reason = stopped_by(result)
         lines.append(
             f"| {model} | {result['metric']} | {target} | "
             f"{'yes' if result['reached'] else 'no'} | "
             f"{'n/a' if to_target is None else f'{to_target / 60:.1f}'} | "
             f"{_number(result.get('best'), 3)} | {result['epochs']} | "
             f"{result['training_s'] / 60:.1f} ({result['cap_s'] / 60:.0f}) | "
+            f"{STOP_REASONS.get(reason, reason)} | "
             f"{result.get('settings', '')} |"
         )
         curves.append(f"- {model} (training minutes: score): {_curve_text(result['curve'])}")
     notes = [
         "",
-        "Training time only: the clock stops while the model is scored after each epoch. "
+        "Training time only: the clock stops while the model is scored after each epoch. A run "
+        "stops at its target, at its time cap, or after its last epoch (the CycleGAN trains "
+        "notebook 03's fixed number of epochs, over which its learning rate decays to zero). "
         "Curves (all points in the JSON, plotted in `RESULTS-quality.png`):",
         "",
     ]

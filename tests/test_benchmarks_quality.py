@@ -73,6 +73,7 @@ def test_stops_at_the_target_and_keeps_evaluation_off_the_training_clock():
     assert clock.now - 1000.0 == summary["training_s"] + summary["evaluation_s"]
     assert summary["curve"] == [(4.0, 0.1), (8.0, 0.2), (12.0, 0.9)]
     assert summary["seconds_to_target"] == 12.0
+    assert summary["stopped_by"] == "target"
 
 
 def test_the_cap_counts_training_seconds_only():
@@ -92,6 +93,7 @@ def test_the_cap_counts_training_seconds_only():
     assert summary["epochs"] == 3 and summary["training_s"] == 12.0
     assert summary["evaluation_s"] == 300.0
     assert not summary["reached"] and summary["seconds_to_target"] is None
+    assert summary["stopped_by"] == "cap"
 
 
 def test_stops_at_the_cap_when_the_target_is_not_reached():
@@ -126,3 +128,47 @@ def test_report_says_reached_or_not_and_keeps_the_last_point_of_the_curve():
     assert "| vae | test PSNR (dB) | 26.0 | no | n/a | 22.500 | 25 | 25.0 (25) |" in text
     assert "25.0: 22.500" in text  # the last point survives the thinning
     assert "not measured: worker failed: out of memory" in text
+
+
+def test_a_run_that_ends_with_its_epochs_says_so():
+    # The CycleGAN's case: neither the target nor the cap before fit's last epoch.
+    clock = _FakeClock()
+    callback = quality._quality_callback(
+        lambda model: 0.2, target=0.85, cap_s=600.0, higher_is_better=True, clock=clock
+    )
+    _fit_on_the_clock(callback, clock, epochs=3)
+    summary = quality._summary(callback, 0.85, 600.0, "ssim")
+    assert summary["epochs"] == 3 and summary["training_s"] == 12.0
+    assert summary["stopped_by"] == "epochs"
+
+
+def _saved_cyclegan(**fields):
+    return {
+        "metric": "SSIM",
+        "target": 0.85,
+        "reached": False,
+        "seconds_to_target": None,
+        "best": 0.284,
+        "epochs": 7,
+        "curve": [(60.0 * epoch, 0.2) for epoch in range(1, 8)],
+        "training_s": 204.2,
+        "cap_s": 600,
+        "settings": "notebook 03",
+        **fields,
+    }
+
+
+def test_report_says_what_stopped_each_run_and_derives_it_for_results_saved_without_it():
+    results = {
+        "cyclegan": _saved_cyclegan(stopped_by="epochs"),
+        # Saved before the runs recorded why they stopped (RESULTS-quality.json of 2026-12-02).
+        "cyclegan_saved": _saved_cyclegan(),
+        "at_cap": _saved_cyclegan(training_s=612.0),
+        "at_target": _saved_cyclegan(reached=True, seconds_to_target=120.0, training_s=120.0),
+    }
+    rows = {line.split(" | ")[0][2:]: line for line in report.render_quality(results)}
+    assert "| 3.4 (10) | its last epoch | notebook 03 |" in rows["cyclegan"]
+    assert "| 3.4 (10) | its last epoch | notebook 03 |" in rows["cyclegan_saved"]
+    assert "| 10.2 (10) | time cap |" in rows["at_cap"]
+    assert "| 2.0 (10) | target |" in rows["at_target"]
+    assert report.stopped_by(_saved_cyclegan()) == "epochs"
