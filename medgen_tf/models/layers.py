@@ -328,7 +328,8 @@ class FusedAdam(keras.optimizers.Adam):
     ops, and each is one pass over a weight tensor or its moments in memory; TensorFlow's
     ``ResourceApplyAdam`` kernel (what ``tf.keras`` used before Keras 3, with CPU, GPU and XLA
     implementations) makes one pass. On a 2-core CPU, updating the DCGAN's 6.6 million weights
-    took 26.4 ms with Keras' Adam and 9.2 ms with this one (``benchmarks/RESULTS.md``, profile).
+    takes about a third of Keras' Adam's time with this one (``benchmarks/RESULTS.md``, profile:
+    the two Adam rows).
     AMSGrad, sparse gradients (``tf.IndexedSlices``, from an ``Embedding``) and backends other
     than TensorFlow take Keras' own update.
 
