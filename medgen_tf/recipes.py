@@ -411,11 +411,19 @@ def train(
         # int() would truncate 32.7 to 32 and record it as asked for.
         if not is_whole_number(value):
             raise ValueError(f"{name}={value!r}: give a whole number")
+    # Defaults only for specs not given: an empty one (an unset variable, --data "$DATA") is
+    # refused by the data loader in one line, not replaced by the built-in cohort in silence.
     if recipe.two_domains:
-        settings = {"data_a": data_a or "brain:t1", "data_b": data_b or "brain:t2"}
+        settings = {
+            "data_a": "brain:t1" if data_a is None else data_a,
+            "data_b": "brain:t2" if data_b is None else data_b,
+        }
         unused = {"data (--data)": data, "latent_dim (--latent-dim)": latent_dim}
     else:
-        settings = {"data": data or "brain", "latent_dim": latent_dim or recipe.default_latent_dim}
+        settings = {
+            "data": "brain" if data is None else data,
+            "latent_dim": latent_dim or recipe.default_latent_dim,
+        }
         unused = {"data_a (--data-a)": data_a, "data_b (--data-b)": data_b}
     given = [name for name, value in unused.items() if value is not None]
     if given:

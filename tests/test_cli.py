@@ -288,6 +288,28 @@ def test_an_empty_path_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["scan.nii.gz"]
 
 
+@pytest.mark.parametrize(
+    "arguments, spec",
+    [
+        (["train", "dcgan", "--data", ""], ""),
+        (["train", "cyclegan", "--data-a", ""], ""),
+        (["train", "cyclegan", "--data-b", " "], " "),
+    ],
+)
+def test_an_empty_data_spec_is_refused_as_data_preview_refuses_it(
+    tmp_path, capsys, arguments, spec
+):
+    # An unset variable (--data "$DATA") trained on the built-in brain cohort in silence: the
+    # default replaced every false value, not only a missing one.
+    run_dir = tmp_path / "run"
+    options = ["--image-size", "32", "--epochs", "1", "--batch-size", "64", "--out", str(run_dir)]
+    assert main([*arguments, *options]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Traceback" not in error[0]
+    assert error[0].startswith(f"medgen-tf: error: data spec {spec!r}: empty; use brain[")
+    assert not run_dir.exists()
+
+
 @pytest.mark.parametrize("command", ["sample", "preview"])
 @pytest.mark.parametrize("out", ["/", "..", "."])
 def test_an_image_out_that_names_no_file_is_one_line(tmp_path, capsys, monkeypatch, command, out):
