@@ -706,7 +706,8 @@ def fit(
             :func:`trained_outputs`: a DataError then, rather than overwrite them). The
             settings recorded in ``config.json``
             (``config``, ``batch_size``, ``seed``, the number of examples, mixed precision)
-            must be the same; only ``num_epochs`` may change, which extends a run, unless
+            must be the same; only ``num_epochs`` may change, never to fewer than the
+            checkpoint's epochs (a DataError): more extends a run, unless
             ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as
             CycleGAN's). Without ``resume``, a new run starts: an earlier run's outputs in
             ``run_dir`` (checkpoints, samples, history, weights, exported models) are moved to
@@ -730,8 +731,9 @@ def fit(
         ``.model`` and ``.stopped_reason`` (set when the NaN guard stopped training).
 
     Raises:
-        DataError: a resume with other settings, or with no checkpoint in a folder that holds
-            an earlier run; an unreadable checkpoint or ``config.json``.
+        DataError: a resume with other settings or fewer epochs than its checkpoint's, or with
+            no checkpoint in a folder that holds an earlier run; an unreadable checkpoint or
+            ``config.json``.
         ValueError: ``num_epochs`` below 1; ``steps_per_execution`` (of the model's
             ``compile``) does not divide the steps of an epoch.
     """
@@ -788,6 +790,15 @@ def fit(
             "mixed_precision": bool(mixed_precision),
         }
         _check_resume_settings(run_dir, config or {}, engine_settings, read_recorded_config)
+        # The folder's name is the epoch (load_checkpoint refuses a meta.json that disagrees).
+        trained_epochs = int(_CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+        if num_epochs < trained_epochs:
+            # It trained nothing, yet recorded the smaller total in config.json as the run's.
+            raise DataError(
+                f"run folder {run_dir}: the run has trained {trained_epochs} epochs; "
+                f"num_epochs={num_epochs} would shorten it (give --epochs {trained_epochs} or "
+                "more; a resume only extends a run)"
+            )
     _remove_unfinished(run_dir)
 
     previous_policy = keras.mixed_precision.global_policy()

@@ -854,6 +854,25 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     assert len(history["first_loss"]) == 2
 
 
+def test_a_resume_with_fewer_epochs_than_the_run_has_is_refused_and_changes_nothing(tmp_path):
+    # It trained nothing and answered as a success, and config.json then recorded the smaller
+    # number as the run's epochs.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, **QUIET)
+    before = _files(tmp_path)
+    with pytest.raises(DataError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, resume=True, **QUIET)
+    message = str(caught.value)
+    assert "\n" not in message and message == (
+        f"run folder {tmp_path}: the run has trained 2 epochs; num_epochs=1 would shorten it "
+        "(give --epochs 2 or more; a resume only extends a run)"
+    )
+    assert _files(tmp_path) == before
+    # As many epochs as the run has is a resume with nothing left to train: accepted.
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
+
+
 class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
