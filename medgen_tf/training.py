@@ -82,6 +82,9 @@ _RUN_OUTPUTS = (
     "metrics.json",
     "evaluation.png",
 )
+#: Of those, what ``medgen-tf evaluate`` writes: the scores of the model exported before. An
+#: epoch a resumed run records removes them (``_drop_evaluation``).
+_EVALUATION_OUTPUTS = ("metrics.json", "evaluation.png")
 
 __all__ = [
     "TimeBudget",
@@ -432,6 +435,34 @@ class _RunFolderCallback(keras.callbacks.Callback):
         self.epoch_recorded = True
         save_checkpoint(self.model, self.run_dir / "checkpoints", epoch + 1, self.history)
         _write_json(self.run_dir / "history.json", self.history)
+        _drop_evaluation(self.run_dir, epoch + 1)
+
+
+def _drop_evaluation(run_dir: Path, epoch: int) -> None:
+    """Remove an evaluation of the run (``metrics.json``, ``evaluation.png``) once ``epoch``
+    has changed the model it scored.
+
+    Left there after a resume, the scores of the earlier export read as the new model's.
+    Removed rather than set aside: ``replaced/`` holds an earlier run, not an earlier epoch of
+    this one, and ``medgen-tf evaluate`` writes them again from the new export. Until an epoch
+    is recorded (a resume that trains nothing, or one stopped before its first epoch ends),
+    they still describe the run's model and stay.
+    """
+    removed = []
+    for name in _EVALUATION_OUTPUTS:
+        try:
+            (run_dir / name).unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(name)
+    if removed:
+        logger.warning(
+            "%s: epoch %d changed the model that %s scored; removed (run medgen-tf evaluate "
+            "again once training ends)",
+            run_dir,
+            epoch,
+            " and ".join(removed),
+        )
 
 
 class _ScalarLogger(keras.callbacks.Callback):
@@ -711,7 +742,9 @@ def fit(
             ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as
             CycleGAN's). Without ``resume``, a new run starts: an earlier run's outputs in
             ``run_dir`` (checkpoints, samples, history, weights, exported models) are moved to
-            ``replaced/`` (replacing the one before), never mixed with the new.
+            ``replaced/`` (replacing the one before), never mixed with the new. The first
+            epoch a resume records removes an evaluation of the run (``metrics.json``,
+            ``evaluation.png``): it scored the model before.
         sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
             ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
         config: JSON-serialisable settings recorded in ``config.json``.

@@ -873,6 +873,23 @@ def test_a_resume_with_fewer_epochs_than_the_run_has_is_refused_and_changes_noth
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0002"
 
 
+def test_a_resume_that_trains_an_epoch_removes_the_evaluation_of_the_model_before(tmp_path, caplog):
+    # metrics.json and evaluation.png (medgen-tf evaluate) stayed beside the resumed run's new
+    # model, as if they scored it.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, **QUIET)
+    evaluation = {"metrics.json": b'{"fd_medgen": 1.0}', "evaluation.png": b"a figure"}
+    for name, content in evaluation.items():
+        (tmp_path / name).write_bytes(content)
+    # A resume with nothing left to train leaves the model, and so its evaluation, as it was.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, resume=True, **QUIET)
+    assert {name: (tmp_path / name).read_bytes() for name in evaluation} == evaluation
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, resume=True, **QUIET)
+    assert not any((tmp_path / name).exists() for name in evaluation)
+    assert "epoch 2 changed the model that metrics.json and evaluation.png scored" in caplog.text
+    assert not (tmp_path / "replaced").exists()
+
+
 class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
