@@ -9,10 +9,17 @@ class DataError(ValueError):
     """Bad input data: the message is one line naming the file (or spec) and the problem."""
 
 
+#: Most characters of a library's reason that :func:`first_line` passes on.
+FIRST_LINE_MAX_CHARS = 200
+
+
 def first_line(error: Exception) -> str:
     """The first line of an exception's message (its type's name when it has none), for
-    one-line errors that pass on a library's reason."""
+    one-line errors that pass on a library's reason; cut to :data:`FIRST_LINE_MAX_CHARS`
+    characters, ending in "...". Keras' first line can hold a whole model config (16 KB)."""
     text = str(error).splitlines()[0] if str(error) else ""
+    if len(text) > FIRST_LINE_MAX_CHARS:
+        text = text[: FIRST_LINE_MAX_CHARS - 3] + "..."
     return text or type(error).__name__
 
 

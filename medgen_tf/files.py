@@ -174,10 +174,18 @@ def load_keras_file(path, **kwargs):
 
     Keras reports a truncated ``.keras`` archive as "File not found" and a damaged member as a
     traceback from h5py or json; a run folder's exported model is user data like any other.
+    Every medgen_tf model class is registered first, so that a file of another model than the
+    caller expects (a VAE saved as ``generator.keras``) loads, and the caller's own check says
+    what it is, instead of Keras' "Could not locate class" with the file's whole config.
     """
     import zipfile
 
     import keras
+
+    import medgen_tf.models.cyclegan  # noqa: F401  (registers the serializable classes)
+    import medgen_tf.models.gan  # noqa: F401
+    import medgen_tf.models.pix2pix  # noqa: F401
+    import medgen_tf.models.vae  # noqa: F401
 
     path = Path(path)
     if not path.is_file():

@@ -13,4 +13,9 @@ def test_is_whole_number_takes_ints_and_numpy_integers_only():
 def test_first_line_keeps_the_first_line_or_names_the_type():
     assert first_line(ValueError("bad shape\n  traceback detail")) == "bad shape"
     assert first_line(DataError("")) == "DataError"
+    # Keras' "Could not locate class" puts the file's whole model config on its first line.
+    reason = first_line(TypeError("Could not locate class 'VAE'. " + "x" * 16000 + "\nmore"))
+    assert len(reason) == 200 and reason.startswith("Could not locate class 'VAE'. x")
+    assert reason.endswith("x...")
+    assert first_line(ValueError("y" * 200)) == "y" * 200
     assert issubclass(DataError, ValueError)

@@ -309,16 +309,27 @@ def test_a_cgan_on_labels_that_are_no_class_indices_is_refused_before_anything_i
     assert not run_dir.exists()
 
 
+def _save_no_generator(kind, path):
+    from medgen_tf.models.gan import build_discriminator
+    from medgen_tf.models.vae import build_vae
+
+    if kind == "discriminator":
+        build_discriminator(32, base_filters=4).save(path)
+    else:
+        build_vae(32, latent_dim=8, base_filters=4).save(path)
+
+
+_NO_GENERATOR_CONFIG = {"model": "dcgan", "data": "brain:t1", "image_size": 32, "num_subjects": 8}
+
+
+@pytest.mark.parametrize("kind", ["discriminator", "vae"])
 @pytest.mark.parametrize("command", ["sample", "evaluate"])
-def test_a_model_file_that_is_no_generator_is_one_line_naming_it(tmp_path, capsys, command):
+def test_a_model_file_that_is_no_generator_is_one_line_naming_it(tmp_path, capsys, command, kind):
     # A discriminator saved as generator.keras (a slip when exporting by hand) was called
     # with noise and gave Keras' multi-line "Exception encountered when calling
     # Functional.call()" traceback.
-    from medgen_tf.models.gan import build_discriminator
-
-    build_discriminator(32, base_filters=4).save(tmp_path / "generator.keras")
-    config = {"model": "dcgan", "data": "brain:t1", "image_size": 32, "num_subjects": 8}
-    (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+    _save_no_generator(kind, tmp_path / "generator.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"config": _NO_GENERATOR_CONFIG}))
     arguments = {
         "sample": ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")],
         "evaluate": ["evaluate", str(tmp_path), "--n", "20"],
@@ -326,7 +337,33 @@ def test_a_model_file_that_is_no_generator_is_one_line_naming_it(tmp_path, capsy
     assert main(arguments) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"{tmp_path / 'generator.keras'}: not a generator" in error[0]
+    assert len(error[0]) < 300
     assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "generator.keras"]
+
+
+def test_a_vae_saved_as_the_generator_is_named_in_one_line_by_a_fresh_process(tmp_path):
+    # `sample` registered only the GAN classes before loading: in a process that had not
+    # imported the VAE (any real command line), Keras' "Could not locate class 'VAE'" came out
+    # as a 16 KB "one-line" error holding the file's whole config. In this process the VAE is
+    # registered by building it, hence the fresh interpreter.
+    import os
+    import subprocess
+    import sys
+
+    _save_no_generator("vae", tmp_path / "generator.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"config": _NO_GENERATOR_CONFIG}))
+    result = subprocess.run(
+        [sys.executable, "-m", "medgen_tf.cli", "sample", str(tmp_path), "--out", "x.png"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=Path(__file__).resolve().parents[1],  # the package under test, not an installed one
+        timeout=300,
+    )
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and len(error[0]) < 300
+    assert error[0].startswith(f"medgen-tf: error: {tmp_path / 'generator.keras'}: not a generator")
 
 
 def test_sample_refuses_a_number_of_samples_that_is_no_count(tmp_path):
