@@ -272,9 +272,9 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up notes (oneDNN, CUDA probing) would bury the command's output.
-    import_tensorflow_quietly()
     try:
+        # TensorFlow's C++ start-up notes (oneDNN, CUDA probing) would bury the command's output.
+        import_tensorflow_quietly()
         _run(args)
     except DataError as error:
         print(f"medgen-tf: error: {error}", file=sys.stderr)
@@ -284,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         # the path, which is all a command-line user needs (a traceback would bury it).
         print(f"medgen-tf: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: a traceback through TensorFlow's frames (51 lines in train) says nothing a
+        # user can act on. A run keeps every epoch checkpointed before the interrupt.
+        resume = "; the same command with --resume continues from the last complete epoch"
+        print(f"medgen-tf: interrupted{resume if args.command == 'train' else ''}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
     return 0
 
 

@@ -345,3 +345,34 @@ def test_mixed_precision_on_a_cpu_warns_in_one_line_and_still_trains(
     calls.clear()
     assert main(["train", "dcgan", "--out", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().err.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "command, arguments, said",
+    [
+        (
+            "train",
+            ["train", "dcgan", "--out", "RUN"],
+            "medgen-tf: interrupted; the same command with --resume continues from the last "
+            "complete epoch",
+        ),
+        ("sample", ["sample", "RUN", "--out", "RUN/grid.png"], "medgen-tf: interrupted"),
+    ],
+)
+def test_ctrl_c_is_one_line_and_exit_code_130(
+    tmp_path, capsys, monkeypatch, command, arguments, said
+):
+    # Ctrl-C during train was a 51-line traceback through TensorFlow's frames.
+    from medgen_tf import recipes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipes, command, interrupted)
+    arguments = [argument.replace("RUN", str(tmp_path / "run")) for argument in arguments]
+    try:
+        code = main(arguments)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left main as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [said]
