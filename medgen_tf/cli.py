@@ -62,19 +62,24 @@ def _path(text: str) -> str:
     return text
 
 
-def _image_out(path: str):
+def _image_out(text: str):
     """``--out`` of a figure, checked before any work: matplotlib would refuse an unknown
     extension only once the figure is drawn. A missing extension is matplotlib's default
     format, added here so that the path printed is the file written."""
+    import os
     from pathlib import Path
 
     import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
 
-    path = Path(path)
-    if path.name in ("", ".", ".."):
-        # "/" has no name to add an extension to, and ".." would become "...png".
-        raise DataError(f"--out {path}: names a folder, not an image file (e.g. {path}/grid.png)")
+    path = Path(text)
+    # "/" has no name to add an extension to, ".." would become "...png", and pathlib drops
+    # the slash that makes "figs/" a folder (figs.png was written beside it), as it would the
+    # extension added to an existing folder's name.
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if path.name in ("", ".", "..") or text.endswith(separators) or path.is_dir():
+        example = os.path.join(text, "grid.png")
+        raise DataError(f"--out {text}: names a folder, not an image file (e.g. {example})")
     if not path.suffix:
         return path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
     # pgf is listed but needs a LaTeX installation to write.

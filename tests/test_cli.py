@@ -311,10 +311,13 @@ def test_an_empty_data_spec_is_refused_as_data_preview_refuses_it(
 
 
 @pytest.mark.parametrize("command", ["sample", "preview"])
-@pytest.mark.parametrize("out", ["/", "..", "."])
+@pytest.mark.parametrize("out", ["/", "..", ".", "figs/", "figs"])
 def test_an_image_out_that_names_no_file_is_one_line(tmp_path, capsys, monkeypatch, command, out):
-    # Was a ValueError traceback "PosixPath('/') has an empty name"; ".." wrote "...png".
+    # Was a ValueError traceback "PosixPath('/') has an empty name"; ".." wrote "...png";
+    # "figs/" (pathlib drops the slash) wrote figs.png, and so did "figs" of an existing folder.
     monkeypatch.chdir(tmp_path)
+    if out == "figs":
+        (tmp_path / "figs").mkdir()
     arguments = {
         "sample": ["sample", str(tmp_path / "run"), "--out", out],
         "preview": ["data", "preview", "--image-size", "16", "--out", out],
@@ -322,7 +325,8 @@ def test_an_image_out_that_names_no_file_is_one_line(tmp_path, capsys, monkeypat
     assert main(arguments) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and f"--out {out}: names a folder, not an image file" in error[0]
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == (["figs"] if out == "figs" else [])
+    assert not (tmp_path / "figs").exists() or list((tmp_path / "figs").iterdir()) == []
 
 
 @pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
