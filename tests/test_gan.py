@@ -313,6 +313,49 @@ def test_noise_state_survives_keras_and_weights_files_and_old_files_still_load(
     np.testing.assert_array_equal(fresh.generate(2), gan.generate(2))
 
 
+@keras.saving.register_keras_serializable(package="medgen_tf_tests")
+class CountingGAN(GAN):
+    """A subclass with a weight of its own, as a course exercise might add: steps trained."""
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.steps_seen = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="steps_seen"
+        )
+
+    def train_step(self, data):
+        self.steps_seen.assign_add(1.0)
+        return super().train_step(data)
+
+
+def test_a_subclass_weight_survives_keras_and_weights_files(tmp_path):
+    # GAN.load_own_variables restored only the noise state: the subclass's own weight, which
+    # save_own_variables did write, came back at its initial 0.
+    def counting_gan():
+        return CountingGAN(
+            build_generator(LATENT_DIM, 32, base_filters=FILTERS),
+            build_discriminator(32, base_filters=FILTERS),
+            seed=0,
+        )
+
+    gan = counting_gan()
+    gan.compile()
+    gan.fit(square_images(4), batch_size=2, epochs=2, verbose=0)
+    assert float(gan.steps_seen.numpy()) == 4.0
+    gan.save(tmp_path / "counting.keras")
+    gan.save_weights(tmp_path / "counting.weights.h5")
+    restored = keras.models.load_model(tmp_path / "counting.keras")
+    other = counting_gan()
+    other.compile()
+    other.load_weights(tmp_path / "counting.weights.h5")
+    for model in (restored, other):
+        assert float(model.steps_seen.numpy()) == 4.0
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(model.seed_generator.state),
+            keras.ops.convert_to_numpy(gan.seed_generator.state),
+        )
+
+
 def test_a_training_step_reports_the_losses_it_trained_on():
     # The training losses were only seen to move in the right direction: a step that left out
     # the label smoothing, or a G loss on the logits D gave before its update, still moves so.

@@ -110,6 +110,35 @@ def test_sampling_draws_new_noise_each_call_with_the_right_moments():
     assert Sampling.from_config(sampling.get_config()).seed == 3
 
 
+@keras.saving.register_keras_serializable(package="medgen_tf_tests")
+class CountingSampling(Sampling):
+    """A subclass with a weight of its own: the draws it made."""
+
+    def build(self, input_shape):
+        self.draws = self.add_weight(shape=(), initializer="zeros", trainable=False, name="draws")
+
+    def call(self, inputs):
+        self.draws.assign_add(1.0)
+        return super().call(inputs)
+
+
+def test_a_sampling_subclass_weight_and_the_noise_state_survive_a_keras_file(tmp_path):
+    # Sampling.load_own_variables restored only the noise state: a subclass's own weight,
+    # which save_own_variables did write, came back at its initial 0.
+    inputs = [keras.Input((LATENT_DIM,)), keras.Input((LATENT_DIM,))]
+    sampling = CountingSampling(seed=2)
+    model = keras.Model(inputs, sampling(inputs))
+    zeros = [np.zeros((2, LATENT_DIM), np.float32)] * 2
+    for _ in range(3):
+        model(zeros)
+    model.save(tmp_path / "sampling.keras")
+    restored = keras.models.load_model(tmp_path / "sampling.keras")
+    assert float(restored.layers[-1].draws.numpy()) == float(sampling.draws.numpy()) == 3.0
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(zeros)), keras.ops.convert_to_numpy(model(zeros))
+    )
+
+
 def test_closed_form_kl_matches_monte_carlo_and_is_zero_at_the_prior():
     rng = np.random.default_rng(0)
     z_mean = rng.normal(size=(3, 5)).astype(np.float32)

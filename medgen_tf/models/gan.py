@@ -378,6 +378,11 @@ class GAN(keras.Model):
         # Files written before the state was saved lack it: their noise starts from the seed.
         if "seed_generator_state" in store:
             self.seed_generator.state.assign(store["seed_generator_state"])
+        # The rest is what save_own_variables' super() wrote: the model's own weights (none
+        # here; a subclass's add_weight in build), which would otherwise keep their initial value.
+        super().load_own_variables(
+            {key: store[key] for key in store.keys() if key != "seed_generator_state"}
+        )
 
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)

@@ -209,8 +209,13 @@ class Sampling(keras.layers.Layer):
         store["seed_generator_state"] = keras.ops.convert_to_numpy(self.seed_generator.state)
 
     def load_own_variables(self, store):
+        # Files written before the state was saved lack it: their noise starts from the seed.
         if "seed_generator_state" in store:
             self.seed_generator.state.assign(store["seed_generator_state"])
+        # The rest is what save_own_variables' super() wrote (a subclass's own weights).
+        super().load_own_variables(
+            {key: store[key] for key in store.keys() if key != "seed_generator_state"}
+        )
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
