@@ -692,6 +692,16 @@ def test_an_empty_batch_passes_the_pool_unchanged_also_under_xla():
     np.testing.assert_array_equal(_labels(pool.images.numpy())[:2], [1, 2])
 
 
+@pytest.mark.parametrize("direction", ["a2b", "b2a"])
+def test_translating_no_images_gives_an_empty_batch_of_the_outputs_shape_and_dtype(direction):
+    # Keras' predict raised an UnboundLocalError ('batch_outputs') on zero images.
+    model = _small_cyclegan()
+    full = model.translate(np.zeros((2, SIZE, SIZE, 1), "float32"), direction)
+    empty = model.translate(np.zeros((0, SIZE, SIZE, 1), "float32"), direction)
+    assert type(empty) is type(full) is np.ndarray
+    assert (empty.shape, empty.dtype) == ((0, *full.shape[1:]), full.dtype)
+
+
 def test_fully_convolutional_discriminators_of_any_size_are_accepted():
     generator_ab, generator_ba = _generator_pair(channels=1)
     any_size_a = build_patchgan_discriminator(None, 1, base_filters=4, name="d_a")

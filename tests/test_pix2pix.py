@@ -39,6 +39,15 @@ def test_fit_lowers_the_l1_loss_to_the_paired_target(adversarial):
     assert model.translate(np.zeros((2, SIZE, SIZE, 1), "float32")).shape == (2, SIZE, SIZE, 1)
 
 
+def test_translating_no_images_gives_an_empty_batch_of_the_outputs_shape_and_dtype():
+    # Keras' predict raised an UnboundLocalError ('batch_outputs') on zero images.
+    model = _model(adversarial=False)
+    full = model.translate(np.zeros((2, SIZE, SIZE, 1), "float32"))
+    empty = model.translate(np.zeros((0, SIZE, SIZE, 1), "float32"))
+    assert type(empty) is type(full) is np.ndarray
+    assert (empty.shape, empty.dtype) == ((0, *full.shape[1:]), full.dtype)
+
+
 def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
     model = _model(adversarial=True)
     model.compile(generator_optimizer="adam", discriminator_optimizer="sgd")

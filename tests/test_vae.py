@@ -389,6 +389,32 @@ def test_no_samples_and_no_reconstructions_have_the_images_shape(likelihood):
 
 
 @pytest.mark.parametrize(
+    "method",
+    [
+        lambda vae, images: vae.encode(images),
+        lambda vae, images: vae.reconstruct(images),
+        lambda vae, images: vae.reconstruct(images, sample=True),
+        lambda vae, images: vae.kl_per_dimension(images),
+    ],
+    ids=["encode", "reconstruct", "reconstruct sampled", "kl_per_dimension"],
+)
+def test_methods_on_no_images_return_what_images_would_give_with_no_rows(method):
+    # An empty batch failed inside the encoder's Conv2D with an InvalidArgumentError.
+    vae = tiny_vae()
+    full = method(vae, blob_images(2))
+    empty = method(vae, np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32))
+    full, empty = (list(out) if isinstance(out, (list, tuple)) else [out] for out in (full, empty))
+    assert len(empty) == len(full)
+    for got, reference in zip(empty, full, strict=True):
+        assert type(got) is type(reference)
+        assert got.dtype == reference.dtype
+        if reference.shape == (LATENT_DIM,):  # kl_per_dimension: a mean over no images
+            assert np.isnan(keras.ops.convert_to_numpy(got)).all()
+        else:
+            assert tuple(got.shape) == (0, *reference.shape[1:])
+
+
+@pytest.mark.parametrize(
     "settings",
     [
         dict(beta=None),

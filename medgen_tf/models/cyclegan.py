@@ -25,6 +25,7 @@ try:
         check_image_size_argument,
         engine_compile_arguments,
         loss_scaled,
+        predict_images,
     )
 except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
     if not (error.name or "").startswith("medgen_tf"):
@@ -41,6 +42,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_image_size_argument,
         engine_compile_arguments,
         loss_scaled,
+        predict_images,
     )
 
 __all__ = [
@@ -631,7 +633,7 @@ class CycleGAN(keras.Model):
         if direction not in ("a2b", "b2a"):
             raise ValueError(f"direction must be 'a2b' or 'b2a', got {direction!r}.")
         generator = self.generator_ab if direction == "a2b" else self.generator_ba
-        return generator.predict(images, batch_size=batch_size, verbose=0)
+        return predict_images(generator, images, batch_size)
 
     def _apply(self, optimizer, tape, loss, variables):
         gradients = tape.gradient(loss, variables)

@@ -107,6 +107,18 @@ def check_compile_arguments(model_name, kwargs, optimizers) -> None:
             seen[id(optimizer)] = name
 
 
+def predict_images(network, images, batch_size) -> object:
+    """``network.predict(images)`` as numpy, an empty batch included.
+
+    Keras' ``predict`` fails on zero images (an UnboundLocalError); they give a ``(0, ...)``
+    array of the shape and dtype that images would have, read from one blank image's output.
+    """
+    if len(images) == 0:
+        blank = keras.ops.zeros((1, *keras.ops.shape(images)[1:]))
+        return keras.ops.convert_to_numpy(network(blank, training=False))[:0]
+    return network.predict(images, batch_size=batch_size, verbose=0)
+
+
 def check_image_batch(images, model_name, value_range, what="images") -> None:
     """Refuse, while ``train_step`` is traced (no cost per step), a batch that is not 4-D float.
 

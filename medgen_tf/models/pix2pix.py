@@ -22,6 +22,7 @@ try:
         check_image_batch,
         engine_compile_arguments,
         loss_scaled,
+        predict_images,
     )
 except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
     if not (error.name or "").startswith("medgen_tf"):
@@ -34,6 +35,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_image_batch,
         engine_compile_arguments,
         loss_scaled,
+        predict_images,
     )
 
 __all__ = ["Pix2Pix"]
@@ -166,7 +168,7 @@ class Pix2Pix(keras.Model):
 
     def translate(self, images, batch_size=32):
         """Translate a numpy batch a -> b."""
-        return self.generator.predict(images, batch_size=batch_size, verbose=0)
+        return predict_images(self.generator, images, batch_size)
 
     def _unpack(self, data):
         check_batch_structure(data, "Pix2Pix", "(images_a, images_b) pairs")

@@ -388,6 +388,11 @@ class VAE(keras.Model):
 
     def encode(self, images):
         """Posterior parameters (z_mean, z_log_var) for a batch of images."""
+        if images.shape[0] == 0:
+            # TF's Conv2D fails on an empty batch (its bias meets the input's channel count).
+            return [
+                ops.zeros((0, *output.shape[1:]), output.dtype) for output in self.encoder.outputs
+            ]
         return self.encoder(images)
 
     def decode(self, z):
@@ -410,7 +415,9 @@ class VAE(keras.Model):
         return self.decode(z)
 
     def kl_per_dimension(self, images):
-        """Mean KL of each latent dimension over ``images``; near-zero entries have collapsed."""
+        """Mean KL of each latent dimension over ``images``; near-zero entries have collapsed.
+
+        NaN for each dimension when ``images`` is empty (a mean over no images)."""
         z_mean, z_log_var = self.encode(images)
         return ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
 
