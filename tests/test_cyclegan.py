@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from medgen_tf.models.cyclegan import (
+    OPTIMIZER_NAMES,
     CycleGAN,
     ImagePool,
     LinearDecayAfterHalf,
@@ -305,6 +306,18 @@ def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
     scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.0)
     with pytest.raises(ValueError, match="learning_rate"):
         model.fit(_unpaired_dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[scheduler])
+
+
+def test_compile_refuses_an_optimizer_built_for_another_model_and_takes_back_its_own():
+    # It was accepted, and the first step failed with Keras' "Unknown variable".
+    first, second = _small_cyclegan(), _small_cyclegan()
+    optimizers = default_optimizers()
+    first.compile(**optimizers)
+    with pytest.raises(ValueError, match="CycleGAN: discriminator_b_optimizer is already built"):
+        second.compile(discriminator_b_optimizer=optimizers["discriminator_b_optimizer"])
+    first.compile(**dict(zip(OPTIMIZER_NAMES, first.optimizers, strict=True)))
+    first.fit(_unpaired_dataset(count=2), epochs=1, verbose=0, shuffle=False)
+    assert [int(optimizer.iterations) for optimizer in first.optimizers] == [1, 1, 1, 1]
 
 
 def test_default_optimizers_are_the_papers_adam():

@@ -683,6 +683,39 @@ def test_a_batch_that_is_not_a_float_image_tensor_is_one_line(batches, message):
     assert len(str(caught.value).splitlines()) == 1
 
 
+def test_compile_refuses_optimizers_built_for_another_model_and_takes_back_its_own(tmp_path):
+    # They were accepted, and the first step failed with Keras' "Unknown variable".
+    first = tiny_gan()
+    d_optimizer, g_optimizer = default_optimizers()
+    first.compile(d_optimizer, g_optimizer)
+    second = tiny_gan()
+    for arguments, name in [
+        ((d_optimizer, None), "d_optimizer"),
+        ((None, g_optimizer), "g_optimizer"),
+        ((d_optimizer, g_optimizer), "d_optimizer"),
+    ]:
+        with pytest.raises(ValueError, match=f"GAN: {name} is already built for other") as caught:
+            second.compile(*arguments)
+        assert "\n" not in str(caught.value)
+    # Under mixed precision compile wraps them in a new LossScaleOptimizer: still refused.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        float16 = tiny_gan()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with pytest.raises(ValueError, match="d_optimizer is already built for other variables"):
+        float16.compile(d_optimizer, keras.optimizers.Adam())
+    # Re-compiling a model with its own optimizers stays accepted, fitted or loaded.
+    first.fit(square_images(4), batch_size=4, verbose=0)
+    first.compile(first.d_optimizer, first.g_optimizer)
+    first.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    loaded.compile(loaded.d_optimizer, loaded.g_optimizer)
+    for model in (first, loaded):
+        model.fit(square_images(4), batch_size=4, verbose=0)
+        assert [int(optimizer.iterations) for optimizer in model.optimizers] == [2, 2]
+
+
 def test_compile_refuses_a_loss_and_one_optimizer_for_both_networks():
     gan = tiny_gan()
     with pytest.raises(ValueError, match="computes its own losses and metrics in train_step"):

@@ -57,6 +57,18 @@ def test_compile_leaves_no_idle_keras_optimizer_and_takes_optimizer_names():
         model.compile(optimizer="adam")
 
 
+@pytest.mark.parametrize("name", ["generator_optimizer", "discriminator_optimizer"])
+def test_compile_refuses_an_optimizer_built_for_another_model_and_takes_back_its_own(name):
+    # It was accepted, and the first step failed with Keras' "Unknown variable".
+    first, second = _model(adversarial=True), _model(adversarial=True)
+    first.compile()
+    with pytest.raises(ValueError, match=f"Pix2Pix: {name} is already built for other"):
+        second.compile(**{name: getattr(first, name)})
+    first.compile(first.generator_optimizer, first.discriminator_optimizer)
+    first.fit(_paired_dataset(), epochs=1, verbose=0, shuffle=False)
+    assert [int(optimizer.iterations) for optimizer in first.optimizers] == [1, 1]
+
+
 def test_float16_networks_get_loss_scaling_whatever_the_policy_at_compile():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

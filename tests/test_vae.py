@@ -360,6 +360,17 @@ def test_fit_runs_eagerly_and_reports_the_kl_weight():
     assert history["kl_weight"][-1] == pytest.approx(0.25)  # after 1 of 4 warm-up steps
 
 
+def test_compile_refuses_an_optimizer_built_for_another_model_and_takes_back_its_own():
+    # It was accepted, and the first step failed with Keras' "Unknown variable".
+    first, second = tiny_vae(), tiny_vae()
+    first.compile(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match="VAE: optimizer is already built for other variables"):
+        second.compile(first.optimizer)
+    first.compile(first.optimizer)
+    first.fit(blob_images(4), batch_size=4, epochs=1, verbose=0)
+    assert int(first.optimizer.iterations) == 1
+
+
 def test_images_without_a_channel_axis_are_refused_rather_than_broadcast():
     # (N, H, W) against the decoder's (N, H, W, 1) would broadcast to (N, H, W, W): a wrong
     # reconstruction loss, and no error.

@@ -19,6 +19,7 @@ try:
         InstanceNormalization,
         MaximumLeakyReLU,
         ReflectionPadding2D,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -36,6 +37,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         InstanceNormalization,
         MaximumLeakyReLU,
         ReflectionPadding2D,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -618,8 +620,8 @@ class CycleGAN(keras.Model):
             self.discriminator_a,
             self.discriminator_b,
         )
-        for optimizer, network in zip(self.optimizers, networks, strict=True):
-            optimizer.build(network.trainable_variables)
+        for name, network in zip(OPTIMIZER_NAMES, networks, strict=True):
+            build_optimizer(getattr(self, name), network.trainable_variables, "CycleGAN", name)
 
     @property
     def metrics(self):

@@ -17,6 +17,7 @@ try:
     from medgen_tf.models.layers import (
         FusedAdam,
         MaximumLeakyReLU,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -31,6 +32,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
     from layers import (
         FusedAdam,
         MaximumLeakyReLU,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -360,8 +362,10 @@ class GAN(keras.Model):
 
     def build_optimizers(self):
         """Create both optimizers' slots (``compile`` does it; call again after swapping one)."""
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.g_optimizer.build(self.generator.trainable_variables)
+        for name, network in (("d_optimizer", self.discriminator), ("g_optimizer", self.generator)):
+            build_optimizer(
+                getattr(self, name), network.trainable_variables, type(self).__name__, name
+            )
 
     @property
     def metrics(self):

@@ -119,6 +119,34 @@ def predict_images(network, images, batch_size) -> object:
     return network.predict(images, batch_size=batch_size, verbose=0)
 
 
+def build_optimizer(optimizer, variables, model_name, argument) -> None:
+    """``optimizer.build(variables)``, refusing an optimizer built for other variables.
+
+    Keras' ``build`` returns at once on a built optimizer, so one built for another model's
+    weights (given to a second model's ``compile``) was accepted and failed only at the first
+    step ("Unknown variable"). Re-compiling a model with its own optimizers stays accepted.
+
+    Args:
+        optimizer: the optimizer (a ``LossScaleOptimizer`` is checked with what it wraps).
+        variables: the trainable variables of the network it is to train.
+        model_name: the class name, for the message.
+        argument: the ``compile`` argument it came from, for the message.
+    """
+    layer = optimizer
+    while layer is not None:
+        if layer.built:
+            try:
+                # The check apply() makes at the first step, made now.
+                layer._check_variables_are_known(variables)
+            except ValueError:
+                raise ValueError(
+                    f"{model_name}: {argument} is already built for other variables (another "
+                    "model's?); pass a new optimizer, or none for the default."
+                ) from None
+        layer = getattr(layer, "inner_optimizer", None)
+    optimizer.build(variables)
+
+
 def check_image_batch(images, model_name, value_range, what="images") -> None:
     """Refuse, while ``train_step`` is traced (no cost per step), a batch that is not 4-D float.
 

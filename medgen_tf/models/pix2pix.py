@@ -17,6 +17,7 @@ try:
     from medgen_tf import losses
     from medgen_tf.models.layers import (
         FusedAdam,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -30,6 +31,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
     import losses
     from layers import (
         FusedAdam,
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -121,12 +123,22 @@ class Pix2Pix(keras.Model):
         self.generator_optimizer = loss_scaled(
             generator_optimizer or adam("generator_adam"), self.generator
         )
-        self.generator_optimizer.build(self.generator.trainable_variables)
+        build_optimizer(
+            self.generator_optimizer,
+            self.generator.trainable_variables,
+            "Pix2Pix",
+            "generator_optimizer",
+        )
         if self.discriminator is not None:
             self.discriminator_optimizer = loss_scaled(
                 discriminator_optimizer or adam("discriminator_adam"), self.discriminator
             )
-            self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+            build_optimizer(
+                self.discriminator_optimizer,
+                self.discriminator.trainable_variables,
+                "Pix2Pix",
+                "discriminator_optimizer",
+            )
 
     def get_compile_config(self):
         # With compile overridden, Keras needs these two methods to restore both optimizers

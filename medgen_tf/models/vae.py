@@ -17,6 +17,7 @@ from keras import ops
 try:
     from medgen_tf import losses
     from medgen_tf.models.layers import (
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -29,6 +30,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         raise
     import losses
     from layers import (
+        build_optimizer,
         check_batch_structure,
         check_compile_arguments,
         check_image_batch,
@@ -356,7 +358,7 @@ class VAE(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         # Slots now, not lazily inside the traced step: tf.distribute cannot create mirrored
         # variables there, and a restore needs them to exist or Adam's moments restart.
-        self.optimizer.build(self.trainable_variables)
+        build_optimizer(self.optimizer, self.trainable_variables, "VAE", "optimizer")
 
     @property
     def optimizers(self):
