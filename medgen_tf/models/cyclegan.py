@@ -478,6 +478,7 @@ class CycleGAN(keras.Model):
         seed: seed of the pools' random choices.
 
     Example:
+        >>> import tensorflow as tf
         >>> from medgen_tf.models.cyclegan import (CycleGAN, build_patchgan_discriminator,
         ...     build_resnet_generator, default_optimizers)
         >>> generators = [build_resnet_generator(32, base_filters=4) for _ in range(2)]

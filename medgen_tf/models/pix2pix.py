@@ -60,6 +60,7 @@ class Pix2Pix(keras.Model):
         l1_weight: lambda_L1 (100 in the paper), at least 0.
 
     Example:
+        >>> import tensorflow as tf
         >>> from medgen_tf.models.cyclegan import build_patchgan_discriminator, build_resnet_generator
         >>> from medgen_tf.models.pix2pix import Pix2Pix
         >>> model = Pix2Pix(build_resnet_generator(32, base_filters=4),
