@@ -3,8 +3,10 @@
 A model module imports only keras, tensorflow, numpy, ``medgen_tf.losses`` and this file,
 so copying a model into another project means copying at most three files (Pix2Pix has no
 builders of its own: it takes the networks that ``cyclegan.py`` builds, a fourth file). Put
-them side by side, unchanged: where ``medgen_tf`` is not installed, a model file imports its
-neighbours ``losses`` and ``layers`` instead.
+them side by side, unchanged, in a folder on ``sys.path`` (beside the script or notebook that
+imports them): where ``medgen_tf`` is not installed, a model file imports its neighbours as
+the top-level modules ``losses`` and ``layers``. Inside a package of your own, make those two
+imports relative (``from . import losses`` and ``from .layers import ...``).
 """
 
 from __future__ import annotations
