@@ -360,6 +360,43 @@ def test_fit_runs_eagerly_and_reports_the_kl_weight():
     assert history["kl_weight"][-1] == pytest.approx(0.25)  # after 1 of 4 warm-up steps
 
 
+@pytest.mark.parametrize(
+    ("likelihood", "images", "message"),
+    [
+        ("bernoulli", 255 * blob_images(8), r"needs images in \[0, 1\], got 0 to 255; scale"),
+        ("bernoulli", 2 * blob_images(8) - 1, r"needs images in \[0, 1\], got -1 to 1; scale"),
+        ("gaussian", np.where(blob_images(8) > 0.5, np.nan, 0.0), "NaN or infinite values"),
+    ],
+    ids=["bernoulli 0-255", "bernoulli -1-1", "gaussian NaN"],
+)
+@pytest.mark.parametrize("argument", ["x", "validation_data"])
+def test_fit_refuses_images_its_likelihood_cannot_train_on_in_one_line(
+    likelihood, images, message, argument
+):
+    # Unscaled images trained a Bernoulli VAE into overflow, then NaN, without a message.
+    vae = tiny_vae(likelihood)
+    vae.compile()
+    good = blob_images(8)
+    x, validation = (images, good) if argument == "x" else (good, (images,))
+    with pytest.raises(ValueError, match=f"VAE.fit {argument}: .*{message}") as caught:
+        vae.fit(x, validation_data=validation, batch_size=4, verbose=0)
+    assert "\n" not in str(caught.value)
+    assert int(vae.optimizer.iterations) == 0
+
+
+def test_fit_takes_gaussian_images_off_zero_one_and_bernoulli_ones_on_its_edges():
+    # The Gaussian likelihood has no range to keep: its squared error is defined everywhere.
+    gaussian = tiny_vae("gaussian")
+    gaussian.compile()
+    gaussian.fit(2 * blob_images(4) - 1, batch_size=4, verbose=0)
+    bernoulli = tiny_vae()
+    bernoulli.compile()
+    edges = np.zeros((4, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
+    edges[2:] = 1.0
+    bernoulli.fit(edges, batch_size=4, verbose=0)
+    assert int(gaussian.optimizer.iterations) == int(bernoulli.optimizer.iterations) == 1
+
+
 def test_compile_refuses_an_optimizer_built_for_another_model_and_takes_back_its_own():
     # It was accepted, and the first step failed with Keras' "Unknown variable".
     first, second = tiny_vae(), tiny_vae()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 import keras
+import numpy as np
 from keras import ops
 
 try:
@@ -236,9 +237,10 @@ class VAE(keras.Model):
     ``kl_loss = KL(q(z|x) || N(0, I))`` in closed form and ``reconstruction_loss`` is
     ``-log p(x|z)`` with one z sampled per image:
 
-    - ``"bernoulli"``: binary cross-entropy on the decoder's logits (data in [0, 1]). On grey
-      levels between 0 and 1 a Bernoulli is not a normalised density, so this "ELBO" does not
-      bound log p(x) (Loaiza-Ganem & Cunningham 2019, the continuous Bernoulli).
+    - ``"bernoulli"``: binary cross-entropy on the decoder's logits (data in [0, 1]; off it
+      the loss has no minimum, and ``fit`` refuses numpy images outside it). On grey levels
+      between 0 and 1 a Bernoulli is not a normalised density, so this "ELBO" does not bound
+      log p(x) (Loaiza-Ganem & Cunningham 2019, the continuous Bernoulli).
     - ``"gaussian"``: fixed variance ``gaussian_sigma**2``, i.e.
       ``sum((x - mean)**2) / (2 * gaussian_sigma**2)``, leaving out the constant
       ``D/2 * log(2 pi sigma^2)`` for ``D`` pixel values per image (no effect on gradients).
@@ -451,6 +453,31 @@ class VAE(keras.Model):
         images = data[0] if isinstance(data, (tuple, list)) else data
         check_image_batch(images, "VAE", "[0, 1]")
         return images
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # Checked once on the host, as ConditionalGAN.fit checks its labels; inside the step a
+        # NaN or a Bernoulli target outside [0, 1] (where the cross-entropy has no minimum)
+        # trains into overflow and NaN without a message.
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and validation:
+            validation = validation[0]
+        for images, argument in ((x, "x"), (validation, "validation_data")):
+            if isinstance(images, np.ndarray):
+                self._check_image_values(images, f"VAE.fit {argument}")
+        return super().fit(x, y, *args, **kwargs)
+
+    def _check_image_values(self, images, context):
+        # Integer images are left to check_image_batch, whose message says to convert them.
+        if not images.size or not np.issubdtype(images.dtype, np.floating):
+            return
+        low, high = images.min(), images.max()  # NaN if any is NaN
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"{context}: images hold NaN or infinite values; remove them first.")
+        if self.likelihood == "bernoulli" and not 0.0 <= low <= high <= 1.0:
+            raise ValueError(
+                f"{context}: likelihood='bernoulli' needs images in [0, 1], got {low:g} to "
+                f"{high:g}; scale images to [0, 1] (e.g. divide 8-bit images by 255)."
+            )
 
     def train_step(self, data):
         import tensorflow as tf  # train_step uses GradientTape: this model trains on TensorFlow
