@@ -23,7 +23,7 @@ import numpy as np
 
 from medgen_tf import config
 from medgen_tf.data.nifti import file_digest
-from medgen_tf.errors import DataError, first_line
+from medgen_tf.errors import DataError, check_value_range, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -346,11 +346,10 @@ def load_medmnist(
     """
     # Checked before any download: (1, -1) loaded inverted images, (0, 0) blank ones, (0, inf)
     # NaN and inf ones (0 * inf), and a size below 1 was a TensorFlow traceback naming no file.
-    low, high = value_range
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(
-            f"{name_or_path}: value_range must be (low, high) with high > low, got {value_range}"
-        )
+    try:
+        low, high = check_value_range((), value_range)
+    except ValueError as error:
+        raise ValueError(f"{name_or_path}: {error}") from None
     if image_size is not None and image_size < 1:
         raise ValueError(f"{name_or_path}: image_size must be at least 1, got {image_size}")
     path = Path(str(name_or_path))

@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 
 from medgen_tf.data.medmnist import constant_images
-from medgen_tf.errors import DataError, first_line
+from medgen_tf.errors import DataError, check_value_range, first_line
 
 #: Medical image datasets in the TFDS catalog (``tfds.list_builders()``, tensorflow-datasets
 #: 4.9); any other catalog name is passed to ``tfds.load`` as well.
@@ -211,11 +211,10 @@ def load_tfds(
     # Checked before the split is read: (1, -1) loaded inverted images, (0, 0) blank ones,
     # (0, inf) NaN and inf ones (0 * inf), and image_size 0 was TensorFlow's "output dimensions
     # must be positive" traceback.
-    low, high = value_range
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(
-            f"tfds:{name}: value_range must be (low, high) with high > low, got {value_range}"
-        )
+    try:
+        low, high = check_value_range((), value_range)
+    except ValueError as error:
+        raise ValueError(f"tfds:{name}: {error}") from None
     if image_size < 1:
         raise ValueError(f"tfds:{name}: image_size must be at least 1, got {image_size}")
     # take(-1) is the whole split: max_examples=-1 loaded every example.
