@@ -106,7 +106,8 @@ def dcgan_alternating_step(
     """D, then G against the updated D on the same fakes: the package's algorithm, by hand.
 
     As PyTorch's DCGAN example writes it: one generator pass per step, recorded on the
-    generator's tape and reused by its update."""
+    generator's tape and reused by its update. D judges the real and fake batches in one pass
+    over both stacked, as the package does for a discriminator without batch norm."""
     cross_entropy = _bce_from_logits()
     seed_generator = keras.random.SeedGenerator(seed)
 
@@ -115,8 +116,9 @@ def dcgan_alternating_step(
         with tf.GradientTape() as gen_tape:
             generated_images = generator(noise, training=True)
         with tf.GradientTape() as disc_tape:
-            real_output = discriminator(images, training=True)
-            fake_output = discriminator(tf.stop_gradient(generated_images), training=True)
+            # One pass over real and fake images stacked, as the package's step makes it.
+            both = tf.concat([images, tf.stop_gradient(generated_images)], axis=0)
+            real_output, fake_output = tf.split(discriminator(both, training=True), 2)
             disc_loss = cross_entropy(tf.ones_like(real_output), real_output) + cross_entropy(
                 tf.zeros_like(fake_output), fake_output
             )

@@ -381,6 +381,71 @@ def test_a_training_step_reports_the_losses_it_trained_on():
     assert float(logs["d_accuracy_real"]) == pytest.approx(np.mean(real_logits > 0))
 
 
+class BatchSizeRecorder(keras.layers.Layer):
+    """Passes images through and records the batch size of every call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = []
+
+    def call(self, images):
+        self.sizes.append(images.shape[0])
+        return images
+
+
+@pytest.mark.parametrize(
+    ("normalization", "expected_sizes"),
+    [(None, [16, 8]), ("layer", [16, 8]), ("batch", [8, 8, 8])],
+)
+def test_real_and_fake_batches_share_one_discriminator_pass_unless_batch_norm(
+    normalization, expected_sizes
+):
+    # D's step judges the 8 real and 8 fake images in one pass of 16; G's step needs D's
+    # judgement of the fakes after D's update, a pass of 8. Batch norm would mix the real and
+    # fake statistics, so a discriminator with it gets one pass for each.
+    images, recorder = keras.Input((32, 32, 1)), BatchSizeRecorder()
+    judge = build_discriminator(32, base_filters=FILTERS, normalization=normalization)
+    discriminator = keras.Model(images, judge(recorder(images)))
+    gan = GAN(build_generator(LATENT_DIM, 32, base_filters=FILTERS), discriminator, seed=0)
+    gan.compile()
+    recorder.sizes.clear()  # the symbolic call that built the model
+    gan.train_step((tf.constant(square_images(8)),))
+    assert recorder.sizes == expected_sizes
+    assert gan.joint_discriminator_pass is (normalization != "batch")
+
+
+@pytest.mark.parametrize("num_classes", [None, 3], ids=["gan", "conditional"])
+@pytest.mark.parametrize("normalization", [None, "batch"])
+def test_the_discriminator_loss_is_that_of_real_and_fake_batches_judged_apart(
+    num_classes, normalization
+):
+    # Replayed by hand with one pass per batch: the joint pass (no batch norm) must give the
+    # same logits, and batch norm's statistics must stay per batch.
+    generator = build_generator(LATENT_DIM, 32, base_filters=FILTERS, num_classes=num_classes)
+    discriminator = build_discriminator(
+        32, base_filters=FILTERS, num_classes=num_classes, normalization=normalization
+    )
+    if num_classes:
+        gan = ConditionalGAN(generator, discriminator, num_classes=num_classes, seed=0)
+    else:
+        gan = GAN(generator, discriminator, seed=0)
+    gan.compile()
+    real = tf.constant(square_images(8))
+    labels = tf.constant(np.arange(8) % 3, "int32") if num_classes else None
+    state = keras.ops.convert_to_numpy(gan.seed_generator.state).copy()
+    noise = gan.sample_noise(8)
+    fake = gan.generator([noise, labels] if num_classes else noise, training=True)
+
+    def judged(images):
+        inputs = [images, labels] if num_classes else images
+        return keras.ops.convert_to_numpy(discriminator(inputs, training=True)).astype("float64")
+
+    d_loss = np.logaddexp(0, -judged(real)).mean() + np.logaddexp(0, judged(fake)).mean()
+    gan.seed_generator.state.assign(state)
+    logs = gan.train_step((real, labels) if num_classes else (real,))
+    assert float(logs["d_loss"]) == pytest.approx(d_loss, rel=1e-4)
+
+
 @pytest.mark.parametrize(("loss", "num_classes"), [("non_saturating", None), ("wgan_gp", 3)])
 def test_evaluate_and_validation_report_the_training_metrics_without_any_update(
     loss, num_classes, unchanged_by

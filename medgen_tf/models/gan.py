@@ -223,7 +223,8 @@ class GAN(keras.Model):
     Each ``train_step`` updates D ``n_critic`` times on the real batch and fresh fakes, then G
     once against the updated D, on the fakes of D's last step (their generator pass is reused:
     G has not changed since, so its gradient is exact and a second generator pass is saved).
-    Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
+    D's step judges the real and fake batches in one pass over both stacked, or in two when D
+    has batch norm, whose statistics would mix them (``joint_discriminator_pass``). Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
     ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
     give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
     every step; its state is saved with the weights, in training checkpoints, ``.keras`` files
@@ -297,6 +298,8 @@ class GAN(keras.Model):
                 f"target to smooth), got {label_smoothing}."
             )
         self.label_smoothing = float(label_smoothing)
+        # Real and fake batches share one discriminator pass unless batch norm would mix them.
+        self.joint_discriminator_pass = not _has_batch_norm(discriminator)
         if n_critic is not None and int(n_critic) < 1:
             raise ValueError(f"n_critic must be None or at least 1, got {n_critic}.")
         self.n_critic = int(n_critic) if n_critic is not None else (5 if self.is_wasserstein else 1)
@@ -418,12 +421,7 @@ class GAN(keras.Model):
     def _discriminator_step(self, real_images, fake_images, labels):
         d_variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(
-                self._discriminator_inputs(real_images, labels), training=True
-            )
-            fake_logits = self.discriminator(
-                self._discriminator_inputs(fake_images, labels), training=True
-            )
+            real_logits, fake_logits = self._discriminator_logits(real_images, fake_images, labels)
             d_loss = self.d_loss_fn(real_logits, fake_logits, self.label_smoothing)
             extra = {}
             if self.is_wasserstein:
@@ -441,6 +439,25 @@ class GAN(keras.Model):
         gradients = tape.gradient(scaled, d_variables)
         self.d_optimizer.apply_gradients(zip(gradients, d_variables, strict=True))
         return d_loss, real_logits, fake_logits, extra
+
+    def _discriminator_logits(self, real_images, fake_images, labels):
+        if not self.joint_discriminator_pass:
+            # Batch norm would mix real and fake statistics in one batch: two passes.
+            real_logits = self.discriminator(
+                self._discriminator_inputs(real_images, labels), training=True
+            )
+            fake_logits = self.discriminator(
+                self._discriminator_inputs(fake_images, labels), training=True
+            )
+            return real_logits, fake_logits
+        # One pass over the real and fake batches stacked: the same logits, since each image is
+        # judged alone, and 8 % less CPU time per 64 px DCGAN step than two passes of half the
+        # size on the project's 2-core CPU (one interleaved run of 8 windows each).
+        batch_size = ops.shape(real_images)[0]
+        images = ops.concatenate([real_images, ops.cast(fake_images, real_images.dtype)], axis=0)
+        both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)
+        logits = self.discriminator(self._discriminator_inputs(images, both_labels), training=True)
+        return logits[:batch_size], logits[batch_size:]
 
     def _generator_step(self, generator_tape, fake_images, labels):
         g_variables = self.generator.trainable_variables
