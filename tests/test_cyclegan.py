@@ -362,28 +362,53 @@ def test_one_step_fit_updates_all_four_networks_and_fills_the_pools():
         model.translate(np.zeros((1, SIZE, SIZE, 1), "float32"), "t1_to_t2")
 
 
-def _count_generator_calls(model):
-    calls = []
+def _record_generator_batches(model):
+    """The batch size of every generator call, in order."""
+    sizes = []
     for network in (model.generator_ab, model.generator_ba):
         original_call = network.call
 
-        def counting_call(*args, _call=original_call, **kwargs):
-            calls.append(1)
-            return _call(*args, **kwargs)
+        def recording_call(images, *args, _call=original_call, **kwargs):
+            sizes.append(int(images.shape[0]))
+            return _call(images, *args, **kwargs)
 
-        network.call = counting_call
-    return calls
+        network.call = recording_call
+    return sizes
 
 
-@pytest.mark.parametrize(("identity_weight", "generator_passes"), [(0.5, 6), (0.0, 4)])
-def test_identity_passes_run_only_when_the_identity_loss_counts(identity_weight, generator_passes):
+def _batch_norm_generator(name):
+    images = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(images)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(images, keras.layers.Conv2D(1, 3, padding="same")(x), name=name)
+
+
+@pytest.mark.parametrize(
+    ("identity_weight", "batch_norm", "generator_batches"),
+    [(0.5, False, [4, 4, 2, 2]), (0.0, False, [2, 2, 2, 2]), (0.5, True, [2, 2, 2, 2, 2, 2])],
+    ids=["identity", "no-identity", "identity-batch-norm"],
+)
+def test_identity_passes_run_only_when_the_identity_loss_counts(
+    identity_weight, batch_norm, generator_batches
+):
     model = _small_cyclegan(identity_weight=identity_weight)
+    if batch_norm:
+        model = CycleGAN(
+            _batch_norm_generator("g_ab"),
+            _batch_norm_generator("g_ba"),
+            model.discriminator_a,
+            model.discriminator_b,
+            pool_size=4,
+            seed=0,
+        )
     model.compile()
-    calls = _count_generator_calls(model)
+    sizes = _record_generator_batches(model)
     real_a, real_b = next(iter(_unpaired_dataset()))
     logs = model.train_step((real_a, real_b))
-    # G_ab(a), G_ba(b), the two cycles, and G_ab(b), G_ba(a) for the identity loss.
-    assert len(calls) == generator_passes
+    # G_ab(a) and G_ab(b) for the identity loss in one pass of 4 (G_ba alike), then the two
+    # cycles; without the identity loss no identity pass; with batch norm one pass each.
+    assert sizes == generator_batches
+    assert model.joint_generator_passes is not batch_norm
     assert all(np.isfinite(float(value)) for value in logs.values())
     if identity_weight == 0.0:
         assert float(logs["identity_loss"]) == 0.0
@@ -491,6 +516,11 @@ def test_a_training_step_reports_the_losses_of_the_networks_it_started_with():
         "d_b_loss": 0.5
         * (np.mean((run(model.discriminator_b, real_b) - 1) ** 2) + np.mean(d_b_fake**2)),
         "g_adversarial_loss": np.mean((d_b_fake - 1) ** 2) + np.mean((d_a_fake - 1) ** 2),
+        # Each generator's identity pass shares its translation's pass: same values as alone.
+        "identity_loss": np.mean(np.abs(run(model.generator_ab, real_b) - real_b))
+        + np.mean(np.abs(run(model.generator_ba, real_a) - real_a)),
+        "cycle_loss": np.mean(np.abs(run(model.generator_ba, fake_b.astype("float32")) - real_a))
+        + np.mean(np.abs(run(model.generator_ab, fake_a.astype("float32")) - real_b)),
     }
     logs = model.train_step((real_a, real_b))
     for name, value in expected.items():

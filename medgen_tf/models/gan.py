@@ -23,6 +23,7 @@ try:
         check_image_batch,
         check_image_size_argument,
         engine_compile_arguments,
+        has_batch_norm,
         loss_scaled,
     )
 except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
@@ -38,6 +39,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_image_batch,
         check_image_size_argument,
         engine_compile_arguments,
+        has_batch_norm,
         loss_scaled,
     )
 
@@ -285,7 +287,7 @@ class GAN(keras.Model):
         self.loss_name = _loss_key(loss)
         self.d_loss_fn, self.g_loss_fn = losses.get_adversarial_loss(self.loss_name)
         self.is_wasserstein = self.loss_name == "wgan_gp"
-        if self.is_wasserstein and _has_batch_norm(discriminator):
+        if self.is_wasserstein and has_batch_norm(discriminator):
             raise ValueError(
                 "loss='wgan_gp' needs a critic without batch norm (its gradient penalty is per "
                 "sample): build it with normalization=None or 'layer'."
@@ -299,7 +301,7 @@ class GAN(keras.Model):
             )
         self.label_smoothing = float(label_smoothing)
         # Real and fake batches share one discriminator pass unless batch norm would mix them.
-        self.joint_discriminator_pass = not _has_batch_norm(discriminator)
+        self.joint_discriminator_pass = not has_batch_norm(discriminator)
         if n_critic is not None and int(n_critic) < 1:
             raise ValueError(f"n_critic must be None or at least 1, got {n_critic}.")
         self.n_critic = int(n_critic) if n_critic is not None else (5 if self.is_wasserstein else 1)
@@ -563,14 +565,6 @@ class GAN(keras.Model):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-def _has_batch_norm(network):
-    # Nested models included: a critic may wrap another model.
-    return any(
-        isinstance(layer, layers.BatchNormalization) or _has_batch_norm(layer)
-        for layer in getattr(network, "layers", [])
-    )
 
 
 def _pair(data):

@@ -189,6 +189,16 @@ def check_batch_structure(data, model_name, expected) -> None:
         )
 
 
+def has_batch_norm(network) -> bool:
+    """Whether ``network`` (nested models included) has a ``BatchNormalization`` layer: its
+    output for one image then depends on the other images of the batch in training, so
+    batches must not be stacked into one pass, and a per-sample gradient penalty is invalid."""
+    return any(
+        isinstance(layer, keras.layers.BatchNormalization) or has_batch_norm(layer)
+        for layer in getattr(network, "layers", [])
+    )
+
+
 @keras.saving.register_keras_serializable(package="medgen_tf")
 class ReflectionPadding2D(keras.layers.Layer):
     """Pad height and width by mirroring the border (``tf.pad(mode="REFLECT")``).
