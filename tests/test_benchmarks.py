@@ -890,3 +890,17 @@ def test_scaling_table_says_which_sizes_are_resized_slices():
         "first traces), then timed steps until at least 3 of them and 2 s have passed; "
         "images/s is their images over their wall time."
     )
+
+
+def test_profile_prices_the_stacked_discriminator_pass_and_the_report_says_it():
+    from benchmarks import report
+
+    profile = harness.task_profile(repeats=1, image_size=32, batch_size=4, base_filters=4)
+    milliseconds = profile["milliseconds"]
+    assert harness.TWO_PASSES in milliseconds and harness.STACKED in milliseconds
+    saving = milliseconds[harness.TWO_PASSES] - milliseconds[harness.STACKED]
+    assert profile["stacking_saving_ms"] == pytest.approx(saving, abs=0.11)
+    text = "\n".join(report.render_profile(profile))
+    assert f"D's gradients take {profile['stacking_saving_ms']:.1f} ms less" in text
+    # The sentence before it (FusedAdam's saving) is kept, not replaced.
+    assert "FusedAdam" in text
