@@ -214,13 +214,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Measured by make bench (benchmarks/RESULTS.md, CPU facts: the mixed_float16 row against graph
-# mode, images/s of a 64 px DCGAN step; its float16 step is timed on a small batch, as one at
-# batch 32 takes minutes there). The message's "over 100 times" must stay true to that ratio.
+# Measured by make bench (benchmarks/RESULTS.md and RESULTS-intel-xeon.md, CPU facts: the
+# mixed_float16 row against graph mode, images/s of a 64 px DCGAN step; its float16 step is
+# timed on a small batch). The message's "6 to over 100 times" must stay true to those ratios.
 MIXED_PRECISION_ON_CPU = (
     "--mixed-precision on a CPU: float16 has no fast kernels there, and a 64 px DCGAN trained "
-    "over 100 times slower (images per second) than in float32 on the reference CPU "
-    "(benchmarks/RESULTS.md); the switch is for GPUs, leave it off here"
+    "6 to over 100 times slower (images per second) than in float32 on the two reference CPUs "
+    "(benchmarks/RESULTS*.md); the switch is for GPUs, leave it off here"
 )
 
 

@@ -380,8 +380,8 @@ class FusedAdam(keras.optimizers.Adam):
     ops, and each is one pass over a weight tensor or its moments in memory; TensorFlow's
     ``ResourceApplyAdam`` kernel (what ``tf.keras`` used before Keras 3, with CPU, GPU and XLA
     implementations) makes one pass. On a 2-core CPU, updating the DCGAN's 6.6 million weights
-    takes about a third of Keras' Adam's time with this one (``benchmarks/RESULTS.md``, profile:
-    the two Adam rows).
+    takes a third to under half of Keras' Adam's time with this one (``benchmarks/RESULTS.md``
+    and ``RESULTS-intel-xeon.md``, profile: the two Adam rows).
     AMSGrad, sparse gradients (``tf.IndexedSlices``, from an ``Embedding``) and backends other
     than TensorFlow take Keras' own update.
 
