@@ -467,9 +467,10 @@ class CycleGAN(keras.Model):
     fakes drawn through an :class:`ImagePool`. G is updated first, then both D, every step, each
     network by its own Adam. With the identity loss on, each generator translates the other
     domain's batch and its own domain's batch in one pass over both stacked (two passes when it
-    has batch norm: ``joint_generator_passes``). Batches are ``(images_a, images_b)``: unrelated images, no pairs.
-    ``evaluate`` and ``fit(validation_data=...)`` report the same losses without any update
-    (each D judging the current fakes, not the pool's). Calling the model translates A -> B.
+    has batch norm: ``joint_generator_passes``). Batches are ``(images_a, images_b)``:
+    unrelated images, no pairs. ``evaluate`` and ``fit(validation_data=...)`` report the same
+    losses without any update (each D judging the current fakes, not the pool's). Calling the
+    model translates A -> B.
 
     Args:
         generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).

@@ -226,7 +226,8 @@ class GAN(keras.Model):
     once against the updated D, on the fakes of D's last step (their generator pass is reused:
     G has not changed since, so its gradient is exact and a second generator pass is saved).
     D's step judges the real and fake batches in one pass over both stacked, or in two when D
-    has batch norm, whose statistics would mix them (``joint_discriminator_pass``). Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
+    has batch norm, whose statistics would mix them (``joint_discriminator_pass``). Losses come
+    from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
     ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
     give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
     every step; its state is saved with the weights, in training checkpoints, ``.keras`` files
