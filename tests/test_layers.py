@@ -10,6 +10,7 @@ from medgen_tf.models.layers import (
     InstanceNormalization,
     MaximumLeakyReLU,
     ReflectionPadding2D,
+    has_batch_norm,
     loss_scaled,
 )
 
@@ -337,3 +338,45 @@ def test_fused_adam_under_mirrored_strategy_matches_keras_adam(two_cpu_python):
         """
     )
     assert stdout.split()[-4:] == ["2", "True", "True", "True"]
+
+
+class _BlockHoldingBatchNorm(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.convolution = keras.layers.Conv2D(2, 3, padding="same")
+        self.normalization = keras.layers.BatchNormalization()
+
+    def call(self, images, training=False):
+        return self.normalization(self.convolution(images), training=training)
+
+
+def _network(*hidden):
+    images = keras.Input((8, 8, 1))
+    x = images
+    for layer in hidden:
+        x = layer(x)
+    return keras.Model(images, x)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "expected"),
+    [
+        (lambda: [keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()], True),
+        (lambda: [_network(keras.layers.BatchNormalization())], True),
+        (lambda: [_BlockHoldingBatchNorm()], True),
+        (
+            lambda: [
+                keras.layers.Reshape((8, 8, 1, 1)),
+                keras.layers.TimeDistributed(keras.layers.BatchNormalization()),
+            ],
+            True,
+        ),
+        (lambda: [keras.layers.Conv2D(2, 3), InstanceNormalization()], False),
+        (lambda: [keras.layers.Conv2D(2, 3), keras.layers.LayerNormalization()], False),
+    ],
+    ids=["direct", "nested-model", "custom-layer", "time-distributed", "instance", "layer"],
+)
+def test_has_batch_norm_finds_it_wherever_it_is_held(hidden, expected):
+    # Batch norm held by a custom layer or a wrapper has no `.layers`: looking there alone
+    # let the GAN stack real and fake images through it, mixing their statistics.
+    assert has_batch_norm(_network(*hidden())) is expected

@@ -466,8 +466,9 @@ class CycleGAN(keras.Model):
     |G_ba(a) - a|)``; each D minimises ``0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2))`` on
     fakes drawn through an :class:`ImagePool`. G is updated first, then both D, every step, each
     network by its own Adam. With the identity loss on, each generator translates the other
-    domain's batch and its own domain's batch in one pass over both stacked (two passes when it
-    has batch norm: ``joint_generator_passes``). Batches are ``(images_a, images_b)``:
+    domain's batch and its own domain's batch in one pass over both stacked, or in two when it
+    has batch norm; for generators with another layer that looks across the batch, set
+    ``joint_generator_passes = False`` before ``fit``. Batches are ``(images_a, images_b)``:
     unrelated images, no pairs. ``evaluate`` and ``fit(validation_data=...)`` report the same
     losses without any update (each D judging the current fakes, not the pool's). Calling the
     model translates A -> B.
@@ -477,8 +478,8 @@ class CycleGAN(keras.Model):
         discriminator_a, discriminator_b: PatchGANs judging domain A and domain B images.
         lambda_cycle: weight of the cycle loss (10 in the paper), at least 0.
         identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5), at least
-            0. At 0 the two identity generator passes are skipped and ``identity_loss`` reports
-            0.
+            0. At 0 no generator translates its own domain's images (the identity half of
+            each generator's pass is not run) and ``identity_loss`` reports 0.
         pool_size: image pool size per discriminator (50), at least 0 (0: no pool).
         seed: seed of the pools' random choices.
 
@@ -730,8 +731,8 @@ class CycleGAN(keras.Model):
 
     def _generator_objective(self, real_a, real_b, training):
         """Both generators' loss and its terms, the fakes and D's logits on them."""
-        # Decided at trace time: with weight 0 the two identity generator passes would only
-        # cost time (the authors' code skips them too).
+        # Decided at trace time: with weight 0 the identity translations would only cost time
+        # (the authors' code skips them too).
         with_identity = bool(self.identity_weight)
         fake_b, identity_b = self._translate(
             self.generator_ab, real_a, real_b if with_identity else None, training
@@ -765,8 +766,9 @@ class CycleGAN(keras.Model):
 
     def _translate(self, generator, images, own_domain_images, training):
         """``generator(images)``, and ``generator(own_domain_images)`` for the identity loss
-        (None when it is off): in one pass over both stacked unless batch norm would mix them,
-        11 % less CPU time per 64 px step than two passes of batch 1 on the project's CPU."""
+        (None when it is off): in one pass over both stacked unless batch norm would mix them.
+        Half the kernel launches; on the project's 2-core CPU the whole step ran no measurably
+        faster (benchmarks/README.md)."""
         if own_domain_images is None:
             return generator(images, training=training), None
         if not self.joint_generator_passes:

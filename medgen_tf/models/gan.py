@@ -225,8 +225,11 @@ class GAN(keras.Model):
     Each ``train_step`` updates D ``n_critic`` times on the real batch and fresh fakes, then G
     once against the updated D, on the fakes of D's last step (their generator pass is reused:
     G has not changed since, so its gradient is exact and a second generator pass is saved).
-    D's step judges the real and fake batches in one pass over both stacked, or in two when D
-    has batch norm, whose statistics would mix them (``joint_discriminator_pass``). Losses come
+    D's step judges the real and fake batches in one pass over both stacked, as the keras.io
+    DCGAN example does, or in two when D has batch norm, whose statistics would mix them. The
+    stacked pass assumes every other layer judges each image alone; for a D with a layer that
+    looks across the batch (a minibatch-stddev layer), set ``joint_discriminator_pass = False``
+    before ``fit``. Losses come
     from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
     ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
     give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
@@ -453,9 +456,9 @@ class GAN(keras.Model):
                 self._discriminator_inputs(fake_images, labels), training=True
             )
             return real_logits, fake_logits
-        # One pass over the real and fake batches stacked: the same logits, since each image is
-        # judged alone, and 8 % less CPU time per 64 px DCGAN step than two passes of half the
-        # size on the project's 2-core CPU (one interleaved run of 8 windows each).
+        # One pass over the real and fake batches stacked: the same logits when each image is
+        # judged alone, and half the kernel launches. On the project's 2-core CPU the whole step
+        # ran no measurably faster (benchmarks/README.md); it is the keras.io example's idiom.
         batch_size = ops.shape(real_images)[0]
         images = ops.concatenate([real_images, ops.cast(fake_images, real_images.dtype)], axis=0)
         both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)

@@ -190,12 +190,14 @@ def check_batch_structure(data, model_name, expected) -> None:
 
 
 def has_batch_norm(network) -> bool:
-    """Whether ``network`` (nested models included) has a ``BatchNormalization`` layer: its
-    output for one image then depends on the other images of the batch in training, so
-    batches must not be stacked into one pass, and a per-sample gradient penalty is invalid."""
+    """Whether ``network`` holds a ``BatchNormalization`` layer anywhere (in a nested model, a
+    wrapper such as ``TimeDistributed`` or a custom layer's attribute): its output for one image
+    then depends on the other images of the batch in training, so batches must not be stacked
+    into one pass, and a per-sample gradient penalty is invalid."""
+    # Keras' own walk over every tracked sub-layer; `.layers` alone misses layers held by layers.
     return any(
-        isinstance(layer, keras.layers.BatchNormalization) or has_batch_norm(layer)
-        for layer in getattr(network, "layers", [])
+        isinstance(layer, keras.layers.BatchNormalization)
+        for layer in network._flatten_layers(include_self=True, recursive=True)
     )
 
 
