@@ -767,8 +767,8 @@ class CycleGAN(keras.Model):
     def _translate(self, generator, images, own_domain_images, training):
         """``generator(images)``, and ``generator(own_domain_images)`` for the identity loss
         (None when it is off): in one pass over both stacked unless batch norm would mix them.
-        Half the kernel launches; on the project's 2-core CPU the whole step ran no measurably
-        faster (benchmarks/README.md)."""
+        Half the kernel launches; on the project's 2-core CPU the whole step ran a few per cent
+        faster at most (benchmarks/README.md)."""
         if own_domain_images is None:
             return generator(images, training=training), None
         if not self.joint_generator_passes:

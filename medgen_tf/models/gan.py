@@ -458,7 +458,7 @@ class GAN(keras.Model):
             return real_logits, fake_logits
         # One pass over the real and fake batches stacked: the same logits when each image is
         # judged alone, and half the kernel launches. On the project's 2-core CPU the whole step
-        # ran no measurably faster (benchmarks/README.md); it is the keras.io example's idiom.
+        # ran a few per cent faster at most (benchmarks/README.md); it is the keras.io idiom.
         batch_size = ops.shape(real_images)[0]
         images = ops.concatenate([real_images, ops.cast(fake_images, real_images.dtype)], axis=0)
         both_labels = None if labels is None else ops.concatenate([labels, labels], axis=0)
