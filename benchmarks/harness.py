@@ -876,24 +876,21 @@ def task_profile(repeats=7, **overrides):
     cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
     d_variables, g_variables = discriminator.trainable_variables, generator.trainable_variables
 
-    def d_backward():
-        with tf.GradientTape() as tape:
-            real_logits = discriminator(real, training=True)
-            fake_logits = discriminator(fakes, training=True)
-            loss = cross_entropy(tf.ones_like(real_logits), real_logits) + cross_entropy(
-                tf.zeros_like(fake_logits), fake_logits
-            )
-        return tape.gradient(loss, d_variables)
+    def d_gradients(stacked):
+        def gradients():
+            with tf.GradientTape() as tape:
+                if stacked:  # the package's D step: one pass over both batches stacked
+                    logits = discriminator(tf.concat([real, fakes], axis=0), training=True)
+                    real_logits, fake_logits = tf.split(logits, 2)
+                else:  # the tutorial's: one pass each
+                    real_logits = discriminator(real, training=True)
+                    fake_logits = discriminator(fakes, training=True)
+                loss = cross_entropy(tf.ones_like(real_logits), real_logits) + cross_entropy(
+                    tf.zeros_like(fake_logits), fake_logits
+                )
+            return tape.gradient(loss, d_variables)
 
-    def d_backward_stacked():
-        # The package's D step: one pass over the real and fake batches stacked.
-        with tf.GradientTape() as tape:
-            logits = discriminator(tf.concat([real, fakes], axis=0), training=True)
-            real_logits, fake_logits = tf.split(logits, 2)
-            loss = cross_entropy(tf.ones_like(real_logits), real_logits) + cross_entropy(
-                tf.zeros_like(fake_logits), fake_logits
-            )
-        return tape.gradient(loss, d_variables)
+        return tf.function(gradients)
 
     def g_backward():
         with tf.GradientTape() as tape:
@@ -930,8 +927,8 @@ def task_profile(repeats=7, **overrides):
     pieces = {
         "generator forward (batch)": tf.function(lambda: generator(noise, training=True)),
         "discriminator forward (batch)": tf.function(lambda: discriminator(real, training=True)),
-        TWO_PASSES: tf.function(d_backward),
-        STACKED: tf.function(d_backward_stacked),
+        TWO_PASSES: d_gradients(stacked=False),
+        STACKED: d_gradients(stacked=True),
         "G gradients: forward G + D, backward through D and G": tf.function(g_backward),
         f"Adam update of G's and D's weights: {type(keras_adam).__name__} (the tutorial's)": (
             adam_update(keras_adam)

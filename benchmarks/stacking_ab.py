@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--windows", type=int, default=10)
     options = parser.parse_args(argv)
 
-    from benchmarks import harness
+    from benchmarks import harness, report
 
     config, _ = harness.model_defaults(options.model)
     dataset, _ = harness.model_dataset(options.model, config)
@@ -45,13 +45,10 @@ def main(argv=None):
         print(
             f"{name}: {entry['images_per_s']:.3f} images/s, {entry['images_per_cpu_s']:.3f} per CPU-s"
         )
+    # The report's own ratio and paired-round figures, as RESULTS.md prints them.
     stacked, separate = results["stacked"], results["separate"]
-    paired = sorted(a / b for a, b in zip(stacked["windows"], separate["windows"], strict=True))
-    print(
-        f"stacked / separate: {stacked['images_per_s'] / separate['images_per_s']:.2f}x wall, "
-        f"{stacked['images_per_cpu_s'] / separate['images_per_cpu_s']:.2f}x CPU; paired rounds "
-        f"{paired[0]:.2f}x to {paired[-1]:.2f}x, median {paired[len(paired) // 2]:.2f}x"
-    )
+    print(f"stacked / separate, wall: {report._ratio_with_range(stacked, separate)}")
+    print(f"stacked / separate, CPU, paired: {report._paired(stacked, separate, 'cpu_windows')}")
     return 0
 
 
