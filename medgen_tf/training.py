@@ -845,6 +845,11 @@ def fit(
                 model = model()
                 if not isinstance(model, keras.Model):
                     raise ValueError("the model function must return a compiled keras.Model")
+            if not is_dataset and callable(getattr(model, "check_training_data", None)):
+                # The model's own checks of numpy input (a Bernoulli VAE's [0, 1], a conditional
+                # GAN's label range), which its fit skips on the dataset built here. Before the
+                # run folder is touched: a refused run writes nothing.
+                model.check_training_data(_as_structure(data, None)[0], "training data")
             execution = model.steps_per_execution
             if steps is not None and steps % execution:
                 # Keras runs whole groups of steps across epoch ends: the epochs would drift

@@ -1129,6 +1129,60 @@ def test_data_no_step_can_train_on_are_refused_before_the_folder_is_made(tmp_pat
     assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
 
 
+def _bernoulli_vae():
+    from medgen_tf.models.vae import build_vae
+
+    vae = build_vae(16, 1, 2, 4, likelihood="bernoulli", seed=0)
+    vae.compile(keras.optimizers.Adam(1e-3))
+    return vae
+
+
+def _conditional_gan():
+    from medgen_tf.models.gan import ConditionalGAN, build_discriminator, build_generator
+
+    gan = ConditionalGAN(
+        build_generator(4, 16, 1, 4, num_classes=3), build_discriminator(16, 1, 4, num_classes=3)
+    )
+    gan.compile()
+    return gan
+
+
+@pytest.mark.parametrize(
+    "build, data, problem",
+    [
+        (
+            _bernoulli_vae,
+            np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 1)).astype("float32"),
+            "training data: likelihood='bernoulli' needs images in [0, 1]",
+        ),
+        (
+            _conditional_gan,
+            (np.zeros((8, 16, 16, 1), "float32"), np.arange(8) % 4),
+            "training data: labels must lie in [0, 3), got 0 to 3",
+        ),
+    ],
+    ids=["bernoulli-vae-0-255", "conditional-gan-label-3"],
+)
+def test_the_models_own_data_checks_run_before_the_folder_is_made(tmp_path, build, data, problem):
+    # The engine hands model.fit a dataset, so the checks VAE.fit and ConditionalGAN.fit make
+    # on numpy input were skipped: a Bernoulli VAE on 8-bit images trained into NaN, and the
+    # NaN guard blamed the loss.
+    with pytest.raises(ValueError, match=re.escape(problem)) as caught:
+        fit(build, data, tmp_path / "run", num_epochs=1, **QUIET)
+    assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
+
+
+def test_data_the_models_own_checks_accept_trains(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype("float32")
+    history = fit(_bernoulli_vae, images, tmp_path / "run", num_epochs=1, **QUIET)
+    assert np.isfinite(history["loss"][-1])
+    labels = np.arange(8) % 3
+    history = fit(
+        _conditional_gan, (images * 2 - 1, labels), tmp_path / "cgan", num_epochs=1, **QUIET
+    )
+    assert np.isfinite(history["d_loss"][-1])
+
+
 def _crash_mid_write(self, path, *args, **kwargs):
     Path(path).write_bytes(b"the first bytes of a file")
     raise OSError("disk full")

@@ -674,6 +674,13 @@ class ConditionalGAN(GAN):
                 self._check_label_range(labels, "ConditionalGAN.fit")
         return super().fit(x, y, *args, **kwargs)
 
+    def check_training_data(self, data, context):
+        """Refuse, in one line starting with ``context``, numpy labels of ``(images, labels)``
+        outside ``[0, num_classes)``: what ``fit`` checks on numpy input, for
+        :func:`medgen_tf.training.fit`, which hands ``fit`` a dataset."""
+        if _pair(data) and isinstance(data[1], np.ndarray):
+            self._check_label_range(data[1], context)
+
     def _check_label_range(self, values, context):
         if (
             self.num_classes

@@ -462,9 +462,17 @@ class VAE(keras.Model):
         if isinstance(validation, (tuple, list)) and validation:
             validation = validation[0]
         for images, argument in ((x, "x"), (validation, "validation_data")):
-            if isinstance(images, np.ndarray):
-                self._check_image_values(images, f"VAE.fit {argument}")
+            self.check_training_data(images, f"VAE.fit {argument}")
         return super().fit(x, y, *args, **kwargs)
+
+    def check_training_data(self, data, context):
+        """Refuse, in one line starting with ``context``, numpy images the ELBO cannot fit:
+        NaN or inf, and for the Bernoulli likelihood values outside [0, 1]. ``fit`` calls it
+        on numpy input, :func:`medgen_tf.training.fit` on the arrays it batches; a dataset's
+        batches are not checked (they are never all on the host)."""
+        images = data[0] if isinstance(data, (tuple, list)) and data else data
+        if isinstance(images, np.ndarray):
+            self._check_image_values(images, context)
 
     def _check_image_values(self, images, context):
         # Integer images are left to check_image_batch, whose message says to convert them.
