@@ -231,6 +231,13 @@ def evaluate_samples(
         every training slice; its ``test_to_train`` part is the floor).
     """
     generated, train, test = (np.asarray(images, np.float32) for images in (generated, train, test))
+    for name, images in (("generated", generated), ("train", train), ("test", test)):
+        # Named here: further on, a NaN in the real images was blamed on training ("did
+        # training diverge?"), or on the test split by the memorisation check.
+        non_finite = int(np.count_nonzero(~np.isfinite(images)))
+        if non_finite:
+            advice = "did training diverge?" if name == "generated" else "check the data"
+            raise DataError(f"{name} images: {non_finite} NaN or Inf values; {advice}")
     for name, images in (("generated", generated), ("test", test)):
         # Checked here: the memorisation check's own error would blame the test split.
         if images.shape[1:] != train.shape[1:]:
@@ -315,6 +322,8 @@ def compare_feature_sets(reference, candidates, k=3, seed=0, num_subsets=50):
     # Checked once here: inside the loop its faults were blamed on the first candidate, under
     # the metric's internal name ("gen: features_a contain NaN or inf").
     reference = metrics._as_features(reference, "reference")
+    if not candidates:  # else {}, and format_score_table printed a header alone
+        raise ValueError("compare_feature_sets got no candidates: pass {name: (n, d) features}")
     scores = {}
     for name, features in candidates.items():
         try:
@@ -351,6 +360,8 @@ def format_score_table(scores, kid_scale=1000.0):
     """
     if not kid_scale > 0:
         raise ValueError(f"kid_scale must be positive, got {kid_scale}")
+    if not scores:  # else a header alone, as if every set had been scored
+        raise ValueError("format_score_table got no scores: pass compare_feature_sets(...)")
     exponent = round(math.log10(kid_scale))
     if math.isclose(kid_scale, 10.0**exponent):
         kid_header = f"KID x 1e{exponent}" if exponent else "KID"

@@ -72,7 +72,9 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     Images are first mapped from ``value_range`` to [0, 1], so MAE is a fraction of the full
     intensity range and PSNR uses a peak of 1. Predictions are clipped to the range (a linear
     output may overshoot it a little). Returns a dict of floats (means over images):
-    ``mae_brain, psnr_brain, ssim_brain, mae_image, psnr_image, ssim_image``.
+    ``mae_brain, psnr_brain, ssim_brain, mae_image, psnr_image, ssim_image``. PSNR is the mean
+    of each image's PSNR, the usual convention: one image reproduced exactly has an infinite
+    PSNR, and so has the mean (a table prints ``inf``); its MAE and SSIM stay informative.
 
     Raises:
         ValueError: a target outside ``value_range`` by more than 1 % of its width (the range

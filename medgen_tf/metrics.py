@@ -70,16 +70,21 @@ def check_finite(images, name: str, advice: str = "did training diverge?") -> No
     One NaN pixel turns every score into NaN (and an Inf into inf), which reads as a result.
     ``advice`` ends the message; the default suits a model's outputs, not its input data.
     """
-    finite = tf.math.is_finite(tf.convert_to_tensor(images, dtype=tf.float32))
+    finite = tf.math.is_finite(_float32(images))
     count = int(tf.size(finite)) - int(tf.math.count_nonzero(finite))
     if count:
         raise ValueError(f"{name}: {count} NaN or Inf values; {advice}")
 
 
+def _float32(values):
+    # Cast, not convert_to_tensor(dtype=float32): that refuses a tensor of another dtype with a
+    # message that prints the whole tensor (hundreds of lines for a batch of images).
+    return tf.cast(tf.convert_to_tensor(values), tf.float32)
+
+
 def _as_images(a, b, mask=None):
     """Float32 tensors of rank 4, and whether the caller passed one (h, w, c) image."""
-    a = tf.convert_to_tensor(a, dtype=tf.float32)
-    b = tf.convert_to_tensor(b, dtype=tf.float32)
+    a, b = _float32(a), _float32(b)
     if a.shape != b.shape:
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     if a.shape.rank not in (3, 4):
@@ -93,7 +98,7 @@ def _as_images(a, b, mask=None):
     if single:
         a, b = a[None], b[None]
     if mask is not None:
-        mask = tf.convert_to_tensor(mask, dtype=tf.float32)
+        mask = _float32(mask)
         if single:
             mask = mask[None]
         # Another channel count than 1 or the images' would not broadcast in mae and psnr, and
@@ -252,6 +257,12 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
     ``power_factors=ms_ssim_weights(3)`` (the paper's three finest-scale weights, renormalised;
     minimum side 41). No mask: the coarse scales mix brain and background anyway.
 
+    Like :func:`ssim`, it assumes a scale that starts at 0, and more so: each scale's term is
+    clipped at 0 (a ReLU in ``tf.image.ssim_multiscale``) before the product, so images in
+    [-1, 1] lose more than with ``ssim`` (0.737 against 0.904 mapped to [0, 1], for a 48x48
+    uniform noise image and a noisier copy, at 3 scales). Map images to [0, 1] and pass
+    ``data_range=1``.
+
     Args:
         a, b: images (n, h, w, c) or (h, w, c).
         data_range: max - min of the intensity scale; explicit, never inferred.
@@ -269,6 +280,11 @@ def ms_ssim(a, b, data_range, power_factors=None, filter_size=SSIM_FILTER_SIZE, 
         power_factors = MS_SSIM_WEIGHTS
     if len(power_factors) < 1:
         raise ValueError("ms_ssim needs at least one of power_factors (one scale)")
+    # Else TensorFlow's op errors ("filter must not have zero elements") or 11.5 "Cannot
+    # convert to EagerTensor".
+    if not _is_whole_count(filter_size) or filter_size < 1:
+        raise ValueError(f"filter_size must be a whole number >= 1, got {filter_size!r}")
+    filter_size = int(filter_size)
     a, b, _, single = _as_images(a, b)
 
     def minimum_side(num_scales):
@@ -335,6 +351,20 @@ def _psd_sqrt(matrix):
     return (vectors * np.sqrt(values)) @ vectors.T
 
 
+def _check_covariance(covariance, name):
+    # eigh reads one triangle only and _psd_sqrt zeroes negative eigenvalues, so a matrix that
+    # is no covariance scored as a distance all the same (0.0 for some). The tolerances sit far
+    # above the round-off of np.cov (about d * 1e-16 of the largest entry or eigenvalue).
+    scale = float(np.abs(covariance).max())
+    if np.abs(covariance - covariance.T).max() > 1e-8 * scale:
+        raise ValueError(f"{name} is not symmetric, so it is no covariance matrix")
+    smallest, largest = np.linalg.eigvalsh(covariance)[[0, -1]]
+    if smallest < -1e-6 * max(largest, 0.0) or (largest <= 0 and smallest < 0):
+        raise ValueError(
+            f"{name} has a negative eigenvalue ({smallest:.3g}), so it is no covariance matrix"
+        )
+
+
 def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b):
     """Frechet distance between N(mean_a, covariance_a) and N(mean_b, covariance_b).
 
@@ -344,7 +374,8 @@ def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b):
     a round-off relative to the features' scale. The reference FID code takes a general matrix
     square root of ``C_a C_b`` instead, which for the singular covariances of n <= d samples
     leaves an imaginary part that grows with the features' magnitude, so that its tolerance
-    refuses large features; this form needs no ``eps`` regularisation either.
+    refuses large features; this form needs no ``eps`` regularisation either. A covariance that
+    is not symmetric, or has a negative eigenvalue beyond round-off, is refused (ValueError).
     """
     mean_a = np.atleast_1d(np.asarray(mean_a, np.float64))
     mean_b = np.atleast_1d(np.asarray(mean_b, np.float64))
@@ -362,6 +393,8 @@ def frechet_distance_from_moments(mean_a, covariance_a, mean_b, covariance_b):
     for moment in (mean_a, mean_b, covariance_a, covariance_b):
         if not np.all(np.isfinite(moment)):
             raise ValueError("the moments contain NaN or inf")
+    for name, covariance in (("covariance_a", covariance_a), ("covariance_b", covariance_b)):
+        _check_covariance(covariance, name)
     # With A = C_a^(1/2), B = C_b^(1/2): (A B)(A B)^T = A C_b A has the eigenvalues of
     # A A C_b = C_a C_b (XY and YX share them), so the singular values of A B are their square
     # roots; taken directly, not as square roots of eigenvalues, so round-off is not amplified.
@@ -407,8 +440,11 @@ def _polynomial_mmd2_unbiased(x, y):
 
 def _is_whole_count(value) -> bool:
     # Looser than errors.is_whole_number: 3.0 is a count here (sizes often come out of
-    # arithmetic as floats), 2.9 and True are not.
-    return not isinstance(value, bool) and float(value).is_integer()
+    # arithmetic as floats), 2.9 and True are not; None or "3" neither, answered by the caller's
+    # "must be a whole number" rather than float()'s TypeError.
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return float(value).is_integer()
 
 
 def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
@@ -417,9 +453,14 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     Kernel ``k(x, y) = (x . y / d + 1)^3``; MMD^2 is estimated on ``num_subsets`` random
     subsets of ``min(subset_size, n_a, n_b)`` rows of each set (without replacement within a
     subset). Unbiased, so it can be slightly negative for two samples of one distribution.
-    With ``subset_size`` >= both n every subset is the whole set and the std is 0: for small
-    samples pass e.g. ``subset_size=n // 2``. ``subset_size`` < 2 or ``num_subsets`` < 1 is
-    refused (ValueError): the estimate would be NaN; so is either one that is no whole number.
+    With ``subset_size`` >= both n and equal n every subset is the whole of both sets and the
+    std is 0 (with unequal n the larger set is still subsampled): for small samples pass e.g.
+    ``subset_size=n // 2``. Rows the two sets share (a set against itself, or generated images
+    that copy training images, scored against those training features) put their
+    self-similarity into the cross term and make the estimate clearly negative, below the
+    real-vs-real floor: look for copies with :func:`memorization`, not with KID.
+    ``subset_size`` < 2 or ``num_subsets`` < 1 is refused (ValueError): the estimate would be
+    NaN; so is either one, or a ``seed`` (other than None), that is no whole number.
 
     Returns:
         (mean, std) over the subsets, as floats.
@@ -429,16 +470,20 @@ def kid(features_a, features_b, num_subsets=100, subset_size=1000, seed=0):
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError("features_a and features_b must have the same dimension")
     # int() truncated them: subset_size=2.9 ran with subsets of 2 rows.
-    for name, value in (("subset_size", subset_size), ("num_subsets", num_subsets)):
+    # numpy's "SeedSequence expects int or sequence of ints" for seed=1.5 (or 3.0).
+    counts = [("subset_size", subset_size), ("num_subsets", num_subsets)]
+    for name, value in counts + ([] if seed is None else [("seed", seed)]):
         if not _is_whole_count(value):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if seed is not None and int(seed) < 0:
+        raise ValueError(f"seed must be None or 0 or more, got {seed}")
     # The unbiased estimate divides by m (m - 1), and the mean of no subsets is NaN.
     if int(subset_size) < 2 or int(num_subsets) < 1:
         raise ValueError(
             f"kid needs subset_size >= 2 and num_subsets >= 1, got {subset_size} and {num_subsets}"
         )
     size = min(int(subset_size), len(features_a), len(features_b))
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(None if seed is None else int(seed))
     values = np.empty(int(num_subsets))
     for index in range(int(num_subsets)):
         rows_a = generator.choice(len(features_a), size, replace=False)
@@ -542,6 +587,9 @@ def memorization(generated, train, test, num_pairs=8, threshold_factor=0.5):
     # negative num_pairs would drop the farthest pairs from the list instead.
     if not float(threshold_factor) > 0:
         raise ValueError(f"threshold_factor must be positive, got {threshold_factor}")
+    # int() truncated it: num_pairs=2.7 listed 2 pairs.
+    if not _is_whole_count(num_pairs):
+        raise ValueError(f"num_pairs must be a whole number, got {num_pairs!r}")
     if int(num_pairs) < 0:
         raise ValueError(f"num_pairs must be 0 or more, got {num_pairs}")
     generated = _as_features(generated, "generated", min_rows=1)

@@ -577,3 +577,26 @@ def test_evaluate_run_refuses_a_number_of_samples_that_is_no_whole_number(tmp_pa
         with pytest.raises(DataError, match=rf"^num_samples={num_samples} \(--n\): .*whole"):
             evaluate_run(tmp_path, num_samples=num_samples)
     assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["generated", "train", "test"])
+def test_evaluate_samples_names_the_set_that_holds_nan(which):
+    # A NaN in the train images was reported as "test split: train contain NaN or inf", one in
+    # the test images as "images: 1 NaN or Inf values; did training diverge?".
+    rng = np.random.default_rng(0)
+    arrays = list(rng.uniform(-1, 1, (3, 20, 32, 32, 1)).astype("float32"))
+    arrays[which][4, 3, 3, 0] = np.nan
+    name = ("generated", "train", "test")[which]
+    with pytest.raises(DataError, match=f"^{name} images: 1 NaN or Inf values; ") as raised:
+        evaluate_samples(*arrays)
+    assert ("did training diverge?" in str(raised.value)) == (name == "generated")
+
+
+def test_comparing_or_tabulating_no_feature_sets_is_refused():
+    from medgen_tf.evaluate import compare_feature_sets
+
+    reference = np.random.default_rng(0).normal(size=(40, 8))
+    with pytest.raises(ValueError, match="compare_feature_sets got no candidates"):
+        compare_feature_sets(reference, {})
+    with pytest.raises(ValueError, match="format_score_table got no scores"):
+        evaluate_module.format_score_table({})

@@ -586,3 +586,78 @@ def test_memorization_ratio_is_against_the_unseen_test_samples_only():
     np.testing.assert_allclose(result["distance_ratio"], expected, rtol=1e-6)
     # The summary still covers every test sample, duplicates included.
     assert result["test_to_train"]["median"] < 1e-6
+
+
+@pytest.mark.parametrize(
+    "covariance, problem",
+    [
+        ([[1.0, 5.0], [0.0, 1.0]], "covariance_a is not symmetric"),
+        ([[1.0, 0.0], [5.0, 1.0]], "covariance_a is not symmetric"),
+        (np.diag([1.0, -4.0]), r"covariance_a has a negative eigenvalue \(-4\)"),
+        (-np.eye(2), r"covariance_a has a negative eigenvalue \(-1\)"),
+    ],
+    ids=["upper", "lower", "indefinite", "negative-definite"],
+)
+def test_frechet_distance_from_moments_refuses_a_matrix_that_is_no_covariance(covariance, problem):
+    # eigh read one triangle and the square root zeroed negative eigenvalues: each of these
+    # scored 0.0 against N(0, I), a perfect score.
+    with pytest.raises(ValueError, match=problem):
+        metrics.frechet_distance_from_moments(np.zeros(2), covariance, np.zeros(2), np.eye(2))
+
+
+def test_frechet_distance_accepts_singular_covariances_and_their_round_off():
+    # The checks sit above np.cov's round-off: n <= d (singular, eigenvalues of +-1e-13 of the
+    # largest) and large features still score, and a set against itself is 0.
+    generator = np.random.default_rng(21)
+    a, b = generator.normal(size=(2, 30, 200)) * 1000.0
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6 * np.trace(np.cov(a.T)))
+    assert metrics.frechet_distance(a, b) > 0
+    zero = np.zeros((2, 2))
+    assert metrics.frechet_distance_from_moments(np.zeros(2), zero, np.ones(2), zero) == 2.0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "uint8"])
+def test_image_metrics_take_tensors_of_any_dtype(image_pair, dtype):
+    # A tensor that was not float32 was refused by convert_to_tensor(dtype=float32) in a
+    # message printing the whole tensor (152 lines for float64, 545 for uint8).
+    import tensorflow as tf
+
+    a, b, mask = image_pair
+    scale = 255.0 if dtype == "uint8" else 1.0
+    a, b = (np.round(x * scale) / scale for x in (a, b))
+    expected = metrics.psnr(a.astype(np.float32), b.astype(np.float32), 1.0, mask=mask)
+    tensors = [tf.constant((x * scale).astype(dtype)) for x in (a, b)]
+    got = metrics.psnr(*tensors, scale, mask=tf.constant(mask.astype(dtype)))
+    np.testing.assert_allclose(got, expected, rtol=2e-3 if dtype == "float16" else 1e-5)
+
+
+def test_more_argument_mistakes_are_one_line_naming_the_argument():
+    generator = np.random.default_rng(22)
+    real, fake = generator.normal(size=(20, 4)), generator.normal(size=(20, 4))
+    train, test = generator.random((10, 4)), generator.random((5, 4))
+    # num_pairs=2.7 listed 2 pairs; None for k or subset_size was float()'s TypeError, which
+    # named no argument; seed=1.5 was numpy's "SeedSequence expects int".
+    with pytest.raises(ValueError, match=r"^num_pairs must be a whole number, got 2\.7$"):
+        metrics.memorization(train[:3], train, test, num_pairs=2.7)
+    assert len(metrics.memorization(train[:3], train, test, num_pairs=2.0)["closest_pairs"]) == 2
+    with pytest.raises(ValueError, match="^k must be"):
+        metrics.precision_recall(real, fake, k=None)
+    with pytest.raises(ValueError, match="^subset_size must be a whole number, got None$"):
+        metrics.kid(real, fake, subset_size=None)
+    with pytest.raises(ValueError, match=r"^seed must be a whole number, got 1\.5$"):
+        metrics.kid(real, fake, subset_size=5, seed=1.5)
+    with pytest.raises(ValueError, match="^seed must be None or 0 or more, got -1$"):
+        metrics.kid(real, fake, subset_size=5, seed=-1)
+    assert metrics.kid(real, fake, subset_size=5, seed=3.0) == metrics.kid(
+        real, fake, subset_size=5, seed=3
+    )
+    assert np.isfinite(metrics.kid(real, fake, subset_size=5, num_subsets=2, seed=None)[0])
+    # filter_size 0 or -3 was TensorFlow's "filter must not have zero elements", 11.5 "Cannot
+    # convert 11.5 to EagerTensor".
+    images = generator.random((1, 48, 48, 1)).astype(np.float32)
+    for filter_size in (0, -3, 11.5, None):
+        with pytest.raises(ValueError, match="^filter_size must be a whole number >= 1"):
+            metrics.ms_ssim(images, images, 1.0, metrics.ms_ssim_weights(2), filter_size)
+    assert metrics.ms_ssim(images, images, 1.0, metrics.ms_ssim_weights(2), 11.0) == (
+        pytest.approx(1.0)
+    )
