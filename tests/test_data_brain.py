@@ -287,3 +287,53 @@ def test_an_empty_or_relative_xdg_cache_home_is_ignored(monkeypatch, xdg):
     assert config.cache_dir() == Path.home() / ".cache" / "medgen_tf"
     monkeypatch.setenv("XDG_CACHE_HOME", "/srv/cache")
     assert str(config.cache_dir()) == "/srv/cache/medgen_tf"
+
+
+@pytest.mark.parametrize(
+    "protocols, message",
+    [
+        ({"t2": (float("nan"), 100.0)}, r"protocols\['t2'\] must have a finite TR > 0"),
+        ({"t2": (0.0, 100.0)}, r"protocols\['t2'\] must have a finite TR > 0"),
+        ({"t2": (4000.0, -100.0)}, r"protocols\['t2'\] must have a finite TR > 0 and TE >= 0"),
+        ({"t2": 4000.0}, r"protocols\['t2'\] must be \(TR ms, TE ms\)"),
+        ({"flair": (9000.0, 100.0)}, "protocols: unknown contrast 'flair'"),
+        ([("t2", (4000.0, 100.0))], "protocols must be a dict"),
+    ],
+    ids=["nan", "zero-tr", "negative-te", "one-number", "unknown-contrast", "not-a-dict"],
+)
+def test_a_protocol_that_is_no_spin_echo_is_refused_before_anything_is_cached(
+    tmp_path, monkeypatch, protocols, message
+):
+    # A NaN or TR of 0 rendered every image as background (-1 everywhere), a negative TE was
+    # accepted, and load_cohort wrote that cohort to the cache.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(cache))
+    size = {"num_subjects": 4, "image_size": 16, "slices_per_subject": 2}
+    for call in (
+        lambda: brain.load_cohort(protocols=protocols, **size),
+        lambda: brain.build_cohort(protocols=protocols, **size),
+        lambda: subject_volumes(protocols=protocols, voxel_size=8.0),
+        lambda: brain.tissue_signals("t2", protocols),
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
+    assert not cache.exists() or not any(cache.iterdir())
+    # Whole numbers and lists are protocols too, and the same as the defaults' floats.
+    assert brain.tissue_signals("t2", {"t2": [4000, 100]}) == brain.tissue_signals("t2")
+
+
+def test_editing_the_template_a_caller_got_changes_no_later_cohort():
+    # load_template shared its arrays with the in-process cache: thresholding the GM map a
+    # learner got changed every cohort built later, and the disk cache written from it.
+    size = {"num_subjects": 3, "image_size": 16, "slices_per_subject": 2, "seed": 4}
+    before = brain.build_cohort(**size)
+    maps, affine = brain.load_template()
+    maps["gm"][maps["gm"] < 0.5] = 0.0
+    maps["csf"] *= 0
+    affine[0, 3] += 10
+    after = brain.build_cohort(**size)
+    for name in brain.CONTRASTS:
+        np.testing.assert_array_equal(before[name], after[name])
+    fresh, fresh_affine = brain.load_template()
+    assert fresh["csf"].max() > 0 and not np.array_equal(fresh_affine, affine)

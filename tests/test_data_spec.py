@@ -105,6 +105,29 @@ def test_domains_of_different_sizes_are_refused(tmp_path):
     assert t1["images"].shape == t2["images"].shape
 
 
+@pytest.mark.parametrize("spec_b", ["brain:t2", "brain"])
+def test_unpaired_brain_domains_share_no_subject(spec_b):
+    # paired=False gave two brain contrasts of the same subjects, row for row: "unpaired"
+    # domains that were perfectly paired.
+    paired_t1, paired_t2 = load_domains(
+        "brain:t1", "brain:t2", image_size=32, split="val", paired=True, num_subjects=16
+    )
+    domain_a, domain_b = load_domains(
+        "brain:t1", spec_b, image_size=32, split="val", num_subjects=16
+    )
+    subjects = np.unique(paired_t1["subject"])
+    assert len(subjects) == 2
+    assert set(domain_a["subject"]) == {subjects[0]} and set(domain_b["subject"]) == {subjects[1]}
+    np.testing.assert_array_equal(
+        domain_a["images"], paired_t1["images"][paired_t1["subject"] == subjects[0]]
+    )
+    if spec_b == "brain:t2":
+        rows = paired_t2["subject"] == subjects[1]
+        np.testing.assert_array_equal(domain_b["images"], paired_t2["images"][rows])
+    for domain in (domain_a, domain_b):
+        assert len(domain["labels"]) == len(domain["images"]) == len(domain["subject"])
+
+
 @pytest.fixture
 def drawn_rows(monkeypatch):
     """The rows (and options) that preview_grid hands to viz.compare_rows, one entry per call;

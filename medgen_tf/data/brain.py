@@ -35,6 +35,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import numbers
 from pathlib import Path
 
@@ -98,9 +99,41 @@ def spin_echo_signal(t1_ms, t2_ms, proton_density, repetition_time_ms, echo_time
     )
 
 
+def checked_protocols(protocols=None) -> dict[str, tuple[float, float]]:
+    """:data:`DEFAULT_PROTOCOLS` with the ``{contrast: (TR ms, TE ms)}`` overrides, each checked.
+
+    Raises:
+        ValueError: a contrast other than t1, t2 and pd, or a protocol that is not two finite
+            numbers with TR > 0 and TE >= 0 (a NaN or TR <= 0 gave images all background).
+    """
+    if protocols is not None and not isinstance(protocols, dict):
+        raise ValueError(
+            f"protocols must be a dict {{contrast: (TR ms, TE ms)}}, got {protocols!r}"
+        )
+    merged = dict(DEFAULT_PROTOCOLS)
+    for contrast, protocol in (protocols or {}).items():
+        if contrast not in DEFAULT_PROTOCOLS:
+            raise ValueError(f"protocols: unknown contrast {contrast!r}; use t1, t2 or pd")
+        try:
+            repetition_time, echo_time = (float(value) for value in protocol)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"protocols[{contrast!r}] must be (TR ms, TE ms), got {protocol!r}"
+            ) from None
+        if not (math.isfinite(repetition_time) and math.isfinite(echo_time)) or not (
+            repetition_time > 0 and echo_time >= 0
+        ):
+            raise ValueError(
+                f"protocols[{contrast!r}] must have a finite TR > 0 and TE >= 0 (ms), got "
+                f"{protocol!r}"
+            )
+        merged[contrast] = (repetition_time, echo_time)
+    return merged
+
+
 def tissue_signals(contrast: str, protocols=None, tissue_constants=None) -> dict[str, float]:
     """Pure-tissue signal of CSF, GM and WM for one contrast (``"t1"``, ``"t2"``, ``"pd"``)."""
-    protocols = {**DEFAULT_PROTOCOLS, **(protocols or {})}
+    protocols = checked_protocols(protocols)
     tissue_constants = tissue_constants or TISSUE_CONSTANTS
     if contrast not in protocols:
         raise DataError(f"unknown contrast {contrast!r}; choose from {sorted(protocols)}")
@@ -142,6 +175,10 @@ def _load_template_cached(data_dir: str):
     mask = ndimage.binary_fill_holes(volumes["t1"] > 0.01)
     volumes["mask"] = mask.astype(np.float32)
     volumes["csf"] = np.clip(volumes["mask"] - volumes["gm"] - volumes["wm"], 0.0, 1.0)
+    # Shared by every cohort built in this process, and written into the disk cache through
+    # them: read-only, so no caller can change what later builds (and their cache) start from.
+    for volume in (*volumes.values(), affine):
+        volume.flags.writeable = False
     return volumes, affine
 
 
@@ -153,7 +190,9 @@ def load_template() -> tuple[dict[str, np.ndarray], np.ndarray]:
         ``"t1"`` (real T1w template), ``"gm"``, ``"wm"``, ``"csf"`` and ``"mask"``.
     """
     volumes, affine = _load_template_cached(str(config.data_dir()))
-    return dict(volumes), affine.copy()
+    # Copies: an edit of these (a learner thresholding the GM map) changed every cohort built
+    # later in the process, and the on-disk cache of that cohort, under the unchanged key.
+    return {name: volume.copy() for name, volume in volumes.items()}, affine.copy()
 
 
 def template_sha256() -> dict[str, str]:
@@ -353,6 +392,7 @@ def subject_volumes(
     """
     contrasts = _check_contrasts(contrasts)
     _check_voxel_size(voxel_size)
+    checked_protocols(protocols)
     data_dir = str(config.data_dir())
     volumes, affine = _load_template_cached(data_dir)
     shape = volumes["t1"].shape
@@ -468,6 +508,7 @@ def build_cohort(
     """
     _check_count("num_subjects", num_subjects, 1)
     _check_count("slices_per_subject", slices_per_subject, 1)
+    checked_protocols(protocols)
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}, got {image_size}")
     if t1_source not in ("template", "simulated"):
@@ -554,7 +595,7 @@ def load_cohort(
         "image_size": image_size,
         "seed": seed,
         "slices_per_subject": slices_per_subject,
-        "protocols": {**DEFAULT_PROTOCOLS, **(protocols or {})},
+        "protocols": checked_protocols(protocols),
         "tissue_constants": TISSUE_CONSTANTS,
         "t1_source": t1_source,
         "template_sha256": template_sha256(),
@@ -565,7 +606,7 @@ def load_cohort(
     if use_cache and path.exists():
         # The template is verified (sha256) at its first load in a process, cached or not, so a
         # tampered data folder fails here too; later loads in the same process reuse it.
-        load_template()
+        _load_template_cached(str(config.data_dir()))
         cached = _read_cache(path, key, names)
         if cached is not None:
             return _from_storage(cached)

@@ -170,6 +170,7 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed, num_subjec
             seed=seed,
             value_range=value_range,
             num_subjects=num_subjects,
+            return_labels=True,
         )
         images = np.concatenate([pairs[c] for c in brain.CONTRASTS], axis=0)
         labels = np.repeat(
@@ -177,7 +178,14 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed, num_subjec
             [len(pairs[c]) for c in brain.CONTRASTS],
         )
         names = [CONTRAST_NAMES[c] for c in brain.CONTRASTS]
-        return {"images": images, "labels": labels, "label_names": names, "name": spec}
+        subjects = np.tile(pairs["subject"], len(brain.CONTRASTS))
+        return {
+            "images": images,
+            "labels": labels,
+            "label_names": names,
+            "name": spec,
+            "subject": subjects,
+        }
     contrast = contrast.lower()
     if contrast not in brain.CONTRASTS:
         raise DataError(f"data spec {spec!r}: unknown contrast {contrast!r}; use t1, t2 or pd")
@@ -197,6 +205,7 @@ def _load_brain(spec, contrast, image_size, split, value_range, seed, num_subjec
         "labels": labels,
         "label_names": list(REGION_NAMES),
         "name": spec,
+        "subject": data["subject"],
     }
 
 
@@ -215,12 +224,29 @@ def load_domains(
     With ``paired=True`` the domains must also hold the same number of images (row i of A
     corresponds to row i of B, as in ``brain:t1`` / ``brain:t2``). Two ``nifti:`` specs are
     then cut on the same slices (:func:`~medgen_tf.data.nifti.load_paired_nifti_slices`: same
-    voxel grid, files paired by name).
+    voxel grid, files paired by name). With ``paired=False`` two ``brain`` specs come from
+    disjoint halves of the split's subjects (A the first half, B the second; each domain's
+    ``"subject"`` says which), so no subject is in both; other specs load as they are, so keep
+    their sources apart yourself (two folders of different patients).
     """
     if paired and parse_spec(spec_a)[0] == parse_spec(spec_b)[0] == "nifti":
         return _load_paired_nifti(spec_a, spec_b, image_size, value_range)
     domain_a = load_spec(spec_a, image_size, split, value_range, seed, num_subjects)
     domain_b = load_spec(spec_b, image_size, split, value_range, seed, num_subjects)
+    if not paired and parse_spec(spec_a)[0] == parse_spec(spec_b)[0] == "brain":
+        # Row i of two brain contrasts is one slice of one subject: "unpaired" domains were
+        # perfectly paired. As translation.unpaired_domains splits them for CycleGAN.
+        subjects = np.unique(domain_a["subject"])
+        if len(subjects) < 2:
+            raise DataError(
+                f"domains {spec_a!r} and {spec_b!r}: split {split!r} has fewer than 2 subjects "
+                "to share out"
+            )
+        halves = subjects[: len(subjects) // 2], subjects[len(subjects) // 2 :]
+        domain_a, domain_b = (
+            _rows(domain, np.isin(domain["subject"], half))
+            for domain, half in zip((domain_a, domain_b), halves, strict=True)
+        )
     shape_a, shape_b = domain_a["images"].shape, domain_b["images"].shape
     if shape_a[1:] != shape_b[1:]:
         raise DataError(
@@ -233,6 +259,14 @@ def load_domains(
             "images; paired domains need the same count"
         )
     return domain_a, domain_b
+
+
+def _rows(domain, keep):
+    # Every per-image array of a load_spec result, cut to the rows kept.
+    return {
+        key: value[keep] if isinstance(value, np.ndarray) and len(value) == len(keep) else value
+        for key, value in domain.items()
+    }
 
 
 def _load_paired_nifti(spec_a, spec_b, image_size, value_range):
