@@ -618,3 +618,50 @@ def test_paired_folders_pair_dcm2niix_names_and_name_two_files_of_one_subject(tm
         paired_nifti_files(t1, t2)
     message = str(error.value)
     assert "\n" not in message and "_5.NII.GZ and sub01_T2_SPACE_20190101120900_5.nii" in message
+
+
+def test_one_file_per_folder_of_two_bids_subjects_is_refused(tmp_path):
+    # sub-01's T1 and sub-02's T2, one per folder, on one grid, loaded as a pair.
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    t1.mkdir()
+    t2.mkdir()
+    _subject_volume(t1 / "sub-01_T1w.nii.gz", 100.0)
+    _subject_volume(t2 / "sub-02_T2w.nii.gz", 300.0)
+    with pytest.raises(
+        DataError, match="subject sub-02, but its partner sub-01_T1w.nii.gz is sub-01"
+    ) as error:
+        load_paired_nifti_slices(t1, t2, image_size=8)
+    assert "\n" not in str(error.value)
+    (t2 / "sub-02_T2w.nii.gz").rename(t2 / "sub-01_T2w.nii.gz")
+    assert [(a.name, b.name) for a, b in paired_nifti_files(t1, t2)] == [
+        ("sub-01_T1w.nii.gz", "sub-01_T2w.nii.gz")
+    ]
+    # Names without a BIDS label say nothing about the subject: one file each still pairs.
+    (t2 / "sub-01_T2w.nii.gz").rename(t2 / "t2.nii.gz")
+    assert len(paired_nifti_files(t1, t2)) == 1
+
+
+def test_names_whose_parts_pair_the_files_in_two_ways_are_refused(tmp_path):
+    # The first part that told a folder's files apart won: here the date, which pairs subA's
+    # T1 with subB's T2, though the subject part pairs them the other way.
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    t1.mkdir()
+    t2.mkdir()
+    for name in ("20240101_subA_T1.nii", "20240102_subB_T1.nii"):
+        _subject_volume(t1 / name, 100.0)
+    for name in ("20240101_subB_T2.nii", "20240102_subA_T2.nii"):
+        _subject_volume(t2 / name, 300.0)
+    with pytest.raises(
+        DataError, match="the file names pair up in 2 ways: name part 1 pairs"
+    ) as error:
+        paired_nifti_files(t1, t2)
+    assert "\n" not in str(error.value) and "part 2 with 20240102_subA_T2.nii" in str(error.value)
+    # Once the dates agree with the subjects, both parts give one pairing.
+    (t2 / "20240101_subB_T2.nii").rename(t2 / "x.nii")
+    (t2 / "20240102_subA_T2.nii").rename(t2 / "20240101_subA_T2.nii")
+    (t2 / "x.nii").rename(t2 / "20240102_subB_T2.nii")
+    pairs = [(a.name, b.name) for a, b in paired_nifti_files(t1, t2)]
+    assert pairs == [
+        ("20240101_subA_T1.nii", "20240101_subA_T2.nii"),
+        ("20240102_subB_T1.nii", "20240102_subB_T2.nii"),
+    ]

@@ -558,30 +558,54 @@ def _subject_keys(files) -> list[str]:
     return [stem[len(prefix) : len(stem) - len(suffix)] for stem in stems]
 
 
-def _first_distinct_parts(files) -> list[str] | None:
-    """Each name's first ``_``/``-``/``.``-separated part that tells the folder's files apart.
+def _distinct_part_pairings(files_a, files_b) -> dict[tuple[int, ...], tuple[int, int]]:
+    """Each way a name part pairs the two folders' files, with the parts that give it.
 
-    For names that carry more than the subject (dcm2niix: ``sub01_T1_MPRAGE_<time>_3``): the
-    time and series number differ between the T1 and the T2 of one subject, the subject does
-    not. None when no part tells them all apart.
+    A part (``_``/``-``/``.``-separated) qualifies when it tells the files of each folder apart
+    and both folders hold the same values: for names that carry more than the subject
+    (dcm2niix: ``sub01_T1_MPRAGE_<time>_3``) the time and series number differ between the T1
+    and the T2 of one subject, the subject does not. Returns ``{pairing: (part in A, part in
+    B)}``, a pairing listing for each file of A the index of its partner in B; more than one
+    pairing means the names do not say which part is the subject.
     """
-    parts = [re.split(r"[_.-]", nifti_stem(file)) for file in files]
-    for position in range(min(len(name) for name in parts)):
-        column = [name[position] for name in parts]
-        if len(set(column)) == len(column):
-            return column
-    return None
+    parts_a, parts_b = (
+        [re.split(r"[_.-]", nifti_stem(f)) for f in files] for files in (files_a, files_b)
+    )
+
+    def distinct_columns(parts):
+        for position in range(min(len(name) for name in parts)):
+            column = [name[position] for name in parts]
+            if len(set(column)) == len(column):
+                yield position, column
+
+    pairings = {}
+    for position_a, column_a in distinct_columns(parts_a):
+        for position_b, column_b in distinct_columns(parts_b):
+            if set(column_a) == set(column_b):
+                pairing = tuple(column_b.index(value) for value in column_a)
+                pairings.setdefault(pairing, (position_a, position_b))
+    return pairings
+
+
+_BIDS_SUBJECT = re.compile(r"(?:^|[_/])sub-([A-Za-z0-9]+)")
+
+
+def _bids_subject(file) -> str | None:
+    """The label of a BIDS ``sub-<label>`` entity in a file's name, or None."""
+    match = _BIDS_SUBJECT.search(nifti_stem(file))
+    return match.group(1) if match else None
 
 
 def paired_nifti_files(path_a, path_b) -> list[tuple[Path, Path]]:
     """``(file_a, file_b)`` pairs of two NIfTI files, or of two folders' files matched by name.
 
     A file's subject is its name without what every name in its folder shares
-    (``sub-01_T1w.nii.gz`` pairs with ``sub-01_T2w.nii.gz``), or else the first part of its name
-    that differs within its folder (``sub01_T1_MPRAGE_<time>_3.nii.gz`` with
-    ``sub01_T2_SPACE_<time>_5.nii.gz``). Pairing by name, not by sorted position: with one
-    subject missing on one side, position would pair every later T1 with the next subject's
-    T2, and registered volumes on one grid would not show it.
+    (``sub-01_T1w.nii.gz`` pairs with ``sub-01_T2w.nii.gz``), or else a part of its name that
+    differs within its folder and takes the same values in both (``sub01_T1_MPRAGE_<time>_3``
+    with ``sub01_T2_SPACE_<time>_5``); names whose parts pair the files in more than one way are
+    refused, as is one file per folder whose BIDS ``sub-`` labels differ. Pairing by name, not
+    by sorted position: with one subject missing on one side, position would pair every later
+    T1 with the next subject's T2, and registered volumes on one grid would not show it.
     """
     files_a, files_b = nifti_files(path_a), nifti_files(path_b)
     if len(files_a) != len(files_b):
@@ -590,17 +614,33 @@ def paired_nifti_files(path_a, path_b) -> list[tuple[Path, Path]]:
             "need one file per subject on each side"
         )
     if len(files_a) == 1:
+        # Nothing in one name alone says which part is the subject, but a BIDS entity does:
+        # sub-01_T1w with sub-02_T2w (one file per folder) was paired without a word.
+        subject_a, subject_b = _bids_subject(files_a[0]), _bids_subject(files_b[0])
+        if subject_a and subject_b and subject_a != subject_b:
+            raise DataError(
+                f"{files_b[0]}: subject sub-{subject_b}, but its partner {files_a[0].name} is "
+                f"sub-{subject_a}; paired data need the same subject on each side"
+            )
         return [(files_a[0], files_b[0])]
-    for rule in (_subject_keys, _first_distinct_parts):
-        keys_a, keys_b = rule(files_a), rule(files_b)
-        if (
-            keys_a is not None
-            and keys_b is not None
-            and len(set(keys_a)) == len(keys_a)
-            and set(keys_a) == set(keys_b)
-        ):
-            by_key_b = dict(zip(keys_b, files_b, strict=True))
-            return [(file_a, by_key_b[key]) for key, file_a in zip(keys_a, files_a, strict=True)]
+    keys_a, keys_b = _subject_keys(files_a), _subject_keys(files_b)
+    if len(set(keys_a)) == len(keys_a) and set(keys_a) == set(keys_b):
+        by_key_b = dict(zip(keys_b, files_b, strict=True))
+        return [(file_a, by_key_b[key]) for key, file_a in zip(keys_a, files_a, strict=True)]
+    pairings = _distinct_part_pairings(files_a, files_b)
+    if len(pairings) == 1:
+        (pairing,) = pairings
+        return [(file_a, files_b[index]) for file_a, index in zip(files_a, pairing, strict=True)]
+    if len(pairings) > 1:
+        # The first such part used to win: a date that tells a folder's files apart paired
+        # 20240101_subA_T1 with 20240101_subB_T2, though the subject part pairs them otherwise.
+        (first, parts_first), (second, parts_second) = list(pairings.items())[:2]
+        raise DataError(
+            f"{path_a} and {path_b}: the file names pair up in {len(pairings)} ways: name part "
+            f"{parts_first[0] + 1} pairs {files_a[0].name} with {files_b[first[0]].name}, part "
+            f"{parts_second[0] + 1} with {files_b[second[0]].name}; rename the files so that "
+            "only the subject tells them apart (sub-01_T1w.nii.gz, sub-01_T2w.nii.gz)"
+        )
     for path, files in ((path_a, files_a), (path_b, files_b)):
         seen = {}
         for key, file in zip(_subject_keys(files), files, strict=True):
