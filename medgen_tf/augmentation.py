@@ -46,6 +46,8 @@ from medgen_tf.metrics import auroc, balanced_accuracy, check_finite, check_valu
 
 __all__ = [
     "CONDITIONS",
+    "RandomGamma",
+    "RandomSignalGain",
     "add_lesions",
     "build_augmenter",
     "build_classifier",
@@ -322,12 +324,50 @@ def build_classifier(
     return keras.Model(inputs, logits, name=name)
 
 
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class RandomSignalGain(keras.layers.RandomBrightness):
+    """Brightness jitter for MR: the signal above the scale's floor times a random gain.
+
+    Keras' ``RandomBrightness`` adds an offset, which lifts the air of an MR image (no signal,
+    the floor of ``value_range``) above its floor, and no scan has such air. The gain is drawn
+    as that layer draws its offset: ``factor`` 0.1 gives a gain in [0.9, 1.1]; the air stays.
+    """
+
+    def transform_images(self, images, transformation, training=True):
+        if not training:
+            return images
+        low, high = self.value_range
+        gain = 1.0 + self.backend.cast(transformation["rgb_delta"], images.dtype) / (high - low)
+        return self.backend.numpy.clip(low + (images - low) * gain, low, high)
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class RandomGamma(keras.layers.RandomContrast):
+    """Contrast jitter for MR: a random gamma on the image mapped to [0, 1].
+
+    Keras' ``RandomContrast`` stretches about each image's mean, which moves the air (the floor
+    of ``value_range``) too; a gamma keeps the floor and the ceiling where they are. The gamma is
+    drawn as that layer draws its factor: ``factor`` 0.1 gives a gamma in [0.9, 1.1].
+    """
+
+    def transform_images(self, images, transformation, training=True):
+        if not training:
+            return images
+        low, high = self.value_range
+        gamma = self.backend.cast(transformation["contrast_factor"], images.dtype)
+        unit = self.backend.numpy.clip((images - low) / (high - low), 0.0, 1.0)
+        return low + (high - low) * self.backend.numpy.power(unit, gamma)
+
+
 def build_augmenter(seed=0, rotation=0.02, translation=0.06, intensity=0.1):
     """Classic augmentation as Keras preprocessing layers, for images in [-1, 1].
 
     Left-right flips (the brain is nearly symmetric), rotations up to ``rotation`` of a turn
     (0.02 = 7 degrees), shifts up to ``translation`` of the side with air (-1) filled in, and
-    brightness and contrast jitter of ``intensity``. Layers act only with ``training=True``.
+    intensity jitter of ``intensity``: a gain on the signal and a gamma
+    (:class:`RandomSignalGain`, :class:`RandomGamma`), which leave the air at -1, where Keras'
+    brightness and contrast layers lifted it to as much as -0.8. Layers act only with
+    ``training=True``.
     """
     layers = keras.layers
     return keras.Sequential(
@@ -337,8 +377,8 @@ def build_augmenter(seed=0, rotation=0.02, translation=0.06, intensity=0.1):
             layers.RandomTranslation(
                 translation, translation, fill_mode="constant", fill_value=-1.0, seed=seed + 2
             ),
-            layers.RandomBrightness(intensity, value_range=(-1.0, 1.0), seed=seed + 3),
-            layers.RandomContrast(intensity, value_range=(-1.0, 1.0), seed=seed + 4),
+            RandomSignalGain(intensity, value_range=(-1.0, 1.0), seed=seed + 3),
+            RandomGamma(intensity, value_range=(-1.0, 1.0), seed=seed + 4),
         ],
         name="classic_augmentation",
     )

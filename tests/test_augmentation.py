@@ -11,6 +11,8 @@ import pytest
 from medgen_tf import DataError
 from medgen_tf.augmentation import (
     CONDITIONS,
+    RandomGamma,
+    RandomSignalGain,
     add_lesions,
     build_augmenter,
     build_classifier,
@@ -534,3 +536,36 @@ def test_run_experiment_checks_both_splits_before_training(splits, split_name, c
     with pytest.raises(ValueError, match=message) as raised:
         run_experiment(data["train"], data["test"], seeds=(0,), num_epochs=1, batch_size=8)
     assert "\n" not in str(raised.value)
+
+
+def test_intensity_jitter_keeps_the_air_at_minus_one_and_changes_the_signal():
+    # Keras' RandomBrightness and RandomContrast lifted the air (-1, no MR signal) to as much
+    # as -0.8, a background that no test image has.
+    rng = np.random.default_rng(1)
+    images = np.full((16, 16, 16, 1), -1.0, np.float32)
+    images[:, 4:12, 4:12] = rng.uniform(-0.6, 0.8, (16, 8, 8, 1))  # a gain of 1.1 stays in range
+    for layer in (
+        RandomSignalGain(0.1, value_range=(-1.0, 1.0), seed=3),
+        RandomGamma(0.1, value_range=(-1.0, 1.0), seed=4),
+    ):
+        out = np.asarray(layer(images, training=True))
+        np.testing.assert_array_equal(out[:, :4], -1.0)
+        brain = out[:, 4:12, 4:12] - images[:, 4:12, 4:12]
+        assert np.abs(brain).max() > 0.01 and out.max() <= 1.0
+        # One draw per image, within the factor: the gain and gamma read back from the output.
+        signal, jittered = images[:, 4:12, 4:12] + 1.0, out[:, 4:12, 4:12] + 1.0
+        if isinstance(layer, RandomSignalGain):
+            per_image = (jittered / signal).reshape(16, -1)
+        else:
+            per_image = (np.log(jittered / 2) / np.log(signal / 2)).reshape(16, -1)
+        np.testing.assert_allclose(per_image, per_image[:, :1] * np.ones_like(per_image), rtol=1e-3)
+        assert 0.9 - 1e-3 <= per_image.min() and per_image.max() <= 1.1 + 1e-3
+        assert per_image[:, 0].std() > 0.01
+        np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.value_range == layer.value_range and clone.factor == layer.factor
+    augmenter = build_augmenter(seed=0)
+    out = np.asarray(augmenter(images, training=True))
+    # Flips, rotations (7 degrees) and shifts (1 pixel) move the brain, not into the corners.
+    np.testing.assert_array_equal(out[:, :2, :2], -1.0)
+    np.testing.assert_array_equal(out[:, -2:, -2:], -1.0)
