@@ -42,18 +42,11 @@ SYNTHETIC_DESCRIPTION = (
 )
 
 
-def _brain_contrast(spec):
-    kind, _, argument = str(spec).strip().partition(":")
-    if kind.lower() == "brain" and argument.lower() in ("t1", "t2", "pd"):
-        return argument.lower()
-    return None
-
-
 def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_subjects=32):
     """Images of domain A and domain B, of equal count.
 
-    Two ``brain`` contrasts come from disjoint halves of the cohort's subjects, so no subject is
-    seen in both domains (unpaired, as CycleGAN assumes). Other specs are loaded as they are:
+    Two ``brain`` specs (contrasts, or the pooled ``brain``) come from disjoint halves of the
+    split's subjects, so no subject is seen in both domains (unpaired, as CycleGAN assumes). Other specs are loaded as they are:
     two specs of one dataset give the same images, so keep the domains' sources apart
     yourself (e.g. two NIfTI folders of different patients).
 
@@ -62,30 +55,23 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
     length, because the engine batches the two arrays together. ``seed`` and ``num_subjects``
     choose the simulated cohort of ``brain`` specs.
     """
-    from medgen_tf.data import brain_slices, load_spec
+    from medgen_tf.data import load_domains, load_spec
+    from medgen_tf.data.spec import parse_spec
 
-    contrast_a, contrast_b = _brain_contrast(spec_a), _brain_contrast(spec_b)
     info = {"spec_a": spec_a, "spec_b": spec_b, "split": split}
-    if contrast_a and contrast_b:
-        data = brain_slices(
-            tuple(dict.fromkeys((contrast_a, contrast_b))),
-            split=split,
-            image_size=image_size,
-            seed=seed,
-            num_subjects=num_subjects,
-            return_labels=True,
+    # seed and num_subjects choose the cohort of a brain spec, beside another kind too.
+    options = dict(image_size=image_size, split=split, seed=seed, num_subjects=num_subjects)
+    if parse_spec(spec_a)[0] == parse_spec(spec_b)[0] == "brain":
+        # Disjoint halves of the split's subjects (load_domains' unpaired rule), a pooled
+        # "brain" spec too: split only when both named a contrast, "brain:t1" against "brain"
+        # gave domain B every image of domain A.
+        domain_a, domain_b = load_domains(spec_a, spec_b, paired=False, **options)
+        images_a, images_b = domain_a["images"], domain_b["images"]
+        info.update(
+            subjects_a=np.unique(domain_a["subject"]).tolist(),
+            subjects_b=np.unique(domain_b["subject"]).tolist(),
         )
-        subjects = np.unique(data["subject"])
-        if len(subjects) < 2:
-            raise DataError(f"{spec_a} / {spec_b}: split {split!r} has fewer than 2 subjects")
-        half = len(subjects) // 2
-        rows_a = np.isin(data["subject"], subjects[:half])
-        rows_b = np.isin(data["subject"], subjects[half:])
-        images_a, images_b = data[contrast_a][rows_a], data[contrast_b][rows_b]
-        info.update(subjects_a=subjects[:half].tolist(), subjects_b=subjects[half:].tolist())
     else:
-        # seed and num_subjects choose the cohort of a brain spec beside another kind.
-        options = dict(image_size=image_size, split=split, seed=seed, num_subjects=num_subjects)
         images_a = load_spec(spec_a, **options)["images"]
         images_b = load_spec(spec_b, **options)["images"]
     if images_a.shape[1:] != images_b.shape[1:]:
@@ -205,6 +191,14 @@ def train_cyclegan(
         # The specs the images came from, not the defaults: run_intensity reads them.
         images_a, images_b, info = domains
         data_a, data_b = info.get("spec_a", data_a), info.get("spec_b", data_b)
+        # Checked before the run folder is made: a mismatch failed inside fit's first step,
+        # leaving a config.json for a run that never trained.
+        sizes = {tuple(images.shape[1:3]) for images in (images_a, images_b)}
+        if sizes != {(image_size, image_size)}:
+            raise DataError(
+                f"domains: images of {sorted(sizes)} pixels, but image_size={image_size}; pass "
+                "the size of the images"
+            )
     total_steps = num_epochs * (len(images_a) // batch_size)
     settings = dict(
         image_size=image_size,
@@ -239,6 +233,10 @@ def train_cyclegan(
         callbacks=callbacks,
         read_recorded_config=_read_recorded_settings,
     )
+    if history.stopped_reason is not None:
+        # As recipes.train: exported, a diverged run's generators were what translate loaded,
+        # and it wrote volumes of NaN.
+        raise DataError(f"run folder {run_dir}: {history.stopped_reason}")
     with atomic_path(run_dir / "domains.json") as temporary:
         temporary.write_text(json.dumps(info, indent=2))
     _save_generators(history.model, run_dir)
@@ -380,6 +378,13 @@ def translate_nifti(generator, path, out_path, intensity="percentiles", volume_i
     translated = _translate_slices(
         generator, np.ascontiguousarray(slices), image_size, spacing=in_plane_spacing(affine, 2)
     )
+    non_finite = int(np.count_nonzero(~np.isfinite(translated)))
+    if non_finite:
+        # np.clip keeps NaN: a diverged generator's volume was written as if translated.
+        raise DataError(
+            f"{path}: the generator gave {non_finite} NaN or Inf values; nothing was written "
+            "(did its training diverge?)"
+        )
     canonical = np.moveaxis(np.rot90(translated, k=-1, axes=(1, 2)), 0, 2)
     canonical = ((np.clip(canonical, -1.0, 1.0) + 1.0) / 2.0).astype(np.float32)
     original = nib.load(str(path))

@@ -499,3 +499,49 @@ def test_an_output_that_would_replace_an_input_is_refused_before_writing(tmp_pat
         translate_run(run_dir, str(folder), "a2b", out_dir=folder)
     assert (folder / "a_a2b.nii.gz").read_bytes() == kept
     assert sorted(path.name for path in folder.iterdir()) == ["a.nii.gz", "a_a2b.nii.gz"]
+
+
+class _PoisonGeneratorAB(keras.callbacks.Callback):
+    """Stands in for a diverging run: NaN weights in generator_ab after the first batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        weight = self.model.generator_ab.trainable_variables[0]
+        weight.assign(np.full(weight.shape, np.nan, np.float32))
+
+
+def test_a_diverged_cyclegan_run_exports_no_generator_and_nan_is_never_translated(tmp_path):
+    # The NaN guard stopped the run, yet train_cyclegan saved both generators, and translate
+    # then wrote a volume of NaN voxels without a word.
+    run_dir = tmp_path / "run"
+    with pytest.raises(DataError, match=r"^run folder .*run: NaN guard: .* is nan at epoch 1"):
+        train_cyclegan(run_dir, callbacks=[_PoisonGeneratorAB()], **_tiny_run_options(1))
+    assert not any((run_dir / name).exists() for name in GENERATOR_FILES.values())
+    assert not (run_dir / "domains.json").exists()
+    inputs = keras.Input((SIZE, SIZE, 1))
+    poisoned = keras.Model(inputs, keras.layers.Lambda(lambda x: x * np.float32(np.nan))(inputs))
+    path = _write_volume(tmp_path / "scan.nii.gz", _toy_volume())
+    with pytest.raises(DataError, match=r"scan\.nii\.gz: the generator gave \d+ NaN or Inf values"):
+        translate_nifti(poisoned, path, tmp_path / "out.nii.gz")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_ready_domains_of_another_size_than_image_size_are_refused_before_the_folder(tmp_path):
+    # They failed inside fit's first step, leaving config.json for a run that never trained.
+    options = _tiny_run_options(1)
+    options["image_size"] = 32
+    with pytest.raises(
+        DataError, match=r"domains: images of \[\(24, 24\)\] pixels, but image_size=32"
+    ):
+        train_cyclegan(tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_pooled_brain_domain_shares_no_subject_with_the_other():
+    # "brain:t1" against the pooled "brain" gave domain B every image of domain A.
+    from medgen_tf.translation import unpaired_domains
+
+    images_a, images_b, info = unpaired_domains("brain:t1", "brain", SIZE, seed=0, num_subjects=8)
+    assert set(info["subjects_a"]).isdisjoint(info["subjects_b"]) and info["subjects_b"]
+    shared = (images_a[:, None] == images_b[None]).all(axis=(2, 3, 4))
+    assert not shared.any()
+    assert info["num_images_b"] == 3 * info["num_images_a"]
