@@ -99,6 +99,9 @@ def atomic_path(path, suffix=None):
     if path.is_symlink():
         # Write through the link, as open() would, instead of replacing the link by a file.
         path = Path(os.path.realpath(path))
+    # The folders made here are removed again if nothing is written: a refused write (a figure
+    # matplotlib could not draw, a model Keras could not save) left empty folders behind.
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes) or ".tmp"
@@ -113,11 +116,13 @@ def atomic_path(path, suffix=None):
         raise _naming(error, path) from None
     os.close(handle)
     temporary = Path(temporary)
+    written = False
     try:
         yield temporary
         # mkstemp makes the file owner-only; give it the mode a plain open() would have given.
         os.chmod(temporary, _plain_file_mode(path))
         os.replace(temporary, path)
+        written = True
     except OSError as error:
         # The user asked for path; the hidden temporary name would only puzzle them.
         if error.filename not in (str(temporary), temporary):
@@ -126,6 +131,10 @@ def atomic_path(path, suffix=None):
     finally:
         if temporary.exists():
             temporary.unlink()
+        if not written:
+            for folder in made:  # innermost first; a folder something else filled stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def _shortened(text: str, limit: int, keep: str) -> str:

@@ -24,12 +24,31 @@ def to_display(images, value_range: tuple[float, float] | None = None) -> np.nda
     ``value_range`` defaults to the range the data were stored in: (0, 255) for ``uint8``,
     otherwise (-1, 1) if any value is below 0, else (0, 1), and the data's own (min, max) when
     they lie clearly outside those (beyond -2 or 2, e.g. float intensities in [0, 255] or CT
-    numbers). Values outside the range are clipped.
+    numbers). Values outside the range are clipped. NaN and Inf pixels come out as NaN, which
+    the figures here draw red: clipped, a diverged generator's NaN grid looked white, like
+    saturated images.
     """
     value_range = value_range or default_value_range(images)
     low, high = check_value_range((), value_range)
     images = np.asarray(images, dtype=np.float32)
+    images = np.where(np.isfinite(images), images, np.nan)
     return np.clip((images - low) / (high - low), 0.0, 1.0)
+
+
+#: Grey, with NaN (a diverged model's pixels, see :func:`to_display`) in red.
+GREY = plt.get_cmap("gray").with_extremes(bad="red")
+
+
+def _image_batch(images, where: str) -> np.ndarray:
+    """``images`` as an array of several images; one (h, w, 1) or (h, w, 3) image is refused,
+    since read as (n, h, w) it drew h strips one pixel wide."""
+    images = np.asarray(images)
+    if images.ndim == 3 and images.shape[-1] in (1, 3) and images.shape[1] > 3:
+        raise ValueError(
+            f"{where}: {images.shape} reads as {images.shape[0]} images of "
+            f"{images.shape[1]}x{images.shape[2]} pixels; for one image pass images[None]"
+        )
+    return images
 
 
 def default_value_range(*image_sets) -> tuple[float, float]:
@@ -54,14 +73,15 @@ def default_value_range(*image_sets) -> tuple[float, float]:
 
 def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1) -> np.ndarray:
     """Tile (n, h, w[, 1]) grey or (n, h, w, 3) RGB images into one array in [0, 1], row by
-    row: 2-D for grey images, (height, width, 3) for RGB ones."""
+    row: 2-D for grey images, (height, width, 3) for RGB ones; NaN where a pixel was not
+    finite."""
     # Checked, not clamped: 0 columns had quietly given one column, a negative padding a grid
     # whose tiles overwrite each other.
     if not is_whole_number(num_columns) or num_columns < 1:
         raise ValueError(f"image_grid: num_columns must be a positive int, got {num_columns!r}")
     if not is_whole_number(padding) or padding < 0:
         raise ValueError(f"image_grid: padding must be an int of at least 0, got {padding!r}")
-    images = to_display(images, value_range)
+    images = to_display(_image_batch(images, "image_grid"), value_range)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
@@ -94,7 +114,7 @@ def save_image_grid(images, path, num_columns: int = 8, title: str | None = None
     grid = image_grid(images, num_columns=num_columns, value_range=value_range)
     scale = 6.0 / max(grid.shape[:2])
     figure, axis = plt.subplots(figsize=(grid.shape[1] * scale + 0.2, grid.shape[0] * scale + 0.5))
-    axis.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    axis.imshow(grid, cmap=GREY, vmin=0.0, vmax=1.0, interpolation="nearest")
     axis.set_axis_off()
     if title:
         axis.set_title(title)
@@ -115,6 +135,9 @@ def compare_rows(
         raise ValueError("compare_rows needs at least one row")
     # One range for every row: chosen row by row, an early generator's output that happens to
     # be all >= 0 would be shown as if it were in [0, 1], brighter than the real row under it.
+    rows = {
+        label: _image_batch(images, f"compare_rows row {label!r}") for label, images in rows.items()
+    }
     value_range = value_range or default_value_range(*rows.values())
     num_columns = max(len(np.asarray(rows[label])) for label in labels)
     if num_columns == 0:  # else matplotlib's "Number of columns must be a positive integer"
@@ -134,7 +157,7 @@ def compare_rows(
             for spine in axis.spines.values():
                 spine.set_visible(False)
             if column < len(images):
-                axis.imshow(np.squeeze(images[column]), cmap="gray", vmin=0.0, vmax=1.0)
+                axis.imshow(np.squeeze(images[column]), cmap=GREY, vmin=0.0, vmax=1.0)
         axes[row_index, 0].set_ylabel(label, rotation=0, ha="right", va="center")
     if title:
         figure.suptitle(title)
@@ -171,8 +194,13 @@ def _save(figure, path, close: bool = True) -> Path:
     # Written beside the target and renamed over it, so a crash (or a kill mid-epoch) never
     # leaves a truncated PNG where a good one was. The format is given because the temporary
     # name is not the one matplotlib would read it from.
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=100, bbox_inches="tight", format=path.suffix[1:])
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, bbox_inches="tight", format=path.suffix[1:])
+    except BaseException:
+        # The caller gets no figure to close: left open, each failed save kept one in memory.
+        plt.close(figure)
+        raise
     if close:
         plt.close(figure)
     return path

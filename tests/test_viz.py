@@ -121,3 +121,45 @@ def test_image_grid_refuses_columns_or_padding_it_cannot_lay_out(options, messag
     with pytest.raises(ValueError, match=message):
         viz.image_grid(images, **options)
     assert viz.image_grid(images, num_columns=np.int64(2)).shape == (17, 17)
+
+
+def test_nan_and_inf_pixels_are_drawn_red_not_white(tmp_path):
+    # np.clip keeps NaN and turns Inf into 1: a diverged generator's grid looked like bright,
+    # saturated images.
+    images = np.zeros((2, 4, 4, 1), np.float32)
+    images[1] = np.nan
+    images[0, 0, 0, 0] = np.inf
+    grid = viz.image_grid(images, value_range=(-1, 1))
+    assert np.isnan(grid[0, 0]) and np.isnan(grid[:4, 5:]).all() and grid[1, 1] == 0.5
+    path = viz.save_image_grid(images, tmp_path / "grid.png", value_range=(-1, 1))
+    picture = matplotlib.image.imread(path)
+    red = (picture[..., 0] > 0.9) & (picture[..., 1] < 0.1) & (picture[..., 2] < 0.1)
+    assert red.mean() > 0.2
+    finite = viz.save_image_grid(np.zeros((2, 4, 4, 1)), tmp_path / "ok.png", value_range=(-1, 1))
+    picture = matplotlib.image.imread(finite)
+    assert not ((picture[..., 0] > 0.9) & (picture[..., 1] < 0.1)).any()
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 1), (16, 16, 3)])
+def test_one_image_without_a_batch_axis_is_refused_with_the_way_out(shape):
+    # (16, 16, 1) was read as 16 images of 16x1 pixels: a grid of one-pixel strips.
+    image = np.zeros(shape, np.float32)
+    with pytest.raises(ValueError, match=r"image_grid: .* for one image pass images\[None\]"):
+        viz.image_grid(image)
+    with pytest.raises(ValueError, match=r"compare_rows row 'x': .* pass images\[None\]"):
+        viz.compare_rows({"x": image})
+    assert viz.image_grid(image[None]).shape == ((16, 16) if shape[-1] == 1 else shape)
+
+
+def test_a_figure_that_cannot_be_saved_is_closed_and_leaves_no_folder(tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    for index in range(3):
+        target = tmp_path / f"missing{index}" / "deeper" / "grid.unknownformat"
+        with pytest.raises(ValueError):
+            viz.compare_rows({"x": np.zeros((2, 8, 8, 1))}, path=target)
+        with pytest.raises(ValueError):
+            viz.save_image_grid(np.zeros((2, 8, 8, 1)), target)
+    assert len(plt.get_fignums()) == before
+    assert list(tmp_path.iterdir()) == []
