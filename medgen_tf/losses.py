@@ -11,7 +11,11 @@ Reductions and ``tf.distribute``
     replica count inside ``fit``; ours are not, because a custom ``train_step`` calls them.
     The optimizer sums gradients over replicas, so a ``train_step`` takes gradients of
     ``scale_for_replicas(loss)``: the sum over replicas of ``mean / num_replicas`` equals the
-    mean over the global batch (with equal per-replica batches, as ``tf.distribute`` makes them).
+    mean over the global batch when every replica gets the same number of examples: a global
+    batch that does not split evenly (5 over 2 replicas, or a last partial batch) weighs the
+    smaller replica's examples more, and :func:`draw_per_replica` gives two replicas some of
+    the same rows. :func:`medgen_tf.training.fit` refuses a batch size that does not split, and
+    drops the last partial batch.
 
 References:
     Goodfellow et al. 2014 (non-saturating loss); Mao et al. 2017 (least squares, LSGAN);
@@ -49,8 +53,11 @@ def _float32(x):
 
 
 def _binary_cross_entropy_with_logits(labels, logits):
-    # max(x, 0) - x*z + log(1 + exp(-|x|)): stable for large |logits|, no sigmoid saturation.
-    return ops.mean(ops.relu(logits) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits))))
+    # softplus(x) - x*z: -log sigmoid for z=1, -log(1 - sigmoid) for z=0, stable for large |x|
+    # (TensorFlow's softplus never overflows). Written as relu(x) + log1p(exp(-|x|)), the same
+    # value had a wrong gradient at a logit of exactly 0 (-z, not 0.5 - z): relu and abs both
+    # take a slope of 0 at their kink.
+    return ops.mean(ops.softplus(logits) - logits * labels)
 
 
 def scale_for_replicas(loss):

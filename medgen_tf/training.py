@@ -785,6 +785,14 @@ def fit(
     is_dataset = isinstance(data, tf.data.Dataset)
     if not is_dataset and batch_size is None:
         raise ValueError("batch_size is required when data are arrays")
+    num_replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    if not is_dataset and num_replicas > 1 and batch_size % num_replicas:
+        # tf.distribute would split it unevenly: the models' losses, divided by the replica
+        # count, would then weigh the smaller replica's images more (losses.scale_for_replicas).
+        raise ValueError(
+            f"batch_size={batch_size} does not split evenly over {num_replicas} replicas; use a "
+            f"multiple of {num_replicas}"
+        )
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     trained = trained_outputs(run_dir)
     if resume and checkpoint is None and trained:

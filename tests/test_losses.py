@@ -234,3 +234,38 @@ def test_draw_per_replica_is_a_plain_draw_outside_tf_distribute():
     values = losses.draw_per_replica(lambda s: keras.random.normal(s, seed=generator), (4, 2))
     expected = keras.random.normal((4, 2), seed=keras.random.SeedGenerator(3))
     np.testing.assert_array_equal(values, expected)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_gradients_match_tensorflows_cross_entropy_at_and_around_a_logit_of_zero(smoothing):
+    # relu(x) + log1p(exp(-|x|)) took slope 0 at x = 0 in both kinks: at a logit of exactly 0
+    # D's fake half gave no gradient and its real half, like G's, twice the right one.
+    logits = tf.constant([0.0, 1e-6, -1e-6, 3.0, -40.0, 900.0])
+    real_target = 1.0 - smoothing
+
+    def gradient(loss_fn):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = loss_fn(logits)
+        return tape.gradient(loss, logits).numpy()
+
+    def reference(target):
+        return lambda x: tf.reduce_mean(
+            tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(x.shape, target), logits=x)
+        )
+
+    zeros = tf.zeros_like(logits)
+    cases = [
+        (lambda x: losses.non_saturating_generator_loss(x), reference(1.0)),
+        (
+            lambda x: losses.non_saturating_discriminator_loss(x, zeros - 1e4, smoothing),
+            reference(real_target),
+        ),
+        (
+            lambda x: losses.non_saturating_discriminator_loss(zeros + 1e4, x, smoothing),
+            reference(0.0),
+        ),
+    ]
+    for ours, theirs in cases:
+        np.testing.assert_allclose(gradient(ours), gradient(theirs), atol=1e-7)
+    assert gradient(cases[0][0])[0] == pytest.approx(-0.5 / 6)

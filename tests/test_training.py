@@ -358,9 +358,16 @@ MIRRORED_SCRIPT = textwrap.dedent(
     from test_training import IMAGES, build_toy
     from medgen_tf.training import fit
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    try:  # 7 splits 4/3: the smaller replica's images would weigh more in the mean
+        fit(build_toy, IMAGES, sys.argv[1] + "/odd", num_epochs=1, batch_size=7, verbose=0,
+            strategy=strategy, tensorboard=False)
+        refusal = None
+    except ValueError as error:
+        refusal = str(error)
     history = fit(build_toy, IMAGES, sys.argv[1], num_epochs=1, batch_size=8, verbose=0,
                   strategy=strategy, tensorboard=False)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "history": dict(history)}))
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "history": dict(history),
+                      "refusal": refusal}))
     """
 )
 
@@ -381,6 +388,10 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
     assert all(np.isfinite(v).all() for v in report["history"].values())
+    assert report["refusal"] == (
+        "batch_size=7 does not split evenly over 2 replicas; use a multiple of 2"
+    )
+    assert not (tmp_path / "odd").exists()
     assert latest_checkpoint(tmp_path / "checkpoints").name == "epoch_0001"
 
 
