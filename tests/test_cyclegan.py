@@ -776,3 +776,32 @@ def test_from_config_leaves_the_callers_config_whole():
     first, second = (CycleGAN.from_config(config) for _ in range(2))
     assert json.dumps(config) == before
     assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before
+
+
+@pytest.mark.parametrize(
+    "images, problem",
+    [
+        (
+            np.zeros((2, 30, 30, 1), "float32"),
+            r"takes images of shape \(n, 32, 32, 1\), got \(2, 30, 30, 1\)",
+        ),
+        (
+            np.zeros((2, SIZE, SIZE), "float32"),
+            r"takes images of shape \(n, 32, 32, 1\), got \(2, 32, 32\)",
+        ),
+        (np.zeros((2, SIZE, SIZE, 1), "uint8"), r"takes float images in \[-1, 1\], got uint8"),
+        (np.full((2, SIZE, SIZE, 1), 255.0, "float32"), r"got values from 255 to 255; scale"),
+        (np.full((2, SIZE, SIZE, 1), np.nan, "float32"), r"got values from nan to nan"),
+    ],
+    ids=["other-size", "no-channel", "uint8", "0-255", "nan"],
+)
+def test_translate_refuses_images_the_generator_was_not_trained_on(images, problem):
+    # After one call on 32 px images, 30 px ones came back as 32 px (Keras re-traced), and
+    # 8-bit or [0, 255] images were translated as they were.
+    model = _small_cyclegan()
+    model.translate(np.zeros((2, SIZE, SIZE, 1), "float32"))
+    with pytest.raises(ValueError, match=problem) as raised:
+        model.translate(images)
+    assert "\n" not in str(raised.value)
+    edge = np.full((2, SIZE, SIZE, 1), 1.01, "float32")  # interpolation overshoot: accepted
+    assert model.translate(tf.constant(edge), "b2a").shape == (2, SIZE, SIZE, 1)

@@ -109,12 +109,39 @@ def check_compile_arguments(model_name, kwargs, optimizers) -> None:
             seen[id(optimizer)] = name
 
 
-def predict_images(network, images, batch_size) -> object:
+def predict_images(network, images, batch_size, value_range=(-1.0, 1.0)) -> object:
     """``network.predict(images)`` as numpy, an empty batch included.
 
     Keras' ``predict`` fails on zero images (an UnboundLocalError); they give a ``(0, ...)``
     array of the shape and dtype that images would have, read from one blank image's output.
+    Refused in one line (ValueError): images not of the network's input shape (after one call
+    Keras re-traced for 30x30 images and returned 32x32 ones), not float, or outside
+    ``value_range`` by more than 1 % of its width ([0, 255] images were translated as given).
     """
+    shape = tuple(keras.ops.shape(images))
+    expected = tuple(network.inputs[0].shape[1:])
+    fits = len(shape) == 4 and all(
+        size is None or size == given for size, given in zip(expected, shape[1:], strict=True)
+    )
+    if not fits:
+        wanted = ", ".join("any" if size is None else str(size) for size in expected)
+        raise ValueError(f"{network.name} takes images of shape (n, {wanted}), got {shape}")
+    low, high = value_range
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"{network.name} takes float images in [{low:g}, {high:g}], got {dtype}; convert "
+            "and scale them first"
+        )
+    if len(images):
+        smallest = float(keras.ops.min(images))
+        largest = float(keras.ops.max(images))
+        slack = 0.01 * (high - low)
+        if not (low - slack <= smallest and largest <= high + slack):  # NaN fails both
+            raise ValueError(
+                f"{network.name} takes images in [{low:g}, {high:g}], got values from "
+                f"{smallest:g} to {largest:g}; scale them first"
+            )
     if len(images) == 0:
         blank = keras.ops.zeros((1, *keras.ops.shape(images)[1:]))
         return keras.ops.convert_to_numpy(network(blank, training=False))[:0]
