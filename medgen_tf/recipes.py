@@ -411,6 +411,11 @@ def train(
         # int() would truncate 32.7 to 32 and record it as asked for.
         if not is_whole_number(value):
             raise ValueError(f"{name}={value!r}: give a whole number")
+    # Checked before any data are loaded: batch_size=0 was a ZeroDivisionError after the load,
+    # a negative seed numpy's "expected non-negative integer" from inside the cohort.
+    for name, least in (("num_epochs", 1), ("batch_size", 1), ("seed", 0)):
+        if sizes[name] < least:
+            raise ValueError(f"{name}={sizes[name]!r}: give a whole number >= {least}")
     # Defaults only for specs not given: an empty one (an unset variable, --data "$DATA") is
     # refused by the data loader in one line, not replaced by the built-in cohort in silence.
     if recipe.two_domains:
@@ -422,8 +427,14 @@ def train(
     else:
         settings = {
             "data": "brain" if data is None else data,
-            "latent_dim": latent_dim or recipe.default_latent_dim,
+            # 0 was taken for "not given" and trained (and recorded) the default size.
+            "latent_dim": recipe.default_latent_dim if latent_dim is None else latent_dim,
         }
+        if latent_dim is not None and (not is_whole_number(latent_dim) or latent_dim < 1):
+            raise ValueError(
+                f"latent_dim={latent_dim!r}: give a whole number >= 1, or None for the model's "
+                "default"
+            )
         unused = {"data_a (--data-a)": data_a, "data_b (--data-b)": data_b}
     given = [name for name, value in unused.items() if value is not None]
     if given:

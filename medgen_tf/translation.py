@@ -184,6 +184,11 @@ def train_cyclegan(
     """
     from medgen_tf.training import fit
 
+    # Checked before any data are loaded: batch_size=0 was a ZeroDivisionError, a negative
+    # seed numpy's "expected non-negative integer" from inside the cohort.
+    for name, value, least in (("batch_size", batch_size, 1), ("seed", seed, 0)):
+        if not is_whole_number(value) or value < least:
+            raise ValueError(f"{name}={value!r}: give a whole number >= {least}")
     run_dir = Path(run_dir)
     if domains is None:
         images_a, images_b, info = unpaired_domains(data_a, data_b, image_size, seed=seed)

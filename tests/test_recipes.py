@@ -401,3 +401,30 @@ def test_train_refuses_fractional_sizes_instead_of_truncating_them(tmp_path):
         with pytest.raises(ValueError, match=rf"^{setting}={value!r}: give a whole number"):
             recipes.train("dcgan", run_dir=tmp_path / "run", verbose=0, **options)
         assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "model, setting, value, message",
+    [
+        ("dcgan", "batch_size", 0, "batch_size=0: give a whole number >= 1"),
+        ("dcgan", "num_epochs", 0, "num_epochs=0: give a whole number >= 1"),
+        ("dcgan", "seed", -1, "seed=-1: give a whole number >= 0"),
+        ("vae", "latent_dim", 0, "latent_dim=0: give a whole number >= 1, or None"),
+        ("dcgan", "latent_dim", -5, "latent_dim=-5: give a whole number >= 1, or None"),
+        ("dcgan", "latent_dim", 2.5, "latent_dim=2.5: give a whole number >= 1, or None"),
+        ("cyclegan", "batch_size", 0, "batch_size=0: give a whole number >= 1"),
+    ],
+)
+def test_train_refuses_sizes_that_cannot_train_before_loading_any_data(
+    tmp_path, monkeypatch, model, setting, value, message
+):
+    # batch_size=0 was a ZeroDivisionError after the data had loaded, latent_dim=0 trained
+    # (and recorded) the default 512, a negative seed was numpy's "expected non-negative
+    # integer" from inside the cohort.
+    from medgen_tf.data import spec
+
+    monkeypatch.setattr(spec, "load_spec", lambda *a, **k: pytest.fail("data were loaded"))
+    options = {"image_size": 32, "num_epochs": 1, "batch_size": 8, "seed": 0, setting: value}
+    with pytest.raises(ValueError, match=f"^{message}") as raised:
+        recipes.train(model, run_dir=tmp_path / "run", verbose=0, **options)
+    assert "\n" not in str(raised.value) and not (tmp_path / "run").exists()

@@ -545,3 +545,12 @@ def test_a_pooled_brain_domain_shares_no_subject_with_the_other():
     shared = (images_a[:, None] == images_b[None]).all(axis=(2, 3, 4))
     assert not shared.any()
     assert info["num_images_b"] == 3 * info["num_images_a"]
+
+
+@pytest.mark.parametrize("setting, value", [("batch_size", 0), ("seed", -1), ("batch_size", 2.5)])
+def test_train_cyclegan_refuses_a_batch_size_or_seed_that_cannot_train(tmp_path, setting, value):
+    # batch_size=0 was a ZeroDivisionError, a negative seed numpy's error from the cohort.
+    options = {**_tiny_run_options(1), setting: value}
+    with pytest.raises(ValueError, match=rf"^{setting}={value!r}: give a whole number >= "):
+        train_cyclegan(tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
