@@ -456,6 +456,9 @@ def translate_run(
     """
     if not is_whole_number(num_images) or num_images < 1:
         raise ValueError(f"num_images={num_images}: give a whole number of images, at least 1")
+    # Checked here, not only when a NIfTI file is scaled: with a data spec 'bogus' passed.
+    if intensity is not None and intensity not in INTENSITY_MODES:
+        raise DataError(f"intensity {intensity!r}: use one of {list(INTENSITY_MODES)}")
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)
     with _output_folder(out_dir):
@@ -500,6 +503,33 @@ def _volume_count(file):
     return shape[3] if len(shape) == 4 else None
 
 
+def _check_spec_scaling(run_dir, source, direction, intensity):
+    """Refuse a data spec whose loader scales intensities otherwise than the run's training
+    data were (``brain:`` as the cohort, ``nifti:`` by percentiles): a NIfTI spec given to a
+    cohort-trained run put its CSF at the air's -1, which the model reads as background."""
+    from medgen_tf.data.spec import parse_spec
+
+    kind = parse_spec(str(source))[0]
+    scaling = {"brain": "cohort", "nifti": "percentiles"}.get(kind)
+    if scaling is None:
+        return
+    if intensity is not None and intensity != scaling:
+        raise DataError(
+            f"{source}: a {kind}: spec is scaled by {scaling!r}, not intensity={intensity!r}; "
+            "to scale a NIfTI file as asked, give its path (--input PATH)"
+        )
+    try:
+        trained = run_intensity(run_dir, direction)
+    except DataError:  # a run on other data (2-D datasets): no scaling to compare with
+        return
+    if trained != scaling:
+        raise DataError(
+            f"{source}: a {kind}: spec is scaled by {scaling!r}, but the run's training data "
+            f"by {trained!r}; give the NIfTI file's path instead (--input PATH), which is "
+            "scaled as the run's data"
+        )
+
+
 def _translate_into(generator, run_dir, source, direction, out_dir, num_images, intensity):
     from medgen_tf import viz
     from medgen_tf.data import load_spec
@@ -510,7 +540,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
         nifti_files,
         nifti_stem,
     )
-    from medgen_tf.data.spec import split_volume_index
+    from medgen_tf.data.spec import parse_spec, split_volume_index
 
     source_path, volume_index = Path(str(source)), None
     if not source_path.exists() and "#" in str(source):
@@ -581,6 +611,7 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
             viz.plt.close(figure)
             written += [out_path, grid]
         return written
+    _check_spec_scaling(run_dir, source, direction, intensity)
     images = load_spec(str(source), image_size=int(generator.inputs[0].shape[1]), split="test")
     if images["images"].shape[-1] != channels:
         raise DataError(
@@ -593,7 +624,9 @@ def _translate_into(generator, run_dir, source, direction, out_dir, num_images, 
     figure = viz.compare_rows(
         {"input": chosen, direction: translated},
         path=grid,
-        title=f"{source} (test split): {direction}",
+        # NIfTI specs have no splits: their slices are all of the files'.
+        title=f"{source}{'' if parse_spec(str(source))[0] == 'nifti' else ' (test split)'}: "
+        f"{direction}",
         value_range=(-1.0, 1.0),
     )
     viz.plt.close(figure)

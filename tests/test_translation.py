@@ -554,3 +554,28 @@ def test_train_cyclegan_refuses_a_batch_size_or_seed_that_cannot_train(tmp_path,
     with pytest.raises(ValueError, match=rf"^{setting}={value!r}: give a whole number >= "):
         train_cyclegan(tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_data_spec_scaled_otherwise_than_the_runs_data_is_refused(tmp_path):
+    # translate with a nifti: spec ignored the run's scaling (and any intensity, 'bogus'
+    # included): a cohort-trained model got percentile-scaled slices, CSF at the air's -1.
+    volume_path = _write_volume(tmp_path / "toy.nii.gz", _toy_volume())
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"intensity 'bogus': use one of"):
+        translate_run(run_dir, "brain:t1", "a2b", out_dir=out, num_images=2, intensity="bogus")
+    with pytest.raises(
+        DataError, match=r"nifti: spec is scaled by 'percentiles', but the run's"
+    ) as raised:
+        translate_run(run_dir, f"nifti:{volume_path}", "a2b", out_dir=out, num_images=2)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(
+        DataError, match=r"brain: spec is scaled by 'cohort', not intensity='percentiles'"
+    ):
+        translate_run(
+            run_dir, "brain:t1", "a2b", out_dir=out, num_images=2, intensity="percentiles"
+        )
+    assert not out.exists()
+    # b2a's source (data_b) is a nifti: spec: a nifti: spec is scaled as its data were.
+    written = translate_run(run_dir, f"nifti:{volume_path}", "b2a", out_dir=out, num_images=2)
+    assert [path.name for path in written] == ["b2a.png"]
