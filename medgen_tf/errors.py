@@ -32,6 +32,13 @@ def is_whole_number(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_whole_at_least(name: str, value, minimum: int) -> None:
+    """ValueError ``"name=value: give a whole number >= minimum"`` unless ``value`` is one:
+    the recipes' check of a size or seed, made before any data are loaded."""
+    if not is_whole_number(value) or value < minimum:
+        raise ValueError(f"{name}={value!r}: give a whole number >= {minimum}")
+
+
 def check_value_range(
     images,
     value_range,

@@ -234,10 +234,11 @@ def evaluate_samples(
     for name, images in (("generated", generated), ("train", train), ("test", test)):
         # Named here: further on, a NaN in the real images was blamed on training ("did
         # training diverge?"), or on the test split by the memorisation check.
-        non_finite = int(np.count_nonzero(~np.isfinite(images)))
-        if non_finite:
-            advice = "did training diverge?" if name == "generated" else "check the data"
-            raise DataError(f"{name} images: {non_finite} NaN or Inf values; {advice}")
+        advice = "did training diverge?" if name == "generated" else "check the data"
+        try:
+            metrics.check_finite(images, f"{name} images", advice)
+        except ValueError as error:
+            raise DataError(str(error)) from None
     for name, images in (("generated", generated), ("test", test)):
         # Checked here: the memorisation check's own error would blame the test split.
         if images.shape[1:] != train.shape[1:]:

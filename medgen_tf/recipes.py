@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from medgen_tf.config import QUICK
-from medgen_tf.errors import DataError, is_whole_number
+from medgen_tf.errors import DataError, check_whole_at_least, is_whole_number
 from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
@@ -414,8 +414,7 @@ def train(
     # Checked before any data are loaded: batch_size=0 was a ZeroDivisionError after the load,
     # a negative seed numpy's "expected non-negative integer" from inside the cohort.
     for name, least in (("num_epochs", 1), ("batch_size", 1), ("seed", 0)):
-        if sizes[name] < least:
-            raise ValueError(f"{name}={sizes[name]!r}: give a whole number >= {least}")
+        check_whole_at_least(name, sizes[name], least)
     # Defaults only for specs not given: an empty one (an unset variable, --data "$DATA") is
     # refused by the data loader in one line, not replaced by the built-in cohort in silence.
     if recipe.two_domains:

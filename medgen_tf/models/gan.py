@@ -669,9 +669,8 @@ class ConditionalGAN(GAN):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         # The in-graph checks of _unpack vanish under XLA (jit_compile="auto" on a GPU).
-        for labels in (y, *(d[1] for d in (x, kwargs.get("validation_data")) if _pair(d))):
-            if isinstance(labels, np.ndarray):
-                self._check_label_range(labels, "ConditionalGAN.fit")
+        for data in ((x, y) if y is not None else x, kwargs.get("validation_data")):
+            self.check_training_data(data, "ConditionalGAN.fit")
         return super().fit(x, y, *args, **kwargs)
 
     def check_training_data(self, data, context):

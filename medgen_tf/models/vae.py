@@ -458,11 +458,8 @@ class VAE(keras.Model):
         # Checked once on the host, as ConditionalGAN.fit checks its labels; inside the step a
         # NaN or a Bernoulli target outside [0, 1] (where the cross-entropy has no minimum)
         # trains into overflow and NaN without a message.
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and validation:
-            validation = validation[0]
-        for images, argument in ((x, "x"), (validation, "validation_data")):
-            self.check_training_data(images, f"VAE.fit {argument}")
+        for data, argument in ((x, "x"), (kwargs.get("validation_data"), "validation_data")):
+            self.check_training_data(data, f"VAE.fit {argument}")
         return super().fit(x, y, *args, **kwargs)
 
     def check_training_data(self, data, context):
