@@ -13,9 +13,8 @@ Reductions and ``tf.distribute``
     ``scale_for_replicas(loss)``: the sum over replicas of ``mean / num_replicas`` equals the
     mean over the global batch when every replica gets the same number of examples: a global
     batch that does not split evenly (5 over 2 replicas, or a last partial batch) weighs the
-    smaller replica's examples more, and :func:`draw_per_replica` gives two replicas some of
-    the same rows. :func:`medgen_tf.training.fit` refuses a batch size that does not split, and
-    drops the last partial batch.
+    smaller replica's examples more. :func:`medgen_tf.training.fit` refuses a batch size that
+    does not split, and drops the last partial batch.
 
 References:
     Goodfellow et al. 2014 (non-saturating loss); Mao et al. 2017 (least squares, LSGAN);
@@ -76,7 +75,11 @@ def draw_per_replica(draw, shape):
 
     Every replica holds the same ``SeedGenerator`` state, so a plain draw would give each
     replica the same noise (the same GAN inputs, VAE eps or WGAN-GP interpolation on every
-    replica). Here each replica draws for the whole global batch and keeps its own rows.
+    replica). Here each replica draws for the whole global batch and keeps its own rows:
+    the draw is laid out ``(rows, num_replicas, ...)`` and replica ``j`` keeps column ``j``.
+    TensorFlow's counter-based draws give the same numbers for the same flat positions
+    whatever the shape, so replicas with different row counts (a last partial batch of a
+    dataset of your own) still share no number, which a block per replica could not promise.
 
     Args:
         draw: ``shape -> tensor``, e.g. ``lambda s: keras.random.normal(s, seed=generator)``.
@@ -86,10 +89,8 @@ def draw_per_replica(draw, shape):
     context = tf.distribute.get_replica_context()
     if num_replicas == 1 or context is None:  # None: cross-replica code, one draw serves
         return draw(shape)
-    rows = shape[0]
-    values = draw((rows * num_replicas, *shape[1:]))
-    first = context.replica_id_in_sync_group * rows
-    return values[first : first + rows]
+    values = draw((shape[0], num_replicas, *shape[1:]))
+    return values[:, context.replica_id_in_sync_group]
 
 
 # ---- non-saturating (Goodfellow et al. 2014) -------------------------------------------------

@@ -216,17 +216,47 @@ def test_draw_per_replica_gives_each_replica_its_rows_of_one_global_draw(two_cpu
         rows = strategy.run(tf.function(lambda: losses.draw_per_replica(draw, (3, 2))))
         zeros = tf.zeros((3, 2))
         eps = strategy.run(tf.function(lambda: sampling([zeros, zeros])))  # z = eps
-        reference = keras.random.uniform((6, 2), seed=keras.random.SeedGenerator(3))
+        reference = keras.random.uniform((3, 2, 2), seed=keras.random.SeedGenerator(3))
         first, second = [t.numpy() for t in strategy.experimental_local_results(rows)]
         eps_first, eps_second = [t.numpy() for t in strategy.experimental_local_results(eps)]
         print(
-            np.allclose(np.concatenate([first, second]), reference.numpy()),
+            np.allclose(np.stack([first, second], axis=1), reference.numpy()),
             not np.allclose(eps_first, eps_second),
         )
         """
     )
-    # Each replica's rows are its slice of one global draw; the VAE's eps differ too.
+    # Each replica's rows are its column of one global draw; the VAE's eps differ too.
     assert stdout.split()[-2:] == ["True", "True"]
+
+
+def test_draw_per_replica_shares_no_number_between_replicas_of_unequal_batches(two_cpu_python):
+    # A dataset's last partial batch of 5 splits 3 + 2. Blocks of one draw per replica
+    # (replica j taking rows j*n to (j+1)*n of a 2n-row draw) gave replica 1 rows 2-3 of the
+    # 4-row draw, the very numbers replica 0 took as its rows 2-3 of the 6-row draw.
+    stdout = two_cpu_python(
+        """
+        import keras
+        from medgen_tf import losses
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            generator = keras.random.SeedGenerator(3)
+        batches = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.zeros((3 - context.replica_id_in_sync_group, 4))
+        )
+
+        def step(batch):
+            return losses.draw_per_replica(
+                lambda shape: keras.random.normal(shape, seed=generator), (tf.shape(batch)[0], 4)
+            )
+
+        rows = strategy.run(tf.function(step), args=(batches,))
+        first, second = [t.numpy() for t in strategy.experimental_local_results(rows)]
+        shared = np.intersect1d(first.ravel(), second.ravel()).size
+        print(first.shape[0], second.shape[0], shared)
+        """
+    )
+    assert stdout.split()[-3:] == ["3", "2", "0"]
 
 
 def test_draw_per_replica_is_a_plain_draw_outside_tf_distribute():
