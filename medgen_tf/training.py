@@ -147,10 +147,22 @@ def _state_variables(model):
     return groups
 
 
+def _json_value(value):
+    """``json``'s ``default``: numpy numbers and arrays as Python ones (an ``np.int64`` batch
+    size stays a whole number; ``default=float`` wrote 8.0), paths as text."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} {_short(value)} is not a JSON value")
+
+
 def _write_json(path: Path, payload) -> None:
     # fsync before the rename: a checkpoint's meta.json must be on disk before it is complete.
     with atomic_path(path) as temporary, open(temporary, "w") as file:
-        json.dump(payload, file, indent=2, default=float)
+        json.dump(payload, file, indent=2, default=_json_value)
         file.flush()
         os.fsync(file.fileno())
 
@@ -373,14 +385,19 @@ class _RunFolderCallback(keras.callbacks.Callback):
         self.steps_run = 0
         # Whether the epoch that just ended went into history.json (not cut short, finite).
         self.epoch_recorded = False
+        # The last epoch (1-based) in which a step ran: the model differs from the one loaded.
+        self.epoch_changed = None
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.steps_run = 0
+        self._epoch = epoch + 1
 
     def on_train_batch_begin(self, batch, logs=None):
         # A group of steps_per_execution steps that starts runs whole before the epoch ends (or
         # its error ends fit), so it is counted here, when it starts.
         self.steps_run = batch + self.model.steps_per_execution
+        self.epoch_changed = self._epoch
 
     def _stopped_mid_epoch(self):
         steps = self.params.get("steps")
@@ -444,9 +461,9 @@ def _drop_evaluation(run_dir: Path, epoch: int) -> None:
 
     Left there after a resume, the scores of the earlier export read as the new model's.
     Removed rather than set aside: ``replaced/`` holds an earlier run, not an earlier epoch of
-    this one, and ``medgen-tf evaluate`` writes them again from the new export. Until an epoch
-    is recorded (a resume that trains nothing, or one stopped before its first epoch ends),
-    they still describe the run's model and stay.
+    this one, and ``medgen-tf evaluate`` writes them again from the new export. A resume that
+    trains no step leaves them: they still describe the run's model. One stopped part-way
+    through its first epoch records no epoch, but its weights are written: they go then.
     """
     removed = []
     for name in _EVALUATION_OUTPUTS:
@@ -609,7 +626,9 @@ def _num_examples(data) -> int:
     return count
 
 
-def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:
+def _set_aside_earlier_run(
+    run_dir: Path, newest: Path | None, reason: str = "resume=False"
+) -> None:
     """Move an earlier run's outputs (checkpoints, samples, history, weights, exported models,
     ...) into ``replaced/`` for a new run.
 
@@ -636,9 +655,9 @@ def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:
         _discard(replaced)
     os.replace(staging, replaced)
     logger.warning(
-        "%s: new run (resume=False); the earlier run (%s, samples, history, weights) was moved "
-        "to %s%s",
+        "%s: new run (%s); the earlier run (%s, samples, history, weights) was moved to %s%s",
         run_dir,
+        reason,
         f"checkpoints up to {newest.name}" if newest else "no complete checkpoint",
         replaced.name,
         ", replacing the one set aside before" if dropped else "",
@@ -654,7 +673,7 @@ _PLANNED_STEPS = "total_steps"
 
 def _as_json(value):
     # What config.json will hold, so a tuple or numpy number compares equal to its stored form.
-    return json.loads(json.dumps(value, default=float))
+    return json.loads(json.dumps(value, default=_json_value))
 
 
 def _short(value, width: int = 40) -> str:
@@ -742,8 +761,8 @@ def fit(
             ``config`` has a ``total_steps`` (a learning-rate schedule planned over the run, as
             CycleGAN's). Without ``resume``, a new run starts: an earlier run's outputs in
             ``run_dir`` (checkpoints, samples, history, weights, exported models) are moved to
-            ``replaced/`` (replacing the one before), never mixed with the new. The first
-            epoch a resume records removes an evaluation of the run (``metrics.json``,
+            ``replaced/`` (replacing the one before), never mixed with the new. A resume that
+            trains a step removes an evaluation of the run (``metrics.json``,
             ``evaluation.png``): it scored the model before.
         sample_fn: ``sample_fn(model) -> images`` (fixed noise), saved each epoch as
             ``samples/epoch_NNN.png``; ``sample_value_range`` is passed to the grid.
@@ -766,9 +785,10 @@ def fit(
     Raises:
         DataError: a resume with other settings or fewer epochs than its checkpoint's, or with
             no checkpoint in a folder that holds an earlier run; an unreadable checkpoint or
-            ``config.json``.
-        ValueError: ``num_epochs`` below 1; ``steps_per_execution`` (of the model's
-            ``compile``) does not divide the steps of an epoch.
+            ``config.json``; a ``run_dir`` that is a file.
+        ValueError: ``num_epochs`` or ``batch_size`` not a whole number >= 1; a ``config``
+            that JSON cannot hold; ``steps_per_execution`` (of the model's ``compile``) does
+            not divide the steps of an epoch. All before anything is written.
     """
     run_dir = Path(run_dir)
     # num_epochs=0 trained nothing, yet set an earlier run in run_dir aside for its new one.
@@ -785,6 +805,19 @@ def fit(
     is_dataset = isinstance(data, tf.data.Dataset)
     if not is_dataset and batch_size is None:
         raise ValueError("batch_size is required when data are arrays")
+    # Checked here, not by the first step: by then an earlier run in run_dir was set aside
+    # (True trained with batches of 1, 2.5 failed inside the traced step).
+    if batch_size is not None and (not is_whole_number(batch_size) or batch_size < 1):
+        raise ValueError(f"{run_dir}: batch_size must be a whole number >= 1, got {batch_size!r}")
+    if config is not None:
+        try:
+            _as_json(dict(config))
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{run_dir}: config must hold JSON values for config.json; {error}"
+            ) from None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} is a file; give a folder's path")
     num_replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
     if not is_dataset and num_replicas > 1 and batch_size % num_replicas:
         # tf.distribute would split it unevenly: the models' losses, divided by the replica
@@ -793,6 +826,12 @@ def fit(
             f"batch_size={batch_size} does not split evenly over {num_replicas} replicas; use a "
             f"multiple of {num_replicas}"
         )
+    if resume and (run_dir / _REPLACING).is_dir():
+        # A new run was killed while it set the earlier run aside: the earlier checkpoints
+        # are in the staging folder (moved first), so a resume found none and trained a run
+        # beside the rest, and every later new run then failed to stage its checkpoints.
+        # That new run is finished being started first; the resume then continues it.
+        _set_aside_earlier_run(run_dir, None, "its start was cut short; finished before the resume")
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     trained = trained_outputs(run_dir)
     if resume and checkpoint is None and trained:
@@ -877,6 +916,9 @@ def fit(
                 meta = load_checkpoint(model, checkpoint)
                 initial_epoch = int(meta["epoch"])
                 history.update({key: list(values) for key, values in meta["history"].items()})
+                # A kill between the checkpoint and history.json left the file an epoch
+                # behind, and a resume that trains no further epoch never wrote it again.
+                _write_json(run_dir / "history.json", history)
             elif resume:
                 # Whatever the verbosity: the command line runs at 0 when stdout is no terminal,
                 # and a --resume into a mistyped folder would start a new run in silence.
@@ -946,6 +988,10 @@ def fit(
             )
         )
     if history.stopped_reason is None:
+        if run_callback.epoch_changed is not None:
+            # A resume stopped part-way through its first epoch records no epoch, yet the
+            # weights written below are no longer those that metrics.json scored.
+            _drop_evaluation(run_dir, run_callback.epoch_changed)
         # Replaced in one rename: a kill mid-save must not leave a truncated file in its place.
         with atomic_path(run_dir / "model.weights.h5", suffix=".weights.h5") as temporary:
             model.save_weights(temporary)

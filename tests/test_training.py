@@ -906,6 +906,47 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt  # after the engine's checkpoint of epoch 1, as a Ctrl-C would
 
 
+def test_a_resume_stopped_in_its_first_epoch_removes_the_evaluation_its_weights_outdate(
+    tmp_path, caplog
+):
+    # No epoch was recorded, so metrics.json stayed, yet model.weights.h5 was written again
+    # with the part-trained weights that metrics.json never scored.
+    from medgen_tf.training import TimeLimit
+
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, seed=0, **QUIET)
+    (tmp_path / "metrics.json").write_text('{"fd_medgen": 1.0}')
+    weights = (tmp_path / "model.weights.h5").read_bytes()
+    now = [0.0]
+    limit = TimeLimit(1.5, clock=lambda: now[0])  # stops after batch 2 of 3
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        history = fit(
+            build_toy,
+            IMAGES,
+            tmp_path,
+            num_epochs=2,
+            seed=0,
+            resume=True,
+            callbacks=[_OneSecondBatches(now), limit],
+            **QUIET,
+        )
+    assert limit.stopped_early and len(history["first_loss"]) == 1
+    assert (tmp_path / "model.weights.h5").read_bytes() != weights
+    assert not (tmp_path / "metrics.json").exists()
+    assert "epoch 2 changed the model that metrics.json scored" in caplog.text
+
+
+def test_a_resume_writes_history_json_from_its_checkpoint(tmp_path):
+    # A kill between the checkpoint and history.json left the file an epoch behind; a resume
+    # with nothing left to train returned both epochs but never wrote the file again.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, **QUIET)
+    written = json.loads((tmp_path / "history.json").read_text())
+    behind = {name: values[:1] for name, values in written.items()}
+    (tmp_path / "history.json").write_text(json.dumps(behind))
+    history = fit(build_toy, IMAGES, tmp_path, num_epochs=2, seed=0, resume=True, **QUIET)
+    assert len(history["first_loss"]) == 2
+    assert json.loads((tmp_path / "history.json").read_text()) == written
+
+
 def test_a_run_whose_schedule_is_planned_over_its_epochs_resumes_only_with_those_epochs(tmp_path):
     # As CycleGAN records it: the learning rate decays to zero at total_steps (2 epochs of 3).
     planned = {"model": "cyclegan", "num_epochs": 2, "total_steps": 6}
@@ -1112,6 +1153,80 @@ def test_arrays_make_dataset_refuses_are_refused_before_an_earlier_run_is_set_as
     with pytest.raises(DataError, match=problem):
         fit(build_toy, data, tmp_path, num_epochs=1, **QUIET)
     assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "batch_size, problem",
+    [(True, "True"), (2.5, "2.5"), ("8", "'8'"), (0, "0"), (-4, "-4")],
+    ids=["bool", "fraction", "text", "zero", "negative"],
+)
+def test_a_batch_size_that_is_no_count_is_refused_before_an_earlier_run_is_set_aside(
+    tmp_path, batch_size, problem
+):
+    # True trained with batches of 1 (config.json said "true"); 2.5 failed inside the traced
+    # step and "8" in a comparison, both after the earlier run had been moved to replaced/.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    before = _files(tmp_path)
+    with pytest.raises(ValueError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=1, batch_size=batch_size, verbose=0)
+    message = str(caught.value)
+    assert message == f"{tmp_path}: batch_size must be a whole number >= 1, got {problem}"
+    assert _files(tmp_path) == before
+
+
+def test_config_json_holds_numpy_numbers_as_numbers_and_paths_as_text(tmp_path):
+    config = {"latent_dim": np.int64(8), "sigma": np.float32(0.5), "data_dir": tmp_path / "d"}
+    fit(build_toy, IMAGES, tmp_path / "run", num_epochs=1, config=config, **QUIET)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert recorded == {"latent_dim": 8, "sigma": 0.5, "data_dir": str(tmp_path / "d")}
+    assert isinstance(recorded["latent_dim"], int)  # default=float wrote 8.0
+    # The same config resumes: it compares equal to what config.json holds.
+    history = fit(
+        build_toy, IMAGES, tmp_path / "run", num_epochs=2, config=config, resume=True, **QUIET
+    )
+    assert len(history["first_loss"]) == 2
+
+
+def test_a_config_json_cannot_hold_is_refused_before_an_earlier_run_is_set_aside(tmp_path):
+    # A Path was float()'s TypeError once the earlier run had been set aside, leaving the
+    # folder holding replaced/ alone.
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    before = _files(tmp_path)
+    with pytest.raises(ValueError) as caught:
+        fit(build_toy, IMAGES, tmp_path, num_epochs=1, config={"loss": object}, **QUIET)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{tmp_path}: config must hold JSON values for config.json; type")
+    assert _files(tmp_path) == before
+
+
+def test_a_run_folder_that_is_a_file_is_named_as_one(tmp_path):
+    (tmp_path / "run").write_text("notes")
+    with pytest.raises(DataError, match=r"run folder .*run is a file; give a folder's path$"):
+        fit(build_toy, IMAGES, tmp_path / "run", num_epochs=1, **QUIET)
+    assert (tmp_path / "run").read_text() == "notes"
+
+
+def test_a_resume_after_a_kill_during_a_set_aside_finishes_it_and_new_runs_still_start(
+    tmp_path, caplog
+):
+    # What a kill inside the set-aside leaves: the earlier run's outputs staged in .replacing.
+    # The resume found no checkpoint and trained a run beside them; every new run after it then
+    # failed with OSError (Directory not empty) staging its checkpoints.
+    run_dir = tmp_path / "run"
+    earlier = _an_earlier_run(run_dir)
+    (run_dir / ".replacing").mkdir()
+    for path in list(run_dir.iterdir()):
+        if path.name != ".replacing":
+            os.replace(path, run_dir / ".replacing" / path.name)
+    with caplog.at_level("WARNING", logger="medgen_tf.training"):
+        history = fit(build_toy, IMAGES, run_dir, num_epochs=1, resume=True, **QUIET)
+    assert "its start was cut short; finished before the resume" in caplog.text
+    assert len(history["first_loss"]) == 1
+    assert _files(run_dir / "replaced") == earlier
+    assert not (run_dir / ".replacing").exists()
+    fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["epoch_0001"]
 
 
 def _with_a_nan(images):
