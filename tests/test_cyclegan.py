@@ -172,9 +172,9 @@ def test_full_image_pool_swaps_half_of_the_images_with_stored_ones():
 
 
 def test_negative_pool_size_is_refused():
-    with pytest.raises(ValueError, match="pool_size must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="pool_size must be a whole number >= 0, got -1"):
         ImagePool(pool_size=-1, image_shape=(2, 2, 1))
-    with pytest.raises(ValueError, match="pool_size must be >= 0, got -2"):
+    with pytest.raises(ValueError, match="pool_size must be a whole number >= 0, got -2"):
         _small_cyclegan(pool_size=-2)
 
 
@@ -805,3 +805,98 @@ def test_translate_refuses_images_the_generator_was_not_trained_on(images, probl
     assert "\n" not in str(raised.value)
     edge = np.full((2, SIZE, SIZE, 1), 1.01, "float32")  # interpolation overshoot: accepted
     assert model.translate(tf.constant(edge), "b2a").shape == (2, SIZE, SIZE, 1)
+
+
+# ---- arguments and data refused in one line (from a review of the model files) ----------
+
+
+def _conv_generator(in_channels, out_channels, name):
+    inputs = keras.Input((SIZE, SIZE, in_channels))
+    outputs = keras.layers.Conv2D(out_channels, 3, padding="same", activation="tanh")(inputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def test_generators_that_change_channels_need_the_identity_loss_off():
+    # The identity loss feeds G_ab domain B's images: a 1 -> 3 channel pair was accepted and
+    # failed in the first step ("Dimension 2 in both shapes must be equal ... ConcatV2").
+    one_to_three = _conv_generator(1, 3, "g_ab")
+    three_to_one = _conv_generator(3, 1, "g_ba")
+    discriminators = (
+        build_patchgan_discriminator(SIZE, 1, base_filters=4, name="d_a"),
+        build_patchgan_discriminator(SIZE, 3, base_filters=4, name="d_b"),
+    )
+    with pytest.raises(ValueError, match="pass identity_weight=0 for domains of different"):
+        CycleGAN(one_to_three, three_to_one, *discriminators)
+    model = CycleGAN(one_to_three, three_to_one, *discriminators, identity_weight=0.0)
+    model.compile(**default_optimizers(total_steps=4))
+    images_a = np.zeros((2, SIZE, SIZE, 1), "float32")
+    images_b = np.zeros((2, SIZE, SIZE, 3), "float32")
+    pairs = tf.data.Dataset.from_tensor_slices((images_a, images_b)).batch(2)
+    history = model.fit(pairs, epochs=1, verbose=0).history
+    assert np.isfinite(history["g_loss"][-1])
+
+
+def test_discriminators_of_any_size_too_small_for_the_images_are_refused_when_built():
+    # image_size=None PatchGANs took 16-pixel generators and failed in the first step with
+    # "Negative dimension size caused by subtracting 4 from 3".
+    generators = [
+        build_resnet_generator(16, 1, base_filters=4, num_residual_blocks=1, name=name)
+        for name in ("g_ab", "g_ba")
+    ]
+    any_size = [
+        build_patchgan_discriminator(None, 1, base_filters=4, name=name) for name in ("d_a", "d_b")
+    ]
+    with pytest.raises(ValueError) as caught:
+        CycleGAN(*generators, *any_size)
+    assert str(caught.value) == (
+        "CycleGAN: d_a cannot judge images of shape (16, 16, 1): its output would be empty "
+        "(a PatchGAN needs sides of at least 24)."
+    )
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_images_of_another_size_than_the_generators_are_one_line(as_dataset):
+    model = _small_cyclegan()
+    model.compile(**default_optimizers(total_steps=4))
+    images_a = np.zeros((4, 24, 24, 1), "float32")
+    images_b = np.zeros((4, SIZE, SIZE, 1), "float32")
+    with pytest.raises(ValueError) as caught:
+        if as_dataset:
+            pairs = tf.data.Dataset.from_tensor_slices((images_a, images_b)).batch(2)
+            model.fit(pairs, epochs=1, verbose=0)
+        else:
+            model.fit((images_a, images_b), batch_size=2, epochs=1, verbose=0)
+    message = str(caught.value)
+    assert message.startswith(
+        "CycleGAN expects domain A images of shape (batch, 32, 32, 1), the networks' size, got ("
+    )
+    assert message.endswith(", 24, 24, 1); resize them, or build the networks for this size.")
+
+
+def test_numpy_domains_outside_the_tanh_range_are_refused():
+    model = _small_cyclegan()
+    model.compile(**default_optimizers(total_steps=4))
+    images = np.zeros((4, SIZE, SIZE, 1), "float32")
+    with pytest.raises(ValueError) as caught:
+        model.fit((images, images + 255.0), batch_size=2, epochs=1, verbose=0)
+    assert str(caught.value) == (
+        "CycleGAN.fit x: domain B images must lie in [-1, 1], got 255 to 255; scale them first "
+        "(x / 127.5 - 1 for 8-bit images)."
+    )
+
+
+def test_the_choice_of_joint_generator_passes_survives_saving(tmp_path):
+    model = _small_cyclegan(joint_generator_passes=False)
+    assert CycleGAN.from_config(model.get_config()).joint_generator_passes is False
+    model.compile(**default_optimizers(total_steps=4))
+    model.save(tmp_path / "cyclegan.keras")
+    assert keras.saving.load_model(tmp_path / "cyclegan.keras").joint_generator_passes is False
+    assert CycleGAN.from_config(_small_cyclegan().get_config()).joint_generator_passes is True
+
+
+@pytest.mark.parametrize("pool_size", [2.5, True, -1])
+def test_a_pool_size_that_is_no_count_is_refused(pool_size):
+    with pytest.raises(ValueError, match="pool_size must be a whole number >= 0"):
+        _small_cyclegan(pool_size=pool_size)
+    with pytest.raises(ValueError, match="ImagePool: pool_size must be a whole number >= 0"):
+        ImagePool(pool_size, (4, 4, 1))

@@ -1,6 +1,7 @@
 """medgen_tf.models.gan: shapes, logits, learning direction, noise, save/load, variants."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -109,7 +110,7 @@ def test_loss_names_are_matched_in_any_case_with_dashes_or_underscores():
 
 def test_bad_settings_are_refused_with_a_clear_message():
     for n_critic in (-1, 0):
-        with pytest.raises(ValueError, match="n_critic must be None or at least 1"):
+        with pytest.raises(ValueError, match=r"n_critic \(or None\) must be a whole number >= 1"):
             tiny_gan(n_critic=n_critic)
     assert tiny_gan(loss="wgan_gp", n_critic=1).n_critic == 1
     with pytest.raises(ValueError, match="latent_dim=16 differs"):
@@ -841,7 +842,7 @@ def test_conditional_gan_fit_refuses_labels_outside_its_classes(labels, arrays):
     gan.compile()
     images, labels = square_images(4), np.full(4, labels, "int32")
     if arrays:
-        with pytest.raises(ValueError, match=r"^ConditionalGAN.fit: labels must lie in \[0, 3\)"):
+        with pytest.raises(ValueError, match=r"^ConditionalGAN.fit x: labels must lie in \[0, 3\)"):
             gan.fit(images, labels, batch_size=4, epochs=1, verbose=0)
         return
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
@@ -871,3 +872,114 @@ def test_from_config_leaves_the_callers_config_whole(num_classes):
     first, second = (type(gan).from_config(config) for _ in range(2))
     assert json.dumps(config) == before
     assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before
+
+
+# ---- arguments and data refused in one line (from a review of the model files) ----------
+
+
+@pytest.mark.parametrize("latent_dim", [0, 2.5, True, None])
+def test_a_latent_dim_that_is_no_count_is_refused_by_the_builder(latent_dim):
+    # latent_dim=0 built a generator that ignored its noise: every sample the same image.
+    with pytest.raises(ValueError) as caught:
+        build_generator(latent_dim, 32, base_filters=FILTERS)
+    assert str(caught.value) == (
+        f"build_generator: latent_dim must be a whole number >= 1, got {latent_dim!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments, problem",
+    [
+        ({"n_critic": 2.7}, "GAN: n_critic (or None) must be a whole number >= 1, got 2.7."),
+        ({"gradient_penalty_weight": float("nan")}, "gradient_penalty_weight must be >= 0"),
+        ({"gradient_penalty_weight": -10.0}, "gradient_penalty_weight must be >= 0"),
+    ],
+    ids=["n_critic-fraction", "penalty-nan", "penalty-negative"],
+)
+def test_arguments_the_step_would_misread_are_refused(arguments, problem):
+    # n_critic=2.7 ran 2 critic steps; a NaN penalty weight made every d_loss NaN, a negative
+    # one rewarded the steep gradients it is there to penalise.
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        tiny_gan(loss="wgan_gp", **arguments)
+
+
+def test_generate_refuses_a_fraction_of_a_sample():
+    with pytest.raises(ValueError, match=r"GAN\.generate: num_samples must be a whole number"):
+        tiny_gan().generate(2.7)  # int() gave 2 images
+    assert tiny_gan().generate(0).shape == (0, 32, 32, 1)
+
+
+def _as_dataset(images):
+    return tf.data.Dataset.from_tensor_slices(images).batch(4)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+@pytest.mark.parametrize(
+    "images, problem",
+    [
+        (square_images(8, 16), "GAN expects images of shape (batch, 32, 32, 1), the networks' "),
+        (np.repeat(square_images(8), 3, axis=-1), "GAN expects images of shape (batch, 32, 32, 1)"),
+    ],
+    ids=["16-px", "3-channels"],
+)
+def test_images_of_another_size_than_the_networks_are_one_line(images, problem, as_dataset):
+    # They failed deep in the traced step: "Dimension 0 in both shapes must be equal ...
+    # {{node concat}}".
+    gan = tiny_gan()
+    gan.compile()
+    with pytest.raises(ValueError) as caught:
+        if as_dataset:
+            gan.fit(_as_dataset(images), epochs=1, verbose=0)
+        else:
+            gan.fit(images, batch_size=4, epochs=1, verbose=0)
+    message = str(caught.value)
+    assert problem in message and "resize them, or build the networks for this size" in message
+    assert "node" not in message and "Dimension" not in message
+
+
+@pytest.mark.parametrize(
+    "images, problem",
+    [
+        (square_images(8) * 127.5 + 127.5, "GAN.fit x: images must lie in [-1, 1], got 0 to 2"),
+        (np.where(square_images(8) > 0, np.nan, -1.0).astype("float32"), "hold NaN"),
+    ],
+    ids=["0-255", "nan"],
+)
+def test_numpy_images_a_tanh_generator_cannot_match_are_refused(images, problem):
+    # 8-bit images trained without a word (d_loss 43); NaN images trained into NaN.
+    gan = tiny_gan(num_classes=None)
+    gan.compile()
+    with pytest.raises(ValueError) as caught:
+        gan.fit(images, batch_size=4, epochs=1, verbose=0)
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+    conditional = tiny_gan(num_classes=3)
+    conditional.compile()
+    with pytest.raises(ValueError, match="ConditionalGAN.fit x: images"):
+        conditional.fit(images, np.zeros(8, "int32"), batch_size=4, epochs=1, verbose=0)
+
+
+def test_images_within_a_rounding_of_the_range_train():
+    images = square_images(8) * 1.000001  # a normalisation's float rounding
+    gan = tiny_gan()
+    gan.compile()
+    history = gan.fit(images, batch_size=4, epochs=1, verbose=0).history
+    assert np.isfinite(history["d_loss"][-1])
+
+
+def test_the_choice_of_one_stacked_discriminator_pass_survives_saving(tmp_path):
+    # Set as an attribute, as the docstring said, it was lost: a reloaded model went back to
+    # the stacked pass, wrong for a discriminator with a layer that looks across the batch.
+    gan = tiny_gan(joint_discriminator_pass=False)
+    assert gan.joint_discriminator_pass is False
+    assert GAN.from_config(gan.get_config()).joint_discriminator_pass is False
+    gan.compile()
+    gan.save(tmp_path / "gan.keras")
+    assert keras.saving.load_model(tmp_path / "gan.keras").joint_discriminator_pass is False
+    assert GAN.from_config(tiny_gan().get_config()).joint_discriminator_pass is True
+    batch_norm = build_discriminator(32, base_filters=FILTERS, normalization="batch")
+    with pytest.raises(ValueError, match="would mix the real and fake batches' statistics"):
+        GAN(
+            build_generator(LATENT_DIM, 32, base_filters=FILTERS),
+            batch_norm,
+            joint_discriminator_pass=True,
+        )

@@ -276,3 +276,30 @@ def test_targets_that_do_not_match_the_generators_output_are_refused(adversarial
             model.fit(inputs, targets, batch_size=2, epochs=1, verbose=0)
         assert len(str(caught.value).splitlines()) == 1
         assert str((SIZE, SIZE, 1)) in str(caught.value)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_inputs_of_another_size_than_the_generator_are_one_line(as_dataset):
+    model = _model(adversarial=True)
+    model.compile()
+    inputs = np.zeros((4, 24, 24, 1), "float32")
+    targets = np.zeros((4, SIZE, SIZE, 1), "float32")
+    with pytest.raises(ValueError) as caught:
+        if as_dataset:
+            pairs = tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(2)
+            model.fit(pairs, epochs=1, verbose=0)
+        else:
+            model.fit(inputs, targets, batch_size=2, epochs=1, verbose=0)
+    message = str(caught.value)
+    assert message.startswith(f"Pix2Pix expects input images of shape (batch, {SIZE}, {SIZE}, 1)")
+    assert "\n" not in message
+
+
+def test_numpy_pairs_holding_nan_or_8_bit_values_are_refused():
+    model = _model(adversarial=False)
+    model.compile()
+    images = np.zeros((4, SIZE, SIZE, 1), "float32")
+    with pytest.raises(ValueError, match=r"Pix2Pix.fit x: target images hold NaN"):
+        model.fit(images, np.full_like(images, np.nan), batch_size=2, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"Pix2Pix.fit x: input images must lie in \[-1, 1\]"):
+        model.fit(images + 200.0, images, batch_size=2, epochs=1, verbose=0)

@@ -1273,9 +1273,45 @@ def _conditional_gan():
     return gan
 
 
+def _gan():
+    from medgen_tf.models.gan import GAN, build_discriminator, build_generator
+
+    gan = GAN(build_generator(4, 16, 1, 4), build_discriminator(16, 1, 4))
+    gan.compile()
+    return gan
+
+
+def _cyclegan():
+    from medgen_tf.translation import build_cyclegan
+
+    model = build_cyclegan(24, base_filters=4, num_residual_blocks=1)
+    model.compile()
+    return model
+
+
+_GAN_IMAGES = np.zeros((8, 16, 16, 1), "float32")
+
+
 @pytest.mark.parametrize(
     "build, data, problem",
     [
+        (_gan, _GAN_IMAGES[..., 0], "GAN expects images of shape (batch, height, width, chan"),
+        (
+            _gan,
+            _GAN_IMAGES.astype("uint8"),
+            "GAN expects float images scaled to [-1, 1], got uint8",
+        ),
+        (
+            _gan,
+            np.zeros((8, 24, 24, 1), "float32"),
+            "GAN expects images of shape (batch, 16, 16, 1)",
+        ),
+        (_gan, _GAN_IMAGES + 255.0, "training data: images must lie in [-1, 1], got 255 to 255"),
+        (
+            _cyclegan,
+            (np.zeros((8, 24, 24, 1), "float32"), np.zeros((8, 32, 32, 1), "float32")),
+            "CycleGAN expects domain B images of shape (batch, 24, 24, 1)",
+        ),
         (
             _bernoulli_vae,
             np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 1)).astype("float32"),
@@ -1287,15 +1323,33 @@ def _conditional_gan():
             "training data: labels must lie in [0, 3), got 0 to 3",
         ),
     ],
-    ids=["bernoulli-vae-0-255", "conditional-gan-label-3"],
+    ids=[
+        "gan-no-channel-axis",
+        "gan-uint8",
+        "gan-24-px",
+        "gan-0-255",
+        "cyclegan-domain-b-32-px",
+        "bernoulli-vae-0-255",
+        "conditional-gan-label-3",
+    ],
 )
 def test_the_models_own_data_checks_run_before_the_folder_is_made(tmp_path, build, data, problem):
     # The engine hands model.fit a dataset, so the checks VAE.fit and ConditionalGAN.fit make
     # on numpy input were skipped: a Bernoulli VAE on 8-bit images trained into NaN, and the
-    # NaN guard blamed the loss.
+    # NaN guard blamed the loss. A GAN's images without a channel axis, of uint8 or of another
+    # size failed in the first traced step, after an earlier run had been set aside and a
+    # config.json written; 8-bit floats trained without a word.
+    run_dir = tmp_path / "run"
+    if build is _gan:  # an earlier run in the folder, which a refused run must leave alone
+        fit(_gan, _GAN_IMAGES, run_dir, num_epochs=1, **QUIET)
+    before = _files(run_dir) if run_dir.exists() else None
     with pytest.raises(ValueError, match=re.escape(problem)) as caught:
-        fit(build, data, tmp_path / "run", num_epochs=1, **QUIET)
-    assert "\n" not in str(caught.value) and not (tmp_path / "run").exists()
+        fit(build, data, run_dir, num_epochs=1, **QUIET)
+    assert "\n" not in str(caught.value)
+    if before is None:
+        assert not run_dir.exists()
+    else:
+        assert _files(run_dir) == before
 
 
 def test_data_the_models_own_checks_accept_trains(tmp_path):

@@ -487,3 +487,31 @@ def test_from_config_leaves_the_callers_config_whole():
     first, second = (VAE.from_config(config) for _ in range(2))
     assert json.dumps(config) == before
     assert json.dumps(first.get_config()) == json.dumps(second.get_config()) == before
+
+
+@pytest.mark.parametrize("latent_dim", [0, 2.5, True])
+def test_a_latent_dim_that_is_no_count_is_refused_by_both_builders(latent_dim):
+    # latent_dim=0 built a z that carried nothing, and trained.
+    from medgen_tf.models.vae import build_decoder, build_encoder
+
+    for builder in (build_encoder, build_decoder):
+        with pytest.raises(ValueError) as caught:
+            builder(IMAGE_SIZE, latent_dim=latent_dim, base_filters=4)
+        assert str(caught.value) == (
+            f"{builder.__name__}: latent_dim must be a whole number >= 1, got {latent_dim!r}."
+        )
+
+
+def test_a_fraction_of_a_warm_up_step_is_refused():
+    with pytest.raises(ValueError, match="VAE: kl_warmup_steps must be a whole number >= 0"):
+        tiny_vae(kl_warmup_steps=2.5)  # int() made it 2
+
+
+def test_images_of_another_size_than_the_encoder_are_one_line():
+    vae = tiny_vae()
+    vae.compile(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError) as caught:
+        vae.fit(blob_images(8, image_size=32), batch_size=4, epochs=1, verbose=0)
+    assert str(caught.value).startswith(
+        f"VAE expects images of shape (batch, {IMAGE_SIZE}, {IMAGE_SIZE}, 1), the networks' size"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -22,8 +23,11 @@ try:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
+        check_image_values,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -41,8 +45,11 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
+        check_image_values,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -354,9 +361,7 @@ class ImagePool(keras.layers.Layer):
         # Generators output float32 even under mixed precision; the pool stores them as they are.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if int(pool_size) < 0:
-            raise ValueError(f"pool_size must be >= 0, got {pool_size}.")
-        self.pool_size = int(pool_size)
+        self.pool_size = check_count_argument(pool_size, "pool_size", "ImagePool", minimum=0)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name=f"{self.name}_seed")
@@ -467,8 +472,8 @@ class CycleGAN(keras.Model):
     fakes drawn through an :class:`ImagePool`. G is updated first, then both D, every step, each
     network by its own Adam. With the identity loss on, each generator translates the other
     domain's batch and its own domain's batch in one pass over both stacked, or in two when it
-    has batch norm; for generators with another layer that looks across the batch, set
-    ``joint_generator_passes = False`` before ``fit``. Batches are ``(images_a, images_b)``:
+    has batch norm; for generators with another layer that looks across the batch, pass
+    ``joint_generator_passes=False``. Batches are ``(images_a, images_b)``:
     unrelated images, no pairs. ``evaluate`` and ``fit(validation_data=...)`` report the same
     losses without any update (each D judging the current fakes, not the pool's). Calling the
     model translates A -> B.
@@ -482,6 +487,8 @@ class CycleGAN(keras.Model):
             each generator's pass is not run) and ``identity_loss`` reports 0.
         pool_size: image pool size per discriminator (50), at least 0 (0: no pool).
         seed: seed of the pools' random choices.
+        joint_generator_passes: translate a batch and its identity batch in one stacked pass
+            of each generator; None: unless a generator has batch norm. Saved with the model.
 
     Example:
         >>> import tensorflow as tf
@@ -507,11 +514,11 @@ class CycleGAN(keras.Model):
         identity_weight=0.5,
         pool_size=50,
         seed=None,
+        joint_generator_passes=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(pool_size) < 0:
-            raise ValueError(f"pool_size must be >= 0, got {pool_size}.")
+        pool_size = check_count_argument(pool_size, "pool_size", "CycleGAN", minimum=0)
         if not (float(lambda_cycle) >= 0 and float(identity_weight) >= 0):
             raise ValueError(
                 f"lambda_cycle and identity_weight must be >= 0, got {lambda_cycle} and "
@@ -522,11 +529,19 @@ class CycleGAN(keras.Model):
         self.lambda_cycle = float(lambda_cycle)
         self.identity_weight = float(identity_weight)
         # A generator translates a batch and its identity batch in one pass, unless batch norm
-        # would mix the two.
-        self.joint_generator_passes = not (
-            has_batch_norm(generator_ab) or has_batch_norm(generator_ba)
+        # would mix the two. An argument, so a reloaded model keeps a choice made for a
+        # batch-wide layer.
+        batch_norm = has_batch_norm(generator_ab) or has_batch_norm(generator_ba)
+        if joint_generator_passes and batch_norm:
+            raise ValueError(
+                "joint_generator_passes=True with a batch-norm generator would mix the two "
+                "batches' statistics; leave it None."
+            )
+        self.joint_generator_passes_argument = joint_generator_passes
+        self.joint_generator_passes = (
+            not batch_norm if joint_generator_passes is None else bool(joint_generator_passes)
         )
-        self.pool_size = int(pool_size)
+        self.pool_size = pool_size
         self.seed = seed
         image_shape_a = tuple(generator_ab.inputs[0].shape[1:])
         image_shape_b = tuple(generator_ba.inputs[0].shape[1:])
@@ -554,6 +569,27 @@ class CycleGAN(keras.Model):
                     f"CycleGAN: {producer.name} makes images of shape {made} but {consumer.name} "
                     f"takes {taken}; build all four networks for the same image size and channels."
                 )
+        # The identity loss feeds each generator the other domain's images (G_ab(b) ~ b).
+        if self.identity_weight and image_shape_a != image_shape_b:
+            raise ValueError(
+                f"CycleGAN: the identity loss feeds each generator the other domain's images, "
+                f"but domain A is {image_shape_a} and domain B {image_shape_b}; pass "
+                "identity_weight=0 for domains of different channels."
+            )
+        # A discriminator built for any size (image_size=None) may be too small for its strided
+        # convolutions: Keras said so only inside the first traced step.
+        for discriminator, shape in (
+            (discriminator_a, image_shape_a),
+            (discriminator_b, image_shape_b),
+        ):
+            try:
+                discriminator.compute_output_spec(keras.KerasTensor((1, *shape)))
+            except ValueError:
+                raise ValueError(
+                    f"CycleGAN: {discriminator.name} cannot judge images of shape {shape}: its "
+                    "output would be empty (a PatchGAN needs sides of at least "
+                    f"{_patchgan_minimum_side()})."
+                ) from None
         self.pool_a = ImagePool(pool_size, image_shape_a, seed=seed, name="pool_a")
         self.pool_b = ImagePool(
             pool_size, image_shape_b, seed=None if seed is None else seed + 1, name="pool_b"
@@ -660,9 +696,31 @@ class CycleGAN(keras.Model):
                 "CycleGAN expects batches of (images_a, images_b): zip the two domains' datasets "
                 "(tf.data.Dataset.zip((dataset_a, dataset_b)))."
             )
-        for images, domain in zip(data, "AB", strict=True):
-            check_image_batch(images, "CycleGAN", "[-1, 1]", f"domain {domain} images")
+        for images, domain, shape in zip(data, "AB", self._image_shapes(), strict=True):
+            check_image_batch(images, "CycleGAN", "[-1, 1]", f"domain {domain} images", shape)
         return data[0], data[1]
+
+    def _image_shapes(self):
+        return tuple(self.generator_ab.inputs[0].shape[1:]), tuple(
+            self.generator_ba.inputs[0].shape[1:]
+        )
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        check_fit_data(self, x, y, kwargs.get("validation_data"), "CycleGAN.fit")
+        return super().fit(x, y, *args, **kwargs)
+
+    def check_training_data(self, data, context):
+        """Refuse, in one line, numpy ``(images_a, images_b)`` that are not 4-D float of the
+        generators' sizes, or hold NaN, or lie outside [-1, 1] (both generators end in tanh).
+        ``fit`` calls it on numpy input, :func:`medgen_tf.training.fit` on the arrays it
+        batches; a dataset's batches get the shape and dtype checks when the step is traced."""
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            return  # _unpack says what a batch must be
+        for images, domain, shape in zip(data, "AB", self._image_shapes(), strict=True):
+            if isinstance(images, np.ndarray):
+                what = f"domain {domain} images"
+                check_image_batch(images, "CycleGAN", "[-1, 1]", what, shape)
+                check_image_values(images, context, what=what)
 
     def train_step(self, data):
         real_a, real_b = self._unpack(data)
@@ -794,6 +852,7 @@ class CycleGAN(keras.Model):
             identity_weight=self.identity_weight,
             pool_size=self.pool_size,
             seed=self.seed,
+            joint_generator_passes=self.joint_generator_passes_argument,
         )
         return config
 

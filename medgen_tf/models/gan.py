@@ -20,8 +20,11 @@ try:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
+        check_image_values,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -36,8 +39,11 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
+        check_image_values,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -97,7 +103,10 @@ def build_generator(
     Notebook: ``notebooks/01_gan.ipynb``.
     """
     start, steps = _upsampling_plan(check_image_size_argument(image_size, "build_generator"))
-    noise = keras.Input((latent_dim,), name="noise")
+    # latent_dim=0 built a generator that ignores its noise: every sample the same image.
+    noise = keras.Input(
+        (check_count_argument(latent_dim, "latent_dim", "build_generator"),), name="noise"
+    )
     inputs, x = [noise], noise
     if num_classes:
         labels = keras.Input((), dtype="int32", name="labels")
@@ -228,9 +237,8 @@ class GAN(keras.Model):
     D's step judges the real and fake batches in one pass over both stacked, as the keras.io
     DCGAN example does, or in two when D has batch norm, whose statistics would mix them. The
     stacked pass assumes every other layer judges each image alone; for a D with a layer that
-    looks across the batch (a minibatch-stddev layer), set ``joint_discriminator_pass = False``
-    before ``fit``. Losses come
-    from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
+    looks across the batch (a minibatch-stddev layer), pass ``joint_discriminator_pass=False``.
+    Losses come from :mod:`medgen_tf.losses`, on logits, in float32; gradients are taken of
     ``optimizer.scale_loss(scale_for_replicas(loss))`` so mixed precision and ``tf.distribute``
     give the global-batch mean. Noise comes from a ``SeedGenerator`` (model state, so it changes
     every step; its state is saved with the weights, in training checkpoints, ``.keras`` files
@@ -246,8 +254,10 @@ class GAN(keras.Model):
             for wgan_gp (a critic has no target), ignored by hinge.
         n_critic: D updates per G update, None or at least 1 (None: 5 for wgan_gp, else 1).
             The critic steps reuse the step's real batch, as the keras.io WGAN-GP example does.
-        gradient_penalty_weight: lambda of WGAN-GP (10, Gulrajani et al. 2017).
+        gradient_penalty_weight: lambda of WGAN-GP (10, Gulrajani et al. 2017), >= 0.
         seed: seed of the noise SeedGenerator.
+        joint_discriminator_pass: judge the real and fake batches in one stacked D pass;
+            None: unless D has batch norm. Saved with the model.
 
     Example:
         >>> from medgen_tf.models.gan import GAN, build_discriminator, build_generator
@@ -270,6 +280,7 @@ class GAN(keras.Model):
         n_critic=None,
         gradient_penalty_weight=10.0,
         seed=None,
+        joint_discriminator_pass=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -305,10 +316,26 @@ class GAN(keras.Model):
             )
         self.label_smoothing = float(label_smoothing)
         # Real and fake batches share one discriminator pass unless batch norm would mix them.
-        self.joint_discriminator_pass = not has_batch_norm(discriminator)
-        if n_critic is not None and int(n_critic) < 1:
-            raise ValueError(f"n_critic must be None or at least 1, got {n_critic}.")
-        self.n_critic = int(n_critic) if n_critic is not None else (5 if self.is_wasserstein else 1)
+        # An argument, so a reloaded model keeps a choice made for a batch-wide layer.
+        if joint_discriminator_pass and has_batch_norm(discriminator):
+            raise ValueError(
+                "joint_discriminator_pass=True with a batch-norm discriminator would mix the "
+                "real and fake batches' statistics; leave it None."
+            )
+        self.joint_discriminator_pass_argument = joint_discriminator_pass
+        self.joint_discriminator_pass = (
+            not has_batch_norm(discriminator)
+            if joint_discriminator_pass is None
+            else bool(joint_discriminator_pass)
+        )
+        if n_critic is None:
+            n_critic = 5 if self.is_wasserstein else 1
+        self.n_critic = check_count_argument(n_critic, "n_critic (or None)", type(self).__name__)
+        # NaN made every d_loss NaN; a negative weight rewards the steep gradients it penalises.
+        if not float(gradient_penalty_weight) >= 0.0:
+            raise ValueError(
+                f"gradient_penalty_weight must be >= 0, got {gradient_penalty_weight}."
+            )
         self.gradient_penalty_weight = float(gradient_penalty_weight)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
@@ -411,11 +438,32 @@ class GAN(keras.Model):
             (batch_size, self.latent_dim),
         )
 
+    def _image_shape(self):
+        return tuple(self.discriminator.inputs[0].shape[1:])
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # Keras never looks at numpy input's values; the in-graph label checks of
+        # ConditionalGAN vanish under XLA (jit_compile="auto" on a GPU).
+        check_fit_data(self, x, y, kwargs.get("validation_data"), f"{type(self).__name__}.fit")
+        return super().fit(x, y, *args, **kwargs)
+
+    def check_training_data(self, data, context):
+        """Refuse, in one line, numpy training images that are not 4-D float of the networks'
+        size, or hold NaN, or lie outside [-1, 1] (the generator ends in tanh: 8-bit images
+        trained without a word toward targets it cannot reach). ``fit`` calls it on numpy
+        input, :func:`medgen_tf.training.fit` on the arrays it batches; a dataset's batches
+        get the shape and dtype checks when the step is traced."""
+        images = data[0] if isinstance(data, (tuple, list)) and data else data
+        if isinstance(images, np.ndarray):
+            name = type(self).__name__
+            check_image_batch(images, name, "[-1, 1]", image_shape=self._image_shape())
+            check_image_values(images, context)
+
     # Hooks the conditional model overrides.
     def _unpack(self, data):
         check_batch_structure(data, type(self).__name__, "images (or (images,))")
         images = data[0] if isinstance(data, (tuple, list)) else data
-        check_image_batch(images, type(self).__name__, "[-1, 1]")
+        check_image_batch(images, type(self).__name__, "[-1, 1]", image_shape=self._image_shape())
         return images, None
 
     def _generator_inputs(self, noise, labels):
@@ -543,7 +591,11 @@ class GAN(keras.Model):
 
     def generate(self, num_samples, seed=0, labels=None):
         """``num_samples`` images in [-1, 1] (numpy) from noise fixed by the integer ``seed``."""
-        noise = keras.random.normal((int(num_samples), self.latent_dim), seed=seed)
+        # int() made 2.7 into 2 samples without a word.
+        num_samples = check_count_argument(
+            num_samples, "num_samples", f"{type(self).__name__}.generate", minimum=0
+        )
+        noise = keras.random.normal((num_samples, self.latent_dim), seed=seed)
         if labels is not None:
             labels = ops.convert_to_tensor(labels, dtype="int32")
         images = self.generator(self._generator_inputs(noise, labels), training=False)
@@ -560,6 +612,7 @@ class GAN(keras.Model):
             n_critic=self.n_critic,
             gradient_penalty_weight=self.gradient_penalty_weight,
             seed=self.seed,
+            joint_discriminator_pass=self.joint_discriminator_pass_argument,
         )
         return config
 
@@ -653,7 +706,7 @@ class ConditionalGAN(GAN):
         check_batch_structure(data, "ConditionalGAN", "(images, labels)")
         if not isinstance(data, (tuple, list)) or len(data) < 2:
             raise ValueError("ConditionalGAN expects batches of (images, labels).")
-        check_image_batch(data[0], "ConditionalGAN", "[-1, 1]")
+        check_image_batch(data[0], "ConditionalGAN", "[-1, 1]", image_shape=self._image_shape())
         labels = _class_labels(data[1], "ConditionalGAN expects")
         if not self.num_classes:
             return data[0], labels
@@ -667,16 +720,10 @@ class ConditionalGAN(GAN):
         with tf.control_dependencies(checks):
             return data[0], tf.identity(labels)
 
-    def fit(self, x=None, y=None, *args, **kwargs):
-        # The in-graph checks of _unpack vanish under XLA (jit_compile="auto" on a GPU).
-        for data in ((x, y) if y is not None else x, kwargs.get("validation_data")):
-            self.check_training_data(data, "ConditionalGAN.fit")
-        return super().fit(x, y, *args, **kwargs)
-
     def check_training_data(self, data, context):
-        """Refuse, in one line starting with ``context``, numpy labels of ``(images, labels)``
-        outside ``[0, num_classes)``: what ``fit`` checks on numpy input, for
-        :func:`medgen_tf.training.fit`, which hands ``fit`` a dataset."""
+        """:meth:`GAN.check_training_data`'s image checks, and numpy labels of
+        ``(images, labels)`` outside ``[0, num_classes)`` refused in one line."""
+        super().check_training_data(data, context)
         if _pair(data) and isinstance(data[1], np.ndarray):
             self._check_label_range(data[1], context)
 

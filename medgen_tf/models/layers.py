@@ -14,7 +14,20 @@ from __future__ import annotations
 import numbers
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+
+def check_count_argument(value, name, owner, minimum=1) -> int:
+    """``value`` as an int, or a one-line ValueError naming ``name`` and ``owner``.
+
+    For counts and sizes (``latent_dim``, ``n_critic``, ``pool_size``, ...): ``int()`` would
+    quietly make 2.7 into 2 and True into 1, and a ``latent_dim`` of 0 builds a generator
+    whose every sample is the same image.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
 
 
 def check_image_size_argument(image_size, builder) -> int:
@@ -176,18 +189,22 @@ def build_optimizer(optimizer, variables, model_name, argument) -> None:
     optimizer.build(variables)
 
 
-def check_image_batch(images, model_name, value_range, what="images") -> None:
-    """Refuse, while ``train_step`` is traced (no cost per step), a batch that is not 4-D float.
+def check_image_batch(images, model_name, value_range, what="images", image_shape=None) -> None:
+    """Refuse, while ``train_step`` is traced (no cost per step), a batch that is not 4-D float
+    or not of the networks' ``image_shape``.
 
     Images without a channel axis would broadcast against the networks' (batch, height, width,
     channels) outputs inside an L1 or reconstruction loss and give a wrong number without an
-    error; integer images would train on values far outside ``value_range``.
+    error; integer images would train on values far outside ``value_range``; images of another
+    size failed deep inside the traced step ("Dimension 0 in both shapes must be equal").
 
     Args:
-        images: the batch, a tensor.
+        images: the batch, a tensor (or a numpy array, checked on the host).
         model_name: the class name, for the message.
         value_range: the range the model expects, for the message, e.g. ``"[-1, 1]"``.
         what: what the tensor is, e.g. ``"domain A images"``.
+        image_shape: the networks' ``(height, width, channels)``, None for a side they take
+            at any size; None: not checked.
     """
     try:
         shape = tuple(images.shape)
@@ -204,6 +221,54 @@ def check_image_batch(images, model_name, value_range, what="images") -> None:
             f"{model_name} expects float {what} scaled to {value_range}, got {dtype}; convert "
             "and scale them first."
         )
+    if image_shape is not None:
+        expected = tuple(image_shape)
+        if any(
+            side is not None and got is not None and side != got
+            for side, got in zip(expected, shape[1:], strict=True)
+        ):
+            sides = ", ".join("any" if side is None else str(side) for side in expected)
+            raise ValueError(
+                f"{model_name} expects {what} of shape (batch, {sides}), the networks' size, "
+                f"got {shape}; resize them, or build the networks for this size."
+            )
+
+
+def check_image_values(images, context, value_range=(-1.0, 1.0), what="images") -> None:
+    """Refuse, in one line starting with ``context``, numpy ``images`` holding NaN or inf, or
+    values outside ``value_range`` by more than 1 % of its span.
+
+    For a model's ``fit`` and ``check_training_data``, on the host, once: inside the step such
+    images train without a message (into NaN, or toward targets a tanh output cannot reach:
+    8-bit images gave a GAN's D a loss of 43). Tensors and datasets are left alone (their
+    values are never all on the host); integer images are left to :func:`check_image_batch`.
+    """
+    if not isinstance(images, np.ndarray) or not images.size:
+        return
+    if not np.issubdtype(images.dtype, np.floating):
+        return
+    low, high = images.min(), images.max()  # NaN if any is NaN
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{context}: {what} hold NaN or infinite values; remove them first.")
+    bottom, top = (float(value) for value in value_range)
+    slack = 0.01 * (top - bottom)
+    if low < bottom - slack or high > top + slack:
+        hint = " (x / 127.5 - 1 for 8-bit images)" if (bottom, top) == (-1.0, 1.0) else ""
+        raise ValueError(
+            f"{context}: {what} must lie in [{bottom:g}, {top:g}], got {low:g} to {high:g}; "
+            f"scale them first{hint}."
+        )
+
+
+def check_fit_data(model, x, y, validation_data, context) -> None:
+    """Run ``model.check_training_data`` on what ``fit`` was given: ``x`` (with ``y``) and
+    ``validation_data``. Keras' ``fit`` never looks at the values of numpy input."""
+    for data, argument in (
+        ((x, y) if y is not None else x, "x"),
+        (validation_data, "validation_data"),
+    ):
+        if data is not None:
+            model.check_training_data(data, f"{context} {argument}")
 
 
 def check_batch_structure(data, model_name, expected) -> None:

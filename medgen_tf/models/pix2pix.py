@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -20,7 +21,9 @@ try:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_fit_data,
         check_image_batch,
+        check_image_values,
         engine_compile_arguments,
         loss_scaled,
         predict_images,
@@ -34,7 +37,9 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_fit_data,
         check_image_batch,
+        check_image_values,
         engine_compile_arguments,
         loss_scaled,
         predict_images,
@@ -187,8 +192,10 @@ class Pix2Pix(keras.Model):
         check_batch_structure(data, "Pix2Pix", "(images_a, images_b) pairs")
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError("Pix2Pix expects batches of (images_a, images_b) pairs.")
-        for images, what in zip(data, ("input images", "target images"), strict=True):
-            check_image_batch(images, "Pix2Pix", "[-1, 1]", what)
+        inputs = getattr(self.generator, "inputs", None)  # None for a subclassed generator
+        input_shape = tuple(inputs[0].shape[1:]) if inputs else None
+        check_image_batch(data[0], "Pix2Pix", "[-1, 1]", "input images", input_shape)
+        check_image_batch(data[1], "Pix2Pix", "[-1, 1]", "target images")
         sizes = [images.shape[0] if images.shape.rank else None for images in data]
         if None not in sizes and sizes[0] != sizes[1]:
             raise ValueError(
@@ -199,6 +206,21 @@ class Pix2Pix(keras.Model):
         # term would broadcast a 3-channel target against a 1-channel output without an error.
         self._check_targets_match_output(data[1])
         return data[0], data[1]
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        check_fit_data(self, x, y, kwargs.get("validation_data"), "Pix2Pix.fit")
+        return super().fit(x, y, *args, **kwargs)
+
+    def check_training_data(self, data, context):
+        """Refuse, in one line starting with ``context``, numpy ``(images_a, images_b)`` pairs
+        holding NaN or lying outside [-1, 1] (the generator ends in tanh). ``fit`` calls it on
+        numpy input, :func:`medgen_tf.training.fit` on the arrays it batches; shapes and dtypes
+        are checked when the step is traced, before anything trains."""
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            for images, what in zip(data, ("input images", "target images"), strict=True):
+                if isinstance(images, np.ndarray):
+                    check_image_batch(images, "Pix2Pix", "[-1, 1]", what)
+                    check_image_values(images, context, what=what)
 
     def _check_targets_match_output(self, targets):
         outputs = getattr(self.generator, "outputs", None)  # None for a subclassed generator

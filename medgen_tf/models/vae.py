@@ -21,6 +21,8 @@ try:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
         engine_compile_arguments,
@@ -34,6 +36,8 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
+        check_count_argument,
+        check_fit_data,
         check_image_batch,
         check_image_size_argument,
         engine_compile_arguments,
@@ -112,6 +116,8 @@ def build_encoder(image_size=64, channels=1, latent_dim=32, base_filters=32, nam
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
     # float32 heads keep the KL and the sampling exact under a mixed_float16 policy.
+    # latent_dim=0 built a z that carries nothing.
+    latent_dim = check_count_argument(latent_dim, "latent_dim", "build_encoder")
     z_mean = keras.layers.Dense(latent_dim, dtype="float32", name="z_mean")(x)
     z_log_var = keras.layers.Dense(latent_dim, dtype="float32", name="z_log_var")(x)
     return keras.Model(images, [z_mean, z_log_var], name=name)
@@ -151,7 +157,9 @@ def build_decoder(
     num_blocks = _num_downsamples(image_size)
     start_size = image_size // 2**num_blocks
     start_filters = base_filters * min(2 ** (num_blocks - 1), 8)
-    latent = keras.Input((latent_dim,), name="z")
+    latent = keras.Input(
+        (check_count_argument(latent_dim, "latent_dim", "build_decoder"),), name="z"
+    )
     x = keras.layers.Dense(start_size * start_size * start_filters, activation="relu")(latent)
     x = keras.layers.Reshape((start_size, start_size, start_filters))(x)
     for block in reversed(range(num_blocks)):
@@ -327,7 +335,10 @@ class VAE(keras.Model):
         self.decoder = decoder
         self.likelihood = likelihood
         self.beta = float(beta)
-        self.kl_warmup_steps = int(kl_warmup_steps)
+        # int() made 2.5 steps into 2.
+        self.kl_warmup_steps = check_count_argument(
+            kl_warmup_steps, "kl_warmup_steps", "VAE", minimum=0
+        )
         self.gaussian_sigma = float(gaussian_sigma)
         self.seed = seed
         self.latent_dim = int(decoder.inputs[0].shape[-1])
@@ -451,15 +462,16 @@ class VAE(keras.Model):
     def _unpack(self, data):
         check_batch_structure(data, "VAE", "images (or (images,))")
         images = data[0] if isinstance(data, (tuple, list)) else data
-        check_image_batch(images, "VAE", "[0, 1]")
+        inputs = getattr(self.encoder, "inputs", None)  # None for a subclassed encoder
+        shape = tuple(inputs[0].shape[1:]) if inputs else None
+        check_image_batch(images, "VAE", "[0, 1]", image_shape=shape)
         return images
 
     def fit(self, x=None, y=None, *args, **kwargs):
         # Checked once on the host, as ConditionalGAN.fit checks its labels; inside the step a
         # NaN or a Bernoulli target outside [0, 1] (where the cross-entropy has no minimum)
         # trains into overflow and NaN without a message.
-        for data, argument in ((x, "x"), (kwargs.get("validation_data"), "validation_data")):
-            self.check_training_data(data, f"VAE.fit {argument}")
+        check_fit_data(self, x, None, kwargs.get("validation_data"), "VAE.fit")
         return super().fit(x, y, *args, **kwargs)
 
     def check_training_data(self, data, context):
