@@ -111,7 +111,14 @@ def load_feature_extractor(weights_path=None, expected_sha256: str | None = WEIG
                 f"{path}: sha256 {actual} does not match the recorded {expected_sha256}"
             )
     model = build_feature_extractor()
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError) as error:
+        # h5py's "Unable to synchronously open file (file signature not found)" named no file.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise DataError(
+            f"{path}: not weights of the feature extractor ({type(error).__name__}: {first_line})"
+        ) from None
     extractor = keras.Model(model.input, model.get_layer("features").output, name="fd_medgen")
     _LOADED[key] = extractor
     return extractor

@@ -25,6 +25,17 @@ def test_tampered_weights_are_refused(tmp_path):
         features.load_feature_extractor(tmp_path / "missing.weights.h5")
 
 
+def test_weights_that_are_no_weights_file_are_one_line_naming_it(tmp_path):
+    # Unchecked (expected_sha256=None), a junk file was h5py's OSError, which named no file.
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not an HDF5 file")
+    with pytest.raises(DataError) as caught:
+        features.load_feature_extractor(junk, expected_sha256=None)
+    message = str(caught.value)
+    assert message.startswith(f"{junk}: not weights of the feature extractor (OSError: ")
+    assert "\n" not in message
+
+
 def test_feature_shape_value_range_and_resizing():
     generator = np.random.default_rng(0)
     images = generator.uniform(-1, 1, (5, 64, 64, 1)).astype(np.float32)
