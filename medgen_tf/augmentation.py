@@ -346,9 +346,16 @@ class RandomGamma(keras.layers.RandomContrast):
     """Contrast jitter for MR: a random gamma on the image mapped to [0, 1].
 
     Keras' ``RandomContrast`` stretches about each image's mean, which moves the air (the floor
-    of ``value_range``) too; a gamma keeps the floor and the ceiling where they are. The gamma is
-    drawn as that layer draws its factor: ``factor`` 0.1 gives a gamma in [0.9, 1.1].
+    of ``value_range``) too; a gamma keeps the floor and the ceiling where they are. ``factor``
+    0.1 gives a gamma drawn uniformly in [0.9, 1.1]. (``RandomContrast`` itself reads a single
+    number ``f`` as the range [1, 1 + f], since its factor may not go below 0: a gamma drawn
+    there only ever darkened the mid-tones, lesions included, of the training images alone.)
     """
+
+    def __init__(self, factor, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(factor, value_range=value_range, seed=seed, **kwargs)
+        if isinstance(factor, (int, float)):
+            self.factor = (abs(factor), abs(factor))  # 1 - f to 1 + f; saved as this pair
 
     def transform_images(self, images, transformation, training=True):
         if not training:
@@ -363,22 +370,24 @@ def build_augmenter(seed=0, rotation=0.02, translation=0.06, intensity=0.1):
     """Classic augmentation as Keras preprocessing layers, for images in [-1, 1].
 
     Left-right flips (the brain is nearly symmetric), rotations up to ``rotation`` of a turn
-    (0.02 = 7 degrees), shifts up to ``translation`` of the side with air (-1) filled in, and
-    intensity jitter of ``intensity``: a gain on the signal and a gamma
-    (:class:`RandomSignalGain`, :class:`RandomGamma`), which leave the air at -1, where Keras'
-    brightness and contrast layers lifted it to as much as -0.8. Layers act only with
+    (0.02 = 7 degrees), shifts up to ``translation`` of the side, the corners they open filled
+    by reflecting the border (air, with its noise: a constant -1 painted noise-free bands that
+    no scan has), and intensity jitter of ``intensity``: a gain on the signal and a gamma
+    (:class:`RandomSignalGain`, :class:`RandomGamma`), which leave the air where it is, where
+    Keras' brightness and contrast layers lifted it to as much as -0.8. Layers act only with
     ``training=True``.
     """
     layers = keras.layers
+    # Five seeds per experiment seed: seed + i gave seed k's rotation the seed of seed k + 1's
+    # flip (a flip exactly when the other run's angle was negative).
+    first = 5 * int(seed)
     return keras.Sequential(
         [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(rotation, fill_mode="constant", fill_value=-1.0, seed=seed + 1),
-            layers.RandomTranslation(
-                translation, translation, fill_mode="constant", fill_value=-1.0, seed=seed + 2
-            ),
-            RandomSignalGain(intensity, value_range=(-1.0, 1.0), seed=seed + 3),
-            RandomGamma(intensity, value_range=(-1.0, 1.0), seed=seed + 4),
+            layers.RandomFlip("horizontal", seed=first),
+            layers.RandomRotation(rotation, fill_mode="reflect", seed=first + 1),
+            layers.RandomTranslation(translation, translation, fill_mode="reflect", seed=first + 2),
+            RandomSignalGain(intensity, value_range=(-1.0, 1.0), seed=first + 3),
+            RandomGamma(intensity, value_range=(-1.0, 1.0), seed=first + 4),
         ],
         name="classic_augmentation",
     )

@@ -561,6 +561,8 @@ def test_intensity_jitter_keeps_the_air_at_minus_one_and_changes_the_signal():
         np.testing.assert_allclose(per_image, per_image[:, :1] * np.ones_like(per_image), rtol=1e-3)
         assert 0.9 - 1e-3 <= per_image.min() and per_image.max() <= 1.1 + 1e-3
         assert per_image[:, 0].std() > 0.01
+        # Both ways: RandomContrast's own draw gave a gamma in [1, 1.1] alone, darkening only.
+        assert per_image.min() < 0.97 and per_image.max() > 1.03
         np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
         clone = type(layer).from_config(layer.get_config())
         assert clone.value_range == layer.value_range and clone.factor == layer.factor
@@ -569,3 +571,20 @@ def test_intensity_jitter_keeps_the_air_at_minus_one_and_changes_the_signal():
     # Flips, rotations (7 degrees) and shifts (1 pixel) move the brain, not into the corners.
     np.testing.assert_array_equal(out[:, :2, :2], -1.0)
     np.testing.assert_array_equal(out[:, -2:, -2:], -1.0)
+
+
+def test_augmenters_of_neighbouring_seeds_draw_unrelated_streams():
+    # Layer i took seed + i: seed 0's rotation shared its seed with seed 1's flip, which then
+    # flipped exactly the images that seed 0 turned by a negative angle.
+    seeds = {seed: [layer.seed for layer in build_augmenter(seed=seed).layers] for seed in range(4)}
+    every = [value for values in seeds.values() for value in values]
+    assert len(every) == len(set(every))
+
+
+def test_rotations_and_shifts_fill_the_corners_with_the_borders_noisy_air():
+    # A constant -1 fill painted noise-free bands into noisy air, which no scan has.
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1.0, -0.9, (8, 32, 32, 1)).astype(np.float32)  # air with its noise
+    out = np.asarray(build_augmenter(seed=0, intensity=0.0)(images, training=True))
+    assert np.count_nonzero(out == -1.0) == 0
+    assert out.min() >= -1.0 and out.max() <= -0.9 + 1e-6
