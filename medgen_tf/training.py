@@ -149,14 +149,18 @@ def _state_variables(model):
 
 def _json_value(value):
     """``json``'s ``default``: numpy numbers and arrays as Python ones (an ``np.int64`` batch
-    size stays a whole number; ``default=float`` wrote 8.0), paths as text."""
+    size stays a whole number; ``default=float`` wrote 8.0), paths as text, and other
+    numbers ``float()`` reads as floats."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} {_short(value)} is not a JSON value")
+    try:  # a Decimal, a 0-d tf.Tensor: numbers that float() reads, as before
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{type(value).__name__} {_short(value)} is not a JSON value") from None
 
 
 def _write_json(path: Path, payload) -> None:
@@ -664,6 +668,26 @@ def _set_aside_earlier_run(
     )
 
 
+def _restore_interrupted_set_aside(run_dir: Path) -> None:
+    """Move what a killed set-aside had staged back into ``run_dir``, for a resume."""
+    staging = run_dir / _REPLACING
+    staged = sorted(staging.iterdir())
+    clashes = [path.name for path in staged if (run_dir / path.name).exists()]
+    if clashes:
+        raise DataError(
+            f"run folder {run_dir}: {staging.name}/ holds {', '.join(clashes)}, and so does the "
+            "run folder; a set-aside was interrupted there and something wrote since: move "
+            f"{staging.name}/ away to resume, or start a new run"
+        )
+    for path in staged:
+        os.replace(path, run_dir / path.name)
+    staging.rmdir()
+    logger.warning(
+        "%s: a new run was stopped while it set this run aside; the resume continues this run",
+        run_dir,
+    )
+
+
 # Settings a resumed run may change: its total epochs (that is how a run is extended).
 _EXTENSIBLE_SETTINGS = frozenset({"num_epochs", "epochs"})
 # A learning-rate schedule planned over the whole run (CycleGAN's decay), recorded as this
@@ -827,11 +851,11 @@ def fit(
             f"multiple of {num_replicas}"
         )
     if resume and (run_dir / _REPLACING).is_dir():
-        # A new run was killed while it set the earlier run aside: the earlier checkpoints
-        # are in the staging folder (moved first), so a resume found none and trained a run
-        # beside the rest, and every later new run then failed to stage its checkpoints.
-        # That new run is finished being started first; the resume then continues it.
-        _set_aside_earlier_run(run_dir, None, "its start was cut short; finished before the resume")
+        # A new run was killed while it set the earlier run aside, before it wrote anything of
+        # its own: the staging folder and run_dir hold the earlier run whole. A resume found no
+        # checkpoint (they are staged first) and trained a run beside them, and every later new
+        # run then failed to stage its checkpoints. The resume continues the earlier run.
+        _restore_interrupted_set_aside(run_dir)
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     trained = trained_outputs(run_dir)
     if resume and checkpoint is None and trained:

@@ -1175,10 +1175,25 @@ def test_a_batch_size_that_is_no_count_is_refused_before_an_earlier_run_is_set_a
 
 
 def test_config_json_holds_numpy_numbers_as_numbers_and_paths_as_text(tmp_path):
-    config = {"latent_dim": np.int64(8), "sigma": np.float32(0.5), "data_dir": tmp_path / "d"}
+    from decimal import Decimal
+
+    config = {
+        "latent_dim": np.int64(8),
+        "sigma": np.float32(0.5),
+        "data_dir": tmp_path / "d",
+        # Numbers float() reads, recorded as floats as before (default=float).
+        "beta": Decimal("0.25"),
+        "learning_rate": tf.constant(0.5),
+    }
     fit(build_toy, IMAGES, tmp_path / "run", num_epochs=1, config=config, **QUIET)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
-    assert recorded == {"latent_dim": 8, "sigma": 0.5, "data_dir": str(tmp_path / "d")}
+    assert recorded == {
+        "latent_dim": 8,
+        "sigma": 0.5,
+        "data_dir": str(tmp_path / "d"),
+        "beta": 0.25,
+        "learning_rate": 0.5,
+    }
     assert isinstance(recorded["latent_dim"], int)  # default=float wrote 8.0
     # The same config resumes: it compares equal to what config.json holds.
     history = fit(
@@ -1207,26 +1222,25 @@ def test_a_run_folder_that_is_a_file_is_named_as_one(tmp_path):
     assert (tmp_path / "run").read_text() == "notes"
 
 
-def test_a_resume_after_a_kill_during_a_set_aside_finishes_it_and_new_runs_still_start(
-    tmp_path, caplog
-):
-    # What a kill inside the set-aside leaves: the earlier run's outputs staged in .replacing.
-    # The resume found no checkpoint and trained a run beside them; every new run after it then
-    # failed with OSError (Directory not empty) staging its checkpoints.
+def test_a_resume_after_a_kill_during_a_set_aside_continues_the_earlier_run(tmp_path, caplog):
+    # What a kill inside a new run's set-aside leaves: the earlier run's checkpoints (moved
+    # first) staged in .replacing, the rest still in place, nothing of the new run. The resume
+    # found no checkpoint and trained a run beside them; every new run after it then failed
+    # with OSError (Directory not empty) staging its checkpoints.
     run_dir = tmp_path / "run"
     earlier = _an_earlier_run(run_dir)
     (run_dir / ".replacing").mkdir()
-    for path in list(run_dir.iterdir()):
-        if path.name != ".replacing":
-            os.replace(path, run_dir / ".replacing" / path.name)
+    os.replace(run_dir / "checkpoints", run_dir / ".replacing" / "checkpoints")
     with caplog.at_level("WARNING", logger="medgen_tf.training"):
-        history = fit(build_toy, IMAGES, run_dir, num_epochs=1, resume=True, **QUIET)
-    assert "its start was cut short; finished before the resume" in caplog.text
-    assert len(history["first_loss"]) == 1
-    assert _files(run_dir / "replaced") == earlier
-    assert not (run_dir / ".replacing").exists()
+        history = fit(build_toy, IMAGES, run_dir, num_epochs=4, resume=True, **QUIET)
+    assert "the resume continues this run" in caplog.text
+    assert len(history["first_loss"]) == 4  # epochs 1-3 from the earlier run, then one more
+    assert json.loads((run_dir / "config.json").read_text())["engine"]["resumed_from_epoch"] == 3
+    assert not (run_dir / ".replacing").exists() and not (run_dir / "replaced").exists()
+    assert (run_dir / "generator.keras").read_bytes() == earlier["generator.keras"]
     fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["epoch_0001"]
+    assert len(json.loads((run_dir / "replaced" / "history.json").read_text())["first_loss"]) == 4
 
 
 def _with_a_nan(images):
