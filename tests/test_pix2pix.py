@@ -299,7 +299,9 @@ def test_numpy_pairs_holding_nan_or_8_bit_values_are_refused():
     model = _model(adversarial=False)
     model.compile()
     images = np.zeros((4, SIZE, SIZE, 1), "float32")
-    with pytest.raises(ValueError, match=r"Pix2Pix.fit x: target images hold NaN"):
+    with pytest.raises(ValueError, match=r"Pix2Pix.fit x and y: target images hold NaN"):
         model.fit(images, np.full_like(images, np.nan), batch_size=2, epochs=1, verbose=0)
-    with pytest.raises(ValueError, match=r"Pix2Pix.fit x: input images must lie in \[-1, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"Pix2Pix.fit x and y: input images must lie in \[-1, 1\]"
+    ):
         model.fit(images + 200.0, images, batch_size=2, epochs=1, verbose=0)
