@@ -40,7 +40,7 @@ import numpy as np
 
 from medgen_tf.data.brain import SPLITS, brain_slices
 from medgen_tf.data.pipeline import make_dataset
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, check_whole_at_least
 from medgen_tf.evaluation import draw_lesion
 from medgen_tf.metrics import auroc, balanced_accuracy, check_finite, check_value_range
 
@@ -428,6 +428,10 @@ def train_classifier(
             [-1, 1] with ``augment=True``, the augmenter's range), or ``labels`` not one 0 or 1
             per image.
     """
+    # batch_size=0 was a ZeroDivisionError below, True trained with batches of 1, and 2.5
+    # epochs a TypeError from Keras.
+    check_whole_at_least("batch_size", batch_size, 1)
+    check_whole_at_least("num_epochs", num_epochs, 1)
     # The range is checked only where the augmenter needs it: :func:`classifier_logits` and
     # :func:`run_experiment` refuse images off [-1, 1] in any case.
     images = _check_classifier_data(images, labels, check_range=augment)
@@ -632,11 +636,24 @@ def run_experiment(
     unknown = [name for name in conditions if name not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+    # Checked before any training: batch_size=0 was a ZeroDivisionError, True trained with
+    # batches of 1, and a repeated seed made two rows the statistics would count as replicates.
+    check_whole_at_least("batch_size", batch_size, 1)
+    check_whole_at_least("num_epochs", num_epochs, 1)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"run_experiment: seeds {tuple(seeds)} repeat a seed; give distinct ones")
     # Checked before any training: bad test data surfaced only after a model was trained, or
     # never (NaN pixels were scored).
     for split_name, split in (("train", train), ("test", test)):
         _check_classifier_data(
             split["images"], split["labels"], f"{split_name}['images']", f"{split_name}['labels']"
+        )
+    # A classifier built for the training slices refused the test slices only once trained.
+    train_shape, test_shape = np.shape(train["images"])[1:], np.shape(test["images"])[1:]
+    if train_shape != test_shape:
+        raise ValueError(
+            f"run_experiment: train['images'] are {train_shape} per slice but test['images'] "
+            f"{test_shape}; load both splits at one image_size"
         )
     gans = {} if gans is None else gans
     images, labels = np.asarray(train["images"], np.float32), np.asarray(train["labels"], np.int32)
@@ -698,11 +715,29 @@ def run_experiment(
     return rows
 
 
+def _check_one_row_per_seed(rows, context):
+    # Pooled runs that reused a seed: summarize counted every row as a seed, and
+    # paired_differences kept the last of each, so the two tables disagreed in silence.
+    seen = set()
+    for row in rows:
+        key = (row["condition"], row["seed"])
+        if key in seen:
+            raise ValueError(
+                f"{context}: two rows for condition {key[0]!r} and seed {key[1]!r}; each seed "
+                "is one replicate (give runs that are pooled distinct seeds)"
+            )
+        seen.add(key)
+
+
 def summarize(rows):
     """``{condition: {"balanced_accuracy": (mean, std), "auroc": (mean, std), "seeds": k}}``.
 
     The spread is the sample standard deviation over seeds (0 for a single seed).
+
+    Raises:
+        ValueError: two rows of one condition with the same seed.
     """
+    _check_one_row_per_seed(rows, "summarize")
     summary = {}
     for name in dict.fromkeys(row["condition"] for row in rows):
         chosen = [row for row in rows if row["condition"] == name]
@@ -749,9 +784,12 @@ def paired_differences(rows, baseline="real only", metric="auroc", confidence=0.
         ``rows``.
 
     Raises:
-        ValueError: ``baseline`` has no row, or ``confidence`` is not in (0, 1).
+        ValueError: ``baseline`` has no row, two rows of one condition with the same seed, or
+            ``confidence`` is not in (0, 1).
     """
     from scipy import stats
+
+    _check_one_row_per_seed(rows, "paired_differences")
 
     # 95 (a percentage) gave NaN bounds, 1.0 infinite ones.
     if not 0.0 < float(confidence) < 1.0:

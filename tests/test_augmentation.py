@@ -588,3 +588,73 @@ def test_rotations_and_shifts_fill_the_corners_with_the_borders_noisy_air():
     out = np.asarray(build_augmenter(seed=0, intensity=0.0)(images, training=True))
     assert np.count_nonzero(out == -1.0) == 0
     assert out.min() >= -1.0 and out.max() <= -0.9 + 1e-6
+
+
+def test_two_rows_of_one_condition_and_seed_are_refused_by_both_summaries():
+    # Pooled runs that reused seeds: summarize counted 4 seeds (mean 0.675) while
+    # paired_differences kept the last run's 2 (mean -0.025), without a word.
+    rows = [
+        {"condition": name, "seed": seed, "balanced_accuracy": 0.5, "auroc": value}
+        for name, value in (("real only", 0.6), ("real + cGAN", 0.7))
+        for seed in (0, 1, 0)
+    ]
+    for call in (summarize, format_results, paired_differences):
+        with pytest.raises(ValueError, match="two rows for condition 'real only' and seed 0"):
+            call(rows)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"batch_size": 0}, "batch_size=0: give a whole number >= 1"),
+        ({"batch_size": True}, "batch_size=True: give a whole number >= 1"),
+        ({"num_epochs": 2.5}, "num_epochs=2.5: give a whole number >= 1"),
+        ({"seeds": (0, 0)}, r"run_experiment: seeds \(0, 0\) repeat a seed"),
+    ],
+    ids=["batch-0", "batch-true", "epochs-fraction", "repeated-seed"],
+)
+def test_run_experiment_refuses_counts_and_seeds_before_training(
+    splits, arguments, message, monkeypatch
+):
+    # batch_size=0 was a ZeroDivisionError, True trained with batches of 1, and a repeated seed
+    # gave two rows that the summaries counted as two replicates.
+    import medgen_tf.augmentation as module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the arguments were checked")
+
+    monkeypatch.setattr(module, "train_classifier", no_training)
+    monkeypatch.setattr(module, "train_conditional_gan", no_training)
+    options = {"seeds": (0,), "num_epochs": 1, "batch_size": 8, **arguments}
+    with pytest.raises(ValueError, match=message):
+        run_experiment(splits["train"], splits["test"], **options)
+
+
+def test_train_classifier_refuses_a_batch_size_or_epochs_that_are_no_count(splits):
+    images, labels = splits["train"]["images"][:16], splits["train"]["labels"][:16]
+    with pytest.raises(ValueError, match=r"^batch_size=0: give a whole number >= 1$"):
+        train_classifier(images, labels, 1, batch_size=0)
+    with pytest.raises(ValueError, match=r"^num_epochs=2.5: give a whole number >= 1$"):
+        train_classifier(images, labels, 2.5, batch_size=8)
+
+
+def test_run_experiment_refuses_test_slices_of_another_size_before_training(splits, monkeypatch):
+    import medgen_tf.augmentation as module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the shapes were compared")
+
+    monkeypatch.setattr(module, "train_classifier", no_training)
+    test = {
+        "images": np.pad(
+            splits["test"]["images"], [(0, 0), (4, 4), (4, 4), (0, 0)], constant_values=-1.0
+        ),
+        "labels": splits["test"]["labels"],
+    }
+    with pytest.raises(ValueError) as raised:
+        run_experiment(splits["train"], test, seeds=(0,), num_epochs=1, batch_size=8)
+    size = splits["train"]["images"].shape[1]
+    assert str(raised.value) == (
+        f"run_experiment: train['images'] are ({size}, {size}, 1) per slice but test['images'] "
+        f"({size + 8}, {size + 8}, 1); load both splits at one image_size"
+    )

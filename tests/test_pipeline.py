@@ -102,8 +102,44 @@ def test_fit_on_a_one_pass_dataset_knows_its_length_and_runs_every_epoch_without
 @pytest.mark.parametrize(
     ("arrays", "options", "error", "message"),
     [
-        (np.zeros((6, 2)), {"batch_size": 0}, ValueError, "batch_size must be positive, got 0"),
-        (np.zeros((6, 2)), {"batch_size": -3}, ValueError, "batch_size must be positive, got -3"),
+        (np.zeros((6, 2)), {"batch_size": 0}, ValueError, "batch_size=0: give a whole number >= 1"),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": -3},
+            ValueError,
+            "batch_size=-3: give a whole number >= 1",
+        ),
+        # 2.5 was a TypeError inside tf.data, "4" a comparison error, True batches of 1.
+        (
+            np.zeros((6, 2)),
+            {"batch_size": 2.5},
+            ValueError,
+            "batch_size=2.5: give a whole number >= 1",
+        ),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": "4"},
+            ValueError,
+            "batch_size='4': give a whole number >= 1",
+        ),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": True},
+            ValueError,
+            "batch_size=True: give a whole number >= 1",
+        ),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": 2, "num_epochs": 2.5},
+            ValueError,
+            "num_epochs=2.5: give a whole number >= 1",
+        ),
+        (
+            np.zeros((6, 2)),
+            {"batch_size": 2, "initial_epoch": -1},
+            ValueError,
+            "initial_epoch=-1: give a whole number >= 0",
+        ),
         (
             np.zeros((6, 2)),
             {"batch_size": 2, "initial_epoch": 3, "num_epochs": 3},
@@ -141,6 +177,11 @@ def test_fit_on_a_one_pass_dataset_knows_its_length_and_runs_every_epoch_without
     ids=[
         "batch-0",
         "batch-negative",
+        "batch-fraction",
+        "batch-text",
+        "batch-true",
+        "num-epochs-fraction",
+        "initial-epoch-negative",
         "num-epochs-equal-initial",
         "num-epochs-below-initial",
         "no-examples",
@@ -157,7 +198,7 @@ def test_make_dataset_refuses_what_gives_no_batch_in_one_line(arrays, options, e
 
 
 def test_steps_per_epoch_refuses_a_batch_size_below_one():
-    with pytest.raises(ValueError, match=r"^batch_size must be positive, got 0$"):
+    with pytest.raises(ValueError, match=r"^batch_size=0: give a whole number >= 1$"):
         steps_per_epoch(10, 0)
     assert steps_per_epoch(10, 1) == 10
 

@@ -17,15 +17,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from medgen_tf.errors import DataError
+from medgen_tf.errors import DataError, check_whole_at_least
 
 __all__ = ["make_dataset", "steps_per_epoch"]
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = True) -> int:
     """Number of batches in one epoch of ``num_examples`` examples."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    check_whole_at_least("batch_size", batch_size, 1)
     if drop_remainder:
         return num_examples // batch_size
     return math.ceil(num_examples / batch_size)
@@ -133,7 +132,9 @@ def make_dataset(
         initial_epoch: first epoch to produce (a resumed run passes the epoch it resumes at).
         num_epochs: None gives one pass per iteration, reshuffled each time the dataset is
             iterated (as ``keras.Model.fit`` does every epoch; the sequence of orders is fixed
-            by ``seed``, but is not tied to epoch numbers, so not resumable mid-run); an
+            by ``seed`` together with TensorFlow's global seed, as ``keras.utils.
+            set_random_seed`` sets it, and is not tied to epoch numbers, so not resumable
+            mid-run); an
             integer gives epochs ``initial_epoch .. num_epochs - 1`` back to back, each in the
             order fixed by ``(seed, epoch)`` (what :func:`medgen_tf.training.fit` uses, with
             ``steps_per_epoch``, so resumed runs see the same batches).
@@ -146,8 +147,11 @@ def make_dataset(
             examples than ``batch_size`` while ``drop_remainder`` (every epoch would be empty).
     """
     structure, num_examples = _as_structure(arrays, labels)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    # 2.5 was a TypeError inside tf.data, "4" a comparison error, True batches of 1.
+    check_whole_at_least("batch_size", batch_size, 1)
+    check_whole_at_least("initial_epoch", initial_epoch, 0)
+    if num_epochs is not None:
+        check_whole_at_least("num_epochs", num_epochs, 1)
     if drop_remainder and num_examples < batch_size:
         raise DataError(
             f"make_dataset: {num_examples} examples is fewer than batch_size={batch_size}; "
