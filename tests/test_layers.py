@@ -340,6 +340,57 @@ def test_fused_adam_under_mirrored_strategy_matches_keras_adam(two_cpu_python):
     assert stdout.split()[-4:] == ["2", "True", "True", "True"]
 
 
+def test_a_step_where_any_replica_overflowed_is_skipped_under_mirrored_strategy(two_cpu_python):
+    # Keras' LossScaleOptimizer decides for every replica from the first one's gradients (it
+    # assumes them summed already): an inf on the second replica was applied, and a CycleGAN
+    # under mixed_float16 and MirroredStrategy had NaN weights after one epoch.
+    stdout = two_cpu_python(
+        """
+        import keras
+        from medgen_tf.models.layers import loss_scaled
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        with strategy.scope():
+            variable = keras.Variable(np.ones(3, "float32"))
+            optimizer = loss_scaled(keras.optimizers.SGD(0.1))
+            optimizer.build([variable])
+        keras.mixed_precision.set_global_policy("float32")
+
+        @tf.function
+        def step(overflow):
+            def replica_step():
+                replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                bad = tf.logical_and(overflow, replica == 1)
+                gradient = tf.where(bad, tf.fill([3], np.inf), tf.ones(3))
+                optimizer.apply([gradient], [variable])
+            strategy.run(replica_step)
+
+        scale = float(optimizer.dynamic_scale.numpy())
+        step(tf.constant(True))
+        skipped = [c.numpy().tolist() for c in strategy.experimental_local_results(variable.value)]
+        halved = float(optimizer.dynamic_scale.numpy()) == scale / 2
+        step(tf.constant(False))
+        applied = strategy.experimental_local_results(variable.value)[0].numpy()
+        print(type(optimizer).__name__, skipped == [[1.0] * 3] * 2, halved,
+              bool(np.all(np.isfinite(applied)) and np.all(applied < 1.0)))
+        """
+    )
+    assert stdout.split()[-4:] == ["ReplicaSafeLossScaleOptimizer", "True", "True", "True"]
+
+
+def test_a_keras_loss_scale_optimizer_from_an_older_file_is_made_replica_safe():
+    from medgen_tf.models.layers import ReplicaSafeLossScaleOptimizer, loss_scaled
+
+    loaded = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.Adam(0.5), initial_scale=64.0, dynamic_growth_steps=7
+    )
+    optimizer = loss_scaled(loaded)
+    assert type(optimizer) is ReplicaSafeLossScaleOptimizer
+    assert optimizer.inner_optimizer is loaded.inner_optimizer
+    assert (optimizer.initial_scale, optimizer.dynamic_growth_steps) == (64.0, 7)
+    assert loss_scaled(optimizer) is optimizer
+
+
 class _BlockHoldingBatchNorm(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

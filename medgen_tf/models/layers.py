@@ -73,9 +73,35 @@ def loss_scaled(optimizer, network=None) -> keras.optimizers.Optimizer:
         float16 = computes_in_float16(network)
     else:
         float16 = keras.mixed_precision.global_policy().compute_dtype == "float16"
+    if type(optimizer) is keras.optimizers.LossScaleOptimizer:
+        # Keras' own (a .keras file saved before this class existed): the same settings, and
+        # the same variables, which a restore then fills.
+        config = optimizer.get_config()
+        config.pop("inner_optimizer", None)
+        return ReplicaSafeLossScaleOptimizer(optimizer.inner_optimizer, **config)
     if float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return keras.optimizers.LossScaleOptimizer(optimizer)
+        return ReplicaSafeLossScaleOptimizer(optimizer)
     return optimizer
+
+
+@keras.saving.register_keras_serializable(package="medgen_tf")
+class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """A ``LossScaleOptimizer`` that skips a step when any replica's gradients overflowed.
+
+    Under ``tf.distribute``, Keras' TensorFlow path decides for every replica from the first
+    replica's gradients, assuming they were already summed over replicas; they are not yet.
+    With ``mixed_float16`` and ``MirroredStrategy``, an overflow on another replica was then
+    applied, and a CycleGAN's weights were NaN after its first epoch. Here every replica's
+    verdict is reduced first, so the step is skipped (and the scale lowered) if any overflowed.
+    """
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return finite
+        overflowed = tf.cast(tf.logical_not(finite), "float32")
+        return context.all_reduce("SUM", overflowed) < 0.5  # no replica overflowed
 
 
 def engine_compile_arguments(compile_config) -> dict:
