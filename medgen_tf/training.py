@@ -630,9 +630,7 @@ def _num_examples(data) -> int:
     return count
 
 
-def _set_aside_earlier_run(
-    run_dir: Path, newest: Path | None, reason: str = "resume=False"
-) -> None:
+def _set_aside_earlier_run(run_dir: Path, newest: Path | None) -> None:
     """Move an earlier run's outputs (checkpoints, samples, history, weights, exported models,
     ...) into ``replaced/`` for a new run.
 
@@ -659,9 +657,9 @@ def _set_aside_earlier_run(
         _discard(replaced)
     os.replace(staging, replaced)
     logger.warning(
-        "%s: new run (%s); the earlier run (%s, samples, history, weights) was moved to %s%s",
+        "%s: new run (resume=False); the earlier run (%s, samples, history, weights) was moved "
+        "to %s%s",
         run_dir,
-        reason,
         f"checkpoints up to {newest.name}" if newest else "no complete checkpoint",
         replaced.name,
         ", replacing the one set aside before" if dropped else "",
