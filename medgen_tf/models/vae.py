@@ -468,7 +468,7 @@ class VAE(keras.Model):
         return images
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        # Checked once on the host, as ConditionalGAN.fit checks its labels; inside the step a
+        # Checked once on the host, as the GANs' fit checks their images; inside the step a
         # NaN or a Bernoulli target outside [0, 1] (where the cross-entropy has no minimum)
         # trains into overflow and NaN without a message.
         check_fit_data(self, x, None, kwargs.get("validation_data"), "VAE.fit")
