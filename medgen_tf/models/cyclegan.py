@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -27,7 +26,7 @@ try:
         check_fit_data,
         check_image_batch,
         check_image_size_argument,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -49,7 +48,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_fit_data,
         check_image_batch,
         check_image_size_argument,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -717,10 +716,7 @@ class CycleGAN(keras.Model):
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             return  # _unpack says what a batch must be
         for images, domain, shape in zip(data, "AB", self._image_shapes(), strict=True):
-            if isinstance(images, np.ndarray):
-                what = f"domain {domain} images"
-                check_image_batch(images, "CycleGAN", "[-1, 1]", what, shape)
-                check_image_values(images, context, what=what)
+            check_numpy_images(images, "CycleGAN", context, f"domain {domain} images", shape)
 
     def train_step(self, data):
         real_a, real_b = self._unpack(data)

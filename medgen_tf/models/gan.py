@@ -24,7 +24,7 @@ try:
         check_fit_data,
         check_image_batch,
         check_image_size_argument,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -43,7 +43,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_fit_data,
         check_image_batch,
         check_image_size_argument,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
         loss_scaled,
@@ -454,10 +454,7 @@ class GAN(keras.Model):
         input, :func:`medgen_tf.training.fit` on the arrays it batches; a dataset's batches
         get the shape and dtype checks when the step is traced."""
         images = data[0] if isinstance(data, (tuple, list)) and data else data
-        if isinstance(images, np.ndarray):
-            name = type(self).__name__
-            check_image_batch(images, name, "[-1, 1]", image_shape=self._image_shape())
-            check_image_values(images, context)
+        check_numpy_images(images, type(self).__name__, context, image_shape=self._image_shape())
 
     # Hooks the conditional model overrides.
     def _unpack(self, data):

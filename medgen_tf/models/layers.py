@@ -289,6 +289,15 @@ def check_image_values(images, context, value_range=(-1.0, 1.0), what="images") 
         )
 
 
+def check_numpy_images(images, model_name, context, what="images", image_shape=None) -> None:
+    """For a model's ``check_training_data``: a numpy batch of images gets
+    :func:`check_image_batch` (4-D, float, the networks' shape) and :func:`check_image_values`
+    (finite, within [-1, 1]); anything else is left to the traced step."""
+    if isinstance(images, np.ndarray):
+        check_image_batch(images, model_name, "[-1, 1]", what, image_shape)
+        check_image_values(images, context, what=what)
+
+
 def check_fit_data(model, x, y, validation_data, context) -> None:
     """Run ``model.check_training_data`` on what ``fit`` was given: ``x`` (with ``y``) and
     ``validation_data``. Keras' ``fit`` never looks at the values of numpy input."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -23,7 +22,7 @@ try:
         check_compile_arguments,
         check_fit_data,
         check_image_batch,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         loss_scaled,
         predict_images,
@@ -39,7 +38,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_compile_arguments,
         check_fit_data,
         check_image_batch,
-        check_image_values,
+        check_numpy_images,
         engine_compile_arguments,
         loss_scaled,
         predict_images,
@@ -218,9 +217,7 @@ class Pix2Pix(keras.Model):
         are checked when the step is traced, before anything trains."""
         if isinstance(data, (tuple, list)) and len(data) == 2:
             for images, what in zip(data, ("input images", "target images"), strict=True):
-                if isinstance(images, np.ndarray):
-                    check_image_batch(images, "Pix2Pix", "[-1, 1]", what)
-                    check_image_values(images, context, what=what)
+                check_numpy_images(images, "Pix2Pix", context, what)
 
     def _check_targets_match_output(self, targets):
         outputs = getattr(self.generator, "outputs", None)  # None for a subclassed generator
