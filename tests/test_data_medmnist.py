@@ -1,5 +1,10 @@
 """MedMNIST .npz layout and checked downloads (wiring only: no network here)."""
 
+import io
+import os
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,6 +104,21 @@ def test_download_is_md5_checked_and_licence_shown(tmp_path, monkeypatch, capsys
     assert data["label_names"][4] == "melanoma"
 
 
+def test_a_first_download_lands_in_the_package_cache(tmp_path, monkeypatch, medmnist_npz):
+    # keras.utils.get_file saves to /tmp/.keras when cache_dir is not writable, as a folder
+    # not made yet is not: the first download missed the cache on a fresh machine.
+    import keras
+
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, cache_dir, cache_subdir):
+        assert os.access(cache_dir, os.W_OK), "get_file would fall back to /tmp/.keras"
+        return str(medmnist_npz(Path(cache_dir) / cache_subdir / fname))
+
+    cache = tmp_path / "fresh" / "cache"
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(cache))
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    assert medmnist.download("breastmnist") == cache / "medmnist" / "breastmnist.npz"
+
+
 def test_failed_download_is_a_data_error(monkeypatch, tmp_path):
     import keras
 
@@ -179,6 +199,21 @@ def test_malformed_arrays_are_one_line_data_errors(tmp_path, images, labels, pro
     with pytest.raises(DataError, match=problem) as error:
         medmnist.load_medmnist(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_member_that_is_no_npy_array_is_a_one_line_data_error(tmp_path):
+    # numpy hands such a member back as bytes: "'bytes' object has no attribute 'ndim'".
+    path = tmp_path / "foreign.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train_images", b"not an array")
+        labels = io.BytesIO()
+        np.save(labels, np.zeros((2, 1), np.uint8))
+        archive.writestr("train_labels.npy", labels.getvalue())
+    with pytest.raises(DataError) as error:
+        medmnist.load_medmnist(path)
+    assert str(error.value) == (
+        f"{path}: train_images is not a .npy array (a damaged or foreign .npz)"
+    )
 
 
 def test_npy_renamed_npz_is_a_one_line_data_error(tmp_path):

@@ -87,6 +87,14 @@ def test_nifti_and_medmnist_specs(tmp_path):
     with pytest.raises(DataError, match="own size") as error:
         load_spec(f"medmnist:{path}@64")
     assert "\n" not in str(error.value)
+    # A folder with an "@" in its name: cut at the first "@", the path was "a size".
+    at_folder = tmp_path / "run@2"
+    at_folder.mkdir()
+    data = load_spec(f"medmnist:{_npz(at_folder / 'toy.npz')}", image_size=32, split="test")
+    assert data["images"].shape == (8, 32, 32, 1)
+    # An "@" with no size meant 28 without a word.
+    with pytest.raises(DataError, match="no size after '@'"):
+        load_spec("medmnist:pneumoniamnist@")
 
 
 def test_domains_of_different_sizes_are_refused(tmp_path):

@@ -464,17 +464,22 @@ def test_a_value_range_or_image_size_that_cannot_hold_images_is_refused(tmp_path
         ("pairs", [[0, 1], [1, 1]], r"labels of shape \(2,\), expected one class index"),
         # int(0.7) is 0: a regression target became classes in silence.
         ("fractions", [0.7, 1.0], "fractional labels, expected class indices"),
+        # TFDS's "no label" (-1, diabetic_retinopathy_detection's test split) loaded as is.
+        ("unlabelled", [-1, 1], r"labels in \[-1, 1\], expected class indices 0..2\*\*31-1"),
+        # The int32 cast wrapped 2**32 to 0, and made inf into -2**31.
+        ("wrapping", [2**32, 1], r"labels in \[1, 4.29497e\+09\], expected class indices"),
+        ("infinite", [np.inf, 1.0], "NaN or Inf labels"),
     ],
 )
 def test_labels_that_are_no_class_indices_are_one_line_errors(tmp_path, kind, labels, problem):
     tfds = pytest.importorskip("tensorflow_datasets")
     rng = np.random.default_rng(0)
     name = f"medgen_toy_{kind}"
-    feature = (
-        tfds.features.Tensor(shape=(2,), dtype=np.int64)
-        if kind == "pairs"
-        else tfds.features.Scalar(dtype=np.float32)
-    )
+    feature = {
+        "pairs": tfds.features.Tensor(shape=(2,), dtype=np.int64),
+        "unlabelled": tfds.features.ClassLabel(names=["a", "b"]),
+        "wrapping": tfds.features.Scalar(dtype=np.int64),
+    }.get(kind, tfds.features.Scalar(dtype=np.float32))
     _prepared_toy(
         tmp_path,
         name,
@@ -486,6 +491,33 @@ def test_labels_that_are_no_class_indices_are_one_line_errors(tmp_path, kind, la
         tfds_catalog.load_tfds(name, data_dir=tmp_path, image_size=4)
     message = str(error.value)
     assert message.startswith(f"tfds:{name}: split 'train' has ") and "\n" not in message
+
+
+def test_a_dataset_without_images_is_refused_before_it_is_prepared(tmp_path):
+    # Checked after tfds.load, a text corpus was downloaded and prepared in full first.
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class TextOnly(tfds.core.GeneratorBasedBuilder):
+        name = "medgen_toy_text_only"
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()})
+            )
+
+        def _split_generators(self, dl_manager):
+            raise AssertionError("the dataset was prepared before it was refused")
+
+        def _generate_examples(self):
+            raise AssertionError("the dataset was prepared before it was refused")
+
+    with pytest.raises(DataError) as error:
+        tfds_catalog.load_tfds("medgen_toy_text_only", data_dir=tmp_path, image_size=4)
+    assert str(error.value) == (
+        "tfds:medgen_toy_text_only: no 'image' feature; not an image dataset"
+    )
+    assert not TextOnly(data_dir=tmp_path).is_prepared()
 
 
 @pytest.mark.parametrize("max_examples", [0, -1])

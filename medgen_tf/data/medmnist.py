@@ -135,6 +135,15 @@ def download(name: str, size: int = 28, cache_dir=None) -> Path:
     cache_dir = Path(cache_dir or config.cache_dir())
     target = file_name(name, size)
     try:
+        # get_file saves to /tmp/.keras when cache_dir is not writable, which a folder not
+        # made yet is not: the file then missed the cache and was fetched again once /tmp
+        # was cleaned.
+        (cache_dir / "medmnist").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"medmnist:{name}@{size}: cannot make the cache folder ({error})"
+        ) from error
+    try:
         path = keras.utils.get_file(
             fname=target,
             origin=f"{ZENODO}/{target}?download=1",
@@ -210,6 +219,10 @@ def read_npz(path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{path}: array needs pickle to load; refused ({error})") from error
         except _CORRUPT_ERRORS as error:
             raise DataError(f"{path}: corrupt .npz archive ({first_line(error)})") from error
+    # numpy hands back a member that is no .npy file as raw bytes.
+    for key, value in ((f"{split}_images", images), (f"{split}_labels", labels)):
+        if not isinstance(value, np.ndarray):
+            raise DataError(f"{path}: {key} is not a .npy array (a damaged or foreign .npz)")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):

@@ -127,7 +127,16 @@ def load_spec(
         names = [file.name for file in nifti.nifti_files(path)]
         return {"images": images, "labels": sources, "label_names": names, "name": spec}
     if kind == "medmnist":
-        name, _, size_text = argument.partition("@")
+        # A .npz path is taken whole (its folders may hold an "@"); a name's size follows
+        # its last "@".
+        if argument.lower().endswith(".npz"):
+            name, size_text = argument, ""
+        else:
+            name, at, size_text = argument.rpartition("@")
+            if not at:
+                name = size_text
+            elif not size_text:
+                raise DataError(f"data spec {spec!r}: no size after '@'")
         if name.lower().endswith(".npz"):
             name = _must_exist(Path(name).expanduser(), spec)
             if size_text:

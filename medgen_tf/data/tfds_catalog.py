@@ -243,6 +243,10 @@ def load_tfds(
         raise DataError(f"tfds:{name}: {_builder_problem(error)}") from error
     finally:
         absl_logger.setLevel(level)
+    # Checked on the builder's own description, before tfds.load downloads and prepares the
+    # whole dataset (a text corpus of gigabytes) only to be refused.
+    if TFDS_IMAGE_KEY not in builder.info.features:
+        raise DataError(f"tfds:{name}: no 'image' feature; not an image dataset")
     if needs_sources:
         # The TFDS folder (its root), where a copied downloads/ folder is looked for.
         _check_sources_reachable(name, builder.url_infos, builder.data_dir_root)
@@ -252,8 +256,6 @@ def load_tfds(
         raise DataError(
             f"tfds:{name}: cannot load split {split!r} ({first_line(error)})"
         ) from error
-    if TFDS_IMAGE_KEY not in info.features:
-        raise DataError(f"tfds:{name}: no 'image' feature; not an image dataset")
     if max_examples is not None:
         dataset = dataset.take(max_examples)
     images, labels = [], []
@@ -329,6 +331,16 @@ def load_tfds(
         if values.dtype.kind == "f" and not np.all(values == np.floor(values)):
             raise DataError(
                 f"tfds:{name}: split {split!r} has fractional labels, expected class indices"
+            )
+        # TFDS writes -1 for an unlabelled example (diabetic_retinopathy_detection's test
+        # split); a cast made inf into -2**31 and wrapped 2**32 to 0.
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"tfds:{name}: split {split!r} has NaN or Inf labels")
+        low, high = values.min(), values.max()
+        if low < 0 or high >= 2**31:
+            raise DataError(
+                f"tfds:{name}: split {split!r} has labels in [{low:g}, {high:g}], expected class "
+                "indices 0..2**31-1 (TFDS writes -1 for an unlabelled example)"
             )
         labels = values.astype(np.int32)
     return {
