@@ -219,13 +219,14 @@ def evaluate_samples(
         generated, train, test: images (n, h, w, 1) in [-1, 1]; ``test`` holds subjects that
             are not in ``train``.
         num_samples: n for the distribution scores; at most ``len(test)`` (the floor needs as
-            many test slices). Default: ``min(len(generated), len(test))``.
+            many test slices). Default: ``min(len(generated), len(test), len(train))``. The first
+            n generated images are scored, in their order.
         seed: chooses the subsets.
         k: neighbourhood size of precision/recall.
         extractor: a model from :func:`medgen_tf.features.load_feature_extractor`.
 
     Returns:
-        dict: ``num_samples``, ``fd_medgen``, ``kid`` (mean, std over 50 subsets of n / 2),
+        dict: ``num_samples``, ``fd_medgen``, ``kid`` (mean, std over 50 subsets of n // 2),
         ``precision_recall``, each as
         ``{"generated": ..., "real_floor": ...}``, and ``memorization`` (pixel space, against
         every training slice; its ``test_to_train`` part is the floor).
@@ -252,7 +253,10 @@ def evaluate_samples(
     if size < k + 2:
         raise DataError(f"evaluation needs at least {k + 2} samples, got {size}")
     rng = np.random.default_rng(seed)
-    generated = _subset(generated, size, rng)
+    # The generated images keep their order (they are independent draws already), so the
+    # memorisation check's indices are those of ``medgen-tf sample --seed S --n n``; shuffled,
+    # they pointed to images no command showed.
+    generated = generated[:size]
     train_subset = _subset(train, size, rng)
     test_subset = _subset(test, size, rng)
     extract = lambda images: feature_module.extract_features(  # noqa: E731
@@ -261,8 +265,9 @@ def evaluate_samples(
     features_generated = extract(generated)
     features_train = extract(train_subset)
     features_test = extract(test_subset)
-    # Subsets of half the samples: subsets of all n would be the same set every time (std 0).
-    kid_options = dict(num_subsets=50, subset_size=min(1000, max(k + 2, size // 2)), seed=seed)
+    # Subsets of half the samples: subsets of all n would be the same set every time (std 0),
+    # as k + 2 rows were for every n up to 11.
+    kid_options = dict(num_subsets=50, subset_size=min(1000, max(2, size // 2)), seed=seed)
     kid_generated = metrics.kid(features_train, features_generated, **kid_options)
     kid_floor = metrics.kid(features_train, features_test, **kid_options)
     try:
@@ -341,7 +346,7 @@ def _feature_scores(reference, features, k, seed, num_subsets):
         reference,
         features,
         num_subsets=num_subsets,
-        subset_size=min(1000, max(k + 2, size // 2)),
+        subset_size=min(1000, max(2, size // 2)),
         seed=seed,
     )
     return {
@@ -496,36 +501,48 @@ def evaluate_run(
     try:
         results = evaluate_samples(generated, train["images"], test["images"], size, seed=seed)
     except DataError as error:
-        # The split's own problems name the data; others (the extractor's weights) stand alone.
+        # The split's own problems name the data, the samples' the run; others (the
+        # extractor's weights) stand alone.
+        if str(error).startswith("generated images"):
+            raise DataError(f"{run_dir}: {error}") from None
         if not str(error).startswith("test split:"):
             raise
         raise DataError(f"data {data!r}: {error}") from None
     images = results.pop("_images")
+    # The cohort's size and seed say which simulated subjects were scored; other data ignore
+    # them, and a report that gave them claimed a 32-subject cohort for a MedMNIST run.
+    is_cohort = parse_spec(data)[0] == "brain"
     report = {
         "run": run_dir.name,
         "model": kind,
         "data": data,
         "image_size": image_size,
-        "num_subjects": num_subjects,
-        "data_seed": data_seed,
+        "num_subjects": num_subjects if is_cohort else None,
+        "data_seed": data_seed if is_cohort else None,
         "seed": seed,
         "feature_extractor": {
             "name": "FD-medgen (not FID)",
             "weights_sha256": feature_module.WEIGHTS_SHA256,
         },
-        "real_floor": "train vs held-out test subjects, same n",
+        "real_floor": (
+            "train vs held-out test subjects, same n"
+            if is_cohort
+            else "train vs test split, same n"
+        ),
         **results,
     }
     _check_finite(report)
     path = run_dir / "metrics.json"
-    # Replaced in one rename, so an earlier evaluation survives a crash mid-write.
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(report, indent=2))
     title = (
         f"{run_dir.name}: FD-medgen {results['fd_medgen']['generated']:.2f} "
         f"(real floor {results['fd_medgen']['real_floor']:.2f}), n = {results['num_samples']}"
     )
-    _report_figure(images, results["memorization"], run_dir / "evaluation.png", title)
+    # Both written beside their targets, then each replaced in one rename, the figure first:
+    # a crash leaves the earlier evaluation's pair whole, never new scores beside an old
+    # figure.
+    with atomic_path(path) as metrics_file, atomic_path(run_dir / "evaluation.png") as figure:
+        metrics_file.write_text(json.dumps(report, indent=2))
+        _report_figure(images, results["memorization"], figure, title)
     return path
 
 

@@ -99,11 +99,14 @@ def load_feature_extractor(weights_path=None, expected_sha256: str | None = WEIG
             for weights you just trained yourself.
     """
     path = Path(weights_path or WEIGHTS_PATH)
-    key = (str(path), expected_sha256)
-    if key in _LOADED:
-        return _LOADED[key]
     if not path.is_file():
         raise DataError(f"{path}: feature extractor weights not found")
+    # The file's size and time are in the key: with no sha256 to check (weights being trained),
+    # a retrained file at the same path returned the model loaded from the earlier one.
+    status = path.stat()
+    key = (str(path.resolve()), expected_sha256, status.st_size, status.st_mtime_ns)
+    if key in _LOADED:
+        return _LOADED[key]
     if expected_sha256 is not None:
         actual = sha256_of(path)
         if actual != expected_sha256:

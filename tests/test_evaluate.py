@@ -257,6 +257,30 @@ def test_copied_training_slices_score_like_real_data_and_are_flagged():
     assert noisy["fd_medgen"]["generated"] > 10 * results["fd_medgen"]["generated"]
 
 
+def test_memorisation_indices_are_those_of_the_generated_images_as_given():
+    # The generated set was shuffled before the check: "generated #17 is a copy" named an
+    # image of an order no command showed.
+    train, test = _real("train"), _real("test")
+    generated = np.random.default_rng(0).uniform(-1, 1, (24, *train.shape[1:]))
+    generated = generated.astype(np.float32)
+    generated[[3, 17]] = train[[5, 9]]
+    results = evaluate_samples(generated, train, test, num_samples=24)
+    assert results["memorization"]["flagged_indices"] == [3, 17]
+    pairs = {pair[0]: pair[1] for pair in results["memorization"]["closest_pairs"]}
+    assert (pairs[3], pairs[17]) == (5, 9)
+
+
+def test_kid_subsets_differ_at_the_smallest_n():
+    # Subsets of max(k + 2, n // 2) rows were the whole set for every n up to 11: a std of 0
+    # reported as a spread.
+    train, test = _real("train"), _real("test")
+    results = evaluate_samples(test[:5], train, test[5:], num_samples=5)
+    assert results["num_samples"] == 5
+    # Round-off made the old std about 1e-15, not 0.
+    assert results["kid"]["generated"]["std"] > 1e-6
+    assert results["kid"]["real_floor"]["std"] > 1e-6
+
+
 def test_evaluate_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path)]) == 2
     assert "no generator.keras" in capsys.readouterr().err
@@ -371,7 +395,9 @@ def test_a_crash_while_writing_the_report_keeps_the_previous_one(tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         evaluate_run(tmp_path, num_samples=20, seed=1)
     assert (tmp_path / "evaluation.png").read_bytes() == figure
-    assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 1  # this one finished
+    # The scores of seed 1 were written before the figure failed: they replaced the pair's
+    # metrics.json beside seed 0's figure.
+    assert (tmp_path / "metrics.json").read_bytes() == report
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
 
 
@@ -429,6 +455,29 @@ def test_evaluate_refuses_a_run_folder_without_its_config(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "no config.json" in error[0] and str(tmp_path) in error[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_report_on_other_data_claims_no_simulated_cohort(tmp_path, medmnist_npz):
+    # num_subjects 32 and data_seed 3 were written for a MedMNIST run, which has neither.
+    _npz_run(tmp_path, medmnist_npz(tmp_path / "local.npz", size=16, counts=(12, 4, 6)))
+    report = json.loads(evaluate_run(tmp_path, num_samples=6).read_text())
+    assert (report["num_subjects"], report["data_seed"]) == (None, None)
+    assert report["real_floor"] == "train vs test split, same n"
+
+
+def test_samples_with_nan_are_blamed_on_the_run(tmp_path, capsys):
+    # "generated images: ... NaN" named no run or model file.
+    decoder = build_decoder(32, latent_dim=4, base_filters=8)
+    decoder.layers[-1].set_weights(
+        [np.full_like(w, np.nan) for w in decoder.layers[-1].get_weights()]
+    )
+    decoder.save(tmp_path / "decoder.keras")
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "vae", **SPEC}}))
+    assert cli.main(["evaluate", str(tmp_path), "--n", "20"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert error[0].startswith(f"medgen-tf: error: {tmp_path}: generated images: ")
+    assert "did training diverge?" in error[0]
 
 
 def test_a_missing_extractor_is_not_blamed_on_the_data(tmp_path, capsys, medmnist_npz, monkeypatch):

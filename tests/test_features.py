@@ -25,6 +25,18 @@ def test_tampered_weights_are_refused(tmp_path):
         features.load_feature_extractor(tmp_path / "missing.weights.h5")
 
 
+def test_weights_rewritten_at_the_same_path_are_loaded_again(tmp_path):
+    # Unchecked (weights being trained), the cache was keyed on the path alone: a retrained
+    # (here: broken) file returned the model loaded from the earlier one.
+    copy = tmp_path / "mine.weights.h5"
+    copy.write_bytes(features.WEIGHTS_PATH.read_bytes())
+    first = features.load_feature_extractor(copy, expected_sha256=None)
+    assert features.load_feature_extractor(copy, expected_sha256=None) is first
+    copy.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not weights of the feature extractor"):
+        features.load_feature_extractor(copy, expected_sha256=None)
+
+
 def test_weights_that_are_no_weights_file_are_one_line_naming_it(tmp_path):
     # Unchecked (expected_sha256=None), a junk file was h5py's OSError, which named no file.
     junk = tmp_path / "junk.weights.h5"
