@@ -265,6 +265,32 @@ def test_the_cohort_builders_refuse_bad_counts_by_name(tmp_path, monkeypatch, fu
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
+@pytest.mark.parametrize("function", [brain.load_cohort, brain.build_cohort])
+def test_the_cohort_builders_refuse_a_fractional_size_or_a_negative_seed(
+    tmp_path, monkeypatch, function
+):
+    # image_size 16.5 made 17 x 17 slices in silence; seed -1 was numpy's "expected
+    # non-negative integer", naming no argument.
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    small = {"num_subjects": 1, "image_size": 16, "slices_per_subject": 2}
+    with pytest.raises(ValueError, match=r"image_size must be a whole number >= 8, got 16.5"):
+        function(**{**small, "image_size": 16.5})
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0, got -1"):
+        function(**small, seed=-1)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_numpy_integers_build_and_cache_the_same_cohort(tmp_path, monkeypatch):
+    # They passed the checks, then json.dumps (the cache key) refused them: a TypeError.
+    monkeypatch.setenv("MEDGEN_CACHE_DIR", str(tmp_path / "cache"))
+    small = {"num_subjects": 1, "image_size": 16, "slices_per_subject": 2, "seed": 3}
+    cohort = brain.load_cohort(**{name: np.int64(value) for name, value in small.items()})
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    again = brain.load_cohort(**small)  # the same key: read from the cache
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    np.testing.assert_array_equal(cohort["t1"], again["t1"])
+
+
 @pytest.mark.parametrize("voxel_size", [0, 0.0, -2.0, float("nan"), True])
 def test_a_voxel_size_that_is_not_a_positive_number_is_refused(voxel_size):
     for function in (subject_volumes, brain.subject_bias_field):

@@ -665,3 +665,35 @@ def test_names_whose_parts_pair_the_files_in_two_ways_are_refused(tmp_path):
         ("20240101_subA_T1.nii", "20240101_subA_T2.nii"),
         ("20240102_subB_T1.nii", "20240102_subB_T2.nii"),
     ]
+
+
+@pytest.mark.parametrize("volume_index", [1.5, True, "1"])
+def test_a_volume_index_that_is_no_whole_number_is_refused(tmp_path, volume_index):
+    # 1.5 was volume 1, True was volume 1, and "1" was called a corrupt file.
+    path = _save(np.stack([_volume(), _volume() + 1.0], axis=-1), tmp_path / "two.nii.gz")
+    with pytest.raises(ValueError) as error:
+        load_volume(path, volume_index=volume_index)
+    assert str(error.value) == (
+        f"volume_index must be a whole number or None, got {volume_index!r}"
+    )
+    assert load_volume(path, volume_index=np.int64(1))[0].shape == _volume().shape
+
+
+def test_a_file_without_orientation_is_loaded_with_a_warning(tmp_path, caplog):
+    # nibabel flips x for it (ANALYZE's radiological storage); the header cannot say whether
+    # that is right, and the loader claimed RAS "whatever the scanner wrote".
+    image = nib.Nifti1Image(_volume(), None)
+    assert (int(image.header["qform_code"]), int(image.header["sform_code"])) == (0, 0)
+    path = tmp_path / "analyze_like.nii.gz"
+    nib.save(image, str(path))
+    with caplog.at_level("WARNING", logger="medgen_tf.data.nifti"):
+        volume, _ = load_volume(path)
+    assert volume.shape == _volume().shape
+    assert caplog.messages == [
+        f"{path}: no orientation in the header (qform and sform codes 0): read in ANALYZE's "
+        "radiological order, as nibabel does; left and right may be swapped"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medgen_tf.data.nifti"):
+        load_volume(_save(_volume(), tmp_path / "oriented.nii.gz"))
+    assert caplog.messages == []

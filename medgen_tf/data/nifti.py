@@ -5,7 +5,9 @@ with one line naming the file and the problem. The steps, in the order a pipelin
 
 1. :func:`load_volume` reads a ``.nii``/``.nii.gz`` file with nibabel, reorients it to the
    closest canonical orientation (RAS+: the first array axis runs Right, the second Anterior,
-   the third Superior), so axis 2 is always axial whatever the scanner wrote.
+   the third Superior), so axis 2 is always axial whatever the scanner wrote. A file that
+   records no orientation (qform and sform codes both 0) is read as nibabel reads it, in
+   ANALYZE's radiological order, with a warning: its left and right may be swapped.
 2. :func:`normalize_intensity` clips to robust percentiles of the foreground and scales.
 3. :func:`extract_slices` cuts 2-D slices along an axis and drops near-empty ones.
 4. :func:`resize_slices` pads each slice to a square and resizes it with antialiasing.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import re
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgen_tf.errors import DataError, check_value_range, first_line
+from medgen_tf.errors import DataError, check_value_range, first_line, is_whole_number
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -75,6 +78,9 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
     import nibabel as nib
 
     path = Path(path)
+    # float() truncated 1.5 to volume 1, True was volume 1, and "1" was called a corrupt file.
+    if volume_index is not None and not is_whole_number(volume_index):
+        raise ValueError(f"volume_index must be a whole number or None, got {volume_index!r}")
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
@@ -95,6 +101,14 @@ def load_volume(path, volume_index: int | None = None, expected_sha256: str | No
             image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise DataError(f"{path}: not a NIfTI image ({type(image).__name__})")
+        if int(image.header["qform_code"]) == 0 and int(image.header["sform_code"]) == 0:
+            # nibabel then assumes ANALYZE's storage (x flipped); the NIfTI standard's method 1
+            # would not flip it. Nothing in the file says which is true.
+            logging.getLogger(__name__).warning(
+                "%s: no orientation in the header (qform and sform codes 0): read in ANALYZE's "
+                "radiological order, as nibabel does; left and right may be swapped",
+                path,
+            )
         shape, kind = image.shape, image.get_data_dtype().kind
         if kind == "c":
             raise DataError(
