@@ -127,6 +127,12 @@ def test_the_wheel_carries_the_template_and_weights_and_finds_them_once_installe
         packed = (tmp_path / "site" / "medgen_tf" / "template" / name).read_bytes()
         assert packed == (ROOT / "data" / name).read_bytes(), name
     assert "medgen_tf/weights/feature_extractor.weights.h5" in names
+    # The template is not MIT: the metadata names its licence too, and carries its notice.
+    metadata = next(name for name in names if name.endswith(".dist-info/METADATA"))
+    with zipfile.ZipFile(wheel) as archive:
+        fields = archive.read(metadata).decode().splitlines()
+    assert "License-Expression: MIT AND LicenseRef-MNI-ICBM152" in fields
+    assert "License-File: data/NOTICE" in fields
     # The unpacked wheel, run from elsewhere with no MEDGEN_DATA_DIR, loads the template
     # (sha256-checked) from inside itself.
     environment = {k: v for k, v in os.environ.items() if k != "MEDGEN_DATA_DIR"}
