@@ -33,6 +33,8 @@ def _int_at_least(minimum: int, what: str, maximum: int | None = None):
 
 
 _positive = _int_at_least(1, "must be a positive integer")
+# 10**20 epochs were tf.data's "out-of-range integer" traceback, after the run folder was made.
+MAX_EPOCHS = 1_000_000
 # A sample grid's images are drawn in one call: a million was a segmentation fault (or the OOM
 # killer); 10**9 latent dimensions a ResourceExhaustedError traceback from the first layer.
 MAX_SAMPLES = 1024
@@ -135,7 +137,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--image-size", type=_image_size, default=64, metavar="N", help="pixels (%(default)s)"
     )
     train.add_argument(
-        "--epochs", dest="num_epochs", type=_positive, default=10, metavar="N", help="(%(default)s)"
+        "--epochs",
+        dest="num_epochs",
+        type=_int_at_least(1, f"must be an integer from 1 to {MAX_EPOCHS}", MAX_EPOCHS),
+        default=10,
+        metavar="N",
+        help="(%(default)s)",
     )
     train.add_argument(
         "--batch-size", type=_positive, default=32, metavar="N", help="(%(default)s)"

@@ -178,6 +178,53 @@ def read_run_config(run_dir, required=True):
     return sections
 
 
+#: ``RUN_DIR/export.json``: how many epochs the run had trained when its models were exported.
+EXPORT_RECORD = "export.json"
+
+
+def _trained_epochs(run_dir: Path) -> int | None:
+    # history.json holds one value per epoch and metric, rewritten every epoch (and from the
+    # checkpoint on resume); None when there is none to read.
+    try:
+        history = json.loads((run_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(history, dict):
+        return None
+    return max((len(values) for values in history.values() if isinstance(values, list)), default=0)
+
+
+def record_export(run_dir) -> None:
+    """Write ``RUN_DIR/export.json`` after a run's models were exported: the epoch they hold,
+    which :func:`load_keras_file` compares with ``history.json``."""
+    run_dir = Path(run_dir)
+    with atomic_path(run_dir / EXPORT_RECORD) as temporary:
+        temporary.write_text(json.dumps({"epoch": _trained_epochs(run_dir)}, indent=2))
+
+
+def check_export_current(path) -> None:
+    """DataError naming ``path`` when its run trained on after the export (an interrupted
+    ``--resume``): the file holds an earlier model than the run's history and checkpoints say.
+
+    A folder without ``export.json`` (a model saved by hand, a notebook's run) is not checked.
+    """
+    path = Path(path)
+    record = path.parent / EXPORT_RECORD
+    if not record.is_file():
+        return
+    try:
+        exported = json.loads(record.read_text())["epoch"]
+    except (OSError, ValueError, TypeError, KeyError):
+        raise DataError(f'{record}: not an export record (expected {{"epoch": N}})') from None
+    trained = _trained_epochs(path.parent)
+    if isinstance(exported, int) and trained is not None and trained > exported:
+        raise DataError(
+            f"{path}: the model of epoch {exported}, but the run has trained on to epoch "
+            f"{trained} (a --resume that did not finish); run the same train command with "
+            "--resume to finish it and export the model again"
+        )
+
+
 def load_keras_file(path, **kwargs):
     """``keras.saving.load_model(path, **kwargs)``, with a one-line DataError naming the file.
 
@@ -185,7 +232,8 @@ def load_keras_file(path, **kwargs):
     traceback from h5py or json; a run folder's exported model is user data like any other.
     Every medgen_tf model class is registered first, so that a file of another model than the
     caller expects (a VAE saved as ``generator.keras``) loads, and the caller's own check says
-    what it is, instead of Keras' "Could not locate class" with the file's whole config.
+    what it is, instead of Keras' "Could not locate class" with the file's whole config. A
+    run's export older than its training is refused (:func:`check_export_current`).
     """
     import zipfile
 
@@ -199,6 +247,7 @@ def load_keras_file(path, **kwargs):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such model file")
+    check_export_current(path)
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras archive (truncated or damaged; export it again)")
     try:

@@ -37,7 +37,13 @@ import numpy as np
 
 from medgen_tf.config import QUICK
 from medgen_tf.errors import DataError, check_whole_at_least, is_whole_number
-from medgen_tf.files import atomic_path, check_generator, load_keras_file, read_run_config
+from medgen_tf.files import (
+    atomic_path,
+    check_generator,
+    load_keras_file,
+    read_run_config,
+    record_export,
+)
 
 __all__ = ["RECIPES", "Recipe", "demo", "register", "sample", "train", "translate"]
 
@@ -498,6 +504,9 @@ def train(
         raise DataError(f"run folder {run_dir}: {history.stopped_reason}")
     if recipe.export is not None:
         recipe.export(history.model, run_dir)
+        # A resume interrupted later leaves this export behind its checkpoints: sample,
+        # evaluate and translate compare the two and refuse it (files.check_export_current).
+        record_export(run_dir)
     return run_dir
 
 

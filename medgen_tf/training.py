@@ -59,9 +59,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from medgen_tf.data.pipeline import _as_structure, make_dataset, steps_per_epoch
+from medgen_tf.data.pipeline import MAX_BATCHES, _as_structure, make_dataset, steps_per_epoch
 from medgen_tf.errors import DataError, is_whole_number
-from medgen_tf.files import abandoned_partial, atomic_path, read_run_config
+from medgen_tf.files import EXPORT_RECORD, abandoned_partial, atomic_path, read_run_config
 
 logger = logging.getLogger(__name__)
 #: Where ``fit(resume=False)`` sets an earlier run's outputs aside (one generation kept).
@@ -81,6 +81,7 @@ _RUN_OUTPUTS = (
     "domains.json",
     "metrics.json",
     "evaluation.png",
+    EXPORT_RECORD,
 )
 #: Of those, what ``medgen-tf evaluate`` writes: the scores of the model exported before. An
 #: epoch a resumed run records removes them (``_drop_evaluation``).
@@ -243,6 +244,24 @@ def _remove_unfinished(run_dir: Path) -> None:
                     shutil.rmtree(path, ignore_errors=True)
                 elif abandoned_partial(path) and path.is_file():
                     path.unlink(missing_ok=True)
+
+
+def _check_config_is_a_runs(run_dir: Path) -> None:
+    """DataError unless a ``config.json`` alone in ``run_dir`` is one ``fit`` wrote (it has an
+    ``"engine"`` section): replacing that one loses nothing trained, and anyone else's is
+    theirs. A folder of the user's own project, with its own config.json, was overwritten."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError:  # not JSON, or not text
+        stored = None
+    if not (isinstance(stored, dict) and isinstance(stored.get("engine"), dict)):
+        raise DataError(
+            f'{path}: a config.json that no medgen-tf run wrote (no "engine" section); '
+            "nothing was changed: train into another folder"
+        )
 
 
 def trained_outputs(run_dir) -> list[str]:
@@ -864,6 +883,8 @@ def fit(
             f"but it holds an earlier run ({', '.join(trained)}); nothing was changed: train "
             "into another folder, or remove those files to start over here"
         )
+    if not trained:
+        _check_config_is_a_runs(run_dir)
     # An earlier run, when this call starts a new run: set aside once the model is built
     # (below), so a builder that fails leaves the folder as it was.
     # A staging folder left by a kill during an earlier set-aside: that set-aside is finished
@@ -874,6 +895,12 @@ def fit(
         checkpoint = None
     num_examples = None if is_dataset else _num_examples(data)
     steps = None if is_dataset else steps_per_epoch(num_examples, batch_size)
+    if steps and num_epochs * steps > MAX_BATCHES:
+        # make_dataset refuses it too, but only once the run folder exists.
+        raise ValueError(
+            f"{run_dir}: num_epochs={num_epochs} makes {num_epochs * steps} batches, more than "
+            "tf.data counts (2**62)"
+        )
     if steps == 0:
         # make_dataset refuses it too, but only once the run folder exists and an earlier run
         # in it was set aside for a run that cannot start.

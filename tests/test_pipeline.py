@@ -262,3 +262,14 @@ def test_a_bad_leaf_is_named_by_its_path_in_one_line(arrays, labels, message):
     with pytest.raises(DataError, match=re.escape(message)) as raised:
         make_dataset(arrays, labels, batch_size=1)
     assert "\n" not in str(raised.value) and "dtype object" not in str(raised.value)
+
+
+def test_more_batches_than_tf_data_counts_are_refused_in_one_line():
+    # tf.data counts in int64: 10**20 epochs were "out-of-range integer to Tensor", a traceback.
+    images = np.zeros((4, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError) as error:
+        make_dataset(images, batch_size=2, num_epochs=10**20)
+    assert str(error.value) == (
+        f"num_epochs={10**20}: {2 * 10**20} batches in all, more than tf.data counts (2**62)"
+    )
+    assert make_dataset(images, batch_size=2, num_epochs=2**61).cardinality() == 2**62

@@ -1,6 +1,7 @@
 """The CLI's train/sample/demo commands through the recipes (quick mode: 8-subject cohort,
 narrow networks; see medgen_tf.recipes)."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -428,3 +429,85 @@ def test_train_refuses_sizes_that_cannot_train_before_loading_any_data(
     with pytest.raises(ValueError, match=f"^{message}") as raised:
         recipes.train(model, run_dir=tmp_path / "run", verbose=0, **options)
     assert "\n" not in str(raised.value) and not (tmp_path / "run").exists()
+
+
+def test_an_export_left_behind_by_an_interrupted_resume_is_refused(tmp_path, capsys, monkeypatch):
+    # A resume stopped after its epochs but before the export kept the earlier generator.keras;
+    # sample and evaluate used it in silence, and evaluate's metrics.json then scored it as
+    # the run's model.
+    run_dir = tmp_path / "run"
+    arguments = [
+        "train",
+        "dcgan",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "16",
+        "--out",
+        str(run_dir),
+    ]
+    assert main(arguments + ["--epochs", "1"]) == 0
+    assert json.loads((run_dir / "export.json").read_text()) == {"epoch": 1}
+    exported = (run_dir / "generator.keras").read_bytes()
+    recipe = recipes.RECIPES["dcgan"]
+
+    def interrupted(model, folder):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setitem(recipes.RECIPES, "dcgan", dataclasses.replace(recipe, export=interrupted))
+        assert main(arguments + ["--epochs", "3", "--resume"]) == 130
+    assert (run_dir / "generator.keras").read_bytes() == exported
+    assert latest_checkpoint(run_dir / "checkpoints").name == "epoch_0003"
+    capsys.readouterr()
+    for command in (
+        ["sample", str(run_dir), "--out", str(tmp_path / "grid.png")],
+        ["evaluate", str(run_dir), "--n", "8"],
+    ):
+        assert main(command) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert error == [
+            f"medgen-tf: error: {run_dir / 'generator.keras'}: the model of epoch 1, but the run "
+            "has trained on to epoch 3 (a --resume that did not finish); run the same train "
+            "command with --resume to finish it and export the model again"
+        ]
+    assert not (tmp_path / "grid.png").exists() and not (run_dir / "metrics.json").exists()
+    # Finished with the same command: exported again, and sampled.
+    assert main(arguments + ["--epochs", "3", "--resume"]) == 0
+    assert json.loads((run_dir / "export.json").read_text()) == {"epoch": 3}
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "grid.png")]) == 0
+
+
+def test_train_leaves_a_config_json_it_did_not_write(tmp_path, capsys):
+    # A lone config.json is replaced as the remains of a run that failed before its first
+    # epoch; one of the user's own project was replaced too.
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"lr": 0.1, "note": "my own settings"}')
+    command = ["train", "dcgan", "--image-size", "16", "--epochs", "1", "--out", str(folder)]
+    assert main(command) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"medgen-tf: error: {folder / 'config.json'}: a config.json that no medgen-tf run wrote "
+        '(no "engine" section); nothing was changed: train into another folder'
+    ]
+    assert sorted(path.name for path in folder.iterdir()) == ["config.json"]
+    assert json.loads((folder / "config.json").read_text())["note"] == "my own settings"
+
+
+@pytest.mark.parametrize("epochs", ["1000001", "99999999999999999999"])
+def test_an_epoch_count_beyond_what_can_run_is_refused_before_any_folder_is_made(
+    tmp_path, capsys, monkeypatch, epochs
+):
+    # 10**20 epochs were tf.data's "out-of-range integer" traceback, after the run folder was
+    # made (and left empty).
+    def trains(*args, **kwargs):
+        raise AssertionError("the command began a run of that many epochs")
+
+    monkeypatch.setattr(recipes, "train", trains)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_code:
+        main(["train", "dcgan", "--image-size", "16", "--epochs", epochs, "--out", str(out)])
+    assert exit_code.value.code == 2
+    assert "--epochs: must be an integer from 1 to 1000000" in capsys.readouterr().err
+    assert not out.exists()

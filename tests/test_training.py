@@ -1447,3 +1447,27 @@ def test_a_set_aside_killed_part_way_loses_nothing_when_the_new_run_starts_again
     fit(build_toy, IMAGES, run_dir, num_epochs=1, **QUIET)
     assert _files(run_dir / "replaced") == earlier
     assert not [path.name for path in run_dir.iterdir() if path.name.startswith(".")]
+
+
+def test_an_epoch_count_tf_data_cannot_count_is_refused_before_the_folder_is_made(tmp_path):
+    # make_dataset refused it only once the run folder had been made (and an earlier run in
+    # it set aside).
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError) as caught:
+        fit(build_toy, IMAGES, run_dir, num_epochs=10**20, **QUIET)
+    assert str(caught.value).startswith(f"{run_dir}: num_epochs={10**20} makes ")
+    assert str(caught.value).endswith(" batches, more than tf.data counts (2**62)")
+    assert not run_dir.exists()
+
+
+def test_fit_leaves_a_config_json_it_did_not_write(tmp_path):
+    # A lone config.json was replaced as the remains of a run that failed before its first
+    # epoch, whoever wrote it.
+    (tmp_path / "config.json").write_text('{"learning_rate": 0.1}')
+    with pytest.raises(DataError, match="a config.json that no medgen-tf run wrote"):
+        fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    assert _files(tmp_path) == {"config.json": b'{"learning_rate": 0.1}'}
+    # One a failed run of ours left (it has the engine's section) is replaced as before.
+    (tmp_path / "config.json").write_text('{"config": {}, "engine": {"batch_size": 8}}')
+    fit(build_toy, IMAGES, tmp_path, num_epochs=1, **QUIET)
+    assert (tmp_path / "history.json").is_file()

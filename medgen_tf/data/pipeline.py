@@ -105,6 +105,10 @@ def epoch_permutation(num_examples: int, seed: int, epoch) -> tf.Tensor:
     return tf.random.experimental.stateless_shuffle(indices, seed=stateless_seed)
 
 
+#: The most batches (and epochs) one dataset may hold: tf.data counts them in int64.
+MAX_BATCHES = 2**62
+
+
 def make_dataset(
     arrays,
     labels=None,
@@ -165,6 +169,16 @@ def make_dataset(
             f"num_epochs={num_epochs} leaves no epoch after initial_epoch={initial_epoch}"
         )
 
+    num_batches = (last_epoch - initial_epoch) * steps_per_epoch(
+        num_examples, batch_size, drop_remainder
+    )
+    if last_epoch > MAX_BATCHES or num_batches > MAX_BATCHES:
+        # tf.data counts in int64: beyond it, "out-of-range integer to Tensor", a traceback.
+        raise ValueError(
+            f"num_epochs={num_epochs}: {num_batches} batches in all, more than tf.data counts "
+            "(2**62)"
+        )
+
     tensors = tf.nest.map_structure(tf.constant, structure)
     if num_epochs is None and shuffle:
         # one key per iteration, new each time the dataset is iterated, same sequence every run
@@ -187,9 +201,6 @@ def make_dataset(
     dataset = epochs.flat_map(batches_of_epoch)
     # flat_map hides the length from tf.data. Stated here, it lets `fit` show "8/8" rather than
     # "Unknown", and spares its first epoch the "Your input ran out of data" warning.
-    num_batches = (last_epoch - initial_epoch) * steps_per_epoch(
-        num_examples, batch_size, drop_remainder
-    )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
