@@ -220,8 +220,9 @@ def check_export_current(path) -> None:
     if isinstance(exported, int) and trained is not None and trained > exported:
         raise DataError(
             f"{path}: the model of epoch {exported}, but the run has trained on to epoch "
-            f"{trained} (a --resume that did not finish); run the same train command with "
-            "--resume to finish it and export the model again"
+            f"{trained} (a --resume interrupted or stopped by the NaN guard); finish it with "
+            f"the same train command and --resume, or delete {EXPORT_RECORD} to use this "
+            "earlier model"
         )
 
 

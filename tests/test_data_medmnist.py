@@ -119,6 +119,30 @@ def test_a_first_download_lands_in_the_package_cache(tmp_path, monkeypatch, medm
     assert medmnist.download("breastmnist") == cache / "medmnist" / "breastmnist.npz"
 
 
+def test_a_cache_folder_that_cannot_be_made_leaves_the_download_to_keras(
+    tmp_path, monkeypatch, medmnist_npz, caplog
+):
+    # A read-only home: get_file falls back to /tmp/.keras, which the mkdir must not prevent.
+    import keras
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    fallback = tmp_path / "fallback"
+
+    def fake_get_file(fname, origin, file_hash, hash_algorithm, cache_dir, cache_subdir):
+        return str(medmnist_npz(fallback / fname))
+
+    fallback.mkdir()
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    with caplog.at_level("WARNING", logger="medgen_tf.data.medmnist"):
+        path = medmnist.download("breastmnist", cache_dir=blocked)
+    assert path == fallback / "breastmnist.npz"
+    assert len(caplog.messages) == 1
+    assert caplog.messages[0].startswith(
+        f"medmnist:breastmnist@28: cannot make the cache folder {blocked} ("
+    )
+
+
 def test_failed_download_is_a_data_error(monkeypatch, tmp_path):
     import keras
 

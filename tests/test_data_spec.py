@@ -97,6 +97,22 @@ def test_nifti_and_medmnist_specs(tmp_path):
         load_spec("medmnist:pneumoniamnist@")
 
 
+def test_a_medmnist_name_with_or_without_a_size_loads_that_file(monkeypatch):
+    # The documented NAME[@SIZE]: a name alone is the 28 px file (once read as a size).
+    from medgen_tf.data import medmnist
+
+    asked = []
+
+    def load(name, split, size, image_size, value_range):
+        asked.append((name, size))
+        return {"images": np.zeros((1, 28, 28, 1), np.float32), "labels": None}
+
+    monkeypatch.setattr(medmnist, "load_medmnist", load)
+    for spec in ("medmnist:PneumoniaMNIST", "medmnist:pneumoniamnist@64"):
+        assert load_spec(spec)["name"] == spec
+    assert asked == [("PneumoniaMNIST", 28), ("pneumoniamnist", 64)]
+
+
 def test_domains_of_different_sizes_are_refused(tmp_path):
     grey, rgb = _npz(tmp_path / "grey.npz"), _npz(tmp_path / "rgb.npz", channels=3)
     with pytest.raises(DataError, match="image shapes differ") as error:

@@ -468,8 +468,9 @@ def test_an_export_left_behind_by_an_interrupted_resume_is_refused(tmp_path, cap
         error = capsys.readouterr().err.strip().splitlines()
         assert error == [
             f"medgen-tf: error: {run_dir / 'generator.keras'}: the model of epoch 1, but the run "
-            "has trained on to epoch 3 (a --resume that did not finish); run the same train "
-            "command with --resume to finish it and export the model again"
+            "has trained on to epoch 3 (a --resume interrupted or stopped by the NaN guard); "
+            "finish it with the same train command and --resume, or delete export.json to use "
+            "this earlier model"
         ]
     assert not (tmp_path / "grid.png").exists() and not (run_dir / "metrics.json").exists()
     # Finished with the same command: exported again, and sampled.

@@ -140,9 +140,15 @@ def download(name: str, size: int = 28, cache_dir=None) -> Path:
         # was cleaned.
         (cache_dir / "medmnist").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(
-            f"medmnist:{name}@{size}: cannot make the cache folder ({error})"
-        ) from error
+        # A read-only home (a container, a cluster node): get_file's fallback still works.
+        logging.getLogger(__name__).warning(
+            "medmnist:%s@%d: cannot make the cache folder %s (%s); Keras saves the download "
+            "under /tmp/.keras instead",
+            name,
+            size,
+            cache_dir,
+            error,
+        )
     try:
         path = keras.utils.get_file(
             fname=target,

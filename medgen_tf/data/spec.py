@@ -133,8 +133,8 @@ def load_spec(
             name, size_text = argument, ""
         else:
             name, at, size_text = argument.rpartition("@")
-            if not at:
-                name = size_text
+            if not at:  # rpartition puts the whole text last when there is no "@"
+                name, size_text = size_text, ""
             elif not size_text:
                 raise DataError(f"data spec {spec!r}: no size after '@'")
         if name.lower().endswith(".npz"):

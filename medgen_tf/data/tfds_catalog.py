@@ -336,11 +336,12 @@ def load_tfds(
         # split); a cast made inf into -2**31 and wrapped 2**32 to 0.
         if not np.all(np.isfinite(values)):
             raise DataError(f"tfds:{name}: split {split!r} has NaN or Inf labels")
-        low, high = values.min(), values.max()
-        if low < 0 or high >= 2**31:
+        # Named apart from low and high, which hold value_range for the images below.
+        lowest, highest = values.min(), values.max()
+        if lowest < 0 or highest >= 2**31:
             raise DataError(
-                f"tfds:{name}: split {split!r} has labels in [{low:g}, {high:g}], expected class "
-                "indices 0..2**31-1 (TFDS writes -1 for an unlabelled example)"
+                f"tfds:{name}: split {split!r} has labels in [{lowest:g}, {highest:g}], expected "
+                "class indices 0..2**31-1 (TFDS writes -1 for an unlabelled example)"
             )
         labels = values.astype(np.int32)
     return {
