@@ -570,12 +570,16 @@ class _OneSecondBatches(keras.callbacks.Callback):
 
 
 def _logged_scalar_steps(log_dir):
-    steps = {}
-    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+    # In the order they were written: by file name, a resume's file could come first (names
+    # end in a per-process counter, and "10" sorts before "9").
+    logged = []
+    for events in Path(log_dir).rglob("events.out.tfevents.*"):
         for record in tf.data.TFRecordDataset(str(events)):
             event = tf.compat.v1.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                steps.setdefault(value.tag, []).append(event.step)
+            logged += [(event.wall_time, value.tag, event.step) for value in event.summary.value]
+    steps = {}
+    for _, tag, step in sorted(logged, key=lambda entry: entry[0]):
+        steps.setdefault(tag, []).append(step)
     return steps
 
 
