@@ -442,7 +442,8 @@ def evaluate_run(
     sample, kind, num_classes = load_sampler(run_dir)
     config = _read_config(run_dir)
     data = data or config.get("data") or config.get("data_spec") or "brain"
-    if parse_spec(data)[0] == "nifti":
+    data_kind = parse_spec(data)[0]
+    if data_kind == "nifti":
         # A nifti: spec has no held-out subjects (every split is all of its slices), so the
         # "floor" would be train against train and the memorisation threshold would collapse to
         # zero: numbers that look like an evaluation but are not one. Refusing says so; a
@@ -511,7 +512,7 @@ def evaluate_run(
     images = results.pop("_images")
     # The cohort's size and seed say which simulated subjects were scored; other data ignore
     # them, and a report that gave them claimed a 32-subject cohort for a MedMNIST run.
-    is_cohort = parse_spec(data)[0] == "brain"
+    is_cohort = data_kind == "brain"
     report = {
         "run": run_dir.name,
         "model": kind,

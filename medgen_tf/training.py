@@ -250,17 +250,12 @@ def _check_config_is_a_runs(run_dir: Path) -> None:
     """DataError unless a ``config.json`` alone in ``run_dir`` is one ``fit`` wrote (it has an
     ``"engine"`` section): replacing that one loses nothing trained, and anyone else's is
     theirs. A folder of the user's own project, with its own config.json, was overwritten."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        return
-    try:
-        stored = json.loads(path.read_text())
-    except ValueError:  # not JSON, or not text
-        stored = None
-    if not (isinstance(stored, dict) and isinstance(stored.get("engine"), dict)):
+    # read_run_config refuses a file that is no JSON object; a flat one reads with no engine.
+    sections = read_run_config(run_dir, required=False)
+    if sections is not None and not sections["engine"]:
         raise DataError(
-            f'{path}: a config.json that no medgen-tf run wrote (no "engine" section); '
-            "nothing was changed: train into another folder"
+            f'{run_dir / "config.json"}: a config.json that no medgen-tf run wrote (no "engine" '
+            "section); nothing was changed: train into another folder"
         )
 
 
