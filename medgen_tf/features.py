@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from medgen_tf import metrics
 from medgen_tf.data.nifti import sha256_of
-from medgen_tf.errors import DataError, is_whole_number
+from medgen_tf.errors import DataError, first_line, is_whole_number
 from medgen_tf.files import atomic_path
 
 __all__ = [
@@ -118,9 +118,9 @@ def load_feature_extractor(weights_path=None, expected_sha256: str | None = WEIG
         model.load_weights(path)
     except (OSError, ValueError) as error:
         # h5py's "Unable to synchronously open file (file signature not found)" named no file.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise DataError(
-            f"{path}: not weights of the feature extractor ({type(error).__name__}: {first_line})"
+            f"{path}: not weights of the feature extractor ({type(error).__name__}: "
+            f"{first_line(error)})"
         ) from None
     extractor = keras.Model(model.input, model.get_layer("features").output, name="fd_medgen")
     _LOADED[key] = extractor
