@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -460,10 +461,36 @@ def translate_run(
         raise DataError(f"intensity {intensity!r}: use one of {list(INTENSITY_MODES)}")
     generator = load_generator(run_dir, direction)
     out_dir = Path(out_dir)
-    with _output_folder(out_dir):
+    with _output_folder(out_dir), _each_warning_once("medgen_tf.data.nifti"):
         return _translate_into(
             generator, run_dir, source, direction, out_dir, num_images, intensity
         )
+
+
+@contextlib.contextmanager
+def _each_warning_once(logger_name):
+    """Drop repeats of a logger's messages in the block: translate reads every NIfTI input
+    twice (all are checked before the first is written), and a header's warning once is
+    enough."""
+
+    class DropRepeats(logging.Filter):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def filter(self, record):
+            message = record.getMessage()
+            if message in self.seen:
+                return False
+            self.seen.add(message)
+            return True
+
+    logger, repeats = logging.getLogger(logger_name), DropRepeats()
+    logger.addFilter(repeats)
+    try:
+        yield
+    finally:
+        logger.removeFilter(repeats)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ test reads off what the model was fed.
 """
 
 import json
+import logging
 import re
 import shutil
 
@@ -579,3 +580,25 @@ def test_a_data_spec_scaled_otherwise_than_the_runs_data_is_refused(tmp_path):
     # b2a's source (data_b) is a nifti: spec: a nifti: spec is scaled as its data were.
     written = translate_run(run_dir, f"nifti:{volume_path}", "b2a", out_dir=out, num_images=2)
     assert [path.name for path in written] == ["b2a.png"]
+
+
+def test_a_header_without_orientation_is_warned_about_once_per_file(tmp_path, caplog):
+    # Every input is read twice (checked, then translated): the warning came twice.
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a", "b"):
+        nib.save(nib.Nifti1Image(_toy_volume(), None), str(folder / f"{name}.nii.gz"))
+    run_dir = _run_folder(tmp_path / "run", data_a="brain:t1")
+    with caplog.at_level("WARNING", logger="medgen_tf.data.nifti"):
+        written = translate_run(run_dir, str(folder), "a2b", out_dir=tmp_path / "out")
+    assert len(written) == 4
+    assert [message.split(":")[0] for message in caplog.messages] == [
+        str(folder / "a.nii.gz"),
+        str(folder / "b.nii.gz"),
+    ]
+    assert all("no orientation in the header" in message for message in caplog.messages)
+    assert not logging.getLogger("medgen_tf.data.nifti").filters
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medgen_tf.data.nifti"):
+        translate_run(run_dir, str(folder / "a.nii.gz"), "a2b", out_dir=tmp_path / "again")
+    assert len(caplog.messages) == 1  # a new command warns again
