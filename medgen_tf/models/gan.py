@@ -214,7 +214,8 @@ def _loss_key(loss):
 
 def default_optimizers(loss="non_saturating"):
     """``(d_optimizer, g_optimizer)``: Adam(2e-4, beta_1=0.5) (Radford et al. 2015), or for
-    WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017). ``loss`` is matched
+    WGAN-GP Adam(1e-4, beta_1=0.5, beta_2=0.9) (Gulrajani et al. 2017: their MNIST and
+    CIFAR-10 scripts; the paper's Algorithm 1 has beta_1=0). ``loss`` is matched
     as :func:`medgen_tf.losses.get_adversarial_loss` matches it: any case, dashes or
     underscores. Both are :class:`FusedAdam`: Keras' Adam, updated by one kernel per weight."""
     if _loss_key(loss) == "wgan_gp":

@@ -164,7 +164,8 @@ def build_decoder(
     x = keras.layers.Reshape((start_size, start_size, start_filters))(x)
     for block in reversed(range(num_blocks)):
         filters = base_filters * min(2**block, 8)
-        # Kernel 4 with stride 2 covers every output pixel evenly: no checkerboard pattern.
+        # Kernel 4 with stride 2 avoids uneven overlap, the main cause of checkerboard
+        # artefacts (Odena et al. 2016); learned weights can still produce some.
         x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", activation="relu")(
             x
         )
