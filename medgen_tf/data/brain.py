@@ -8,9 +8,9 @@ What is real and what is simulated:
   beside it were segmented from the same real data. The cohort's ``"t1"`` contrast is this real
   template intensity (warped, bias-corrupted and noisy per subject; ``t1_source="template"``).
 - **Simulated**: T2- and PD-weighted images are computed from the real tissue maps with the
-  spin-echo signal equation, in the spirit of BrainWeb (Kwan, Evans & Pike, IEEE TMI 1999:
-  the same tissue model and 1.5 T constants; BrainWeb simulates the sequence itself with the
-  Bloch equations). ``t1_source="simulated"`` simulates T1w the same way.
+  spin-echo signal equation and BrainWeb's 1.5 T constants for CSF, GM and WM (Kwan, Evans &
+  Pike, IEEE TMI 1999; BrainWeb's phantom has more tissue classes, models T2* too and
+  simulates the sequence itself with the Bloch equations). ``t1_source="simulated"`` simulates T1w the same way.
 
 The tissue maps: grey matter (GM) and white matter (WM) are the template's probability maps.
 The brain mask is the T1 template above 1% of its range (the template ships brain-extracted,
