@@ -8,11 +8,26 @@ shrinks every notebook and demo to a smoke run. Notebooks write, for example,
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+    value = os.environ.get(name, "0")
+    if value.strip().lower() not in _TRUE + _FALSE:
+        # "2" or "y" ran the full course in silence where a smoke run was meant.
+        warnings.warn(
+            f"{name}={value!r} is none of {', '.join(_TRUE)} (on) or 0, false, no, off: read as off",
+            stacklevel=2,
+        )
+    return value.strip().lower() in _TRUE
+
+
+def quick_mode() -> bool:
+    """``MEDGEN_QUICK`` as it is now (``QUICK`` is its value when the package was imported)."""
+    return _env_flag("MEDGEN_QUICK")
 
 
 QUICK: bool = _env_flag("MEDGEN_QUICK")

@@ -17,7 +17,8 @@ def first_line(error: Exception) -> str:
     """The first line of an exception's message (its type's name when it has none), for
     one-line errors that pass on a library's reason; cut to :data:`FIRST_LINE_MAX_CHARS`
     characters, ending in "...". Keras' first line can hold a whole model config (16 KB)."""
-    text = str(error).splitlines()[0] if str(error) else ""
+    # The first line with text: "\nshape (3,) ..." had given only the type's name.
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     if len(text) > FIRST_LINE_MAX_CHARS:
         text = text[: FIRST_LINE_MAX_CHARS - 3] + "..."
     return text or type(error).__name__
@@ -55,13 +56,21 @@ def check_value_range(
     ``error`` (``ValueError`` or a subclass such as ``DataError``) with a one-line message
     naming ``name`` and ending with ``advice``.
     """
-    low, high = (float(value) for value in value_range)
+    try:
+        low, high = (float(value) for value in value_range)
+    except (TypeError, ValueError):  # 1, (0,) or ("a", "b"): Python's unpacking errors
+        raise error(
+            f"value_range must be (low, high) with high > low, got {value_range!r}"
+        ) from None
     # (1, 1) was blamed on the model as NaN scores; a reversed range was scored.
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
         raise error(f"value_range must be (low, high) with high > low, got {value_range!r}")
     images = np.asarray(images)
     if images.size:
         smallest, largest = float(np.min(images)), float(np.max(images))
+        if not (np.isfinite(smallest) and np.isfinite(largest)):
+            # NaN fails every comparison below, so NaN images passed as in range.
+            raise error(f"{name}: NaN or Inf values")
         margin = slack * (high - low)
         if smallest < low - margin or largest > high + margin:
             raise error(

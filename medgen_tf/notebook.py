@@ -2,7 +2,11 @@
 
 TensorFlow 2.21 writes its C++ start-up notes (oneDNN, CUDA probing) straight to the process's
 stderr before ``TF_CPP_MIN_LOG_LEVEL`` is read, and ipykernel forwards that file descriptor into
-the notebook. ``setup`` mutes descriptor 2 only while TensorFlow imports and initialises.
+the notebook. ``setup`` mutes descriptor 2 only while TensorFlow imports and initialises, and
+sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless it is set already) for the rest of the process: later
+C++ INFO and WARNING lines stay hidden, errors still show. A fatal error inside the import (a
+CPU without the instructions the TensorFlow wheel was built for, say) ends the process with
+its message muted too: ``python -c "import tensorflow"`` in a terminal shows it.
 
 Example:
     >>> from medgen_tf.notebook import setup
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import os
 
-from medgen_tf.config import QUICK
+from medgen_tf.config import quick_mode
+from medgen_tf.errors import check_whole_at_least
 
 
 def import_tensorflow_quietly() -> None:
@@ -35,9 +40,14 @@ def import_tensorflow_quietly() -> None:
 
 
 def setup(seed: int = 0) -> bool:
-    """Import TensorFlow quietly, seed Python/NumPy/TF/Keras, and return the QUICK switch."""
+    """Import TensorFlow quietly, seed Python/NumPy/TF/Keras, and return the quick-mode switch.
+
+    ``MEDGEN_QUICK`` is read at each call, so ``%env MEDGEN_QUICK=1`` and a re-run of the Setup
+    cell give a smoke run without restarting the kernel.
+    """
+    check_whole_at_least("seed", seed, 0)
     import_tensorflow_quietly()
     import keras
 
-    keras.utils.set_random_seed(seed)
-    return QUICK
+    keras.utils.set_random_seed(int(seed))  # Keras refuses numpy integers
+    return quick_mode()

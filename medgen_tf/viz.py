@@ -28,7 +28,8 @@ def to_display(images, value_range: tuple[float, float] | None = None) -> np.nda
     the figures here draw red: clipped, a diverged generator's NaN grid looked white, like
     saturated images.
     """
-    value_range = value_range or default_value_range(images)
+    if value_range is None:  # "or" is ambiguous for an array range
+        value_range = default_value_range(images)
     low, high = check_value_range((), value_range)
     images = np.asarray(images, dtype=np.float32)
     images = np.where(np.isfinite(images), images, np.nan)
@@ -43,6 +44,13 @@ def _image_batch(images, where: str) -> np.ndarray:
     """``images`` as an array of several images; one (h, w, 1) or (h, w, 3) image is refused,
     since read as (n, h, w) it drew h strips one pixel wide."""
     images = np.asarray(images)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        # One (h, w) image had given matplotlib's "Invalid shape (28,) for image data".
+        advice = "; for one image pass images[None]" if images.ndim == 2 else ""
+        raise ValueError(
+            f"{where}: expected (n, h, w), (n, h, w, 1) or (n, h, w, 3) images, got shape "
+            f"{images.shape}{advice}"
+        )
     if images.ndim == 3 and images.shape[-1] in (1, 3) and images.shape[1] > 3:
         raise ValueError(
             f"{where}: {images.shape} reads as {images.shape[0]} images of "
@@ -84,10 +92,6 @@ def image_grid(images, num_columns: int = 8, value_range=None, padding: int = 1)
     images = to_display(_image_batch(images, "image_grid"), value_range)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
-        raise ValueError(
-            f"image_grid expects (n, h, w), (n, h, w, 1) or (n, h, w, 3) images, got {images.shape}"
-        )
     count, height, width = images.shape[:3]
     if count == 0:  # else numpy's "negative dimensions are not allowed"
         raise ValueError(f"image_grid got no images, shape {images.shape}")
@@ -138,7 +142,8 @@ def compare_rows(
     rows = {
         label: _image_batch(images, f"compare_rows row {label!r}") for label, images in rows.items()
     }
-    value_range = value_range or default_value_range(*rows.values())
+    if value_range is None:
+        value_range = default_value_range(*rows.values())
     num_columns = max(len(np.asarray(rows[label])) for label in labels)
     if num_columns == 0:  # else matplotlib's "Number of columns must be a positive integer"
         raise ValueError("compare_rows needs at least one image in a row")
@@ -148,27 +153,33 @@ def compare_rows(
         figsize=(1.3 * num_columns + 1.0, 1.4 * len(labels)),
         squeeze=False,
     )
-    for row_index, label in enumerate(labels):
-        images = to_display(rows[label], value_range)
-        for column in range(num_columns):
-            axis = axes[row_index, column]
-            axis.set_xticks([])
-            axis.set_yticks([])
-            for spine in axis.spines.values():
-                spine.set_visible(False)
-            if column < len(images):
-                axis.imshow(np.squeeze(images[column]), cmap=GREY, vmin=0.0, vmax=1.0)
-        axes[row_index, 0].set_ylabel(label, rotation=0, ha="right", va="center")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
+    try:
+        for row_index, label in enumerate(labels):
+            images = to_display(rows[label], value_range)
+            for column in range(num_columns):
+                axis = axes[row_index, column]
+                axis.set_xticks([])
+                axis.set_yticks([])
+                for spine in axis.spines.values():
+                    spine.set_visible(False)
+                if column < len(images):
+                    axis.imshow(np.squeeze(images[column]), cmap=GREY, vmin=0.0, vmax=1.0)
+            axes[row_index, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+        if title:
+            figure.suptitle(title)
+        figure.tight_layout()
+    except BaseException:
+        plt.close(figure)  # a figure nobody can close would stay open in a notebook's loop
+        raise
     if path is not None:
         _save(figure, path, close=False)
     return figure
 
 
 def plot_history(history: Mapping[str, Sequence[float]], path=None, title: str = "Training curves"):
-    """Plot each metric of a Keras-style history dict against the epoch; save when ``path``."""
+    """Plot each metric of a Keras-style history dict (or the ``History`` that ``fit`` returns)
+    against the epoch; save when ``path``."""
+    history = getattr(history, "history", history)
     keys = [key for key, values in history.items() if len(values) > 0]
     figure, axes = plt.subplots(
         1, len(keys) or 1, figsize=(3.2 * max(len(keys), 1), 2.8), squeeze=False

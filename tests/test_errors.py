@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from medgen_tf.errors import DataError, first_line, is_whole_number
+from medgen_tf.errors import DataError, check_value_range, first_line, is_whole_number
 
 
 def test_is_whole_number_takes_ints_and_numpy_integers_only():
@@ -19,3 +20,32 @@ def test_first_line_keeps_the_first_line_or_names_the_type():
     assert reason.endswith("x...")
     assert first_line(ValueError("y" * 200)) == "y" * 200
     assert issubclass(DataError, ValueError)
+
+
+def test_first_line_skips_blank_lines_to_the_reason():
+    # "\nshape ..." gave only the type's name, "   \nreal reason" three spaces.
+    assert (
+        first_line(ValueError("\nshape (3,) does not match (4,)"))
+        == "shape (3,) does not match (4,)"
+    )
+    assert first_line(ValueError("   \nreal reason")) == "real reason"
+    assert first_line(ValueError(" \n \n")) == "ValueError"
+
+
+@pytest.mark.parametrize("value_range", [1, (0,), (0, 1, 2), ("a", "b"), None])
+def test_a_value_range_that_is_no_pair_of_numbers_is_one_line(value_range):
+    # Python's own unpacking errors came out: "not enough values to unpack (expected 2, got 1)".
+    with pytest.raises(DataError) as error:
+        check_value_range([0.5], value_range, error=DataError)
+    assert str(error.value) == (
+        f"value_range must be (low, high) with high > low, got {value_range!r}"
+    )
+    assert check_value_range([0.5], np.array([0, 1])) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_images_with_nan_or_inf_are_refused_by_the_range_check(bad):
+    # NaN fails every comparison, so NaN images passed as inside the range.
+    with pytest.raises(ValueError) as error:
+        check_value_range(np.array([0.5, bad]), (0, 1), name="fakes.npy")
+    assert str(error.value) == "fakes.npy: NaN or Inf values"

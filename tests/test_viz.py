@@ -36,7 +36,7 @@ def test_image_grid_tiles_row_by_row_with_white_padding():
     np.testing.assert_allclose(grid[:2, 4:], 0.5)  # second, top right
     np.testing.assert_allclose(grid[3:, :3], 1.0)  # third starts the second row
     np.testing.assert_allclose(grid[2, :], 1.0)  # padding between rows
-    with pytest.raises(ValueError, match="expects"):
+    with pytest.raises(ValueError, match="image_grid: expected"):
         viz.image_grid(np.zeros((2, 4, 4, 2)))
 
 
@@ -163,3 +163,53 @@ def test_a_figure_that_cannot_be_saved_is_closed_and_leaves_no_folder(tmp_path):
             viz.save_image_grid(np.zeros((2, 8, 8, 1)), target)
     assert len(plt.get_fignums()) == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_two_dimensional_image_in_compare_rows_is_one_line_and_leaves_no_figure():
+    # matplotlib's "Invalid shape (28,) for image data", with a figure left open each time.
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    for _ in range(3):
+        with pytest.raises(ValueError) as error:
+            viz.compare_rows({"slice": np.zeros((28, 28))})
+        assert str(error.value) == (
+            "compare_rows row 'slice': expected (n, h, w), (n, h, w, 1) or (n, h, w, 3) images, "
+            "got shape (28, 28); for one image pass images[None]"
+        )
+    with pytest.raises(ValueError, match=r"got shape \(2, 8, 8, 2\)$"):
+        viz.image_grid(np.zeros((2, 8, 8, 2)))
+    assert plt.get_fignums() == []
+
+
+def test_a_figure_that_fails_while_drawing_is_closed(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no renderer")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "tight_layout", broken)
+    with pytest.raises(RuntimeError, match="no renderer"):
+        viz.compare_rows({"a": np.zeros((2, 8, 8, 1))})
+    assert plt.get_fignums() == []
+
+
+def test_plot_history_takes_the_history_that_fit_returns():
+    import keras
+    import matplotlib.pyplot as plt
+
+    history = keras.callbacks.History()
+    history.history = {"loss": [1.0, 0.5], "val_loss": [1.2, 0.7]}
+    figure = viz.plot_history(history)  # was AttributeError: no attribute 'items'
+    assert [axis.get_title() for axis in figure.axes] == ["loss", "val_loss"]
+    plt.close(figure)
+
+
+def test_an_array_value_range_is_taken_as_a_range():
+    # "value_range or ..." raised numpy's "truth value of an array ... is ambiguous".
+    images = np.full((1, 4, 4), 128.0)
+    shown = viz.to_display(images, value_range=np.array([0.0, 256.0]))
+    np.testing.assert_allclose(shown, 0.5)
+    assert viz.image_grid(images, value_range=np.array([0.0, 256.0])).max() == pytest.approx(0.5)
