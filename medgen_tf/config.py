@@ -2,7 +2,8 @@
 
 ``QUICK`` is the course's single speed switch: ``MEDGEN_QUICK=1`` (set by ``make test``)
 shrinks every notebook and demo to a smoke run. Notebooks write, for example,
-``num_epochs = 1 if QUICK else 30``.
+``num_epochs = 1 if QUICK else 30``. ``QUICK`` is the value when the package was imported;
+:func:`quick_mode` (what ``notebook.setup`` returns) reads the variable again.
 """
 
 from __future__ import annotations

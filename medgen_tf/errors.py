@@ -54,7 +54,7 @@ def check_value_range(
     round-off and interpolation overshoot) are refused, not clipped: 8-bit slices read with the
     default (-1, 1) were scored as white images, and their PSNR came out near -38 dB. Raises
     ``error`` (``ValueError`` or a subclass such as ``DataError``) with a one-line message
-    naming ``name`` and ending with ``advice``.
+    naming ``name`` and ending with ``advice``; NaN or Inf images get a message of their own.
     """
     try:
         low, high = (float(value) for value in value_range)

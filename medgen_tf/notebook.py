@@ -46,6 +46,8 @@ def setup(seed: int = 0) -> bool:
     cell give a smoke run without restarting the kernel.
     """
     check_whole_at_least("seed", seed, 0)
+    if seed > 2**32 - 1:  # else numpy's message, after TensorFlow's import
+        raise ValueError(f"seed={seed!r}: give a whole number from 0 to 2**32 - 1")
     import_tensorflow_quietly()
     import keras
 

@@ -47,3 +47,10 @@ def test_an_unknown_quick_mode_value_is_off_with_a_warning(monkeypatch, value):
     monkeypatch.setenv("MEDGEN_QUICK", value)
     with pytest.warns(UserWarning, match=f"MEDGEN_QUICK={value!r} is none of"):
         assert config.quick_mode() is False
+
+
+def test_setup_refuses_a_seed_keras_cannot_take_before_importing_tensorflow():
+    with pytest.raises(ValueError) as error:
+        setup(seed=2**32)  # numpy's "Seed must be between 0 and 2**32 - 1" came after the import
+    assert str(error.value) == "seed=4294967296: give a whole number from 0 to 2**32 - 1"
+    setup(seed=2**32 - 1)
