@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medgen_tf import config
 from medgen_tf.errors import DataError
 from medgen_tf.notebook import import_tensorflow_quietly
 
@@ -39,9 +40,8 @@ MAX_EPOCHS = 1_000_000
 # killer); 10**9 latent dimensions a ResourceExhaustedError traceback from the first layer.
 MAX_SAMPLES = 1024
 MAX_LATENT_DIM = 4096
-# keras.utils.set_random_seed (train) takes 0 .. 2**32 - 1; keras.random (sample, evaluate)
-# fails with a traceback from 2**63 on. One range for every command, so a seed works in all.
-SEED_MAX = 2**32 - 1
+# One range for every command, so a seed works in all (see config.SEED_MAX).
+SEED_MAX = config.SEED_MAX
 _seed = _int_at_least(0, f"must be an integer from 0 to {SEED_MAX} (2**32 - 1)", SEED_MAX)
 # The smallest side every model can build (GAN generators start at 4 to 7 pixels and double
 # at least twice); other sizes a model cannot build are refused by its builders' own rules

@@ -17,13 +17,14 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 def _env_flag(name: str) -> bool:
     value = os.environ.get(name, "0")
-    if value.strip().lower() not in _TRUE + _FALSE:
+    word = value.strip().lower()
+    if word not in _TRUE + _FALSE:
         # "2" or "y" ran the full course in silence where a smoke run was meant.
         warnings.warn(
             f"{name}={value!r} is none of {', '.join(_TRUE)} (on) or 0, false, no, off: read as off",
             stacklevel=2,
         )
-    return value.strip().lower() in _TRUE
+    return word in _TRUE
 
 
 def quick_mode() -> bool:
@@ -35,6 +36,9 @@ QUICK: bool = _env_flag("MEDGEN_QUICK")
 
 #: Default seed for data generation, weight initialisation and sampling.
 SEED: int = 0
+#: The largest seed: keras.utils.set_random_seed takes 0 .. 2**32 - 1 (keras.random fails
+#: with a traceback from 2**63 on), so one range serves every command and notebook.
+SEED_MAX: int = 2**32 - 1
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent

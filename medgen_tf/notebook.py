@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from medgen_tf.config import quick_mode
+from medgen_tf.config import SEED_MAX, quick_mode
 from medgen_tf.errors import check_whole_at_least
 
 
@@ -46,7 +46,7 @@ def setup(seed: int = 0) -> bool:
     cell give a smoke run without restarting the kernel.
     """
     check_whole_at_least("seed", seed, 0)
-    if seed > 2**32 - 1:  # else numpy's message, after TensorFlow's import
+    if seed > SEED_MAX:  # else numpy's message, after TensorFlow's import
         raise ValueError(f"seed={seed!r}: give a whole number from 0 to 2**32 - 1")
     import_tensorflow_quietly()
     import keras

@@ -467,25 +467,27 @@ def translate_run(
         )
 
 
+class _DropRepeats(logging.Filter):
+    """Lets each message through once."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def filter(self, record):
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 @contextlib.contextmanager
 def _each_warning_once(logger_name):
     """Drop repeats of a logger's messages in the block: translate reads every NIfTI input
     twice (all are checked before the first is written), and a header's warning once is
     enough."""
-
-    class DropRepeats(logging.Filter):
-        def __init__(self):
-            super().__init__()
-            self.seen = set()
-
-        def filter(self, record):
-            message = record.getMessage()
-            if message in self.seen:
-                return False
-            self.seen.add(message)
-            return True
-
-    logger, repeats = logging.getLogger(logger_name), DropRepeats()
+    logger, repeats = logging.getLogger(logger_name), _DropRepeats()
     logger.addFilter(repeats)
     try:
         yield

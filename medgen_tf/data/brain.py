@@ -10,7 +10,8 @@ What is real and what is simulated:
 - **Simulated**: T2- and PD-weighted images are computed from the real tissue maps with the
   spin-echo signal equation and BrainWeb's 1.5 T constants for CSF, GM and WM (Kwan, Evans &
   Pike, IEEE TMI 1999; BrainWeb's phantom has more tissue classes, models T2* too and
-  simulates the sequence itself with the Bloch equations). ``t1_source="simulated"`` simulates T1w the same way.
+  simulates the sequence itself with the Bloch equations). ``t1_source="simulated"``
+  simulates T1w the same way.
 
 The tissue maps: grey matter (GM) and white matter (WM) are the template's probability maps.
 The brain mask is the T1 template above 1% of its range (the template ships brain-extracted,
