@@ -144,7 +144,10 @@ def lesion_detection_data(
     """One split of the simulated lesion-detection task, values in [-1, 1].
 
     Exactly ``round(prevalence * n)`` slices get a lesion, chosen at random (``seed``) among
-    slices with room for one. The cohort's splits are by subject (:func:`split_subjects`).
+    the slices with room for one: brain at least ``radius_range[1] + 1`` pixels deep, enough
+    for the largest disc. A slice without that room is always negative, which makes "has room"
+    a (weak) shortcut to the label; ``"room"`` says which slices have it. The cohort's splits
+    are by subject (:func:`split_subjects`).
 
     Args:
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
@@ -158,7 +161,8 @@ def lesion_detection_data(
     Returns:
         dict with ``"images"`` ``(n, s, s, 1)`` float32, ``"labels"`` ``(n,)`` int32,
         ``"subject"`` ``(n,)`` int32, ``"lesion_mask"`` ``(n, s, s)`` and ``"brain_mask"``
-        ``(n, s, s)`` booleans.
+        ``(n, s, s)`` booleans, and ``"room"`` ``(n,)`` boolean: the slices that could have
+        been given a lesion.
     """
     from scipy import ndimage
 
@@ -169,7 +173,8 @@ def lesion_detection_data(
     slices = _cohort_slices(split, image_size, contrast, num_subjects, slices_per_subject)
     images, brain = slices[contrast], slices["mask"][..., 0] > 0.5
     depth = np.array([ndimage.distance_transform_edt(mask).max() for mask in brain])
-    eligible = np.flatnonzero(depth >= radius_range[1] + 1.0)
+    room = depth >= radius_range[1] + 1.0
+    eligible = np.flatnonzero(room)
     num_positive = round(prevalence * len(images))
     if num_positive > len(eligible):
         raise DataError(
@@ -193,6 +198,7 @@ def lesion_detection_data(
         "subject": slices["subject"],
         "lesion_mask": lesion_masks,
         "brain_mask": brain,
+        "room": room,
     }
 
 

@@ -83,6 +83,29 @@ def test_lesions_lie_inside_the_brain_and_change_only_positive_slices(splits):
     assert not train["lesion_mask"][~positive].any()
 
 
+def test_room_marks_the_slices_deep_enough_for_the_largest_lesion():
+    from scipy import ndimage
+
+    # At 8 px only a few slices are deep enough, so "room" is neither all nor none.
+    small = dict(LESIONS, image_size=8)
+    data = lesion_detection_data("train", 0.0, **small)
+    depth = np.array([ndimage.distance_transform_edt(mask).max() for mask in data["brain_mask"]])
+    expected = depth >= LESIONS["radius_range"][1] + 1.0
+    assert data["room"].dtype == bool and 0 < expected.sum() < len(expected)
+    np.testing.assert_array_equal(data["room"], expected)
+    # As many positives as slices with room: every one of them, and no other, gets a lesion.
+    full = lesion_detection_data("train", expected.sum() / len(expected), **small)
+    np.testing.assert_array_equal(full["labels"] == 1, expected)
+    with pytest.raises(DataError, match="room for a lesion"):
+        lesion_detection_data("train", 1.0, **small)
+
+
+def test_slices_without_room_are_always_negative(splits):
+    for split in splits.values():
+        assert not split["room"].all()  # some slices lack room, so the check below bites
+        assert split["room"][split["labels"] == 1].all()
+
+
 def test_add_lesions_refuses_a_brain_too_small():
     images = np.zeros((1, 16, 16, 1), np.float32)
     mask = np.zeros((1, 16, 16), np.float32)
