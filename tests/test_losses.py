@@ -70,6 +70,12 @@ def test_least_squares_hinge_and_wasserstein_match_hand_computation():
     assert float(losses.wasserstein_generator_loss(FAKE)) == pytest.approx(-FAKE.mean())
 
 
+def test_least_squares_label_smoothing_lowers_only_the_real_target():
+    expected = ((REAL - 0.9) ** 2).mean() + (FAKE**2).mean()
+    value = losses.least_squares_discriminator_loss(REAL, FAKE, label_smoothing=0.1)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+
+
 def test_least_squares_averages_over_a_patch_map():
     real = np.ones((2, 4, 4, 1), "float32")
     fake = np.full((2, 4, 4, 1), 0.5, "float32")
@@ -101,6 +107,23 @@ def test_gradient_penalty_of_a_linear_critic_is_exact():
     assert float(losses.gradient_penalty(critic, real, fake, seed=seed)) == pytest.approx(
         0.0, abs=1e-5
     )
+
+
+def test_gradient_penalty_is_one_and_differentiable_where_the_critic_is_flat():
+    # A zero weight: the critic's input gradient is exactly 0, where a bare sqrt(0) would give
+    # an Inf or NaN gradient of the penalty with respect to the critic's weights.
+    critic = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    critic.layers[-1].set_weights([np.zeros((16, 1), "float32"), np.ones(1, "float32")])
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(2, 3, 4, 4, 1)).astype("float32")
+    with tf.GradientTape() as tape:
+        penalty = losses.gradient_penalty(critic, real, fake, seed=keras.random.SeedGenerator(0))
+    kernel = critic.layers[-1].kernel  # the bias does not enter the input gradient
+    gradient = tape.gradient(penalty, kernel)
+    assert float(penalty) == pytest.approx(1.0, rel=1e-5)
+    assert np.all(np.isfinite(gradient.numpy()))
 
 
 def test_gradient_penalty_is_taken_per_sample_at_the_interpolates():
