@@ -148,3 +148,67 @@ def test_histogram_match_refuses_nan_and_a_one_point_table():
 def test_format_table_without_rows_is_one_line():
     with pytest.raises(ValueError, match="format_table got no rows"):
         format_table({})
+
+
+def test_histogram_match_with_two_quantiles_is_the_linear_map_of_the_ranges():
+    images = np.linspace(0.0, 1.0, 11, dtype="float32").reshape(1, 11, 1, 1)
+    reference = np.linspace(10.0, 20.0, 5, dtype="float32")
+    np.testing.assert_allclose(
+        histogram_match(images, reference, num_quantiles=2), 10.0 + 10.0 * images, rtol=1e-6
+    )
+
+
+def test_translation_metrics_values_are_on_the_unit_scale():
+    from medgen_tf import metrics
+    from medgen_tf.evaluation import translation_metrics
+
+    rng = np.random.default_rng(8)
+    target = rng.uniform(-0.8, 0.8, (2, 16, 16, 1)).astype("float32")
+    mask = np.zeros_like(target)
+    mask[:, 4:12, 4:12] = 1.0
+    # A shift of 0.1 on (-1, 1) is 0.05 of the range on [0, 1], so PSNR = 20 log10(1 / 0.05).
+    predicted = target + 0.1
+    scores = translation_metrics(predicted, target, mask)
+    for where in ("brain", "image"):
+        assert scores[f"mae_{where}"] == pytest.approx(0.05, rel=1e-4)
+        assert scores[f"psnr_{where}"] == pytest.approx(20 * np.log10(20.0), abs=1e-3)
+    unit_target, unit_predicted = (target + 1) / 2, (predicted + 1) / 2
+    assert scores["ssim_brain"] == pytest.approx(
+        float(np.mean(metrics.ssim(unit_target, unit_predicted, 1.0, mask=mask))), rel=1e-6
+    )
+    assert scores["ssim_image"] == pytest.approx(
+        float(np.mean(metrics.ssim(unit_target, unit_predicted, 1.0))), rel=1e-6
+    )
+    same = translation_metrics(target, target, mask)
+    assert same["mae_brain"] == 0.0 and same["psnr_image"] == np.inf
+    assert same["ssim_brain"] == pytest.approx(1.0)
+
+
+def test_translation_metrics_clip_up_to_ten_percent_of_the_range_and_refuse_more():
+    from medgen_tf.evaluation import translation_metrics
+
+    target = np.random.default_rng(9).uniform(-1, 1, (1, 16, 16, 1)).astype("float32")
+    mask = np.ones_like(target)
+    predicted = target.copy()
+    predicted[0, 0, 0, 0] = 1.0 + 0.16  # 8 % of the width of (-1, 1)
+    translation_metrics(predicted, target, mask)
+    predicted[0, 0, 0, 0] = 1.0 + 0.24  # 12 %
+    with pytest.raises(ValueError, match="^predicted: values span"):
+        translation_metrics(predicted, target, mask)
+
+
+def test_draw_lesion_blends_its_edge_over_softness_pixels():
+    from medgen_tf.evaluation import draw_lesion
+
+    image = np.full((17, 17, 1), -0.5, "float32")
+    lesioned, core = draw_lesion(image, center=(8, 8), radius=3.0, value=0.9, softness=2.0)
+    # weight = clip((radius - distance) / softness + 1/2, 0, 1); value = mix(-0.5, 0.9, weight)
+    for (row, column), distance in [((8, 10), 2.0), ((8, 11), 3.0), ((9, 11), 10**0.5)]:
+        weight = np.clip((3.0 - distance) / 2.0 + 0.5, 0.0, 1.0)
+        expected = (1 - weight) * -0.5 + weight * 0.9
+        assert lesioned[row, column, 0] == pytest.approx(expected, abs=1e-6), distance
+    assert lesioned[8, 12, 0] == -0.5  # distance 4: outside the blended edge
+    # The core is what lies at least `softness` inside the radius: distances 0 and 1 here.
+    assert core.sum() == 5
+    # The default softness, 1 pixel: the core is every pixel within 2 of the centre.
+    assert draw_lesion(image, center=(8, 8), radius=3.0, value=0.9)[1].sum() == 13
