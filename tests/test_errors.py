@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from medgen_tf.errors import DataError, check_value_range, first_line, is_whole_number
+from medgen_tf.errors import (
+    DataError,
+    check_value_range,
+    check_whole_at_least,
+    first_line,
+    is_whole_number,
+)
 
 
 def test_is_whole_number_takes_ints_and_numpy_integers_only():
@@ -49,3 +55,27 @@ def test_images_with_nan_or_inf_are_refused_by_the_range_check(bad):
     with pytest.raises(ValueError) as error:
         check_value_range(np.array([0.5, bad]), (0, 1), name="fakes.npy")
     assert str(error.value) == "fakes.npy: NaN or Inf values"
+
+
+def test_check_whole_at_least_takes_the_minimum_and_refuses_below_it_in_one_line():
+    check_whole_at_least("batch_size", 1, 1)
+    check_whole_at_least("seed", np.int64(0), 0)
+    for value in (0, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"^batch_size=.*: give a whole number >= 1$"):
+            check_whole_at_least("batch_size", value, 1)
+
+
+def test_check_value_range_allows_its_slack_and_no_more_on_either_side():
+    # (0, 255) is 255 wide: the default slack of 1 % is 2.55 below 0 and above 255.
+    assert check_value_range(np.array([-2.5, 257.5]), (0, 255)) == (0.0, 255.0)
+    for outside in ([-2.6, 100.0], [0.0, 257.6]):
+        with pytest.raises(ValueError, match=r"^images: values span"):
+            check_value_range(np.array(outside), (0, 255))
+    # Exactly at the margin is still in: (0, 100) gives a margin of 1.0, exact in floats.
+    assert check_value_range(np.array([-1.0, 101.0]), (0, 100)) == (0.0, 100.0)
+    with pytest.raises(ValueError, match=r"^value_range must be \(low, high\) with high > low"):
+        check_value_range(np.zeros(2), (1, 1))
+    # A slack of 10 % of (-1, 1): 0.2 either side.
+    check_value_range(np.array([-1.19, 1.19]), (-1, 1), slack=0.1)
+    with pytest.raises(ValueError, match=r"^predicted: values span \[-1.21, 0\]"):
+        check_value_range(np.array([-1.21, 0.0]), (-1, 1), name="predicted", slack=0.1)

@@ -1,10 +1,12 @@
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from medgen_tf.files import PARTIAL_MIN_AGE_SECONDS, abandoned_partial, atomic_path
+from medgen_tf.errors import DataError
+from medgen_tf.files import PARTIAL_MIN_AGE_SECONDS, abandoned_partial, atomic_path, check_generator
 
 
 def test_atomic_path_replaces_the_file_on_success(tmp_path):
@@ -185,3 +187,23 @@ def test_load_keras_file_names_a_missing_truncated_or_damaged_model(tmp_path):
         with pytest.raises(DataError, match=problem) as error:
             load_keras_file(path)
         assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_check_generator_takes_noise_to_images_and_names_the_file_of_anything_else():
+    import keras
+
+    generator = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8 * 8), keras.layers.Reshape((8, 8, 1))]
+    )
+    check_generator(generator, "run/generator.keras")
+    discriminator = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    unbuilt = keras.Model()  # no inputs to read
+    for model, inputs in ((discriminator, r"\(None, 8, 8, 1\)"), (unbuilt, "none")):
+        with pytest.raises(DataError) as raised:
+            check_generator(model, "run/generator.keras")
+        message = str(raised.value)
+        assert "\n" not in message
+        assert message.startswith("run/generator.keras: not a generator (its inputs: ")
+        assert re.search(inputs, message), message
