@@ -31,6 +31,19 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]
 
 
+def test_a_failed_write_removes_the_folders_it_made_and_only_those(tmp_path):
+    existing = tmp_path / "existing"  # empty, but the user's
+    existing.mkdir()
+    target = existing / "new" / "deeper" / "model.keras"
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("Keras could not save the model")
+    assert existing.is_dir() and list(existing.iterdir()) == []
+    with atomic_path(target) as temporary:
+        temporary.write_text("whole")
+    assert target.read_text() == "whole"
+
+
 def test_atomic_path_gives_new_files_the_usual_mode_and_keeps_an_existing_ones(tmp_path):
     import os
 
