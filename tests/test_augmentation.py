@@ -289,6 +289,30 @@ def test_summary_reports_mean_and_sample_std_over_seeds():
         format_results([])
 
 
+def test_one_seed_gives_a_zero_spread_and_no_interval(recwarn):
+    # Quick mode runs one seed: the spread is 0 and the interval NaN, with no numpy warning
+    # ("Degrees of freedom <= 0") on the way.
+    rows = [
+        {"condition": name, "seed": 0, "balanced_accuracy": value, "auroc": value}
+        for name, value in (("real only", 0.6), ("repeat", 0.8))
+    ]
+    assert summarize(rows)["repeat"]["auroc"] == (0.8, 0.0)
+    assert "0.800 ± 0.000" in format_results(rows)
+    difference = paired_differences(rows)["repeat"]
+    assert difference["seeds"] == 1 and difference["mean"] == pytest.approx(0.2)
+    assert np.isnan(difference["low"]) and np.isnan(difference["high"])
+    assert not [warning for warning in recwarn if issubclass(warning.category, RuntimeWarning)]
+    # Two seeds are enough for a spread and an interval (1 degree of freedom: t = 12.706).
+    rows += [
+        {"condition": name, "seed": 1, "balanced_accuracy": value, "auroc": value}
+        for name, value in (("real only", 0.7), ("repeat", 1.0))
+    ]
+    assert summarize(rows)["repeat"]["auroc"] == pytest.approx((0.9, 0.2 / 2**0.5))
+    difference = paired_differences(rows)["repeat"]
+    half = 12.7062 * (0.1 / 2**0.5) / 2**0.5
+    assert (difference["low"], difference["high"]) == pytest.approx((0.25 - half, 0.25 + half))
+
+
 def test_augmented_training_is_reproducible_by_seed():
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (64, 16, 16, 1)).astype("float32")
