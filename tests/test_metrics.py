@@ -570,6 +570,17 @@ def test_check_value_range_allows_one_percent_slack_and_raises_the_error_type_as
             metrics.check_value_range(images, bad_range)
 
 
+def test_memorization_finds_copied_test_images_despite_round_off():
+    # At 64 x 64 the expanded |x - y|^2 of two identical rows is round-off, up to ~2e-6 after
+    # the square root, not 0: the duplicate tolerance scales with the norms to absorb it.
+    rng = np.random.default_rng(0)
+    train = rng.uniform(-1, 1, (30, 64, 64, 1))
+    test = np.concatenate([train[:10], rng.uniform(-1, 1, (4, 64, 64, 1))])
+    assert metrics.pairwise_distances(test[:10], train[:10]).diagonal().max() > 1e-6
+    result = metrics.memorization(rng.uniform(-1, 1, (5, 64, 64, 1)), train, test)
+    assert result["test_duplicates"] == 10
+
+
 def test_memorization_ratio_is_against_the_unseen_test_samples_only():
     rng = np.random.default_rng(5)
     train = rng.normal(size=(20, 6))
