@@ -289,7 +289,7 @@ def test_summary_reports_mean_and_sample_std_over_seeds():
         format_results([])
 
 
-def test_one_seed_gives_a_zero_spread_and_no_interval(recwarn):
+def test_one_seed_gives_a_zero_spread_and_no_interval_and_two_seeds_give_both(recwarn):
     # Quick mode runs one seed: the spread is 0 and the interval NaN, with no numpy warning
     # ("Degrees of freedom <= 0") on the way.
     rows = [

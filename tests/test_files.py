@@ -212,8 +212,10 @@ def test_check_generator_takes_noise_to_images_and_names_the_file_of_anything_el
     discriminator = keras.Sequential(
         [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)]
     )
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])  # noise, no images
     unbuilt = keras.Model()  # no inputs to read
-    for model, inputs in ((discriminator, r"\(None, 8, 8, 1\)"), (unbuilt, "none")):
+    refused = ((discriminator, r"\(None, 8, 8, 1\)"), (encoder, r"\(None, 4\)"), (unbuilt, "none"))
+    for model, inputs in refused:
         with pytest.raises(DataError) as raised:
             check_generator(model, "run/generator.keras")
         message = str(raised.value)
