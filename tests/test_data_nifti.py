@@ -436,6 +436,38 @@ def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
     assert capfd.readouterr().err == ""
 
 
+def _raw_nifti(image, path, offset):
+    # Written byte by byte: nibabel's save would rewrite pixdim from the affine.
+    header = image.header
+    header.set_data_offset(offset)
+    padding = b"\0" * (offset - len(header.binaryblock))
+    path.write_bytes(
+        gzip.compress(
+            header.binaryblock + padding + image.get_fdata().astype(np.float32).tobytes(order="F")
+        )
+    )
+    return path
+
+
+def test_the_voxel_size_check_reads_nifti2_headers_and_only_the_spatial_sizes(tmp_path):
+    # NIfTI-2's header is 540 bytes, all of which the check reads.
+    image = nib.Nifti2Image(_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_sform(None, 0)
+    image.header["pixdim"][1:4] = 0
+    path = _raw_nifti(image, tmp_path / "nifti2.nii.gz", 544)
+    with pytest.raises(DataError, match=r"voxel size pixdim\[1:4\] = \(0, 0, 0\)") as error:
+        load_volume(path)
+    _one_line_naming(error, path)
+    # A 4-D series whose time step (pixdim[4]) was never set: only the three spatial sizes count.
+    series = np.stack([_volume(), _volume(seed=1)], axis=-1)
+    image = nib.Nifti1Image(series, np.diag([2.0, 2.0, 2.0, 1.0]))
+    image.header.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]), 1)
+    image.header.set_sform(None, 0)
+    image.header["pixdim"][4] = 0
+    volume, _ = load_volume(_raw_nifti(image, tmp_path / "series.nii.gz", 352), volume_index=1)
+    np.testing.assert_allclose(volume, _volume(seed=1), atol=1e-6)
+
+
 def _sform_only(path, affine):
     # nibabel cannot store a singular affine as a qform (it decomposes it), only as an sform.
     header = nib.Nifti1Image(_volume(), np.eye(4)).header
@@ -462,12 +494,14 @@ def _affine(rotation=None, translation=(0.0, 0.0, 0.0)):
         # Was "unreadable or corrupt NIfTI (Cannot drop coordinates when applying orientation
         # to data)".
         (_affine(np.diag([1.0, 1.0, 0.0])), "not invertible"),
+        # The same with an offset: the translation column must not make up the missing rank.
+        (_affine(np.diag([1.0, 1.0, 0.0]), translation=(-90.0, 126.0, -72.0)), "not invertible"),
         # Was "unreadable or corrupt NIfTI (SVD did not converge)".
         (_affine(np.diag([1.0, np.nan, 1.0])), "NaN or Inf"),
         # Was loaded, and translate copied it into its output.
         (_affine(translation=(np.inf, 0.0, 0.0)), "NaN or Inf"),
     ],
-    ids=["rank-2", "zero-column", "nan", "inf-offset"],
+    ids=["rank-2", "zero-column", "zero-column-offset", "nan", "inf-offset"],
 )
 def test_a_voxel_to_world_affine_that_is_not_invertible_is_refused_in_one_line(
     tmp_path, affine, problem

@@ -13,6 +13,11 @@ def _batches(dataset):
     return [np.asarray(batch) for batch in dataset]
 
 
+def test_exactly_one_batch_of_examples_makes_one_full_batch():
+    batches = _batches(make_dataset(np.arange(4, dtype=np.float32), batch_size=4, seed=0))
+    assert len(batches) == 1 and sorted(batches[0].tolist()) == [0, 1, 2, 3]
+
+
 def test_one_pass_covers_each_example_once_in_shuffled_order():
     values = np.arange(20, dtype=np.float32)
     batches = _batches(make_dataset(values, batch_size=5, seed=3))
