@@ -16,6 +16,7 @@ from medgen_tf.data.nifti import (
     list_nifti_files,
     load_paired_nifti_slices,
     normalize_intensity,
+    pad_to_square,
     paired_nifti_files,
     resize_slices,
     sha256_of,
@@ -285,6 +286,26 @@ def test_slicing_drops_empty_slices_and_orients_for_display():
     # Neurological display: the patient's Right on the right, i.e. column index equals x.
     for image in slices:
         assert (image == 3.0).any(axis=0).nonzero()[0].tolist() == [7]
+
+
+def test_extract_slices_keeps_the_slices_with_a_quarter_of_the_largest_area():
+    # Axial slices whose masks cover 0, 10, 24, 25, 26, 100, 50 and 0 voxels.
+    areas = [0, 10, 24, 25, 26, 100, 50, 0]
+    mask = np.zeros((10, 10, len(areas)), bool)
+    for index, area in enumerate(areas):
+        mask[..., index].flat[:area] = True
+    volume = mask.astype(np.float32)
+    np.testing.assert_array_equal(extract_slices(volume, mask=mask)[1], [3, 4, 5, 6])
+    np.testing.assert_array_equal(extract_slices(volume, mask=mask, min_foreground=0.5)[1], [5, 6])
+
+
+def test_pad_to_square_pads_the_short_side_evenly_the_odd_pixel_last():
+    wide = np.ones((2, 3, 6), np.float32)
+    padded = pad_to_square(wide, fill_value=-1.0)
+    assert padded.shape == (2, 6, 6)
+    np.testing.assert_array_equal(padded[0, :, 0], [-1, 1, 1, 1, -1, -1])
+    tall = pad_to_square(np.ones((1, 6, 3), np.float32), fill_value=0.0)
+    np.testing.assert_array_equal(tall[0, 0], [0, 1, 1, 1, 0, 0])
 
 
 def test_resize_pads_to_square_and_keeps_range():
