@@ -13,8 +13,10 @@ from medgen_tf.data.nifti import (
     _subject_keys,
     extract_slices,
     foreground_mask,
+    in_plane_spacing,
     list_nifti_files,
     load_paired_nifti_slices,
+    millimetre_true_size,
     normalize_intensity,
     pad_to_square,
     paired_nifti_files,
@@ -306,6 +308,22 @@ def test_pad_to_square_pads_the_short_side_evenly_the_odd_pixel_last():
     np.testing.assert_array_equal(padded[0, :, 0], [-1, 1, 1, 1, -1, -1])
     tall = pad_to_square(np.ones((1, 6, 3), np.float32), fill_value=0.0)
     np.testing.assert_array_equal(tall[0, 0], [0, 1, 1, 1, 0, 0])
+
+
+def test_in_plane_spacing_gives_rows_then_columns_of_each_plane():
+    affine = np.diag([0.9, 1.2, 3.0, 1.0])  # x, y, z voxel sizes in mm
+    # After extract_slices' rot90, rows run along the second in-plane axis.
+    assert in_plane_spacing(affine) == pytest.approx((1.2, 0.9))  # axial: y, x
+    assert in_plane_spacing(affine, axis=1) == pytest.approx((3.0, 0.9))  # coronal: z, x
+    assert in_plane_spacing(affine, axis=0) == pytest.approx((3.0, 1.2))  # sagittal: z, y
+
+
+def test_millimetre_true_size_spans_the_grid_with_the_long_side_in_mm():
+    # 100 rows of 2 mm (200 mm) by 50 columns of 3 mm (150 mm): rows fill the grid.
+    assert millimetre_true_size((100, 50), (2.0, 3.0), 64) == (64, 48)
+    assert millimetre_true_size((50, 100), (3.0, 2.0), 64) == (48, 64)
+    # A sliver keeps at least one pixel.
+    assert millimetre_true_size((1, 200), (1.0, 1.0), 16) == (1, 16)
 
 
 def test_resize_pads_to_square_and_keeps_range():
