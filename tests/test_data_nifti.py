@@ -442,6 +442,19 @@ def test_a_one_voxel_thick_volume_is_refused_with_the_axis_that_slices_it(tmp_pa
     assert load_nifti_slices(axial, image_size=16).shape == (1, 16, 16, 1)
 
 
+def _raw_nifti(image, path, offset):
+    # Written byte by byte: nibabel's save would rewrite pixdim from the affine.
+    header = image.header
+    header.set_data_offset(offset)
+    padding = b"\0" * (offset - len(header.binaryblock))
+    path.write_bytes(
+        gzip.compress(
+            header.binaryblock + padding + image.get_fdata().astype(np.float32).tobytes(order="F")
+        )
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     "sizes, shown", [((0, 0, 0), "(0, 0, 0)"), ((2, -2, 2), "(2, -2, 2)"), ((2, 2, np.nan), "nan")]
 )
@@ -453,11 +466,8 @@ def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
         image = nib.Nifti1Image(_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
         image.header.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]) if qform_code else None, qform_code)
         image.header.set_sform(np.diag([2.0, 2.0, 2.0, 1.0]) if sform_code else None, sform_code)
-        image.header.set_data_offset(352)
         image.header["pixdim"][1:4] = sizes
-        path = tmp_path / name
-        path.write_bytes(gzip.compress(image.header.binaryblock + b"\0" * 4 + _volume().tobytes()))
-        return path
+        return _raw_nifti(image, tmp_path / name, 352)
 
     # Without an sform, the geometry comes from pixdim (through the qform or not): refused.
     path = write("nogeometry.nii.gz", sform_code=0)
@@ -473,19 +483,6 @@ def test_a_zero_negative_or_nan_voxel_size_is_refused_in_one_line(
     # through logging to a handler bound to stderr at import, which capfd alone does not see.
     assert caplog.messages == []
     assert capfd.readouterr().err == ""
-
-
-def _raw_nifti(image, path, offset):
-    # Written byte by byte: nibabel's save would rewrite pixdim from the affine.
-    header = image.header
-    header.set_data_offset(offset)
-    padding = b"\0" * (offset - len(header.binaryblock))
-    path.write_bytes(
-        gzip.compress(
-            header.binaryblock + padding + image.get_fdata().astype(np.float32).tobytes(order="F")
-        )
-    )
-    return path
 
 
 def test_the_voxel_size_check_reads_nifti2_headers_and_only_the_spatial_sizes(tmp_path):
