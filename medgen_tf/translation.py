@@ -111,6 +111,8 @@ def _read_recorded_settings(recorded):
             recorded.setdefault(new, value)
     if "discriminator_base_filters" in recorded and not recorded["discriminator_base_filters"]:
         recorded["discriminator_base_filters"] = recorded.get("base_filters")
+    # Recorded before identity_weight was a setting: those runs trained with the paper's 0.5.
+    recorded.setdefault("identity_weight", 0.5)
     return recorded
 
 
@@ -123,11 +125,14 @@ def build_cyclegan(
     total_steps=None,
     pool_size=50,
     seed=0,
+    identity_weight=0.5,
 ):
     """A compiled :class:`~medgen_tf.models.cyclegan.CycleGAN` with the paper's optimizers.
 
     ``base_filters``: the width of the generators' first layer (the paper's 64);
-    ``discriminator_base_filters``: that of the discriminators, None for ``base_filters``.
+    ``discriminator_base_filters``: that of the discriminators, None for ``base_filters``;
+    ``identity_weight``: the identity loss's weight as a fraction of the cycle loss's (the
+    paper's 0.5; notebook 03 trains with 0 and shows why).
     """
     from medgen_tf.models import cyclegan
 
@@ -148,6 +153,7 @@ def build_cyclegan(
         generator("generator_ba"),
         discriminator("discriminator_a"),
         discriminator("discriminator_b"),
+        identity_weight=identity_weight,
         pool_size=pool_size,
         seed=seed,
     )
@@ -172,13 +178,15 @@ def train_cyclegan(
     verbose="auto",
     domains=None,
     callbacks=(),
+    identity_weight=0.5,
 ):
     """Train a CycleGAN with :func:`medgen_tf.training.fit` and save both generators.
 
     Writes the engine's run folder plus ``generator_ab.keras`` / ``generator_ba.keras`` (what
     ``medgen-tf translate`` loads) and ``domains.json`` (which subjects went where). The
     learning rate is constant for the first half of ``num_epochs`` and decays to zero over the
-    second. ``base_filters`` and ``discriminator_base_filters``: as for :func:`build_cyclegan`.
+    second. ``base_filters``, ``discriminator_base_filters`` and ``identity_weight``: as for
+    :func:`build_cyclegan`.
     ``domains``: ready ``(images_a, images_b, info)`` (as :func:`unpaired_domains` returns)
     instead of loading the specs; its ``info["spec_a"]`` and ``info["spec_b"]``, where given,
     are recorded as ``data_a`` and ``data_b`` (``translate`` scales NIfTI inputs by them).
@@ -191,6 +199,16 @@ def train_cyclegan(
     # seed numpy's "expected non-negative integer" from inside the cohort.
     for name, value, least in (("batch_size", batch_size, 1), ("seed", seed, 0)):
         check_whole_at_least(name, value, least)
+    # Here too, not only in CycleGAN's constructor: that runs after the run folder is made.
+    try:
+        weight = float(identity_weight)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if isinstance(identity_weight, bool) or not weight >= 0:
+        raise ValueError(
+            f"identity_weight={identity_weight!r}: give a number >= 0 (the paper's 0.5; 0 turns "
+            "the identity loss off)"
+        )
     run_dir = Path(run_dir)
     if domains is None:
         images_a, images_b, info = unpaired_domains(data_a, data_b, image_size, seed=seed)
@@ -216,6 +234,7 @@ def train_cyclegan(
         num_residual_blocks=num_residual_blocks,
         total_steps=total_steps,
         seed=seed,
+        identity_weight=weight,
     )
     samples_a = images_a[np.linspace(0, len(images_a) - 1, 8).astype(int)]
 

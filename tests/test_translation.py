@@ -426,6 +426,36 @@ def test_an_older_runs_recorded_widths_resume_and_are_still_checked(
     assert all((run_dir / name).exists() for name in GENERATOR_FILES.values())
 
 
+def test_train_cyclegan_trains_and_records_the_identity_weight_asked_for(
+    tmp_path, run_stopped_after_its_first_epoch
+):
+    options = _tiny_run_options(1)
+    history = train_cyclegan(tmp_path / "run", identity_weight=0, **options)
+    assert history.model.identity_weight == 0.0
+    # At 0 no identity pass is run, and the term reports 0 (the default's is positive).
+    assert history["identity_loss"] == [0.0]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["identity_weight"] == 0.0
+    # A run recorded before the setting existed trained with the paper's 0.5: a resume with
+    # another weight is refused before anything runs, and one with 0.5 continues.
+    run_dir = shutil.copytree(run_stopped_after_its_first_epoch, tmp_path / "old")
+    config_path = run_dir / "config.json"
+    stored = json.loads(config_path.read_text())
+    assert stored["config"].pop("identity_weight") == 0.5
+    config_path.write_text(json.dumps(stored, indent=2))
+    with pytest.raises(DataError, match=re.escape("identity_weight 0.0 (run: 0.5)")):
+        train_cyclegan(run_dir, resume=True, **_tiny_run_options(), identity_weight=0.0)
+    history = train_cyclegan(run_dir, resume=True, **_tiny_run_options())
+    assert len(history["identity_loss"]) == 2 and history.model.identity_weight == 0.5
+
+
+@pytest.mark.parametrize("value", [-0.5, float("nan"), "half", True])
+def test_train_cyclegan_refuses_an_identity_weight_before_the_folder(tmp_path, value):
+    with pytest.raises(ValueError, match=rf"^identity_weight={re.escape(repr(value))}: give a "):
+        train_cyclegan(tmp_path / "run", identity_weight=value, **_tiny_run_options(1))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("source", ["volume", "brain:t1"])
 def test_a_generator_file_that_translates_no_images_is_one_line_naming_it(tmp_path, source):
     # A noise-to-image generator (or any model that is no image-to-image network) saved as
