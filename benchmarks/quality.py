@@ -175,9 +175,10 @@ def quality_dcgan(cap_s):
 
 
 def quality_cyclegan(cap_s, num_epochs=7):
-    """Notebook 03's CycleGAN (base_filters 16, 6 residual blocks, batch 4, 7 epochs with the
-    paper's linear decay over the second half), unpaired T1/T2 from different subjects; T1 -> T2
-    SSIM inside the brain mask on the held-out test subjects after each epoch."""
+    """Notebook 03's CycleGAN (base_filters 16, 6 residual blocks, batch 4, no identity loss,
+    7 epochs with the paper's linear decay over the second half), unpaired T1/T2 from different
+    subjects; T1 -> T2 SSIM inside the brain mask on the held-out test subjects after each
+    epoch."""
     from medgen_tf.data import brain_slices
     from medgen_tf.evaluation import translation_metrics
     from medgen_tf.translation import train_cyclegan, unpaired_domains
@@ -200,6 +201,7 @@ def quality_cyclegan(cap_s, num_epochs=7):
             seed=0,
             verbose=0,
             domains=domains,
+            identity_weight=0.0,
             callbacks=[callback],
         )
     return _summary(
@@ -207,7 +209,10 @@ def quality_cyclegan(cap_s, num_epochs=7):
         TARGETS["cyclegan"],
         cap_s,
         "T1 -> T2 SSIM inside the brain mask, 4 held-out test subjects",
-        settings=f"notebook 03: base_filters 16, 6 residual blocks, batch 4, {num_epochs} epochs",
+        settings=(
+            f"notebook 03: base_filters 16, 6 residual blocks, batch 4, identity_weight 0, "
+            f"{num_epochs} epochs"
+        ),
         train_images=len(domains[0]),
         test_images=len(test["t1"]),
     )
