@@ -55,6 +55,17 @@ _image_size = _int_at_least(
 )
 
 
+def _identity_weight(text: str) -> float:
+    """An argparse type: a finite number >= 0 (float() would take "nan" and "inf")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _path(text: str) -> str:
     """An argparse type: a non-empty path. An empty argument is an unset variable (``--out
     "$RUN"``), which pathlib would read as the current folder: translate wrote its volumes
@@ -153,6 +164,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="GANs (default 128), VAE (default 512)",
+    )
+    train.add_argument(
+        "--identity-weight",
+        type=_identity_weight,
+        default=None,
+        metavar="W",
+        help="CycleGAN: identity loss weight as a fraction of the cycle loss's (default 0.5, the "
+        "paper's; 0 turns it off, as notebook 03 does for T1 -> T2)",
     )
     train.add_argument(
         "--out", dest="run_dir", type=_path, required=True, metavar="DIR", help="run folder"

@@ -67,6 +67,9 @@ class Recipe:
     #: would, for settings the networks cannot be built with. It asks the builders' own
     #: rules (or builds the networks), so it cannot drift from them.
     check: Callable[[dict], None] | None = None
+    #: How a resume reads the config an older version recorded (``training.fit``'s
+    #: ``read_recorded_config``): settings added since, set to what those runs used.
+    read_recorded_config: Callable[[dict], dict] | None = None
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -360,6 +363,13 @@ def _cyclegan_hook(name):
     return hook
 
 
+def _checked_identity_weight(identity_weight):
+    """The CycleGAN's identity_weight to record: None is the paper's 0.5."""
+    from medgen_tf.translation import check_identity_weight
+
+    return 0.5 if identity_weight is None else check_identity_weight(identity_weight)
+
+
 def _check_cyclegan(config):
     from medgen_tf.models.cyclegan import check_image_size
 
@@ -378,6 +388,7 @@ register(
         export=_cyclegan_hook("recipe_export"),
         translate=_cyclegan_hook("recipe_translate"),
         check=_check_cyclegan,
+        read_recorded_config=_cyclegan_hook("recipe_read_recorded_config"),
         two_domains=True,
     )
 )
@@ -394,6 +405,7 @@ def train(
     num_epochs: int = 10,
     batch_size: int = 32,
     latent_dim: int | None = None,
+    identity_weight: float | None = None,
     run_dir="outputs/run",
     resume: bool = False,
     mixed_precision: bool = False,
@@ -405,7 +417,8 @@ def train(
     folder (config.json, history.json, samples/, checkpoints/, the exported model).
 
     ``data`` (default ``"brain"``) and ``latent_dim`` are for the GANs and the VAE;
-    ``data_a`` and ``data_b`` (default ``"brain:t1"``, ``"brain:t2"``) for CycleGAN. Giving one
+    ``data_a``, ``data_b`` (default ``"brain:t1"``, ``"brain:t2"``) and ``identity_weight``
+    (default the paper's 0.5; notebook 03 trains with 0) for CycleGAN. Giving one
     the model does not use is a DataError: it would be recorded, and then compared on resume,
     as if it had shaped the run. ``image_size``, ``num_epochs``, ``batch_size`` and ``seed``
     are whole numbers (a ValueError otherwise, rather than truncating 32.7 to 32)."""
@@ -427,6 +440,7 @@ def train(
         settings = {
             "data_a": "brain:t1" if data_a is None else data_a,
             "data_b": "brain:t2" if data_b is None else data_b,
+            "identity_weight": _checked_identity_weight(identity_weight),
         }
         unused = {"data (--data)": data, "latent_dim (--latent-dim)": latent_dim}
     else:
@@ -440,10 +454,14 @@ def train(
                 f"latent_dim={latent_dim!r}: give a whole number >= 1, or None for the model's "
                 "default"
             )
-        unused = {"data_a (--data-a)": data_a, "data_b (--data-b)": data_b}
+        unused = {
+            "data_a (--data-a)": data_a,
+            "data_b (--data-b)": data_b,
+            "identity_weight (--identity-weight)": identity_weight,
+        }
     given = [name for name, value in unused.items() if value is not None]
     if given:
-        takes = "data_a and data_b" if recipe.two_domains else "data"
+        takes = "data_a, data_b and identity_weight" if recipe.two_domains else "data"
         raise DataError(f"model {model!r} does not use {' or '.join(given)}; it takes {takes}")
     run_dir = Path(run_dir)
     earlier = trained_outputs(run_dir)
@@ -499,6 +517,7 @@ def train(
         strategy=strategy,
         mixed_precision=mixed_precision,
         verbose=verbose,
+        read_recorded_config=recipe.read_recorded_config,
     )
     if history.stopped_reason is not None:
         raise DataError(f"run folder {run_dir}: {history.stopped_reason}")

@@ -116,6 +116,21 @@ def _read_recorded_settings(recorded):
     return recorded
 
 
+def check_identity_weight(identity_weight):
+    """``identity_weight`` as a float: a finite number >= 0, else a one-line ValueError."""
+    try:
+        weight = float(identity_weight)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    # inf passed CycleGAN's own check (>= 0) and made every loss inf, then NaN.
+    if isinstance(identity_weight, bool) or not 0 <= weight < float("inf"):
+        raise ValueError(
+            f"identity_weight={identity_weight!r}: give a finite number >= 0 (the paper's 0.5; "
+            "0 turns the identity loss off)"
+        )
+    return weight
+
+
 def build_cyclegan(
     image_size=64,
     channels=1,
@@ -200,15 +215,7 @@ def train_cyclegan(
     for name, value, least in (("batch_size", batch_size, 1), ("seed", seed, 0)):
         check_whole_at_least(name, value, least)
     # Here too, not only in CycleGAN's constructor: that runs after the run folder is made.
-    try:
-        weight = float(identity_weight)
-    except (TypeError, ValueError):
-        weight = float("nan")
-    if isinstance(identity_weight, bool) or not weight >= 0:
-        raise ValueError(
-            f"identity_weight={identity_weight!r}: give a number >= 0 (the paper's 0.5; 0 turns "
-            "the identity loss off)"
-        )
+    weight = check_identity_weight(identity_weight)
     run_dir = Path(run_dir)
     if domains is None:
         images_a, images_b, info = unpaired_domains(data_a, data_b, image_size, seed=seed)
@@ -735,7 +742,14 @@ def recipe_build(config):
         base_filters=config.get("base_filters") or 64,
         total_steps=config.get("total_steps"),
         seed=config["seed"],
+        identity_weight=config.get("identity_weight", 0.5),
     )
+
+
+def recipe_read_recorded_config(recorded):
+    """Recipe hook: a run recorded before identity_weight was a setting trained with the
+    paper's 0.5, so a resume asking for another weight is refused, not trained on."""
+    return {"identity_weight": 0.5, **recorded}
 
 
 def recipe_samples(model, config):

@@ -25,6 +25,14 @@ from medgen_tf.cli import main
         # killer; a latent size of 10**9 was a ResourceExhaustedError traceback.
         (["sample", "RUN", "--n", "1000000", "--out", "RUN/grid.png"], "--n"),
         (["train", "dcgan", "--latent-dim", "1000000000", "--out", "RUN"], "--latent-dim"),
+        # float() takes "nan" and "inf"; an infinite weight made every loss inf, then NaN.
+        *(
+            (
+                ["train", "cyclegan", "--identity-weight", weight, "--out", "RUN"],
+                "--identity-weight",
+            )
+            for weight in ("-0.5", "nan", "inf", "half")
+        ),
     ],
 )
 def test_out_of_range_numbers_are_one_line_usage_errors(tmp_path, capsys, arguments, option):

@@ -616,10 +616,11 @@ def test_resume_through_the_engine_equals_an_uninterrupted_run(tmp_path):
 
 def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_affine(tmp_path):
     import json
+    import re
 
     import nibabel as nib
 
-    from medgen_tf import cli
+    from medgen_tf import cli, recipes
     from medgen_tf.errors import DataError
     from medgen_tf.translation import translate_run
 
@@ -632,10 +633,14 @@ def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_aff
         "1",
         "--batch-size",
         "16",
+        "--identity-weight",
+        "0",
         "--out",
         str(run_dir),
     ]
     assert cli.main(arguments) == 0
+    assert json.loads((run_dir / "config.json").read_text())["config"]["identity_weight"] == 0.0
+    assert cli.main([*arguments, "--resume", "--identity-weight", "0.5"]) == 2
     domains = json.loads((run_dir / "config.json").read_text())["config"]["domains"]
     assert domains["subjects_a"] and domains["subjects_b"]
     assert not set(domains["subjects_a"]) & set(domains["subjects_b"])  # unpaired for real
@@ -660,6 +665,25 @@ def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_aff
     assert 0.0 <= data.min() and data.max() <= 1.0
     with pytest.raises(DataError, match="no generator_ab.keras"):
         translate_run(tmp_path, str(input_path), out_dir=tmp_path / "out")
+    # A run recorded before identity_weight was a setting trained with the paper's 0.5: a
+    # resume asking for another weight is refused before anything is written.
+    config_path = run_dir / "config.json"
+    stored = json.loads(config_path.read_text())
+    del stored["config"]["identity_weight"]
+    config_path.write_text(json.dumps(stored))
+    written = config_path.read_text()
+    with pytest.raises(DataError, match=re.escape("identity_weight 0.0 (run: 0.5)")):
+        recipes.train(
+            "cyclegan",
+            image_size=32,
+            num_epochs=1,
+            batch_size=16,
+            identity_weight=0,
+            run_dir=run_dir,
+            resume=True,
+            verbose=0,
+        )
+    assert config_path.read_text() == written
 
 
 def test_translate_nifti_puts_every_voxel_back_where_it_came_from(tmp_path):

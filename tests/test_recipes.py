@@ -279,6 +279,7 @@ def test_an_export_replaces_the_model_only_when_complete(tmp_path, monkeypatch):
         ("cyclegan", ["--data", "brain:pd"], "data (--data)"),
         ("dcgan", ["--data-a", "brain:t2"], "data_a (--data-a)"),
         ("vae", ["--data-b", "brain:t1"], "data_b (--data-b)"),
+        ("dcgan", ["--identity-weight", "0"], "identity_weight (--identity-weight)"),
     ],
 )
 def test_an_option_the_model_does_not_use_is_refused(tmp_path, capsys, model, flags, named):
