@@ -365,9 +365,11 @@ def _cyclegan_hook(name):
 
 def _checked_identity_weight(identity_weight):
     """The CycleGAN's identity_weight to record: None is the paper's 0.5."""
-    from medgen_tf.translation import check_identity_weight
+    from medgen_tf.translation import PAPER_IDENTITY_WEIGHT, check_identity_weight
 
-    return 0.5 if identity_weight is None else check_identity_weight(identity_weight)
+    if identity_weight is None:
+        return PAPER_IDENTITY_WEIGHT
+    return check_identity_weight(identity_weight)
 
 
 def _check_cyclegan(config):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,10 @@ def unpaired_domains(spec_a, spec_b, image_size=64, split="train", seed=0, num_s
     return images_a, images_b, info
 
 
+# Zhu et al.'s identity loss weight, as a fraction of the cycle loss's: the default, and what a
+# run recorded before the setting existed trained with.
+PAPER_IDENTITY_WEIGHT = 0.5
+
 # train_cyclegan's config.json keys renamed since a run folder may have been written, old name
 # -> new ("filters" before the builders took base_filters): a resume reads them under the new
 # name, so the widths are still compared rather than skipped as another version's keys.
@@ -112,23 +117,22 @@ def _read_recorded_settings(recorded):
     if "discriminator_base_filters" in recorded and not recorded["discriminator_base_filters"]:
         recorded["discriminator_base_filters"] = recorded.get("base_filters")
     # Recorded before identity_weight was a setting: those runs trained with the paper's 0.5.
-    recorded.setdefault("identity_weight", 0.5)
+    recorded.setdefault("identity_weight", PAPER_IDENTITY_WEIGHT)
     return recorded
 
 
 def check_identity_weight(identity_weight):
     """``identity_weight`` as a float: a finite number >= 0, else a one-line ValueError."""
-    try:
-        weight = float(identity_weight)
-    except (TypeError, ValueError):
-        weight = float("nan")
-    # inf passed CycleGAN's own check (>= 0) and made every loss inf, then NaN.
-    if isinstance(identity_weight, bool) or not 0 <= weight < float("inf"):
+    # A number, not text that float() reads ("0.5") nor a truth value (True is 1).
+    is_number = isinstance(identity_weight, numbers.Real) and not isinstance(
+        identity_weight, (bool, np.bool_)
+    )
+    if not (is_number and 0 <= float(identity_weight) < float("inf")):
         raise ValueError(
-            f"identity_weight={identity_weight!r}: give a finite number >= 0 (the paper's 0.5; "
-            "0 turns the identity loss off)"
+            f"identity_weight={identity_weight!r}: give a finite number >= 0 (the paper's "
+            f"{PAPER_IDENTITY_WEIGHT}; 0 turns the identity loss off)"
         )
-    return weight
+    return float(identity_weight) + 0.0  # -0.0 recorded as 0.0
 
 
 def build_cyclegan(
@@ -140,7 +144,7 @@ def build_cyclegan(
     total_steps=None,
     pool_size=50,
     seed=0,
-    identity_weight=0.5,
+    identity_weight=PAPER_IDENTITY_WEIGHT,
 ):
     """A compiled :class:`~medgen_tf.models.cyclegan.CycleGAN` with the paper's optimizers.
 
@@ -193,7 +197,7 @@ def train_cyclegan(
     verbose="auto",
     domains=None,
     callbacks=(),
-    identity_weight=0.5,
+    identity_weight=PAPER_IDENTITY_WEIGHT,
 ):
     """Train a CycleGAN with :func:`medgen_tf.training.fit` and save both generators.
 
@@ -742,14 +746,14 @@ def recipe_build(config):
         base_filters=config.get("base_filters") or 64,
         total_steps=config.get("total_steps"),
         seed=config["seed"],
-        identity_weight=config.get("identity_weight", 0.5),
+        identity_weight=config.get("identity_weight", PAPER_IDENTITY_WEIGHT),
     )
 
 
 def recipe_read_recorded_config(recorded):
     """Recipe hook: a run recorded before identity_weight was a setting trained with the
     paper's 0.5, so a resume asking for another weight is refused, not trained on."""
-    return {"identity_weight": 0.5, **recorded}
+    return {"identity_weight": PAPER_IDENTITY_WEIGHT, **recorded}
 
 
 def recipe_samples(model, config):

@@ -614,7 +614,9 @@ def test_resume_through_the_engine_equals_an_uninterrupted_run(tmp_path):
     assert float(resumed.generator_ab_optimizer.learning_rate) == 0.0
 
 
-def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_affine(tmp_path):
+def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_affine(
+    tmp_path, capsys
+):
     import json
     import re
 
@@ -640,7 +642,10 @@ def test_cli_trains_on_disjoint_subjects_then_translates_a_nifti_keeping_its_aff
     ]
     assert cli.main(arguments) == 0
     assert json.loads((run_dir / "config.json").read_text())["config"]["identity_weight"] == 0.0
+    # Trained with it, not only recorded: at 0 the identity term is not computed and logs 0.
+    assert json.loads((run_dir / "history.json").read_text())["identity_loss"] == [0.0]
     assert cli.main([*arguments, "--resume", "--identity-weight", "0.5"]) == 2
+    assert "identity_weight 0.5 (run: 0.0)" in capsys.readouterr().err
     domains = json.loads((run_dir / "config.json").read_text())["config"]["domains"]
     assert domains["subjects_a"] and domains["subjects_b"]
     assert not set(domains["subjects_a"]) & set(domains["subjects_b"])  # unpaired for real
@@ -784,11 +789,18 @@ def test_fully_convolutional_discriminators_of_any_size_are_accepted():
 
 @pytest.mark.parametrize(
     "weights",
-    [dict(lambda_cycle=-1.0), dict(identity_weight=-0.5), dict(lambda_cycle=float("nan"))],
+    [
+        dict(lambda_cycle=-1.0),
+        dict(identity_weight=-0.5),
+        dict(lambda_cycle=float("nan")),
+        dict(identity_weight=float("inf")),
+    ],
 )
 def test_negative_loss_weights_are_refused(weights):
-    # A negative weight turns a term the generators should lower into one they raise.
-    with pytest.raises(ValueError, match="lambda_cycle and identity_weight must be >= 0"):
+    # A negative weight turns a term the generators should lower into one they raise; an
+    # infinite one makes every generator loss inf, then NaN.
+    match = "lambda_cycle and identity_weight must be finite and >= 0"
+    with pytest.raises(ValueError, match=match):
         _small_cyclegan(**weights)
     assert _small_cyclegan(lambda_cycle=0.0, identity_weight=0.0).lambda_cycle == 0.0
 

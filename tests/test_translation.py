@@ -449,7 +449,7 @@ def test_train_cyclegan_trains_and_records_the_identity_weight_asked_for(
     assert len(history["identity_loss"]) == 2 and history.model.identity_weight == 0.5
 
 
-@pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf"), "half", True])
+@pytest.mark.parametrize("value", [-0.5, float("nan"), float("inf"), "half", "0.5", True, np.True_])
 def test_train_cyclegan_refuses_an_identity_weight_before_the_folder(tmp_path, value):
     with pytest.raises(ValueError, match=rf"^identity_weight={re.escape(repr(value))}: give a "):
         train_cyclegan(tmp_path / "run", identity_weight=value, **_tiny_run_options(1))

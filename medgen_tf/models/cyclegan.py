@@ -480,7 +480,7 @@ class CycleGAN(keras.Model):
     Args:
         generator_ab, generator_ba: image-to-image Keras models (``build_resnet_generator``).
         discriminator_a, discriminator_b: PatchGANs judging domain A and domain B images.
-        lambda_cycle: weight of the cycle loss (10 in the paper), at least 0.
+        lambda_cycle: weight of the cycle loss (10 in the paper), finite and at least 0.
         identity_weight: identity loss weight as a fraction of ``lambda_cycle`` (0.5), at least
             0. At 0 no generator translates its own domain's images (the identity half of
             each generator's pass is not run) and ``identity_loss`` reports 0.
@@ -518,10 +518,11 @@ class CycleGAN(keras.Model):
     ):
         super().__init__(**kwargs)
         pool_size = check_count_argument(pool_size, "pool_size", "CycleGAN", minimum=0)
-        if not (float(lambda_cycle) >= 0 and float(identity_weight) >= 0):
+        # inf passed ">= 0" and made every generator loss inf, then NaN.
+        if not all(0 <= float(weight) < float("inf") for weight in (lambda_cycle, identity_weight)):
             raise ValueError(
-                f"lambda_cycle and identity_weight must be >= 0, got {lambda_cycle} and "
-                f"{identity_weight}."
+                f"lambda_cycle and identity_weight must be finite and >= 0, got {lambda_cycle} "
+                f"and {identity_weight}."
             )
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
