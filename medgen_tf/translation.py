@@ -751,9 +751,10 @@ def recipe_build(config):
 
 
 def recipe_read_recorded_config(recorded):
-    """Recipe hook: a run recorded before identity_weight was a setting trained with the
-    paper's 0.5, so a resume asking for another weight is refused, not trained on."""
-    return {"identity_weight": PAPER_IDENTITY_WEIGHT, **recorded}
+    """Recipe hook: an older run's config read as :func:`train_cyclegan` reads it (a run
+    recorded before identity_weight was a setting trained with the paper's 0.5, so a resume
+    asking for another weight is refused, not trained on)."""
+    return _read_recorded_settings(dict(recorded))
 
 
 def recipe_samples(model, config):
