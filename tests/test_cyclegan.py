@@ -287,6 +287,53 @@ def test_schedule_needs_the_length_of_the_run():
     assert float(LinearDecayAfterHalf(2e-4, 4)(1)) == pytest.approx(2e-4)
 
 
+@pytest.mark.parametrize(
+    "arguments, problem",
+    [
+        (dict(total_steps=2.9), "total_steps .* got 2.9"),
+        (dict(total_steps=True), "total_steps .* got True"),
+        (dict(total_steps=10, decay_start_step=2.5), r"decay_start_step .* got 2.5"),
+        (dict(total_steps=10, decay_start_step=True), r"decay_start_step .* got True"),
+        (dict(total_steps=10, initial_learning_rate=-1e-4), "initial_learning_rate .* got -0.0001"),
+        (dict(total_steps=10, initial_learning_rate=0.0), "initial_learning_rate .* got 0.0"),
+        (dict(total_steps=10, initial_learning_rate=float("nan")), "initial_learning_rate .* nan"),
+        (dict(total_steps=10, initial_learning_rate=float("inf")), "initial_learning_rate .* inf"),
+        (dict(total_steps=10, initial_learning_rate="2e-4"), "initial_learning_rate .* '2e-4'"),
+    ],
+    ids=[
+        "steps-2.9",
+        "steps-True",
+        "start-2.5",
+        "start-True",
+        "rate<0",
+        "rate-0",
+        "nan",
+        "inf",
+        "text",
+    ],
+)
+def test_schedule_refuses_steps_that_are_not_whole_and_rates_that_do_not_train(arguments, problem):
+    # int() made 2.9 steps into 2 and True into 1; a negative or NaN rate was taken as given.
+    with pytest.raises(ValueError, match=f"^LinearDecayAfterHalf: {problem}") as caught:
+        LinearDecayAfterHalf(**arguments)
+    assert "\n" not in str(caught.value)
+    assert LinearDecayAfterHalf(total_steps=np.int64(10)).get_config()["total_steps"] == 10
+
+
+def test_schedule_without_a_decay_phase_is_zero_from_total_steps_on():
+    # Its docstring says the rate is 0 from total_steps on; with decay_start_step ==
+    # total_steps the rate at total_steps was still the initial one.
+    schedule = LinearDecayAfterHalf(2e-4, total_steps=10, decay_start_step=10)
+    assert [float(schedule(step)) for step in (9, 10, 11)] == [pytest.approx(2e-4), 0.0, 0.0]
+
+
+def test_default_optimizers_refuse_a_run_of_zero_steps_rather_than_drop_the_decay():
+    # total_steps=0 was read as "no schedule": a constant rate, without a word.
+    with pytest.raises(ValueError, match="total_steps .* got 0"):
+        default_optimizers(total_steps=0)
+    assert isinstance(default_optimizers()["generator_ab_optimizer"].learning_rate, keras.Variable)
+
+
 def test_generators_of_unknown_image_size_are_refused_with_the_shapes():
     free_size = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3)])
     patchgan = build_patchgan_discriminator(None, 1, base_filters=4)
@@ -794,6 +841,8 @@ def test_fully_convolutional_discriminators_of_any_size_are_accepted():
         dict(identity_weight=-0.5),
         dict(lambda_cycle=float("nan")),
         dict(identity_weight=float("inf")),
+        dict(lambda_cycle=None),  # a bare TypeError from float()
+        dict(identity_weight="0.5"),
     ],
 )
 def test_negative_loss_weights_are_refused(weights):
@@ -841,6 +890,20 @@ def test_translate_refuses_images_the_generator_was_not_trained_on(images, probl
     assert "\n" not in str(raised.value)
     edge = np.full((2, SIZE, SIZE, 1), 1.01, "float32")  # interpolation overshoot: accepted
     assert model.translate(tf.constant(edge), "b2a").shape == (2, SIZE, SIZE, 1)
+
+
+def test_translate_takes_the_resize_overshoot_that_fit_trains_on():
+    # A bicubic resize overshoots [-1, 1] slices up to 1.26; fit trains on such slices, and
+    # translate refused the very same ones (a 1 % slack against fit's 25 %).
+    model = _small_cyclegan()
+    overshoot = np.full((2, SIZE, SIZE, 1), 1.2, "float32")
+    overshoot[:, :4] = -1.2
+    model.compile()
+    model.fit(overshoot, overshoot, batch_size=2, epochs=1, verbose=0)
+    for direction in ("a2b", "b2a"):
+        assert model.translate(overshoot, direction).shape == (2, SIZE, SIZE, 1)
+    with pytest.raises(ValueError, match=r"got values from -1\.2 to 1\.6; scale them first"):
+        model.translate(np.where(overshoot > 0, 1.6, -1.2).astype("float32"))
 
 
 # ---- arguments and data refused in one line (from a review of the model files) ----------

@@ -139,7 +139,8 @@ def test_networks_of_different_image_sizes_or_channels_are_refused():
 
 
 def test_label_smoothing_and_num_classes_are_checked():
-    for smoothing in (-0.1, 1.0, 1.5):
+    # None was a bare TypeError from float(); the text "0.1" and True were taken as numbers.
+    for smoothing in (-0.1, 1.0, 1.5, float("nan"), None, "0.1", True):
         with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
             tiny_gan(label_smoothing=smoothing)
     with pytest.raises(ValueError, match="label_smoothing must be 0 with loss='wgan_gp'"):
@@ -893,16 +894,28 @@ def test_a_latent_dim_that_is_no_count_is_refused_by_the_builder(latent_dim):
     "arguments, problem",
     [
         ({"n_critic": 2.7}, "GAN: n_critic (or None) must be a whole number >= 1, got 2.7."),
-        ({"gradient_penalty_weight": float("nan")}, "gradient_penalty_weight must be >= 0"),
-        ({"gradient_penalty_weight": -10.0}, "gradient_penalty_weight must be >= 0"),
+        ({"gradient_penalty_weight": float("nan")}, "gradient_penalty_weight must be finite"),
+        ({"gradient_penalty_weight": -10.0}, "gradient_penalty_weight must be finite and >= 0"),
+        ({"gradient_penalty_weight": float("inf")}, "must be finite and >= 0, got inf."),
+        ({"gradient_penalty_weight": None}, "must be finite and >= 0, got None."),
+        ({"gradient_penalty_weight": "10"}, "must be finite and >= 0, got '10'."),
     ],
-    ids=["n_critic-fraction", "penalty-nan", "penalty-negative"],
+    ids=["n_critic-fraction", "penalty-nan", "penalty-negative", "penalty-inf", "None", "text"],
 )
 def test_arguments_the_step_would_misread_are_refused(arguments, problem):
     # n_critic=2.7 ran 2 critic steps; a NaN penalty weight made every d_loss NaN, a negative
     # one rewarded the steep gradients it is there to penalise.
     with pytest.raises(ValueError, match=re.escape(problem)):
         tiny_gan(loss="wgan_gp", **arguments)
+
+
+def test_a_plain_gan_refuses_labels_rather_than_drop_them():
+    # An unconditional generator has no label input: generate(2, labels=[0, 1]) gave two
+    # unconditioned samples without a word.
+    with pytest.raises(ValueError, match=r"^GAN\.generate takes no labels") as caught:
+        tiny_gan().generate(2, labels=[0, 1])
+    assert "\n" not in str(caught.value)
+    assert tiny_gan().generate(2, labels=None).shape == (2, 32, 32, 1)
 
 
 def test_generate_refuses_a_fraction_of_a_sample():

@@ -229,8 +229,8 @@ def test_pairs_without_a_channel_axis_are_refused_rather_than_broadcast():
 
 
 def test_a_negative_l1_weight_is_refused():
-    for weight in (-1.0, float("nan")):
-        with pytest.raises(ValueError, match="l1_weight must be >= 0"):
+    for weight in (-1.0, float("nan"), float("inf"), None, "100"):
+        with pytest.raises(ValueError, match="l1_weight must be finite and >= 0"):
             _model(adversarial=False, l1_weight=weight)
     assert _model(adversarial=False, l1_weight=0.0).l1_weight == 0.0
 
@@ -305,3 +305,15 @@ def test_numpy_pairs_holding_nan_or_8_bit_values_are_refused():
         ValueError, match=r"Pix2Pix.fit x and y: input images must lie in \[-1, 1\]"
     ):
         model.fit(images + 200.0, images, batch_size=2, epochs=1, verbose=0)
+
+
+def test_translate_takes_the_resize_overshoot_that_fit_trains_on():
+    # fit takes images up to a quarter of the range's width outside [-1, 1] (a bicubic resize
+    # overshoots to 1.26); translate refused them with a 1 % slack.
+    model = _model(adversarial=False)
+    model.compile()
+    overshoot = np.full((2, SIZE, SIZE, 1), 1.2, "float32")
+    model.fit(overshoot, overshoot, batch_size=2, epochs=1, verbose=0)
+    assert model.translate(overshoot).shape == (2, SIZE, SIZE, 1)
+    with pytest.raises(ValueError, match=r"got values from 1\.6 to 1\.6; scale them first"):
+        model.translate(overshoot + 0.4)

@@ -385,16 +385,48 @@ def test_fit_refuses_images_its_likelihood_cannot_train_on_in_one_line(
 
 
 def test_fit_takes_gaussian_images_off_zero_one_and_bernoulli_ones_on_its_edges():
-    # The Gaussian likelihood has no range to keep: its squared error is defined everywhere.
-    gaussian = tiny_vae("gaussian")
+    # A Gaussian likelihood's squared error is defined everywhere: with a decoder whose means
+    # are not squashed, [-1, 1] images train; build_decoder's sigmoid means take a resize's
+    # overshoot of [0, 1] images.
+    encoder = build_encoder(IMAGE_SIZE, latent_dim=LATENT_DIM, base_filters=4)
+    sigmoid_decoder = build_decoder(
+        IMAGE_SIZE, latent_dim=LATENT_DIM, base_filters=4, likelihood="gaussian"
+    )
+    linear_outputs = keras.layers.Conv2D(1, 1)(sigmoid_decoder.layers[-2].output)
+    linear_decoder = keras.Model(sigmoid_decoder.inputs, linear_outputs)
+    gaussian = VAE(encoder, linear_decoder, likelihood="gaussian", seed=0)
     gaussian.compile()
     gaussian.fit(2 * blob_images(4) - 1, batch_size=4, verbose=0)
+    overshoot = tiny_vae("gaussian")
+    overshoot.compile()
+    overshoot.fit(1.5 * blob_images(4) - 0.25, batch_size=4, verbose=0)
     bernoulli = tiny_vae()
     bernoulli.compile()
     edges = np.zeros((4, IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
     edges[2:] = 1.0
     bernoulli.fit(edges, batch_size=4, verbose=0)
-    assert int(gaussian.optimizer.iterations) == int(bernoulli.optimizer.iterations) == 1
+    assert all(int(model.optimizer.iterations) == 1 for model in (gaussian, overshoot, bernoulli))
+
+
+@pytest.mark.parametrize(
+    "images, shown",
+    [(2 * blob_images(4) - 1, "from -1 to 1"), (255 * blob_images(4), "from 0 to 255")],
+    ids=["-1-1", "0-255"],
+)
+def test_a_gaussian_vae_with_sigmoid_means_refuses_images_it_cannot_reconstruct(
+    images, shown, tmp_path
+):
+    # build_decoder's means lie in (0, 1): a [-1, 1] slice trained without a word, and every
+    # pixel below 0 was reconstructed as 0. The rule survives a save and load.
+    vae = tiny_vae("gaussian")
+    vae.compile()
+    vae.fit(blob_images(4), batch_size=4, verbose=0)
+    vae.save(tmp_path / "vae.keras")
+    restored = keras.saving.load_model(tmp_path / "vae.keras")
+    for model in (vae, restored):
+        with pytest.raises(ValueError, match=f"VAE.fit x: .*sigmoid.*{shown}; scale") as caught:
+            model.fit(images, batch_size=4, verbose=0)
+        assert "\n" not in str(caught.value)
 
 
 def test_compile_refuses_an_optimizer_built_for_another_model_and_takes_back_its_own():

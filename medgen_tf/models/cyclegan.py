@@ -29,6 +29,8 @@ try:
         check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
+        is_real_number,
+        is_whole_number,
         loss_scaled,
         predict_images,
     )
@@ -51,6 +53,8 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
+        is_real_number,
+        is_whole_number,
         loss_scaled,
         predict_images,
     )
@@ -278,26 +282,36 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, initial_learning_rate=2e-4, total_steps=None, decay_start_step=None):
-        # No default: without the run's length the decay would have no end to aim at.
-        if total_steps is None or int(total_steps) < 1:
+        owner = "LinearDecayAfterHalf"
+        # Whole numbers, not int(): 2.9 steps quietly became 2 and True became 1. No default
+        # for total_steps: without the run's length the decay would have no end to aim at.
+        if not is_whole_number(total_steps) or total_steps < 1:
             raise ValueError(
-                f"total_steps (the run's optimizer steps) must be given and >= 1, got "
-                f"{total_steps}."
+                f"{owner}: total_steps (the run's optimizer steps) must be given and >= 1 (a "
+                f"whole number), got {total_steps!r}."
             )
-        self.initial_learning_rate = float(initial_learning_rate)
         self.total_steps = int(total_steps)
-        self.decay_start_step = int(
-            self.total_steps // 2 if decay_start_step is None else decay_start_step
-        )
-        if not 0 <= self.decay_start_step <= self.total_steps:
+        if decay_start_step is None:
+            decay_start_step = self.total_steps // 2
+        if not is_whole_number(decay_start_step) or not 0 <= decay_start_step <= self.total_steps:
             raise ValueError(
-                f"decay_start_step must be in [0, total_steps={self.total_steps}], "
-                f"got {decay_start_step}."
+                f"{owner}: decay_start_step must be in [0, total_steps={self.total_steps}] (a "
+                f"whole number), got {decay_start_step!r}."
             )
+        self.decay_start_step = int(decay_start_step)
+        rate = initial_learning_rate
+        if not (is_real_number(rate) and 0.0 < float(rate) < float("inf")):  # NaN fails too
+            raise ValueError(
+                f"{owner}: initial_learning_rate must be a finite number > 0, got {rate!r}."
+            )
+        self.initial_learning_rate = float(rate)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        decay_steps = max(self.total_steps - self.decay_start_step, 1)
+        if self.decay_start_step == self.total_steps:
+            # No decay phase: the rate drops to 0 at total_steps, as the docstring says.
+            return ops.where(step < self.total_steps, self.initial_learning_rate, 0.0)
+        decay_steps = self.total_steps - self.decay_start_step
         fraction = ops.clip((step - self.decay_start_step) / decay_steps, 0.0, 1.0)
         return self.initial_learning_rate * (1.0 - fraction)
 
@@ -318,7 +332,7 @@ def default_optimizers(total_steps=None, learning_rate=2e-4):
     optimizers = {}
     for name in OPTIMIZER_NAMES:
         rate = learning_rate
-        if total_steps:
+        if total_steps is not None:  # 0 is refused by the schedule, not read as "no decay"
             rate = LinearDecayAfterHalf(learning_rate, total_steps=total_steps)
         optimizers[name] = FusedAdam(
             learning_rate=rate, beta_1=0.5, name=name.replace("_optimizer", "_adam")
@@ -519,7 +533,8 @@ class CycleGAN(keras.Model):
         super().__init__(**kwargs)
         pool_size = check_count_argument(pool_size, "pool_size", "CycleGAN", minimum=0)
         # inf passed ">= 0" and made every generator loss inf, then NaN.
-        if not all(0 <= float(weight) < float("inf") for weight in (lambda_cycle, identity_weight)):
+        weights = (lambda_cycle, identity_weight)
+        if not all(is_real_number(weight) and 0 <= weight < float("inf") for weight in weights):
             raise ValueError(
                 f"lambda_cycle and identity_weight must be finite and >= 0, got {lambda_cycle} "
                 f"and {identity_weight}."

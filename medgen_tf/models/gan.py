@@ -27,6 +27,7 @@ try:
         check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
+        is_real_number,
         loss_scaled,
     )
 except ModuleNotFoundError as error:  # lifted into a project without medgen_tf: the neighbours
@@ -46,6 +47,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_numpy_images,
         engine_compile_arguments,
         has_batch_norm,
+        is_real_number,
         loss_scaled,
     )
 
@@ -308,7 +310,8 @@ class GAN(keras.Model):
                 "loss='wgan_gp' needs a critic without batch norm (its gradient penalty is per "
                 "sample): build it with normalization=None or 'layer'."
             )
-        if not 0.0 <= float(label_smoothing) < 1.0:
+        # None, True or the text "0.1" are not weights (float() of None was a bare TypeError).
+        if not (is_real_number(label_smoothing) and 0.0 <= label_smoothing < 1.0):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
         if self.is_wasserstein and float(label_smoothing):
             raise ValueError(
@@ -333,9 +336,10 @@ class GAN(keras.Model):
             n_critic = 5 if self.is_wasserstein else 1
         self.n_critic = check_count_argument(n_critic, "n_critic (or None)", type(self).__name__)
         # NaN made every d_loss NaN; a negative weight rewards the steep gradients it penalises.
-        if not float(gradient_penalty_weight) >= 0.0:
+        penalty_weight = gradient_penalty_weight
+        if not (is_real_number(penalty_weight) and 0.0 <= penalty_weight < float("inf")):
             raise ValueError(
-                f"gradient_penalty_weight must be >= 0, got {gradient_penalty_weight}."
+                f"gradient_penalty_weight must be finite and >= 0, got {penalty_weight!r}."
             )
         self.gradient_penalty_weight = float(gradient_penalty_weight)
         self.seed = seed
@@ -458,6 +462,8 @@ class GAN(keras.Model):
         check_numpy_images(images, type(self).__name__, context, image_shape=self._image_shape())
 
     # Hooks the conditional model overrides.
+    takes_labels = False
+
     def _unpack(self, data):
         check_batch_structure(data, type(self).__name__, "images (or (images,))")
         images = data[0] if isinstance(data, (tuple, list)) else data
@@ -543,7 +549,9 @@ class GAN(keras.Model):
 
     def test_step(self, data):
         # train_step's losses and accuracies on fresh noise, without any update. D does not
-        # change in between here, so G's loss reuses the logits D gave the fakes.
+        # change in between here, so G's loss reuses the logits D gave the fakes. The noise
+        # comes from the training SeedGenerator, so validating moves its state on: a run
+        # repeats exactly with the same validation data, not with and without it.
         real_images, labels = self._unpack(data)
         noise = self.sample_noise(ops.shape(real_images)[0])
         fake_images = self.generator(self._generator_inputs(noise, labels), training=False)
@@ -593,6 +601,12 @@ class GAN(keras.Model):
         num_samples = check_count_argument(
             num_samples, "num_samples", f"{type(self).__name__}.generate", minimum=0
         )
+        if labels is not None and not self.takes_labels:
+            # A plain generator has no label input: the labels were dropped without a word.
+            raise ValueError(
+                f"{type(self).__name__}.generate takes no labels (an unconditional generator); "
+                "use a ConditionalGAN to draw given classes."
+            )
         noise = keras.random.normal((num_samples, self.latent_dim), seed=seed)
         if labels is not None:
             labels = ops.convert_to_tensor(labels, dtype="int32")
@@ -676,6 +690,8 @@ class ConditionalGAN(GAN):
     Notebook: ``notebooks/01_gan.ipynb`` (section on the conditional GAN) and
     ``notebooks/05_synthetic_data_augmentation.ipynb``.
     """
+
+    takes_labels = True
 
     def __init__(self, generator, discriminator, num_classes=None, **kwargs):
         if len(generator.inputs) != 2 or len(discriminator.inputs) != 2:

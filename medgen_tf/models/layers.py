@@ -17,6 +17,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# How far, as a fraction of the range's width, input images may lie outside the range a
+# network takes, in fit and in inference alike: a bicubic or Lanczos resize overshoots [-1, 1]
+# slices up to 1.26, while images scaled for another range ([0, 255]) lie far beyond.
+INPUT_SLACK = 0.25
+
+
+def is_whole_number(value) -> bool:
+    """An int (numpy's included), not a bool: ``int()`` makes 2.9 into 2 and True into 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real_number(value) -> bool:
+    """A real number (numpy's included), not a bool or text: ``float()`` raises a bare
+    TypeError on None and takes ``"0.1"`` and True as numbers."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
 
 def check_count_argument(value, name, owner, minimum=1) -> int:
     """``value`` as an int, or a one-line ValueError naming ``name`` and ``owner``.
@@ -25,7 +41,7 @@ def check_count_argument(value, name, owner, minimum=1) -> int:
     quietly make 2.7 into 2 and True into 1, and a ``latent_dim`` of 0 builds a generator
     whose every sample is the same image.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_whole_number(value) or value < minimum:
         raise ValueError(f"{owner}: {name} must be a whole number >= {minimum}, got {value!r}.")
     return int(value)
 
@@ -155,7 +171,9 @@ def predict_images(network, images, batch_size, value_range=(-1.0, 1.0)) -> obje
     array of the shape and dtype that images would have, read from one blank image's output.
     Refused in one line (ValueError): images not of the network's input shape (after one call
     Keras re-traced for 30x30 images and returned 32x32 ones), not float, or outside
-    ``value_range`` by more than 1 % of its width ([0, 255] images were translated as given).
+    ``value_range`` by more than :data:`INPUT_SLACK` of its width, the slack ``fit`` allows
+    ([0, 255] images were translated as given; with a 1 % slack, resized slices a model had
+    trained on were refused here).
     """
     shape = tuple(keras.ops.shape(images))
     expected = tuple(network.inputs[0].shape[1:])
@@ -175,7 +193,7 @@ def predict_images(network, images, batch_size, value_range=(-1.0, 1.0)) -> obje
     if len(images):
         smallest = float(keras.ops.min(images))
         largest = float(keras.ops.max(images))
-        slack = 0.01 * (high - low)
+        slack = INPUT_SLACK * (high - low)
         if not (low - slack <= smallest and largest <= high + slack):  # NaN fails both
             raise ValueError(
                 f"{network.name} takes images in [{low:g}, {high:g}], got values from "
@@ -279,7 +297,7 @@ def check_image_values(images, context, value_range=(-1.0, 1.0), what="images") 
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"{context}: {what} hold NaN or infinite values; remove them first.")
     bottom, top = (float(value) for value in value_range)
-    slack = 0.25 * (top - bottom)
+    slack = INPUT_SLACK * (top - bottom)
     if low < bottom - slack or high > top + slack:
         eight_bit = (bottom, top) == (-1.0, 1.0) and high > 2.0
         hint = " (x / 127.5 - 1 for 8-bit images)" if eight_bit else ""

@@ -24,6 +24,7 @@ try:
         check_image_batch,
         check_numpy_images,
         engine_compile_arguments,
+        is_real_number,
         loss_scaled,
         predict_images,
     )
@@ -40,6 +41,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         check_image_batch,
         check_numpy_images,
         engine_compile_arguments,
+        is_real_number,
         loss_scaled,
         predict_images,
     )
@@ -94,8 +96,8 @@ class Pix2Pix(keras.Model):
                     f"input stacked with its target ({a_channels + b_channels}): build it with "
                     f"channels={a_channels + b_channels}."
                 )
-        if not float(l1_weight) >= 0:
-            raise ValueError(f"l1_weight must be >= 0, got {l1_weight}.")
+        if not (is_real_number(l1_weight) and 0 <= l1_weight < float("inf")):
+            raise ValueError(f"l1_weight must be finite and >= 0, got {l1_weight!r}.")
         self.generator, self.discriminator = generator, discriminator
         self.l1_weight = float(l1_weight)
         names = ["g_loss", "l1_loss"] + (["g_adversarial_loss", "d_loss"] if discriminator else [])

@@ -18,6 +18,7 @@ from keras import ops
 try:
     from medgen_tf import losses
     from medgen_tf.models.layers import (
+        INPUT_SLACK,
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
@@ -33,6 +34,7 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         raise
     import losses
     from layers import (
+        INPUT_SLACK,
         build_optimizer,
         check_batch_structure,
         check_compile_arguments,
@@ -477,7 +479,10 @@ class VAE(keras.Model):
 
     def check_training_data(self, data, context):
         """Refuse, in one line starting with ``context``, numpy images the ELBO cannot fit:
-        NaN or inf, and for the Bernoulli likelihood values outside [0, 1]. ``fit`` calls it
+        NaN or inf; for the Bernoulli likelihood values outside [0, 1]; for the Gaussian one,
+        when the decoder's means come through a sigmoid (as :func:`build_decoder` makes
+        them), values outside [0, 1] by more than a quarter of its width (room for a resize's
+        overshoot; [-1, 1] or 8-bit images lie far beyond what the means can reach). ``fit`` calls it
         on numpy input, :func:`medgen_tf.training.fit` on the arrays it batches; a dataset's
         batches are not checked (they are never all on the host)."""
         images = data[0] if isinstance(data, (tuple, list)) and data else data
@@ -496,6 +501,19 @@ class VAE(keras.Model):
                 f"{context}: likelihood='bernoulli' needs images in [0, 1], got {low:g} to "
                 f"{high:g}; scale images to [0, 1] (e.g. divide 8-bit images by 255)."
             )
+        if self.likelihood == "gaussian" and self._decoder_means_in_unit_range():
+            # Half of a [-1, 1] slice is out of a sigmoid's reach: the model trained without
+            # a word and reconstructed every dark pixel as 0.
+            if low < -INPUT_SLACK or high > 1.0 + INPUT_SLACK:
+                raise ValueError(
+                    f"{context}: the decoder's means come through a sigmoid, in (0, 1), but "
+                    f"the images lie from {low:g} to {high:g}; scale them to [0, 1] (e.g. "
+                    "(x + 1) / 2 for [-1, 1] images, x / 255 for 8-bit ones)."
+                )
+
+    def _decoder_means_in_unit_range(self):
+        decoder_layers = getattr(self.decoder, "layers", None) or [None]
+        return getattr(decoder_layers[-1], "activation", None) is keras.activations.sigmoid
 
     def train_step(self, data):
         import tensorflow as tf  # train_step uses GradientTape: this model trains on TensorFlow
