@@ -579,7 +579,12 @@ def test_finite_voxels_beyond_float32_are_not_called_nan_or_inf(tmp_path):
     _one_line_naming(error, path)
     volume = _volume().astype(np.float64)
     volume[0, 0, 0] = np.nan
-    with pytest.raises(DataError, match=r": 1 NaN or Inf voxels$"):
+    # FSL and SPM write NaN outside a mask: the message says what to do about it.
+    with pytest.raises(
+        DataError,
+        match=r": 1 NaN or Inf voxels; if NaN marks the background, "
+        r"replace it with 0 \(e\.g\. np\.nan_to_num\) and save the file again$",
+    ):
         load_volume(_save(volume, tmp_path / "nan.nii.gz"))
 
 

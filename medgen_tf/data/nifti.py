@@ -282,7 +282,11 @@ def check_volume(volume: np.ndarray, name: str) -> None:
     """Raise DataError for NaN/Inf voxels or a constant (e.g. all-zero) volume."""
     if not np.all(np.isfinite(volume)):
         count = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
-        raise DataError(f"{name}: {count} NaN or Inf voxels")
+        # FSL and SPM write NaN outside a mask: say how to load such a file.
+        raise DataError(
+            f"{name}: {count} NaN or Inf voxels; if NaN marks the background, replace it with 0 "
+            "(e.g. np.nan_to_num) and save the file again"
+        )
     if volume.size == 0 or float(volume.max()) == float(volume.min()):
         value = float(volume.flat[0]) if volume.size else float("nan")
         raise DataError(f"{name}: constant volume (every voxel is {value:g}); nothing to learn")
@@ -519,7 +523,10 @@ def load_nifti_slices(
     Each volume is normalised on its own (:func:`normalize_intensity`) before slicing, so
     scanners with different gains land in the same ``value_range``. Slices are resized with
     the file's voxel sizes (:func:`in_plane_spacing`), so anisotropic voxels keep anatomy's
-    shape; isotropic files take the plain pad-and-resize path.
+    shape; isotropic files take the plain pad-and-resize path. Each file's slice is padded to
+    a square and shrunk to ``image_size`` on its own: nothing brings files to one millimetre
+    grid, so the same head fills less of the frame in a file with a wider field of view.
+    Resample a folder of mixed protocols to one grid first (e.g. with nibabel.processing).
 
     Returns:
         float32 array (n, image_size, image_size, 1); with ``return_sources=True`` also an
