@@ -2,7 +2,8 @@
 
 The lower references a translation model must beat (the input copied unchanged, and
 histogram matching) and the table that puts them beside the models: MAE, PSNR and SSIM inside
-the brain mask and over the whole image, from :mod:`medgen_tf.metrics`. Used by
+the brain mask and over the whole image, from :mod:`medgen_tf.metrics`, pooled over slices
+or subject by subject. Used by
 ``notebooks/03_cyclegan.ipynb`` and its solutions.
 """
 
@@ -10,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["histogram_match", "translation_metrics", "format_table"]
+__all__ = [
+    "histogram_match",
+    "translation_metrics",
+    "per_subject_metrics",
+    "format_table",
+    "format_per_subject",
+]
 
 
 def _quantile_levels(num_quantiles):
@@ -113,7 +120,81 @@ def translation_metrics(predicted, target, mask, value_range=(-1.0, 1.0)):
     return results
 
 
+def per_subject_metrics(predicted, target, mask, subjects, value_range=(-1.0, 1.0)):
+    """:func:`translation_metrics` of each subject's images: ``{subject: metrics}``, sorted.
+
+    A mean over slices weighs each subject by its number of slices and hides how far the
+    score moves from one patient to the next, which a clinical reader asks first. With a
+    handful of test subjects, report each one's value and their range beside the pooled mean
+    (:func:`format_per_subject`).
+
+    Args:
+        predicted, target, mask: as for :func:`translation_metrics`, one image per row.
+        subjects: one subject id per image, e.g. the ``"subject"`` array of
+            ``brain_slices(..., return_labels=True)``.
+        value_range: as for :func:`translation_metrics`.
+
+    Raises:
+        ValueError: ``subjects`` is not one id per image, or the arrays hold different
+            numbers of images; and whatever :func:`translation_metrics` refuses.
+    """
+    predicted, target, mask = (np.asarray(array) for array in (predicted, target, mask))
+    subjects = np.asarray(subjects)
+    counts = {len(predicted), len(target), len(mask)}
+    if len(counts) != 1:
+        raise ValueError(
+            f"per_subject_metrics: predicted, target and mask hold {len(predicted)}, "
+            f"{len(target)} and {len(mask)} images; they must hold the same images"
+        )
+    if subjects.shape != (len(predicted),):
+        raise ValueError(
+            f"per_subject_metrics: subjects must hold one id per image, {len(predicted)} "
+            f"ids, got an array of shape {subjects.shape}"
+        )
+    if not len(subjects):
+        raise ValueError("per_subject_metrics got no images")
+    results = {}
+    for subject in np.unique(subjects):
+        rows = subjects == subject
+        results[subject.item()] = translation_metrics(
+            predicted[rows], target[rows], mask[rows], value_range
+        )
+    return results
+
+
 COLUMNS = ("mae_brain", "psnr_brain", "ssim_brain", "mae_image", "psnr_image", "ssim_image")
+
+
+def format_per_subject(rows, column="ssim_brain"):
+    """A plain-text table of one ``column``: a row per method, a column per subject, then the
+    range over subjects. ``rows`` maps a method name to its :func:`per_subject_metrics`."""
+    if not rows:
+        raise ValueError(
+            "format_per_subject got no rows: pass {method name: per_subject_metrics(...)}"
+        )
+    subjects = list(next(iter(rows.values())))
+    for name, by_subject in rows.items():
+        if list(by_subject) != subjects:
+            raise ValueError(
+                f"format_per_subject: {name!r} was scored on subjects {list(by_subject)}, the "
+                f"first row on {subjects}; score every method on the same subjects"
+            )
+        if column not in by_subject[subjects[0]]:
+            raise ValueError(f"format_per_subject: no column {column!r}; one of {COLUMNS}")
+    width = max(len(name) for name in rows) + 2
+    cell = "{:10.2f}" if column.startswith("psnr") else "{:10.3f}"
+    header = (
+        "method".ljust(width)
+        + "".join(f"subject {subject}".rjust(12) for subject in subjects)
+        + "min to max".rjust(22)
+    )
+    lines = [f"{column} per subject", header, "-" * len(header)]
+    for name, by_subject in rows.items():
+        values = [by_subject[subject][column] for subject in subjects]
+        spread = f"{cell.format(min(values)).strip()} to {cell.format(max(values)).strip()}"
+        cells = "".join(cell.format(value).rjust(12) for value in values)
+        lines.append(name.ljust(width) + cells + spread.rjust(22))
+    return "\n".join(lines)
 
 
 def format_table(rows, columns=COLUMNS):

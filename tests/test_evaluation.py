@@ -212,3 +212,76 @@ def test_draw_lesion_blends_its_edge_over_softness_pixels():
     assert core.sum() == 5
     # The default softness, 1 pixel: the core is every pixel within 2 of the centre.
     assert draw_lesion(image, center=(8, 8), radius=3.0, value=0.9)[1].sum() == 13
+
+
+def _paired_slices(seed=0, count=6, size=16):
+    rng = np.random.default_rng(seed)
+    target = rng.uniform(-1, 1, (count, size, size, 1)).astype("float32")
+    noise = rng.normal(0, 0.2, target.shape).astype("float32")
+    predicted = np.clip(target + noise * np.arange(1, count + 1)[:, None, None, None], -1, 1)
+    mask = np.zeros(target.shape, "float32")
+    mask[:, 3:13, 3:13] = 1.0
+    return predicted, target, mask
+
+
+def test_per_subject_metrics_score_each_subjects_slices_and_pool_back_to_the_slice_mean():
+    from medgen_tf.evaluation import per_subject_metrics, translation_metrics
+
+    predicted, target, mask = _paired_slices()
+    subjects = np.array([31, 31, 29, 29, 29, 30])  # unequal slice counts, unsorted ids
+    scores = per_subject_metrics(predicted, target, mask, subjects)
+    assert list(scores) == [29, 30, 31] and all(type(subject) is int for subject in scores)
+    rows = subjects == 29
+    assert scores[29] == translation_metrics(predicted[rows], target[rows], mask[rows])
+    # The pooled table is the slice-weighted mean of the subjects' means, not their plain mean.
+    pooled = translation_metrics(predicted, target, mask)
+    counts = {subject: int(np.sum(subjects == subject)) for subject in scores}
+    weighted = sum(counts[s] * scores[s]["ssim_brain"] for s in scores) / len(subjects)
+    assert pooled["ssim_brain"] == pytest.approx(weighted, rel=1e-5)
+    assert scores[31]["mae_brain"] < scores[29]["mae_brain"] < scores[30]["mae_brain"]
+
+
+def test_per_subject_metrics_refuse_ids_that_are_not_one_per_image():
+    from medgen_tf.evaluation import per_subject_metrics
+
+    predicted, target, mask = _paired_slices()
+    for subjects, problem in [
+        (np.zeros(5, int), r"one id per image, 6 ids, got an array of shape \(5,\)"),
+        (np.zeros((6, 1), int), r"shape \(6, 1\)"),
+    ]:
+        with pytest.raises(ValueError, match=problem) as caught:
+            per_subject_metrics(predicted, target, mask, subjects)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="hold 6, 5 and 6 images"):
+        per_subject_metrics(predicted, target[:5], mask, np.zeros(6, int))
+    with pytest.raises(ValueError, match="got no images"):
+        per_subject_metrics(predicted[:0], target[:0], mask[:0], np.zeros(0, int))
+
+
+def test_format_per_subject_lists_every_subject_and_the_range():
+    from medgen_tf.evaluation import format_per_subject
+
+    def scores(values):
+        return {
+            subject: {"ssim_brain": value, "psnr_brain": 20.0 + value}
+            for subject, value in zip((28, 29), values, strict=True)
+        }
+
+    table = format_per_subject(
+        {"copy input": scores([0.1234, -0.2]), "CycleGAN": scores([0.5, 0.45])}
+    )
+    lines = table.splitlines()
+    assert lines[0] == "ssim_brain per subject"
+    assert "subject 28" in lines[1] and "subject 29" in lines[1]
+    assert lines[3].split() == ["copy", "input", "0.123", "-0.200", "-0.200", "to", "0.123"]
+    assert lines[4].split() == ["CycleGAN", "0.500", "0.450", "0.450", "to", "0.500"]
+    psnr = format_per_subject({"CycleGAN": scores([0.5, 0.45])}, column="psnr_brain")
+    assert psnr.splitlines()[3].split()[-3:] == ["20.45", "to", "20.50"]
+    with pytest.raises(
+        ValueError, match="scored on subjects \\[28\\], the first row on \\[28, 29\\]"
+    ):
+        format_per_subject({"a": scores([0.1, 0.2]), "b": {28: {"ssim_brain": 0.1}}})
+    with pytest.raises(ValueError, match="no column 'ssim'"):
+        format_per_subject({"a": scores([0.1, 0.2])}, column="ssim")
+    with pytest.raises(ValueError, match="got no rows"):
+        format_per_subject({})

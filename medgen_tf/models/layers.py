@@ -24,7 +24,10 @@ INPUT_SLACK = 0.25
 
 
 def is_whole_number(value) -> bool:
-    """An int (numpy's included), not a bool: ``int()`` makes 2.9 into 2 and True into 1."""
+    """An int (numpy's included), not a bool: ``int()`` makes 2.9 into 2 and True into 1.
+
+    ``medgen_tf.errors.is_whole_number``'s twin: a model file imports only its neighbours, so
+    that it can be lifted into a project without the rest of the package."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
