@@ -156,9 +156,9 @@ def per_subject_metrics(predicted, target, mask, subjects, value_range=(-1.0, 1.
     results = {}
     for subject in np.unique(subjects):
         rows = subjects == subject
-        results[subject.item()] = translation_metrics(
-            predicted[rows], target[rows], mask[rows], value_range
-        )
+        # numpy scalars become Python ints or strings; ids in an object array already are.
+        key = subject.item() if isinstance(subject, np.generic) else subject
+        results[key] = translation_metrics(predicted[rows], target[rows], mask[rows], value_range)
     return results
 
 

@@ -239,6 +239,11 @@ def test_per_subject_metrics_score_each_subjects_slices_and_pool_back_to_the_sli
     weighted = sum(counts[s] * scores[s]["ssim_brain"] for s in scores) / len(subjects)
     assert pooled["ssim_brain"] == pytest.approx(weighted, rel=1e-5)
     assert scores[31]["mae_brain"] < scores[29]["mae_brain"] < scores[30]["mae_brain"]
+    # Ids as text, from a table of file names (an object array), key the result as they are.
+    names = np.array(["IXI012", "IXI012", "IXI002", "IXI002", "IXI002", "IXI100"], dtype=object)
+    by_name = per_subject_metrics(predicted, target, mask, names)
+    assert list(by_name) == ["IXI002", "IXI012", "IXI100"]
+    assert by_name["IXI002"] == scores[29]
 
 
 def test_per_subject_metrics_refuse_ids_that_are_not_one_per_image():

@@ -141,8 +141,11 @@ def test_networks_of_different_image_sizes_or_channels_are_refused():
 def test_label_smoothing_and_num_classes_are_checked():
     # None was a bare TypeError from float(); the text "0.1" and True were taken as numbers.
     for smoothing in (-0.1, 1.0, 1.5, float("nan"), None, "0.1", True):
-        with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        with pytest.raises(
+            ValueError, match=r"label_smoothing must be in \[0, 1\), got "
+        ) as caught:
             tiny_gan(label_smoothing=smoothing)
+        assert str(caught.value).endswith(f"got {smoothing!r}.")  # text shows as text
     with pytest.raises(ValueError, match="label_smoothing must be 0 with loss='wgan_gp'"):
         tiny_gan(loss="wgan_gp", label_smoothing=0.1)
     assert tiny_gan(loss="wgan_gp", label_smoothing=0.0).label_smoothing == 0.0

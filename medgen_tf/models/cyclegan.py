@@ -30,7 +30,6 @@ try:
         engine_compile_arguments,
         has_batch_norm,
         is_real_number,
-        is_whole_number,
         loss_scaled,
         predict_images,
     )
@@ -54,7 +53,6 @@ except ModuleNotFoundError as error:  # lifted into a project without medgen_tf:
         engine_compile_arguments,
         has_batch_norm,
         is_real_number,
-        is_whole_number,
         loss_scaled,
         predict_images,
     )
@@ -283,22 +281,21 @@ class LinearDecayAfterHalf(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, initial_learning_rate=2e-4, total_steps=None, decay_start_step=None):
         owner = "LinearDecayAfterHalf"
-        # Whole numbers, not int(): 2.9 steps quietly became 2 and True became 1. No default
-        # for total_steps: without the run's length the decay would have no end to aim at.
-        if not is_whole_number(total_steps) or total_steps < 1:
-            raise ValueError(
-                f"{owner}: total_steps (the run's optimizer steps) must be given and >= 1 (a "
-                f"whole number), got {total_steps!r}."
-            )
-        self.total_steps = int(total_steps)
+        # No default for total_steps: without the run's length the decay would have no end to
+        # aim at. Whole numbers, not int(): 2.9 steps quietly became 2 and True became 1.
+        self.total_steps = check_count_argument(
+            total_steps, "total_steps (the run's optimizer steps)", owner
+        )
         if decay_start_step is None:
             decay_start_step = self.total_steps // 2
-        if not is_whole_number(decay_start_step) or not 0 <= decay_start_step <= self.total_steps:
+        self.decay_start_step = check_count_argument(
+            decay_start_step, "decay_start_step", owner, minimum=0
+        )
+        if self.decay_start_step > self.total_steps:
             raise ValueError(
-                f"{owner}: decay_start_step must be in [0, total_steps={self.total_steps}] (a "
-                f"whole number), got {decay_start_step!r}."
+                f"{owner}: decay_start_step must be in [0, total_steps={self.total_steps}], "
+                f"got {decay_start_step!r}."
             )
-        self.decay_start_step = int(decay_start_step)
         rate = initial_learning_rate
         if not (is_real_number(rate) and 0.0 < float(rate) < float("inf")):  # NaN fails too
             raise ValueError(
@@ -536,8 +533,8 @@ class CycleGAN(keras.Model):
         weights = (lambda_cycle, identity_weight)
         if not all(is_real_number(weight) and 0 <= weight < float("inf") for weight in weights):
             raise ValueError(
-                f"lambda_cycle and identity_weight must be finite and >= 0, got {lambda_cycle} "
-                f"and {identity_weight}."
+                f"lambda_cycle and identity_weight must be finite and >= 0, got {lambda_cycle!r} "
+                f"and {identity_weight!r}."
             )
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b

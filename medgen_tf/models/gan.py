@@ -312,7 +312,7 @@ class GAN(keras.Model):
             )
         # None, True or the text "0.1" are not weights (float() of None was a bare TypeError).
         if not (is_real_number(label_smoothing) and 0.0 <= label_smoothing < 1.0):
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
         if self.is_wasserstein and float(label_smoothing):
             raise ValueError(
                 f"label_smoothing must be 0 with loss='wgan_gp' (a critic's scores have no "

@@ -23,14 +23,6 @@ import tensorflow as tf
 INPUT_SLACK = 0.25
 
 
-def is_whole_number(value) -> bool:
-    """An int (numpy's included), not a bool: ``int()`` makes 2.9 into 2 and True into 1.
-
-    ``medgen_tf.errors.is_whole_number``'s twin: a model file imports only its neighbours, so
-    that it can be lifted into a project without the rest of the package."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def is_real_number(value) -> bool:
     """A real number (numpy's included), not a bool or text: ``float()`` raises a bare
     TypeError on None and takes ``"0.1"`` and True as numbers."""
@@ -44,7 +36,7 @@ def check_count_argument(value, name, owner, minimum=1) -> int:
     quietly make 2.7 into 2 and True into 1, and a ``latent_dim`` of 0 builds a generator
     whose every sample is the same image.
     """
-    if not is_whole_number(value) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{owner}: {name} must be a whole number >= {minimum}, got {value!r}.")
     return int(value)
 

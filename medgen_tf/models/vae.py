@@ -482,9 +482,9 @@ class VAE(keras.Model):
         NaN or inf; for the Bernoulli likelihood values outside [0, 1]; for the Gaussian one,
         when the decoder's means come through a sigmoid (as :func:`build_decoder` makes
         them), values outside [0, 1] by more than a quarter of its width (room for a resize's
-        overshoot; [-1, 1] or 8-bit images lie far beyond what the means can reach). ``fit`` calls it
-        on numpy input, :func:`medgen_tf.training.fit` on the arrays it batches; a dataset's
-        batches are not checked (they are never all on the host)."""
+        overshoot; [-1, 1] or 8-bit images lie far beyond what the means can reach). ``fit``
+        calls it on numpy input, :func:`medgen_tf.training.fit` on the arrays it batches; a
+        dataset's batches are not checked (they are never all on the host)."""
         images = data[0] if isinstance(data, (tuple, list)) and data else data
         if isinstance(images, np.ndarray):
             self._check_image_values(images, context)
@@ -512,8 +512,9 @@ class VAE(keras.Model):
                 )
 
     def _decoder_means_in_unit_range(self):
-        decoder_layers = getattr(self.decoder, "layers", None) or [None]
-        return getattr(decoder_layers[-1], "activation", None) is keras.activations.sigmoid
+        # A subclassed decoder may have no layers list: nothing to read, no range to check.
+        output_layer = (getattr(self.decoder, "layers", None) or [None])[-1]
+        return getattr(output_layer, "activation", None) is keras.activations.sigmoid
 
     def train_step(self, data):
         import tensorflow as tf  # train_step uses GradientTape: this model trains on TensorFlow
