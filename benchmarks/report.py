@@ -852,7 +852,12 @@ def render(results, options, saved_quality=None):
     if results.get("rendered_by"):
         lines += [
             f"This report was written again from the run's JSON by `{results['rendered_by']}`; "
-            "nothing was re-measured.",
+            "nothing was re-measured"
+            + (
+                " (the notebooks' full-mode rows were read again from the committed notebooks)."
+                if "--reread-notebooks" in results["rendered_by"]
+                else "."
+            ),
             "",
         ]
     if results.get("skipped"):

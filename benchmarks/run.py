@@ -286,13 +286,7 @@ def section_notebooks(options):
     jupyter = Path(sys.executable).with_name("jupyter")
     rows = []
     for notebook in notebooks:
-        content = read_notebook(notebook)
-        row = {
-            "notebook": notebook.name,
-            "full_run": committed_run(content),
-            "full_mode_lines": full_mode_lines(content),
-            "quality_lines": full_mode_lines(content, QUALITY_PATTERN),
-        }
+        row = {"notebook": notebook.name, **_committed_notebook_fields(read_notebook(notebook))}
         if options.smoke or over_budget():
             row["quick_s"] = None
             row["quick_status"] = "skipped (--smoke)" if options.smoke else "skipped (time budget)"
@@ -328,7 +322,8 @@ def section_notebooks(options):
     return rows
 
 
-TIME_PATTERN = re.compile(r"(?i)\b\d+(\.\d+)?\s*(s|sec|seconds?|min|minutes?|h)\b|/s\b")
+# A number and its unit at most one space apart: a table's "subject 31      min to max" is no time.
+TIME_PATTERN = re.compile(r"(?i)\b\d+(\.\d+)? ?(s|sec|seconds?|min|minutes?|h)\b|/s\b")
 QUALITY_PATTERN = re.compile(r"(?i)(psnr|ssim|\bfd\b|fr[ée]chet|dB)\b.*?\d")
 
 
@@ -338,6 +333,15 @@ def read_notebook(notebook):
         return json.loads(notebook.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _committed_notebook_fields(content):
+    """What the committed notebook recorded of its full-mode run: its span and printed lines."""
+    return {
+        "full_run": committed_run(content),
+        "full_mode_lines": full_mode_lines(content),
+        "quality_lines": full_mode_lines(content, QUALITY_PATTERN),
+    }
 
 
 def committed_run(content):
@@ -458,8 +462,18 @@ def render_saved(json_path, options):
         results = json.loads(json_path.read_text())
     except (OSError, ValueError) as error:
         raise SystemExit(f"{json_path}: cannot read the results JSON ({error})") from None
-    results["rendered_by"] = f"python benchmarks/run.py --render {json_path}" + (
-        f" --out {options.out}" if options.out else ""
+    if getattr(options, "reread_notebooks", False) and results.get("notebooks"):
+        # Full mode is never re-run here: its figures are what the committed notebooks
+        # recorded, so a notebook re-run since the measurement is read again, nothing else.
+        for row in results["notebooks"]:
+            row.update(
+                _committed_notebook_fields(read_notebook(REPO / "notebooks" / row["notebook"]))
+            )
+        json_path.write_text(json.dumps(results, indent=1, default=str))
+    results["rendered_by"] = (
+        f"python benchmarks/run.py --render {json_path}"
+        + (" --reread-notebooks" if getattr(options, "reread_notebooks", False) else "")
+        + (f" --out {options.out}" if options.out else "")
     )
     text = render(results, options, None if "quality" in results else _saved_quality())
     return _write_report(text, options.out, f"from {json_path} (nothing re-measured)")
@@ -505,11 +519,19 @@ def main(argv=None):
         metavar="RESULTS_JSON",
         help="measure nothing: write the Markdown again from a saved results JSON",
     )
+    parser.add_argument(
+        "--reread-notebooks",
+        action="store_true",
+        help="with --render: read the committed notebooks' full-mode runs again (after a "
+        "notebook was re-run) and save them in the JSON; the quick-mode times stay as measured",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
         worker(options.worker)
         return 0
+    if options.reread_notebooks and not options.render:
+        parser.error("--reread-notebooks goes with --render RESULTS_JSON")
     if options.render:
         return render_saved(Path(options.render), options)
     options.jit_compile = {"auto": "auto", "true": True, "false": False}[options.jit_compile]

@@ -395,3 +395,80 @@ def test_cyclegan_headline_says_one_backward_pass_per_generator_when_the_loss_is
     for mixed_precision in (False, "mixed_bfloat16"):
         text = "\n".join(report.render_headline(_cyclegan_throughput(mixed_precision)))
         assert "one backward pass for both generators" in text
+
+
+def test_timing_lines_of_a_committed_notebook_are_times_not_table_headers():
+    from benchmarks import run
+
+    content = {
+        "metadata": {"medgen_tf": {"mode": "full"}},
+        "cells": [
+            {
+                "outputs": [
+                    {
+                        "text": [
+                            "CycleGAN: 7 epochs, 1008 steps of 4 image pairs, 3.5 minutes\n",
+                            "epoch   1      22 s  validation PSNR 17.36 dB\n",
+                            "method        subject 28  subject 31            min to max\n",
+                            "11520 paired slices in 10 epochs: 101,161 slices/s\n",
+                        ]
+                    }
+                ]
+            }
+        ],
+    }
+    # Notebook 03's per-subject table header was quoted as a timing line in RESULTS.md.
+    assert run.full_mode_lines(content) == [
+        "[mode: full]",
+        "CycleGAN: 7 epochs, 1008 steps of 4 image pairs, 3.5 minutes",
+        "epoch   1      22 s  validation PSNR 17.36 dB",
+        "11520 paired slices in 10 epochs: 101,161 slices/s",
+    ]
+
+
+def test_render_can_read_the_committed_notebooks_again_and_keeps_the_quick_times(tmp_path):
+    # After a notebook is re-run in full mode, RESULTS.md quoted its old run until the next
+    # make bench; --reread-notebooks refreshes those rows alone.
+    from benchmarks import run
+
+    results = _results()
+    stale = {"mode": "full", "date": "2020-01-01", "minutes": 99.9}
+    results["notebooks"] = [
+        {
+            "notebook": "00_medical_images_as_data.ipynb",
+            "full_run": stale,
+            "full_mode_lines": ["stale"],
+            "quality_lines": [],
+            "quick_s": 12.3,
+            "quick_status": "ok",
+        }
+    ]
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps(results))
+    out = tmp_path / "RESULTS.md"
+    command = [sys.executable, "benchmarks/run.py", "--render", str(saved), "--out", str(out)]
+    completed = subprocess.run(
+        [*command, "--reread-notebooks"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    row = json.loads(saved.read_text())["notebooks"][0]
+    committed = run.read_notebook(REPO_DIR / "notebooks" / "00_medical_images_as_data.ipynb")
+    assert row["full_run"] == run.committed_run(committed) != stale
+    assert row["full_mode_lines"] == run.full_mode_lines(committed)
+    assert row["quick_s"] == 12.3
+    text = out.read_text()
+    assert "read again from the committed notebooks" in text and "| 12.3 | ok |" in text
+    completed = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--reread-notebooks"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 2 and "goes with --render" in completed.stderr
