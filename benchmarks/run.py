@@ -462,7 +462,7 @@ def render_saved(json_path, options):
         results = json.loads(json_path.read_text())
     except (OSError, ValueError) as error:
         raise SystemExit(f"{json_path}: cannot read the results JSON ({error})") from None
-    if getattr(options, "reread_notebooks", False) and results.get("notebooks"):
+    if options.reread_notebooks and results.get("notebooks"):
         # Full mode is never re-run here: its figures are what the committed notebooks
         # recorded, so a notebook re-run since the measurement is read again, nothing else.
         for row in results["notebooks"]:
@@ -472,7 +472,7 @@ def render_saved(json_path, options):
         json_path.write_text(json.dumps(results, indent=1, default=str))
     results["rendered_by"] = (
         f"python benchmarks/run.py --render {json_path}"
-        + (" --reread-notebooks" if getattr(options, "reread_notebooks", False) else "")
+        + (" --reread-notebooks" if options.reread_notebooks else "")
         + (f" --out {options.out}" if options.out else "")
     )
     text = render(results, options, None if "quality" in results else _saved_quality())

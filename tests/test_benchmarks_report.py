@@ -128,18 +128,23 @@ def test_eager_labels_say_which_loop_ran():
     assert "no CycleGAN code" in report.contender_label("cyclegan", "eager", {})
 
 
-def test_render_writes_a_saved_run_again_and_measures_nothing(tmp_path):
-    saved = tmp_path / "results.json"
-    saved.write_text(json.dumps(_results()))
-    out = tmp_path / "RESULTS.md"
-    completed = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--render", str(saved), "--out", str(out)],
+def _run_script(*arguments):
+    """``python benchmarks/run.py ARGUMENTS`` from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "benchmarks/run.py", *arguments],
         cwd=REPO_DIR,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_render_writes_a_saved_run_again_and_measures_nothing(tmp_path):
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps(_results()))
+    out = tmp_path / "RESULTS.md"
+    completed = _run_script("--render", str(saved), "--out", str(out))
     assert completed.returncode == 0, completed.stderr
     text = out.read_text()
     assert "in 600 s" in text and "nothing was re-measured" in text
@@ -147,14 +152,7 @@ def test_render_writes_a_saved_run_again_and_measures_nothing(tmp_path):
 
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    completed = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--render", str(broken)],
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = _run_script("--render", str(broken))
     assert completed.returncode != 0
     assert "broken.json: cannot read the results JSON" in completed.stderr
 
@@ -446,15 +444,7 @@ def test_render_can_read_the_committed_notebooks_again_and_keeps_the_quick_times
     saved = tmp_path / "results.json"
     saved.write_text(json.dumps(results))
     out = tmp_path / "RESULTS.md"
-    command = [sys.executable, "benchmarks/run.py", "--render", str(saved), "--out", str(out)]
-    completed = subprocess.run(
-        [*command, "--reread-notebooks"],
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = _run_script("--render", str(saved), "--out", str(out), "--reread-notebooks")
     assert completed.returncode == 0, completed.stderr
     row = json.loads(saved.read_text())["notebooks"][0]
     committed = run.read_notebook(REPO_DIR / "notebooks" / "00_medical_images_as_data.ipynb")
@@ -463,12 +453,5 @@ def test_render_can_read_the_committed_notebooks_again_and_keeps_the_quick_times
     assert row["quick_s"] == 12.3
     text = out.read_text()
     assert "read again from the committed notebooks" in text and "| 12.3 | ok |" in text
-    completed = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--reread-notebooks"],
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = _run_script("--reread-notebooks")
     assert completed.returncode == 2 and "goes with --render" in completed.stderr
