@@ -280,6 +280,11 @@ def test_format_per_subject_lists_every_subject_and_the_range():
     assert "subject 28" in lines[1] and "subject 29" in lines[1]
     assert lines[3].split() == ["copy", "input", "0.123", "-0.200", "-0.200", "to", "0.123"]
     assert lines[4].split() == ["CycleGAN", "0.500", "0.450", "0.450", "to", "0.500"]
+    # A column: each value ends where its header ends, and every row is as long as the rule.
+    assert len({len(line) for line in lines[1:]}) == 1
+    row = lines[3]
+    ends = [row.index("0.123") + 5, row.index("-0.200") + 6, row.rindex("0.123") + 5]
+    assert ends == [lines[1].index(label) + len(label) for label in ("28", "29", "max")]
     psnr = format_per_subject({"CycleGAN": scores([0.5, 0.45])}, column="psnr_brain")
     assert psnr.splitlines()[3].split()[-3:] == ["20.45", "to", "20.50"]
     with pytest.raises(
