@@ -320,7 +320,12 @@ def test_schedule_refuses_steps_that_are_not_whole_and_rates_that_do_not_train(a
     with pytest.raises(ValueError, match=f"^LinearDecayAfterHalf: {problem}") as caught:
         LinearDecayAfterHalf(**arguments)
     assert "\n" not in str(caught.value)
-    assert LinearDecayAfterHalf(total_steps=np.int64(10)).get_config()["total_steps"] == 10
+    # A numpy count is a count; the defaults are the paper's rate and a decay over the second half.
+    assert LinearDecayAfterHalf(total_steps=np.int64(10)).get_config() == {
+        "initial_learning_rate": 2e-4,
+        "total_steps": 10,
+        "decay_start_step": 5,
+    }
 
 
 def test_schedule_without_a_decay_phase_is_zero_from_total_steps_on():
