@@ -365,9 +365,15 @@ def test_fit_runs_eagerly_and_reports_the_kl_weight():
     [
         ("bernoulli", 255 * blob_images(8), r"needs images in \[0, 1\], got 0 to 255; scale"),
         ("bernoulli", 2 * blob_images(8) - 1, r"needs images in \[0, 1\], got -1 to 1; scale"),
+        ("bernoulli", 1.2 * blob_images(8), r"needs images in \[0, 1\], got 0 to 1.2; scale"),
         ("gaussian", np.where(blob_images(8) > 0.5, np.nan, 0.0), "NaN or infinite values"),
+        (
+            "gaussian",
+            1.6 * blob_images(8),
+            r"sigmoid, in \(0, 1\), but the images lie from 0 to 1.6",
+        ),
     ],
-    ids=["bernoulli 0-255", "bernoulli -1-1", "gaussian NaN"],
+    ids=["bernoulli 0-255", "bernoulli -1-1", "bernoulli 0-1.2", "gaussian NaN", "gaussian 0-1.6"],
 )
 @pytest.mark.parametrize("argument", ["x", "validation_data"])
 def test_fit_refuses_images_its_likelihood_cannot_train_on_in_one_line(
