@@ -6,7 +6,12 @@ builders of its own: it takes the networks that ``cyclegan.py`` builds, a fourth
 them side by side, unchanged, in a folder on ``sys.path`` (beside the script or notebook that
 imports them): where ``medgen_tf`` is not installed, a model file imports its neighbours as
 the top-level modules ``losses`` and ``layers``. Inside a package of your own, make those two
-imports relative (``from . import losses`` and ``from .layers import ...``).
+imports relative (``from . import losses`` and ``from .layers import ...``); do that too
+where your project already has a top-level ``losses`` or ``layers`` module, which would be
+imported in their place. A few pieces here reach into Keras internals (``FusedAdam`` reads
+Adam's ``_momentums``, ``has_batch_norm`` walks ``_flatten_layers``, ``build_optimizer``
+calls ``_check_variables_are_known``): they are tested with the pinned ``keras==3.15.*``
+only.
 """
 
 from __future__ import annotations
