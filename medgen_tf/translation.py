@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import numbers
 from pathlib import Path
 
 import numpy as np
 
 from medgen_tf.errors import DataError, check_whole_at_least, is_whole_number
 from medgen_tf.files import atomic_path, load_keras_file, read_run_config
+from medgen_tf.models.layers import is_real_number
 from medgen_tf.training import TimeLimit  # re-exported: notebook 03 imports it from here
 
 __all__ = [
@@ -124,10 +124,7 @@ def _read_recorded_settings(recorded):
 def check_identity_weight(identity_weight):
     """``identity_weight`` as a float: a finite number >= 0, else a one-line ValueError."""
     # A number, not text that float() reads ("0.5") nor a truth value (True is 1).
-    is_number = isinstance(identity_weight, numbers.Real) and not isinstance(
-        identity_weight, (bool, np.bool_)
-    )
-    if not (is_number and 0 <= float(identity_weight) < float("inf")):
+    if not (is_real_number(identity_weight) and 0 <= float(identity_weight) < float("inf")):
         raise ValueError(
             f"identity_weight={identity_weight!r}: give a finite number >= 0 (the paper's "
             f"{PAPER_IDENTITY_WEIGHT}; 0 turns the identity loss off)"
